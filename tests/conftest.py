@@ -1,0 +1,205 @@
+"""Shared fixtures: every test makes its own media, nothing is downloaded and nothing is read from ``../shared``.
+
+The factories below produce textured, natural-looking synthetic images (multi-scale smooth noise, gradients and
+hard-edged shapes, so that convolutions, Gram matrices and optical flow all have something to work with) and short
+H.264 clips with a sine-tone AAC audio track, panning over such an image by a known integer number of pixels per
+frame, so that the true optical flow of every clip is known exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests never talk to Weights & Biases servers and never prompt for a login.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic synthetic photo-like image.
+
+    Args:
+        height: Image height in pixels.
+        width: Image width in pixels.
+        seed: Random seed; the same seed gives the same image.
+
+    Returns:
+        ``uint8`` array of shape ``[height, width, 3]`` with values in [0, 255].
+    """
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.float32)
+    # Smooth noise at several scales: bilinear upsampling of small random grids.
+    for cells, amp in ((3, 0.5), (8, 0.25), (24, 0.12), (64, 0.06)):
+        gh, gw = max(2, cells * height // max(height, width) + 2), max(2, cells * width // max(height, width) + 2)
+        grid = rng.random((gh, gw, 3), dtype=np.float32)
+        ys = np.linspace(0, gh - 1, height, dtype=np.float32)
+        xs = np.linspace(0, gw - 1, width, dtype=np.float32)
+        y0, x0 = np.floor(ys).astype(int).clip(0, gh - 2), np.floor(xs).astype(int).clip(0, gw - 2)
+        fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+        top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+        bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+        img += amp * (top * (1 - fy) + bottom * fy)
+    img /= 0.93
+    # Hard-edged shapes give strong gradients, like object boundaries in photos.
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(6):
+        cy, cx = rng.integers(0, height), rng.integers(0, width)
+        r = rng.integers(max(2, min(height, width) // 12), max(3, min(height, width) // 4))
+        color = rng.random(3, dtype=np.float32)
+        if rng.random() < 0.5:
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        else:
+            inside = (abs(yy - cy) < r) & (abs(xx - cx) < r * 0.7)
+        img[inside] = 0.4 * img[inside] + 0.6 * color
+    return (img.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def make_image() -> Callable[..., np.ndarray]:
+    """Factory ``make_image(h, w, seed=0) -> uint8 [h, w, 3]``."""
+    return textured_image
+
+
+def write_image_folder(directory: Path, n: int, size: tuple[int, int] = (96, 128), ext: str = "png") -> Path:
+    """Write ``n`` synthetic images of ``size`` (h, w) into ``directory`` (created) and return it."""
+    from PIL import Image
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(textured_image(size[0], size[1], seed=1000 + i)).save(directory / f"img_{i:03d}.{ext}")
+    return directory
+
+
+@pytest.fixture
+def make_image_folder() -> Callable[..., Path]:
+    """Factory ``make_image_folder(directory, n, size=(h, w), ext="png") -> Path``."""
+    return write_image_folder
+
+
+def clip_frames(
+    n: int, size: tuple[int, int] = (64, 96), shift: tuple[int, int] = (2, 1), seed: int = 0
+) -> list[np.ndarray]:
+    """Frames of a camera panning over a larger textured image by an exact integer shift per frame.
+
+    Frame ``t`` shows the window whose top-left corner is at ``(t * dy, t * dx)``, so the content moves by
+    ``(-dx, -dy)`` pixels per frame: ``frame[t](y, x) == frame[t + 1](y - dy, x - dx)``. The optical flow from
+    frame t to t+1 is therefore exactly ``(u, v) = (-dx, -dy)`` wherever the pixel stays in view.
+
+    Args:
+        n: Number of frames.
+        size: ``(height, width)`` of each frame.
+        shift: ``(dx, dy)`` camera motion in whole pixels per frame (non-negative).
+        seed: Seed of the underlying image.
+
+    Returns:
+        ``n`` arrays, ``uint8 [height, width, 3]``.
+    """
+    h, w = size
+    dx, dy = shift
+    canvas = textured_image(h + dy * n + 1, w + dx * n + 1, seed=seed)
+    return [np.ascontiguousarray(canvas[t * dy : t * dy + h, t * dx : t * dx + w]) for t in range(n)]
+
+
+@pytest.fixture
+def make_clip_frames() -> Callable[..., list[np.ndarray]]:
+    """Factory ``make_clip_frames(n, size=(h, w), shift=(dx, dy), seed=0) -> list of uint8 [h, w, 3]``."""
+    return clip_frames
+
+
+def write_video(
+    path: Path,
+    n_frames: int = 24,
+    size: tuple[int, int] = (96, 64),
+    fps: Fraction | int = Fraction(24),
+    audio: bool = True,
+    rotation: int = 0,
+    pattern: str = "pan",
+    codec: str = "libx264",
+    sample_rate: int = 44100,
+) -> Path:
+    """Write a short test clip with PyAV.
+
+    Args:
+        path: Output file (the container follows the extension: .mp4, .mkv, .mov, .webm...).
+        n_frames: Number of video frames.
+        size: ``(width, height)``; H.264 with yuv420p needs even values.
+        fps: Frame rate, e.g. ``Fraction(30000, 1001)``.
+        audio: Add a 440 Hz sine tone AAC track (Opus for .webm) lasting as long as the video.
+        rotation: Display rotation in degrees (0, 90, 180, 270), stored as a display matrix.
+        pattern: ``"pan"`` (camera pans 2 px right and 1 px down per frame, see :func:`clip_frames`) or
+            ``"flicker"`` (same pan with random per-frame brightness).
+        codec: Video encoder name.
+        sample_rate: Audio sample rate in Hz.
+
+    Returns:
+        ``path``.
+    """
+    import av
+
+    path = Path(path)
+    fps = Fraction(fps)
+    width, height = size
+    frames = clip_frames(n_frames, size=(height, width), shift=(2, 1))
+    if pattern == "flicker":
+        rng = np.random.default_rng(1)
+        frames = [(f.astype(np.float32) * rng.uniform(0.8, 1.2)).clip(0, 255).astype(np.uint8) for f in frames]
+    with av.open(str(path), mode="w") as container:
+        vstream = container.add_stream(codec, rate=fps)
+        vstream.width, vstream.height = width, height
+        vstream.pix_fmt = "yuv420p"
+        vstream.options = {"crf": "18"} if codec == "libx264" else {}
+        if rotation:
+            # Display-matrix side data, read back as ``VideoFrame.rotation`` (counter-clockwise degrees).
+            vstream.set_display_rotation(rotation)
+        astream = None
+        if audio:
+            acodec = "libopus" if path.suffix == ".webm" else "aac"
+            arate = 48000 if acodec == "libopus" else sample_rate
+            astream = container.add_stream(acodec, rate=arate)
+            astream.layout = "stereo" if acodec == "libopus" else "mono"
+        for frame_array in frames:
+            frame = av.VideoFrame.from_ndarray(frame_array, format="rgb24")
+            for packet in vstream.encode(frame):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None:
+            total = int(round(float(n_frames / fps) * astream.rate))
+            chunk = 1024
+            t = np.arange(total, dtype=np.float32) / astream.rate
+            tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+            channels = 2 if astream.layout.name == "stereo" else 1
+            pts = 0
+            for start in range(0, total, chunk):
+                samples = np.tile(tone[start : start + chunk][None, :], (channels, 1))
+                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
+                frame.sample_rate = astream.rate
+                frame.pts = pts
+                pts += samples.shape[1]
+                for packet in astream.encode(frame):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def make_video() -> Callable[..., Path]:
+    """Factory ``make_video(path, n_frames=24, size=(w, h), fps=Fraction(24), audio=True, rotation=0, ...) -> Path``."""
+    return write_video
+
+
+@pytest.fixture(autouse=True)
+def _limit_threads():
+    """Keep each test to the machine's two cores and make results reproducible across runs."""
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
