@@ -1,0 +1,219 @@
+"""The frozen VGG loss network: construction, layer names and weight loading.
+
+The loss network is torchvision's VGG16 (or VGG19) ``features`` stack, truncated after the deepest layer a loss
+needs. Its weights come from one of three places, chosen by ``--model.vgg_weights``:
+
+* ``"imagenet"`` (default): torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (``VGG19_Weights.IMAGENET1K_V1``),
+  downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``). When the download fails the run
+  stops with one line naming the two offline options below. There is never a silent fallback.
+* a local file: a torchvision state_dict of the whole model (``features.0.weight``, ..., ``classifier.*``) or of
+  its ``.features`` (``0.weight``, ...), as ``.pth`` (loaded with ``weights_only=True``: no code runs) or
+  ``.safetensors``. Keys and shapes are checked strictly against the chosen architecture.
+* ``"random"``: deterministic random features (Kaiming init from a seeded generator), for tests and dry runs
+  only. The losses are then meaningless as perceptual losses, so the run says so loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from inference.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Convolutions per block (torchvision cfg "D" for VGG16 and "E" for VGG19); channels per block are shared.
+_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+_CHANNELS = (64, 128, 256, 512, 512)
+
+# ImageNet statistics the torchvision VGG weights were trained with (RGB, inputs in [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def available_archs() -> list[str]:
+    """Names accepted as ``arch``."""
+    return list(_BLOCKS)
+
+
+def relu_indices(arch: str) -> dict[str, int]:
+    """Map ``reluX_Y`` names to indices in torchvision's ``vgg*.features`` for ``arch``.
+
+    Args:
+        arch: ``"vgg16"`` or ``"vgg19"``.
+
+    Returns:
+        Ordered dict, e.g. for VGG16 ``{"relu1_1": 1, "relu1_2": 3, "relu2_1": 6, ..., "relu5_3": 29}``.
+    """
+    if arch not in _BLOCKS:
+        raise UserError(f"unknown loss network '{arch}'; available: {', '.join(_BLOCKS)}")
+    names: dict[str, int] = {}
+    index = 0
+    for block, n_convs in enumerate(_BLOCKS[arch], start=1):
+        for conv in range(1, n_convs + 1):
+            names[f"relu{block}_{conv}"] = index + 1  # conv at `index`, its ReLU right after
+            index += 2
+        index += 1  # max-pool closing the block
+    return names
+
+
+def build_features(arch: str, depth: int | None = None) -> nn.Sequential:
+    """Build the (uninitialised) ``features`` stack of ``arch`` with torchvision's module indices.
+
+    Args:
+        arch: ``"vgg16"`` or ``"vgg19"``.
+        depth: Keep only the first ``depth`` modules (``None``: all).
+
+    Returns:
+        ``nn.Sequential`` whose state_dict keys match ``torchvision.models.<arch>().features``.
+    """
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for n_convs, out_ch in zip(_BLOCKS[arch], _CHANNELS, strict=True):
+        for _ in range(n_convs):
+            # Not in-place: the activations we return must not be overwritten by a later layer.
+            layers += [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = out_ch
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers[:depth])
+
+
+def feature_keys(arch: str) -> dict[str, tuple[int, ...]]:
+    """Expected state_dict keys and shapes of the full ``features`` stack of ``arch``."""
+    return {k: tuple(v.shape) for k, v in build_features(arch).to("meta").state_dict().items()}
+
+
+def random_init_(features: nn.Sequential, seed: int = 0) -> None:
+    """Initialise ``features`` in place like torchvision does (Kaiming, fan-out), from a seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            nn.init.zeros_(module.bias)
+
+
+def _hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _imagenet_weights(arch: str):
+    from torchvision.models import VGG16_Weights, VGG19_Weights
+
+    return {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg19": VGG19_Weights.IMAGENET1K_V1}[arch]
+
+
+def download_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """Fetch torchvision's ImageNet state_dict for ``arch`` (from the hub cache, downloading it once).
+
+    Kept as a separate function so tests can replace it to simulate an offline machine.
+    """
+    return _imagenet_weights(arch).get_state_dict(progress=True, check_hash=True)
+
+
+def load_imagenet_features(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet ``features`` weights for ``arch``; a failed download becomes a one-line :class:`UserError`."""
+    try:
+        state = download_imagenet_state_dict(arch)
+    except Exception as exc:  # URLError, OSError, hash mismatch...: all mean "no usable weights here"
+        filename = Path(_imagenet_weights(arch).url).name
+        raise UserError(
+            f"could not get the ImageNet {arch.upper()} loss-network weights ({type(exc).__name__}: {exc}); "
+            f"offline options: --model.vgg_weights /path/to/{filename} (a torchvision state_dict, .pth or "
+            f".safetensors; or put that file in {_hub_checkpoint_dir()}/), or --model.vgg_weights random "
+            "(tests and dry runs only: meaningless perceptual losses)"
+        ) from exc
+    return _select_feature_keys(state, arch, source=f"torchvision {arch} ImageNet weights")
+
+
+def load_features_file(path: str | Path, arch: str) -> dict[str, torch.Tensor]:
+    """Read a local VGG state_dict (whole model or ``.features``; ``.pth`` or ``.safetensors``) strictly."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"VGG weights file not found: {path} (--model.vgg_weights takes 'imagenet', 'random' or a path to a "
+            f"torchvision {arch} state_dict)"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            # weights_only: a tampered pickle cannot run code here.
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"cannot read VGG weights file {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"VGG weights file {path} does not hold a state_dict of tensors")
+    return _select_feature_keys(state, arch, source=str(path))
+
+
+def _select_feature_keys(state: dict[str, torch.Tensor], arch: str, source: str) -> dict[str, torch.Tensor]:
+    """Return the ``features`` part of ``state`` with unprefixed keys, checking names and shapes strictly."""
+    if any(k.startswith("features.") for k in state):
+        # A whole-model state_dict: the classifier is legitimately present and unused.
+        stray = [k for k in state if not k.startswith(("features.", "classifier."))]
+        feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    else:
+        stray, feats = [], dict(state)
+    expected = feature_keys(arch)
+    missing = sorted(set(expected) - set(feats), key=_key_order)
+    unexpected = sorted(stray + [k for k in feats if k not in expected], key=_key_order)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            detail.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+        raise UserError(f"{source} is not a torchvision {arch} state_dict: {'; '.join(detail)}")
+    for key, shape in expected.items():
+        if tuple(feats[key].shape) != shape:
+            raise UserError(
+                f"{source} is not a torchvision {arch} state_dict: {key} has shape {tuple(feats[key].shape)}, "
+                f"expected {shape}"
+            )
+    return {k: v.float() for k, v in feats.items()}
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    index, _, name = key.partition(".")
+    return (int(index) if index.isdigit() else -1, name)
+
+
+def warn_random_weights(arch: str) -> None:
+    """Say loudly, through both ``logging`` and ``warnings``, that the loss network is random."""
+    message = (
+        f"!!! The {arch} loss network uses RANDOM weights (--model.vgg_weights random). Content and style losses "
+        "are NOT perceptual: use this only for tests and dry runs, never to train a real style. !!!"
+    )
+    log.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def load_features(arch: str, weights: str, depth: int) -> nn.Sequential:
+    """Build ``features[:depth]`` of ``arch`` and fill it from ``weights`` (see module docstring)."""
+    features = build_features(arch, depth)
+    if weights == "random":
+        warn_random_weights(arch)
+        random_init_(features, seed=0)
+        return features
+    state = load_imagenet_features(arch) if weights == "imagenet" else load_features_file(weights, arch)
+    kept = {k: v for k, v in state.items() if int(k.split(".")[0]) < depth}
+    features.load_state_dict(kept, strict=True)
+    return features
+
+
+def check_layers(arch: str, layers: Sequence[str]) -> dict[str, int]:
+    """Indices of ``layers`` in ``arch``; an unknown name is a :class:`UserError` listing the valid ones."""
+    valid = relu_indices(arch)
+    unknown = [name for name in layers if name not in valid]
+    if unknown:
+        raise UserError(f"unknown {arch} layer(s) {', '.join(unknown)}; valid layers: {', '.join(valid)}")
+    if not layers:
+        raise UserError("the loss network needs at least one layer")
+    return {name: valid[name] for name in layers}
