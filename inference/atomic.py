@@ -1,0 +1,99 @@
+"""Write outputs atomically: a temporary file (or folder) next to the destination, renamed into place when complete.
+
+An error, Ctrl-C or a kill therefore never leaves a partial file at the destination, and a failed run removes its
+temporary file (a kill leaves only a hidden ``.<name>.tmp-*`` next to it, never a half-written output).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from inference.errors import MediaError
+
+
+def check_destination(dst: str | os.PathLike, *, overwrite: bool, is_dir: bool) -> Path:
+    """Validate an output path before any work is done.
+
+    Args:
+        dst: The output file or folder.
+        overwrite: Whether an existing output may be replaced.
+        is_dir: Whether the output is a folder of frames.
+
+    Returns:
+        The destination as a :class:`Path`.
+
+    Raises:
+        MediaError: The output exists (without ``overwrite``), its folder is missing or not writable, or an existing
+            folder output holds files this tool did not write.
+    """
+    dst = Path(dst)
+    parent = dst.absolute().parent
+    if not parent.is_dir():
+        raise MediaError(f"{dst}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MediaError(f"{dst}: output folder {parent} is not writable")
+    if dst.exists() or dst.is_symlink():
+        if is_dir != dst.is_dir():
+            kind = "a folder" if dst.is_dir() else "a file"
+            raise MediaError(f"{dst}: already exists and is {kind}")
+        if is_dir and not any(dst.iterdir()):
+            return dst  # An empty folder is as good as no folder.
+        if not overwrite:
+            raise MediaError(f"{dst}: already exists (use --overwrite to replace it)")
+        if is_dir and any(not p.name.startswith("frame_") for p in dst.iterdir()):
+            # Never delete a user's unrelated files just because they named the wrong folder.
+            raise MediaError(f"{dst}: folder holds files other than frame_*; refusing to replace it")
+    return dst
+
+
+@contextmanager
+def atomic_output(dst: str | os.PathLike, *, is_dir: bool = False, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in ``dst``'s folder; on success rename it to ``dst``, on any error delete it.
+
+    Args:
+        dst: The final output path (already checked with :func:`check_destination`).
+        is_dir: Create a temporary folder instead of a file path.
+        suffix: Suffix of the temporary file (muxers choose the container from it, so keep the extension).
+
+    Yields:
+        The temporary path. For files it does not exist yet; the caller creates it.
+    """
+    dst = Path(dst)
+    parent = dst.absolute().parent
+    try:
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", suffix=suffix, dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise MediaError(f"{dst}: cannot write to {parent} ({exc.strerror})") from None
+    try:
+        yield tmp
+        if is_dir:
+            _replace_dir(tmp, dst)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _replace_dir(tmp: Path, dst: Path) -> None:
+    """Move folder ``tmp`` to ``dst``, replacing an existing ``dst`` (already vetted) with the shortest gap possible."""
+    if not dst.exists():
+        os.replace(tmp, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.absolute().parent))
+    os.replace(dst, old / dst.name)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)

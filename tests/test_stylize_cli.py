@@ -1,0 +1,180 @@
+"""``stylize-video`` end to end on generated media: timing, audio passthrough, trimming, errors, import hygiene."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from inference.artifact import save_artifact
+from inference.cli import main
+from inference.networks import build_network
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    torch.manual_seed(0)
+    net = build_network("tiny")
+    return save_artifact(
+        tmp_path / "m.safetensors", net, style_name="s", style_sha256="0" * 64, config={}, temporal=False
+    )
+
+
+def _run(*args) -> int:
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+
+
+def _audio_packets(path: Path) -> list[tuple[int, bytes]]:
+    with av.open(str(path)) as c:
+        return [(p.pts, bytes(p)) for p in c.demux(audio=0) if p.size]
+
+
+def _video(path: Path) -> tuple[list[float], Fraction, float]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+        return times, s.average_rate, c.duration / 1e6
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--model", "--overwrite", "--start", "--gif-fps", "--preserve-color", "--precision", "--batch-size"):
+        assert flag in text
+
+
+@pytest.mark.parametrize("fps", [Fraction(24), Fraction(30000, 1001)])
+def test_video_keeps_frames_rate_duration_and_audio(tmp_path, make_video, model, fps):
+    src = make_video(tmp_path / "in.mp4", n_frames=14, size=(96, 64), fps=fps)
+    before = src.read_bytes()
+    out = tmp_path / "out.mp4"
+    assert _run(src, "-m", model, "-o", out, "-q") == 0
+    t_in, rate_in, dur_in = _video(src)
+    t_out, rate_out, dur_out = _video(out)
+    assert len(t_out) == len(t_in) == 14 and rate_out == rate_in == fps
+    assert abs(dur_out - dur_in) <= 1 / fps
+    assert _audio_packets(out) == _audio_packets(src)  # copied, not re-encoded
+    assert src.read_bytes() == before
+
+
+def test_rotation_kept(tmp_path, make_video, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=4, size=(64, 48), rotation=270)
+    assert _run(src, "-m", model, "-o", tmp_path / "out.mov", "-q") == 0
+    with av.open(str(tmp_path / "out.mov")) as c, av.open(str(src)) as d:
+        assert next(c.decode(video=0)).rotation == next(d.decode(video=0)).rotation
+
+
+def test_trim_cuts_video_and_audio(tmp_path, make_video, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=24, size=(64, 48), fps=24)
+    out = tmp_path / "cut.mkv"
+    assert _run(src, "-m", model, "-o", out, "--start", "0.25", "--duration", "0.5", "-q") == 0
+    t_out, _, _ = _video(out)
+    assert len(t_out) == 12
+    with av.open(str(src)) as c:
+        tb = c.streams.audio[0].time_base
+        kept = [bytes(p) for p in c.demux(audio=0) if p.size and 0.25 - 1e-9 <= float(p.pts * tb) < 0.75]
+    assert [data for _, data in _audio_packets(out)] == kept  # packet-exact cut, no re-encoding
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0]
+        first = next(p for p in c.demux(a) if p.size)
+        assert abs(float(first.pts * first.time_base)) < 0.03  # audio starts with the video
+
+
+def test_gif_and_folder_outputs(tmp_path, make_video, make_image_folder, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=10, size=(64, 48), fps=20)
+    assert _run(src, "-m", model, "-o", tmp_path / "o.gif", "--gif-width", "32", "-q") == 0
+    with av.open(str(tmp_path / "o.gif")) as c:
+        frames = list(c.decode(video=0))
+        assert len(frames) == 10 and frames[0].width == 32 and abs(c.duration / 1e6 - 0.5) <= 0.05 + 0.01
+    folder = make_image_folder(tmp_path / "frames", 3, size=(179, 321))
+    assert _run(folder, "-m", model, "-o", tmp_path / "styled", "-q") == 0
+    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == [f"frame_00000{i}.png" for i in (1, 2, 3)]
+    assert _run(str(folder / "*.png"), "-m", model, "-o", tmp_path / "g.mp4", "--fps", "12", "-q") == 0
+    assert _video(tmp_path / "g.mp4")[1] == 12
+
+
+def test_no_overwrite_without_flag(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    assert _run(src, "-m", model, "-o", out, "-q") == 2
+    assert out.read_bytes() == b"keep me" and "already exists" in capsys.readouterr().err
+    assert _run(src, "-m", model, "-o", out, "-q", "--overwrite") == 0
+    assert len(_video(out)[0]) == 3
+
+
+def test_error_cases_one_line(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello " * 50)
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + b" " * 14)
+    audio_only = tmp_path / "sound.m4a"
+    with av.open(str(audio_only), "w") as c:
+        s = c.add_stream("aac", rate=44100)
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    cases = [
+        ((tmp_path / "missing.mp4", "-m", model, "-o", tmp_path / "a.mp4"), "no such file"),
+        ((not_video, "-m", model, "-o", tmp_path / "a.mp4"), "not a video or image"),
+        ((audio_only, "-m", model, "-o", tmp_path / "a.mp4"), "no video stream"),
+        ((src, "-m", foreign, "-o", tmp_path / "a.mp4"), "foreign.safetensors"),
+        ((src, "-m", tmp_path / "nope.safetensors", "-o", tmp_path / "a.mp4"), "nope.safetensors"),
+        ((src, "-m", model, "-o", tmp_path / "a.xyz"), "unsupported output extension"),
+        ((src, "-m", model, "-o", tmp_path / "nodir" / "a.mp4"), "does not exist"),
+        ((src, "-m", model, "-o", tmp_path / "a.mp4", "--precision", "fp16", "--device", "cpu"), "needs a GPU"),
+    ]
+
+    if os.geteuid() != 0:  # root can write anywhere
+        cases.append(((src, "-m", model, "-o", readonly / "a.mp4"), "not writable"))
+    for args, message in cases:
+        assert _run(*args, "-q") == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    readonly.chmod(0o700)
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_truncated_video_warns_with_count(tmp_path, make_video, model, capsys):
+    full = make_video(tmp_path / "full.mkv", n_frames=24, size=(64, 48), audio=False)
+    cut = tmp_path / "cut.mkv"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    assert _run(cut, "-m", model, "-o", tmp_path / "out.mp4") == 0
+    err = capsys.readouterr().err
+    n = len(_video(tmp_path / "out.mp4")[0])
+    assert 0 < n < 24 and f"only {n} frames decoded" in err
+
+
+def test_cli_imports_only_the_runtime(tmp_path, make_video, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48))
+    code = (
+        "import sys\n"
+        "from inference.cli import main\n"
+        f"rc = main([{str(src)!r}, '-m', {str(model)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '-q', '--device', 'cpu'])\n"
+        "banned = [m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'lightning_fabric', 'wandb', 'datasets', 'styletrain')]\n"
+        "assert rc == 0 and not banned, banned\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert (tmp_path / "o.mp4").exists()
