@@ -1,0 +1,237 @@
+"""Sweep the temporal-loss weight: stability (warping error) against style and content loss.
+
+Trains one network per ``--weights`` value on the same content images, with the same seed, steps and style, then
+measures each on a real clip with :func:`styletrain.evaluate.evaluate_models` (flow on the INPUT clip, DIS by
+default) and prints a table; the full results go to ``bench/results/temporal-sweep-<device>.json``.
+
+Runs without W&B or Hugging Face ``datasets`` (a plain optimisation loop over the LightningModule's own loss terms,
+no Trainer, no logger), so it works on a bare GPU machine::
+
+    python bench/temporal_sweep.py --network johnson --steps 4000 --image-size 256 --weights 0,1e4,1e5,1e6 \\
+        --vgg-weights /path/to/vgg16-397923af.pth
+    python bench/temporal_sweep.py --network light --steps 200 --image-size 128 --vgg-weights random   # CPU check
+
+Losses in the table: content/style from ``evaluate`` on the clip when real loss-net weights are given, else (and
+always, as ``val_*``) the module's raw loss terms on fixed validation crops of the content images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Running ``python bench/x.py`` puts bench/ first on sys.path, where a bench script named like a package
+# (bench/inference.py) would shadow the real ``inference`` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+SHARED = Path("/work/shared/data")
+DEFAULT_DATA = SHARED / "content"
+DEFAULT_CLIP = SHARED / "videos" / "big_buck_bunny_pan_2s.mp4"
+DEFAULT_STYLE = SHARED / "styles" / "great_wave.jpg"
+
+
+def load_stills(folder: Path, image_size: int) -> list[torch.Tensor]:
+    """Every image of ``folder`` (recursive) resized so its shorter side is ``image_size``: ``[3, H, W]`` in [0, 1]."""
+    from inference.sources import IMAGE_EXTENSIONS, read_image
+    from styletrain.pairs import resize_shorter
+
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        sys.exit(f"error: no images in {folder}")
+    return [
+        torch.from_numpy(np.array(resize_shorter(read_image(p), image_size))).permute(2, 0, 1).float() / 255
+        for p in paths
+    ]
+
+
+def crop_batch(stills: list[torch.Tensor], size: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """A batch of random ``size`` crops of random stills (deterministic under ``gen``)."""
+    out = []
+    for i in torch.randint(0, len(stills), (batch,), generator=gen).tolist():
+        img = stills[i]
+        y = int(torch.randint(0, img.shape[1] - size + 1, (1,), generator=gen))
+        x = int(torch.randint(0, img.shape[2] - size + 1, (1,), generator=gen))
+        out.append(img[:, y : y + size, x : x + size])
+    return torch.stack(out)
+
+
+def center_crops(stills: list[torch.Tensor], size: int, n: int) -> torch.Tensor:
+    crops = []
+    for img in stills[:n]:
+        y, x = (img.shape[1] - size) // 2, (img.shape[2] - size) // 2
+        crops.append(img[:, y : y + size, x : x + size])
+    return torch.stack(crops)
+
+
+def train_one(args, weight: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
+    from inference.artifact import save_artifact
+    from styletrain.module import StyleTransferModule
+
+    torch.manual_seed(args.seed)
+    layers = {}
+    if args.content_layers:
+        layers["content_layers"] = tuple(args.content_layers.split(","))
+    if args.style_layers:
+        layers["style_layers"] = tuple(args.style_layers.split(","))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if args.vgg_weights == "random" else "default")
+        module = StyleTransferModule(
+            style=str(args.style),
+            network=args.network,
+            vgg_weights=args.vgg_weights,
+            temporal_weight=weight,
+            lr=args.lr,
+            **layers,
+        ).to(device)
+    module.train()
+    optimizer = torch.optim.Adam(module.net.parameters(), lr=args.lr)
+    gen = torch.Generator().manual_seed(args.seed)
+    amp = device.type == "cuda"
+    start, last = time.perf_counter(), {}
+    for step in range(args.steps):
+        batch = {"content": crop_batch(stills, args.image_size, args.batch_size, gen).to(device, non_blocking=True)}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            terms = module.loss_terms(batch, generator=gen)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        if step % max(1, args.steps // 5) == 0 or step == args.steps - 1:
+            last = {k: float(v.detach()) for k, v in terms.items()}
+            print(f"  weight {weight:g} step {step}: " + " ".join(f"{k} {v:.3g}" for k, v in last.items()), flush=True)
+    train_s = time.perf_counter() - start
+    module.eval()
+    val = center_crops(stills, args.image_size, 8).to(device)
+    with torch.no_grad():
+        val_terms = module.loss_terms({"content": val})
+    path = out_dir / f"{args.network}-w{weight:g}.safetensors"
+    meta = module.artifact_metadata()
+    save_artifact(
+        path,
+        module.net,
+        style_name=meta["style_name"],
+        style_sha256=meta["style_sha256"],
+        config={"model": dict(module.hparams), "sweep": vars(args) | {"weight": weight}},
+        temporal=weight > 0,
+    )
+    return {
+        "weight": weight,
+        "artifact": str(path),
+        "train_seconds": train_s,
+        "final_train_terms": last,
+        "val_content": float(val_terms["content"]),
+        "val_style": float(val_terms["style"]),
+    }
+
+
+def device_label(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu-{platform.machine()}"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--network", default="light")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--weights", default="0,1e4,1e5,1e6", help="comma-separated temporal weights (include 0)")
+    p.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG16 state_dict, or random")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of content images")
+    p.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="evaluation video or frame folder")
+    p.add_argument("--style", type=Path, default=DEFAULT_STYLE)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-frames", type=int, default=24)
+    p.add_argument("--max-side", type=int, default=640)
+    p.add_argument("--flow-method", default="dis")
+    p.add_argument("--style-layers", default=None, help="e.g. relu1_2,relu2_2 (default: the module's)")
+    p.add_argument("--content-layers", default=None, help="e.g. relu2_2 (default: the module's)")
+    p.add_argument("--keep-artifacts", action="store_true", help="keep the artifacts beside the JSON")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/temporal-sweep-<dev>)")
+    args = p.parse_args(argv)
+    from inference.errors import UserError
+    from styletrain.evaluate import evaluate_models
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    weights = [float(w) for w in args.weights.split(",")]
+    if 0.0 not in weights:
+        weights = [0.0, *weights]
+    for path, what in ((args.data, "--data"), (args.clip, "--clip"), (args.style, "--style")):
+        if not path.exists():
+            sys.exit(f"error: {what} {path} does not exist")
+    label = device_label(device)
+    results_dir = Path(__file__).resolve().parent / "results"
+    out = args.out or results_dir / f"temporal-sweep-{label}.json"
+    import tempfile
+
+    art_dir = results_dir / f"temporal-sweep-{label}-artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp())
+    stills = load_stills(args.data, args.image_size)
+    print(
+        f"{len(stills)} content images, {args.network}, {args.steps} steps, batch {args.batch_size}, "
+        f"{args.image_size}px, vgg {args.vgg_weights}, device {label}",
+        flush=True,
+    )
+    try:
+        runs = [train_one(args, w, stills, device, art_dir) for w in weights]
+        evals = evaluate_models(
+            [r["artifact"] for r in runs],
+            str(args.clip),
+            max_frames=args.max_frames,
+            max_side=args.max_side,
+            device=str(device),
+            vgg_weights=args.vgg_weights,
+            style=str(args.style),
+            flow_method=args.flow_method,
+        )
+    except UserError as exc:
+        sys.exit(f"error: {exc}")
+    base = next(e["warping_error"] for r, e in zip(runs, evals, strict=True) if r["weight"] == 0)
+    rows = []
+    for r, e in zip(runs, evals, strict=True):
+        rows.append(
+            r | {k: v for k, v in e.items() if k != "model"} | {"ratio_to_per_frame": e["warping_error"] / base}
+        )
+    print(
+        f"\nclip {args.clip} ({evals[0]['frames']} frames, {evals[0]['size'][0]}x{evals[0]['size'][1]}), "
+        f"flow {args.flow_method}; losses raw (unweighted)"
+    )
+    head = (
+        f"{'weight':>8} {'warp err':>10} {'floor':>10} {'/per-frame':>10} {'/floor':>8} {'style':>10} {'content':>10}"
+    )
+    head += f" {'val style':>10} {'val cont':>10} {'fps':>6}"
+    print(head)
+    for r in rows:
+        print(
+            f"{r['weight']:>8g} {r['warping_error']:>10.3e} {r['input_warping_error']:>10.3e} "
+            f"{r['ratio_to_per_frame']:>10.3f} {r['ratio_to_input']:>8.2f} {r.get('style_loss', float('nan')):>10.3e} "
+            f"{r.get('content_loss', float('nan')):>10.3e} {r['val_style']:>10.3e} {r['val_content']:>10.3e} "
+            f"{r['fps']:>6.1f}"
+        )
+    if "note" in rows[0]:
+        print(f"note: {rows[0]['note']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "device": label,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

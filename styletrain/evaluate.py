@@ -1,0 +1,239 @@
+"""``styletrain evaluate``: temporal stability (warping error) and perceptual losses of artifacts on a real clip.
+
+For each ``--model`` it prints one JSON object on its own line::
+
+    {"model": ..., "style": ..., "temporal": ..., "clip": ..., "frames": 48, "size": [640, 360],
+     "flow_method": "dis", "warping_error": 0.0123, "input_warping_error": 0.0031, "ratio_to_input": 3.97,
+     "content_loss": ..., "style_loss": ..., "loss_net": "vgg16 imagenet", "fps": 3.2}
+
+The warping error (Lai et al. 2018, :mod:`styletrain.temporal`) uses flow estimated on the INPUT clip, once, shared
+by all models; ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output reaches.
+Content and style losses are unweighted (sum over layers of MSE, Grams normalised by C*H*W), averaged over frames;
+they need a real loss network (ImageNet VGG or a local weights file) and, for the style loss, the style image
+(``--style``, or the training config's style path when that file still exists with the recorded sha256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.errors import UserError, exit_on_user_error
+
+log = logging.getLogger(__name__)
+
+
+def _model_config(metadata) -> dict[str, Any]:
+    """The ``model`` section of an artifact's training config (empty when absent)."""
+    config = metadata.config or {}
+    model = config.get("model", config)
+    init = model.get("init_args") if isinstance(model, dict) else None
+    return init if isinstance(init, dict) else (model if isinstance(model, dict) else {})
+
+
+def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+@torch.no_grad()
+def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4):
+    """Stylize uint8 frames in batches; returns ``(outputs uint8 list, frames per second)``."""
+    outputs: list[np.ndarray] = []
+    # One warm-up batch so that lazy initialisation (cuDNN autotuning, allocator) does not count in the timing.
+    net(_to_tensor(frames[:1], device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for i in range(0, len(frames), batch_size):
+        out = net(_to_tensor(frames[i : i + batch_size], device)).clamp(0, 1)
+        outputs.extend((out * 255.0 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return outputs, len(frames) / max(time.perf_counter() - start, 1e-9)
+
+
+class _LossEvaluator:
+    """Mean content / style loss of output frames, or a note saying why they cannot be computed."""
+
+    def __init__(self, arch: str, weights: str, content_layers, style_layers, device: torch.device) -> None:
+        self.note: str | None = None
+        self.net = None
+        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
+        if weights == "random":
+            self.note = "content/style losses omitted: --vgg-weights random gives meaningless perceptual losses"
+            return
+        from styletrain.losses import LossNetwork
+
+        try:
+            self.net = LossNetwork(arch, weights, list(dict.fromkeys(self.content_layers + self.style_layers)))
+        except UserError as exc:
+            self.note = f"content/style losses omitted: no loss-net weights ({exc})"
+            return
+        self.net.to(device)
+        self.label = f"{arch} {weights}"
+
+    @torch.no_grad()
+    def __call__(self, inputs: list[np.ndarray], outputs: list[np.ndarray], style: torch.Tensor | None, device):
+        from styletrain.losses import content_loss, gram_matrix, style_loss
+
+        grams = None
+        if style is not None:
+            feats = self.net(style.to(device))
+            grams = {k: gram_matrix(feats[k]) for k in self.style_layers}
+        content, styl = [], []
+        for i in range(len(inputs)):
+            f_in = self.net(_to_tensor(inputs[i : i + 1], device))
+            f_out = self.net(_to_tensor(outputs[i : i + 1], device))
+            content.append(float(content_loss(f_out, f_in, self.content_layers)))
+            if grams is not None:
+                styl.append(float(style_loss(f_out, grams, self.style_layers)))
+        result = {"content_loss": float(np.mean(content)), "loss_net": self.label}
+        if styl:
+            result["style_loss"] = float(np.mean(styl))
+        return result
+
+
+def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any, str | None]:
+    """``(style tensor or None, note or None)``, checking the style file against the artifact's sha256."""
+    from styletrain.images import load_style_image, sha256_of_file
+
+    candidate, given = style_path, style_path is not None
+    if candidate is None:
+        recorded = model_cfg.get("style")
+        if isinstance(recorded, str) and Path(recorded).is_file():
+            candidate = recorded
+    if candidate is None:
+        return None, "style loss omitted: the style image is not inside the artifact; pass --style PATH"
+    digest = sha256_of_file(candidate)
+    if metadata.style_sha256 and digest != metadata.style_sha256:
+        if not given:
+            return None, f"style loss omitted: {candidate} no longer matches the artifact's style; pass --style PATH"
+        print(
+            f"warning: {candidate} (sha256 {digest[:12]}) is not the style this model was trained on "
+            f"({metadata.style_sha256[:12]}); style loss measured against the given file",
+            file=sys.stderr,
+        )
+    # The training resolution of the style image (Gram statistics depend on it); None = full size.
+    return load_style_image(candidate, model_cfg.get("style_size", 512)), None
+
+
+def evaluate_models(
+    models: list[str],
+    clip: str,
+    max_frames: int | None = 48,
+    max_side: int | None = 640,
+    device: str = "auto",
+    vgg_weights: str = "imagenet",
+    style: str | None = None,
+    flow_method: str = "dis",
+    batch_size: int = 4,
+) -> list[dict[str, Any]]:
+    """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
+    from inference.artifact import load_artifact
+    from styletrain.pairs import read_clip
+    from styletrain.temporal import clip_flows, warping_error
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    frames = read_clip(clip, max_frames=max_frames, max_side=max_side)
+    if len(frames) < 2:
+        raise UserError(f"{clip}: needs at least 2 frames to measure temporal stability, found {len(frames)}")
+    fws, bws = clip_flows(frames, method=flow_method)
+    floor = warping_error(frames, fws, bws)
+    evaluators: dict[tuple, _LossEvaluator] = {}
+    results = []
+    for path in models:
+        artifact = load_artifact(path, device=dev)
+        meta, cfg = artifact.metadata, _model_config(artifact.metadata)
+        outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
+        error = warping_error(outputs, fws, bws)
+        result: dict[str, Any] = {
+            "model": str(path),
+            "style": meta.style_name,
+            "network": meta.network,
+            "temporal": meta.temporal,
+            "clip": str(clip),
+            "frames": len(frames),
+            "size": [frames[0].shape[1], frames[0].shape[0]],
+            "flow_method": flow_method,
+            "warping_error": error,
+            "input_warping_error": floor,
+            "ratio_to_input": error / floor if floor > 0 else None,
+        }
+        arch = cfg.get("vgg", "vgg16")
+        content_layers = cfg.get("content_layers", ["relu2_2"])
+        style_layers = cfg.get("style_layers", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+        key = (arch, tuple(content_layers), tuple(style_layers))
+        if key not in evaluators:
+            evaluators[key] = _LossEvaluator(arch, vgg_weights, content_layers, style_layers, dev)
+        losses = evaluators[key]
+        notes = [losses.note] if losses.note else []
+        if losses.net is not None:
+            style_img, note = _style_image(meta, cfg, style)
+            notes += [note] if note else []
+            result.update(losses(frames, outputs, style_img, dev))
+        if notes:
+            result["note"] = "; ".join(notes)
+        result["fps"] = fps
+        result["device"] = str(dev)
+        results.append(result)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="styletrain evaluate",
+        description="Measure the warping error (Lai et al. 2018) and perceptual losses of artifacts on a clip; "
+        "prints one JSON object per model.",
+    )
+    parser.add_argument("--model", action="append", required=True, help="artifact (.safetensors); repeatable")
+    parser.add_argument("--video", required=True, help="clip: a video file or a folder of frames")
+    parser.add_argument("--max-frames", type=int, default=48, help="frames read from the clip (default 48)")
+    parser.add_argument("--max-side", type=int, default=640, help="shrink frames to this longest side (default 640)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG state_dict path, or random")
+    parser.add_argument("--style", default=None, help="the style image (for the style loss; checked against sha256)")
+    parser.add_argument("--flow-method", default="dis", choices=["dis", "raft", "raft_small"])
+    parser.add_argument("--batch-size", type=int, default=4)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``styletrain evaluate``."""
+    args = build_parser().parse_args(argv)
+    checks = {"--max-frames": args.max_frames, "--max-side": args.max_side, "--batch-size": args.batch_size}
+    for name, value in checks.items():
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be >= 1, got {value}")
+    if args.device != "auto":
+        try:
+            torch.empty(0, device=args.device)
+        except (RuntimeError, AssertionError) as exc:
+            raise UserError(f"--device {args.device}: not available ({str(exc).splitlines()[0]})") from None
+    results = evaluate_models(
+        args.model,
+        args.video,
+        max_frames=args.max_frames,
+        max_side=args.max_side,
+        device=args.device,
+        vgg_weights=args.vgg_weights,
+        style=args.style,
+        flow_method=args.flow_method,
+        batch_size=args.batch_size,
+    )
+    for result in results:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

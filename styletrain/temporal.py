@@ -1,0 +1,276 @@
+"""Warping, occlusion masks, the temporal loss and the warping-error metric.
+
+Flow convention (the same everywhere in styletrain, and the MPI-Sintel ``.flo`` one): ``flow [B,2,H,W]`` in pixels,
+channel 0 = x (u), channel 1 = y (v), maps frame1 to frame2 in frame1's coordinates, so that
+``frame1(x) ≈ frame2(x + flow(x))``. ``mask [B,1,H,W]`` is 1 where the frame1 pixel is visible in both frames.
+
+The warping error (Lai et al. 2018, "Learning Blind Video Temporal Consistency") lives here and only here:
+:func:`pair_warping_error` for one pair, :func:`warping_error` for a clip of outputs given the input clip's flows, and
+:func:`clip_warping_error` for uint8 frames (flow estimated on the INPUT frames, never on the outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# ITU-R BT.601 luma, as in ReCoNet's luminance-aware temporal loss.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _base_grid(flow: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixel coordinates ``(xs [1,H,W], ys [1,H,W])`` matching ``flow``'s size, device and dtype."""
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1).expand(1, h, w)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w).expand(1, h, w)
+    return xs, ys
+
+
+def warp(image: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
+    """Sample ``image`` at ``x + flow(x)`` (bilinear), so ``warp(frame2, flow) ≈ frame1`` where the mask is 1.
+
+    Args:
+        image: ``[B,C,H,W]`` any float dtype.
+        flow: ``[B,2,H,W]`` pixels (u, v), frame1 -> frame2 in frame1's coordinates.
+        padding_mode: ``grid_sample`` padding for samples outside the image (``"zeros"`` by default).
+
+    Returns:
+        ``[B,C,H,W]`` in ``image``'s dtype; pixels whose source lies outside ``image`` are 0 (``"zeros"``).
+    """
+    if image.shape[0] != flow.shape[0] or image.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2:
+        raise ValueError(f"warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} do not match")
+    _, _, h, w = flow.shape
+    flow = flow.float()
+    xs, ys = _base_grid(flow)
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels, so pixel x maps to 2x/(W-1)-1.
+    gx = 2.0 * (xs + flow[:, 0]) / max(w - 1, 1) - 1.0
+    gy = 2.0 * (ys + flow[:, 1]) / max(h - 1, 1) - 1.0
+    grid = torch.stack((gx, gy), dim=-1)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return out.to(image.dtype)
+
+
+def inside_mask(flow: Tensor, border: float = 0.0) -> Tensor:
+    """``[B,1,H,W]`` float mask: 1 where ``x + flow(x)`` lands inside the frame, ``border`` px away from its edges."""
+    _, _, h, w = flow.shape
+    xs, ys = _base_grid(flow.float())
+    tx, ty = xs + flow[:, 0].float(), ys + flow[:, 1].float()
+    inside = (tx >= border) & (tx <= w - 1 - border) & (ty >= border) & (ty <= h - 1 - border)
+    return inside.unsqueeze(1).float()
+
+
+def occlusion_mask(flow_fw: Tensor, flow_bw: Tensor) -> Tensor:
+    """Visibility mask from forward-backward consistency and motion boundaries (Lai et al. 2018).
+
+    A frame1 pixel ``x`` is occluded when ``|F + B~|^2 > 0.01 (|F|^2 + |B~|^2) + 0.5`` with ``B~ = B(x + F(x))``
+    (the backward flow sampled where the forward flow lands), or when it lies on a motion boundary,
+    ``|grad F|^2 > 0.01 |F|^2 + 0.002``, or when ``x + F(x)`` leaves the frame.
+
+    Args:
+        flow_fw: ``[B,2,H,W]`` frame1 -> frame2 in frame1's coordinates (pixels).
+        flow_bw: ``[B,2,H,W]`` frame2 -> frame1 in frame2's coordinates (pixels).
+
+    Returns:
+        ``[B,1,H,W]`` float32 in {0, 1}; 1 = visible in both frames (use it to mask temporal terms).
+    """
+    fw, bw = flow_fw.float(), flow_bw.float()
+    bw_at_fw = warp(bw, fw)
+    sq = lambda t: (t**2).sum(1, keepdim=True)  # noqa: E731 - squared magnitude over (u, v)
+    inconsistent = sq(fw + bw_at_fw) > 0.01 * (sq(fw) + sq(bw_at_fw)) + 0.5
+    # Forward differences as in Lai et al.'s reference code; the last row/column repeats (zero gradient).
+    dx = F.pad(fw[..., :, 1:] - fw[..., :, :-1], (0, 1, 0, 0), mode="replicate")
+    dy = F.pad(fw[..., 1:, :] - fw[..., :-1, :], (0, 0, 0, 1), mode="replicate")
+    boundary = sq(dx) + sq(dy) > 0.01 * sq(fw) + 0.002
+    visible = (~inconsistent) & (~boundary)
+    return visible.float() * inside_mask(fw)
+
+
+def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``diff_sq [B,C,H,W]`` over elements where ``mask [B,1,H,W]`` is 1 (0 when the mask is empty)."""
+    mask = mask.to(diff_sq.dtype)
+    denom = mask.sum() * diff_sq.shape[1]
+    return (diff_sq * mask).sum() / denom.clamp_min(1.0)
+
+
+def luminance(image: Tensor) -> Tensor:
+    """``[B,3,H,W]`` RGB in [0,1] -> ``[B,1,H,W]`` BT.601 luma."""
+    weights = image.new_tensor(_LUMA).view(1, 3, 1, 1)
+    return (image * weights).sum(1, keepdim=True)
+
+
+def temporal_loss(
+    out1: Tensor,
+    out2: Tensor,
+    flow: Tensor,
+    mask: Tensor,
+    in1: Tensor | None = None,
+    in2: Tensor | None = None,
+) -> Tensor:
+    """Masked MSE between ``out1`` and ``warp(out2, flow)``.
+
+    With ``in1``/``in2`` given (ReCoNet's luminance-aware variant), the output may change exactly as much as the
+    input's luminance changes: the penalty is on ``(out1 - W(out2)) - (Y(in1) - W(Y(in2)))``.
+
+    Args:
+        out1, out2: ``[B,C,H,W]`` network outputs (or features) for frame1 and frame2.
+        flow: ``[B,2,H,W]`` frame1 -> frame2 (pixels at this resolution).
+        mask: ``[B,1,H,W]`` 1 where the frame1 pixel is visible in frame2.
+        in1, in2: optional ``[B,3,H,W]`` input frames in [0,1] for the luminance term.
+
+    Returns:
+        Scalar tensor (mean over masked elements; 0 for an empty mask).
+    """
+    diff = out1 - warp(out2, flow)
+    if in1 is not None and in2 is not None:
+        y1, y2 = luminance(in1.to(out1.dtype)), luminance(in2.to(out1.dtype))
+        diff = diff - (y1 - warp(y2, flow))
+    return _masked_mean(diff.float() ** 2, mask)
+
+
+def downsample_flow(flow: Tensor, mask: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Resize a flow field and its mask to ``size`` (e.g. the 1/4-resolution bottleneck features).
+
+    Flow is area-averaged and its vectors are scaled by the size ratio per axis; the mask is min-pooled so that a
+    feature pixel only counts when every image pixel it covers is visible.
+    """
+    h, w = flow.shape[-2:]
+    fh, fw = size
+    small = F.interpolate(flow.float(), size=size, mode="area")
+    small = small * small.new_tensor([fw / w, fh / h]).view(1, 2, 1, 1)
+    small_mask = 1.0 - F.adaptive_max_pool2d(1.0 - mask.float(), size)
+    return small, small_mask * inside_mask(small)
+
+
+class TemporalLoss(nn.Module):
+    """Output-level (and optional feature-level) temporal consistency loss.
+
+    Args:
+        output_weight: Weight of the output-level masked MSE (key ``"temporal"``).
+        feature_weight: Weight of the bottleneck-feature term (key ``"temporal_feature"``, ReCoNet); 0 disables it.
+        luminance: Allow the output to change as much as the input's luminance changes (needs ``in1``/``in2``).
+
+    ``forward(out1, out2, flow, mask, in1=None, in2=None, feat1=None, feat2=None) -> dict[str, Tensor]``: every
+    value is already multiplied by its weight, so the caller adds ``sum(d.values())`` (times its own global
+    temporal weight) to the total loss.
+    """
+
+    def __init__(self, output_weight: float = 1.0, feature_weight: float = 0.0, luminance: bool = False) -> None:
+        super().__init__()
+        self.output_weight = float(output_weight)
+        self.feature_weight = float(feature_weight)
+        self.luminance = bool(luminance)
+
+    def forward(
+        self,
+        out1: Tensor,
+        out2: Tensor,
+        flow: Tensor,
+        mask: Tensor,
+        in1: Tensor | None = None,
+        in2: Tensor | None = None,
+        feat1: Tensor | None = None,
+        feat2: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        if self.luminance and (in1 is None or in2 is None):
+            raise ValueError("TemporalLoss(luminance=True) needs the input frames in1 and in2")
+        use_lum = self.luminance
+        terms = {
+            "temporal": self.output_weight
+            * temporal_loss(out1, out2, flow, mask, in1 if use_lum else None, in2 if use_lum else None)
+        }
+        if self.feature_weight > 0:
+            if feat1 is None or feat2 is None:
+                raise ValueError("TemporalLoss(feature_weight>0) needs the bottleneck features feat1 and feat2")
+            small_flow, small_mask = downsample_flow(flow, mask, tuple(feat1.shape[-2:]))
+            terms["temporal_feature"] = self.feature_weight * temporal_loss(feat1, feat2, small_flow, small_mask)
+        return terms
+
+
+def pair_warping_error(out1: Tensor, out2: Tensor, flow_fw: Tensor, flow_bw: Tensor) -> Tensor:
+    """Lai et al. warping error of one (batch of) output pair(s): ``sum(M (W(out2) - out1)^2) / sum(M)``.
+
+    The mask ``M`` (:func:`occlusion_mask`) is broadcast over RGB, so this is the mean squared error per masked
+    element, as in Lai et al.'s ``evaluate_WarpError.py``.
+
+    Args:
+        out1, out2: ``[B,3,H,W]`` outputs in [0,1] for frames t and t+1.
+        flow_fw, flow_bw: ``[B,2,H,W]`` flows of the INPUT frames t -> t+1 and t+1 -> t.
+
+    Returns:
+        Scalar float32 tensor.
+    """
+    mask = occlusion_mask(flow_fw, flow_bw)
+    return _masked_mean((warp(out2.float(), flow_fw) - out1.float()) ** 2, mask)
+
+
+def _as_chw(frame: Tensor | np.ndarray) -> Tensor:
+    """uint8 ``HxWx3`` array or float ``[3,H,W]`` tensor in [0,1] -> float32 ``[1,3,H,W]`` in [0,1]."""
+    if isinstance(frame, np.ndarray):
+        t = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1).float()
+        return (t / 255.0 if frame.dtype == np.uint8 else t).unsqueeze(0)
+    return frame.float().unsqueeze(0) if frame.dim() == 3 else frame.float()
+
+
+def _as_flow(flow: Tensor | np.ndarray) -> Tensor:
+    """``[H,W,2]`` numpy (OpenCV layout) or ``[2,H,W]`` tensor -> float32 ``[1,2,H,W]``."""
+    if isinstance(flow, np.ndarray):
+        return torch.from_numpy(np.require(flow, np.float32, ["C", "W"])).permute(2, 0, 1).unsqueeze(0)
+    return flow.float().unsqueeze(0) if flow.dim() == 3 else flow.float()
+
+
+def warping_error(
+    frames_out: Sequence[Tensor | np.ndarray] | Tensor,
+    flows_fw: Sequence[Tensor | np.ndarray] | Tensor,
+    flows_bw: Sequence[Tensor | np.ndarray] | Tensor,
+) -> float:
+    """Warping error of a clip of outputs: mean over consecutive pairs of :func:`pair_warping_error`.
+
+    Args:
+        frames_out: ``T`` outputs, a ``[T,3,H,W]`` tensor in [0,1] or a list of uint8 ``HxWx3`` arrays.
+        flows_fw: ``T-1`` flows of the INPUT clip, ``flows_fw[t]`` maps frame t -> t+1 (``[2,H,W]`` tensors or
+            ``[H,W,2]`` arrays, pixels).
+        flows_bw: ``T-1`` flows of the INPUT clip, ``flows_bw[t]`` maps frame t+1 -> t.
+
+    Returns:
+        The clip's warping error (float, RGB in [0,1] units; lower is steadier).
+    """
+    n = len(frames_out)
+    if n < 2 or len(flows_fw) != n - 1 or len(flows_bw) != n - 1:
+        raise ValueError(f"warping_error needs T >= 2 frames and T-1 flows each way; got {n}, {len(flows_fw)}")
+    errors = [
+        pair_warping_error(
+            _as_chw(frames_out[t]), _as_chw(frames_out[t + 1]), _as_flow(flows_fw[t]), _as_flow(flows_bw[t])
+        )
+        for t in range(n - 1)
+    ]
+    return float(torch.stack(errors).mean())
+
+
+def clip_flows(
+    frames_in: Sequence[np.ndarray], method: str = "dis", cache_dir: str | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Forward and backward flows between consecutive INPUT frames (uint8 ``HxWx3``), ``[H,W,2]`` float32 each."""
+    from styletrain.flow import FlowCache, forward_backward
+
+    cache = FlowCache(cache_dir) if cache_dir else None
+    fws, bws = [], []
+    for a, b in zip(frames_in[:-1], frames_in[1:], strict=True):
+        fw, bw = forward_backward(a, b, method=method, cache=cache)
+        fws.append(fw)
+        bws.append(bw)
+    return fws, bws
+
+
+def clip_warping_error(frames_in: Sequence[np.ndarray], frames_out: Sequence[np.ndarray], method: str = "dis") -> float:
+    """Warping error of ``frames_out`` using flows estimated on ``frames_in`` (uint8 ``HxWx3``, same sizes).
+
+    ``clip_warping_error(frames_in, frames_in)`` is the input clip's own error: the floor a stable output reaches.
+    """
+    if len(frames_in) != len(frames_out):
+        raise ValueError(f"clip_warping_error: {len(frames_in)} input frames but {len(frames_out)} outputs")
+    fws, bws = clip_flows(frames_in, method=method)
+    return warping_error(list(frames_out), fws, bws)

@@ -1,0 +1,138 @@
+"""``styletrain evaluate``: one JSON line per model, floors, losses, notes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from inference.artifact import save_artifact
+from inference.networks import build_network
+from styletrain.evaluate import main
+from styletrain.images import sha256_of_file
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory) -> Path:
+    """A local VGG16 ``features`` state_dict (random weights, but a real file given by path)."""
+    from safetensors.torch import save_file
+
+    from styletrain.vgg import build_features, random_init_
+
+    features = build_features("vgg16")
+    random_init_(features, seed=1)
+    path = tmp_path_factory.mktemp("vgg") / "vgg16_features.safetensors"
+    save_file({k: v.contiguous() for k, v in features.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path, make_image, make_video):
+    style = tmp_path / "style.png"
+    Image.fromarray(make_image(64, 64, seed=5)).save(style)
+    models = []
+    for i, temporal in enumerate((False, True)):
+        torch.manual_seed(i)
+        net = build_network("tiny")
+        config = {"model": {"style": str(style), "style_size": 64, "vgg": "vgg16", "network": "tiny"}}
+        models.append(
+            save_artifact(
+                tmp_path / f"m{i}.safetensors",
+                net,
+                style_name="style",
+                style_sha256=sha256_of_file(style),
+                config=config,
+                temporal=temporal,
+            )
+        )
+    clip = make_video(tmp_path / "clip.mp4", n_frames=6, size=(96, 64), audio=False)
+    return {"style": style, "models": models, "clip": clip, "dir": tmp_path}
+
+
+def _lines(capsys) -> list[dict]:
+    out = capsys.readouterr().out.strip().splitlines()
+    return [json.loads(line) for line in out]
+
+
+def test_two_models_random_vgg_note(setup, capsys):
+    args = ["--video", str(setup["clip"]), "--vgg-weights", "random", "--max-frames", "5"]
+    for m in setup["models"]:
+        args += ["--model", str(m)]
+    main(args)
+    results = _lines(capsys)
+    assert len(results) == 2
+    for r, m in zip(results, setup["models"], strict=True):
+        assert r["model"] == str(m) and r["style"] == "style" and r["frames"] == 5 and r["size"] == [96, 64]
+        assert r["flow_method"] == "dis"
+        assert r["warping_error"] > 0 and 0 < r["input_warping_error"] < r["warping_error"] + 1
+        assert r["fps"] > 0
+        assert "content_loss" not in r and "style_loss" not in r and "random" in r["note"]
+    assert [r["temporal"] for r in results] == [False, True]
+    assert results[0]["input_warping_error"] == results[1]["input_warping_error"]  # one flow for all models
+
+
+def test_losses_with_vgg_path_and_recorded_style(setup, vgg_file, capsys):
+    clip = str(setup["clip"])
+    main(["--model", str(setup["models"][0]), "--video", clip, "--vgg-weights", str(vgg_file), "--max-frames", "3"])
+    (r,) = _lines(capsys)
+    assert r["content_loss"] > 0 and r["style_loss"] > 0 and "note" not in r
+    assert r["loss_net"].startswith("vgg16 ")
+
+
+def test_style_mismatch_warns_and_missing_style_notes(setup, vgg_file, make_image, capsys):
+    other = setup["dir"] / "other.png"
+    Image.fromarray(make_image(48, 48, seed=9)).save(other)
+    common = ["--model", str(setup["models"][0]), "--video", str(setup["clip"]), "--vgg-weights", str(vgg_file)]
+    common += ["--max-frames", "2"]
+    main([*common, "--style", str(other)])
+    captured = capsys.readouterr()
+    assert "not the style this model was trained on" in captured.err
+    assert json.loads(captured.out)["style_loss"] > 0
+    setup["style"].unlink()  # the recorded path is gone: content loss only, with a note
+    main(common)
+    (r,) = _lines(capsys)
+    assert "style_loss" not in r and "--style" in r["note"] and r["content_loss"] > 0
+
+
+def test_frame_folder_clip(setup, make_clip_frames, capsys):
+    folder = setup["dir"] / "frames"
+    folder.mkdir()
+    for i, f in enumerate(make_clip_frames(4, size=(48, 64))):
+        Image.fromarray(f).save(folder / f"f{i}.png")
+    main(["--model", str(setup["models"][1]), "--video", str(folder), "--vgg-weights", "random"])
+    (r,) = _lines(capsys)
+    assert r["frames"] == 4 and r["size"] == [64, 48]
+    assert r["input_warping_error"] < 1e-3  # an exact integer pan: DIS and warping reproduce it
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_model", "no such file"),
+        ("missing_clip", "no such file"),
+        ("one_frame", "at least 2 frames"),
+        ("bad_frames", "--max-frames"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(setup, make_image, capsys, case, message):
+    model, clip = str(setup["models"][0]), str(setup["clip"])
+    extra: list[str] = []
+    if case == "missing_model":
+        model = str(setup["dir"] / "nope.safetensors")
+    elif case == "missing_clip":
+        clip = str(setup["dir"] / "nope.mp4")
+    elif case == "one_frame":
+        folder = setup["dir"] / "single"
+        folder.mkdir()
+        Image.fromarray(make_image(32, 32)).save(folder / "a.png")
+        clip = str(folder)
+    else:
+        extra = ["--max-frames", "0"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", model, "--video", clip, "--vgg-weights", "random", *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and message in err.lower()
