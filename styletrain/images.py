@@ -145,7 +145,8 @@ def load_style_image(path: str | Path, max_side: int | None = 512) -> torch.Tens
         raise UserError(f"cannot use style image {path}: {exc}") from exc
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError (truncated), ValueError, MemoryError...
         raise UserError(f"cannot read style image {path}: {_describe(exc)}") from exc
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    # np.array copies: Pillow can hand back a read-only buffer, which torch.from_numpy warns about.
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
 def load_rgb(source: str | Path | bytes | BinaryIO, min_side: int | None = None) -> np.ndarray:

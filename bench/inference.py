@@ -1,0 +1,366 @@
+"""Model-only inference benchmark: frames/s and peak memory of each style network.
+
+Grid: networks x frame sizes (640x360, 1280x720, 1920x1080) x batch sizes x precision (fp32 / fp16 / bf16) x
+channels_last off/on x ``torch.compile`` off/on, on every device present. "Model only" means a random input
+already on the device in the right dtype and memory format; decoding, uint8 conversion and encoding are not
+counted (``bench/video.py`` measures those end to end).
+
+Usage (from the repository root)::
+
+    python -m bench.inference                 # quick grid on the CPU, full grid on a GPU if present
+    python -m bench.inference --full          # no skipping of slow CPU rows
+    python -m bench.inference --devices cuda --compile both --time-budget 400
+
+Each device's rows go to ``bench/results/inference-<device>.json`` (written after every row, so an interrupted
+run keeps what it measured) and a table is printed. Other benchmarks reuse :func:`measure_model_fps`.
+
+Timing: warm-up calls (which also trigger compilation), then timed calls until both a minimum time and a minimum
+number of calls are reached; on CUDA the clock is read after ``torch.cuda.synchronize``. frames/s = batch x calls /
+seconds. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the timed calls (weights, input,
+activations; reset after warm-up, so cuDNN's one-off autotuning workspaces are excluded); on the CPU the growth of
+the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` where the kernel allows, else
+``ru_maxrss``, which can only report a new process-wide peak).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as ``python bench/inference.py`` the script's own folder comes first on sys.path, and this file would shadow
+# the ``inference`` package it benchmarks; drop that entry before importing it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from inference.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
+
+SIZES = {"640x360": (360, 640), "1280x720": (720, 1280), "1920x1080": (1080, 1920)}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _proc_status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_cpu_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) for this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_supports(precision: str, full: bool = False) -> tuple[bool, str]:
+    """Whether ``precision`` is benchmarked on the CPU, and a note.
+
+    fp16 is always skipped on the CPU; bf16 only runs where oneDNN has native bf16 kernels (AVX512-BF16 / AMX),
+    unless ``full``: emulated bf16 was about 5x slower than fp32 on an AVX2 CPU, so it is never worth using there.
+    """
+    if precision == "fp16":
+        return False, "skipped: fp16 on CPU (no fast fp16 convolutions)"
+    if precision == "bf16":
+        native = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+        if not native:
+            return full, "no native bf16 on this CPU (emulated)" if full else "skipped: no native bf16 on this CPU"
+    return True, ""
+
+
+def measure_model_fps(
+    net: nn.Module,
+    height: int,
+    width: int,
+    batch: int,
+    device: str | torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
+    *,
+    warmup: int | None = None,
+    min_time: float | None = None,
+    min_iters: int | None = None,
+    max_iters: int = 500,
+) -> dict[str, Any]:
+    """Model-only throughput and peak memory of one configuration.
+
+    The caller's network is not changed: a copy is moved to the device, dtype and memory format.
+
+    Args:
+        net: A style network (``[B,3,H,W]`` in [0,1] to the same shape).
+        height: Frame height in pixels.
+        width: Frame width in pixels.
+        batch: Frames per call.
+        device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: weights and input are cast to it.
+        channels_last: Use the NHWC memory format for weights and input.
+        compile: Wrap the copy in ``torch.compile`` (compiled during warm-up).
+        warmup: Untimed calls first (default 1 on CPU, 5 on CUDA; compile adds 2).
+        min_time: Minimum timed seconds (default 1.0 on CPU, 0.5 on CUDA).
+        min_iters: Minimum timed calls (default 2 on CPU, 10 on CUDA).
+        max_iters: Maximum timed calls.
+
+    Returns:
+        Dict with the configuration and ``fps`` (frames/s), ``ms_per_batch``, ``peak_mem_mb`` (see module doc),
+        ``iters``, ``status`` (``"ok"``, ``"failed"`` or ``"oom"``) and ``note``.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    warmup = (5 if cuda else 1) + (2 if compile else 0) if warmup is None else warmup
+    min_time = (0.5 if cuda else 1.0) if min_time is None else min_time
+    min_iters = (10 if cuda else 2) if min_iters is None else min_iters
+    row: dict[str, Any] = {
+        "network": getattr(net, "name", type(net).__name__),
+        "device": str(device),
+        "size": f"{width}x{height}",
+        "batch": batch,
+        "precision": precision,
+        "channels_last": channels_last,
+        "compile": compile,
+        "fps": None,
+        "ms_per_batch": None,
+        "peak_mem_mb": None,
+        "iters": 0,
+        "status": "ok",
+        "note": "",
+    }
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = DTYPES[precision]
+    try:
+        model = copy.deepcopy(net).eval().requires_grad_(False).to(device=device, dtype=dtype, memory_format=fmt)
+        if compile:
+            # Every row compiles a fresh copy of the same forward code; without a reset dynamo would hit its
+            # recompile limit after a few rows and silently fall back to eager.
+            torch._dynamo.reset()
+        runner = torch.compile(model) if compile else model
+        x = torch.rand(batch, 3, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
+        if not cuda:
+            rss_before = _proc_status_kb("VmRSS")
+            hwm_reset = _reset_cpu_peak()
+            maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with torch.inference_mode():
+            for _ in range(warmup):
+                runner(x)
+            if cuda:
+                # Reset after warm-up: cuDNN's one-off autotuning workspaces are not steady-state memory.
+                torch.cuda.synchronize(device)
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            iters, start = 0, time.perf_counter()
+            elapsed = 0.0
+            # On CUDA, synchronise every few calls only, so the clock check does not drain the launch queue.
+            chunk = 5 if cuda else 1
+            while iters < max_iters and (elapsed < min_time or iters < min_iters):
+                for _ in range(chunk):
+                    runner(x)
+                iters += chunk
+                if cuda:
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - start
+        row.update(iters=iters, fps=batch * iters / elapsed, ms_per_batch=1000 * elapsed / iters)
+        if cuda:
+            row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        elif hwm_reset and rss_before is not None:
+            row["peak_mem_mb"] = max(0, (_proc_status_kb("VmHWM") or 0) - rss_before) / 1024
+        else:
+            # ru_maxrss only grows: a row that does not exceed an earlier peak reports 0 growth.
+            row["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before) / 1024
+            row["note"] = "peak RSS growth over the process's earlier peak"
+    except torch.cuda.OutOfMemoryError:
+        row.update(status="oom", note="CUDA out of memory")
+    except Exception as exc:  # compile and backend failures become a row note, never a crash of the whole grid
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        row.update(status="failed", note=f"{type(exc).__name__}: {first}"[:200])
+    finally:
+        if cuda:
+            torch.cuda.empty_cache()
+    return row
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Machine, library versions and date for the JSON record."""
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        # Other processes compete for the cores on shared machines; the load average tells how much.
+        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+        info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    return info
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    fps = f"{row['fps']:9.1f}" if row["fps"] is not None else f"{'-':>9}"
+    ms = f"{row['ms_per_batch']:9.1f}" if row["ms_per_batch"] is not None else f"{'-':>9}"
+    mem = f"{row['peak_mem_mb']:8.0f}" if row["peak_mem_mb"] is not None else f"{'-':>8}"
+    return (
+        f"{row['network']:8} {row['device']:5} {row['size']:>9} {row['batch']:>3} {row['precision']:5} "
+        f"{'on' if row['channels_last'] else 'off':>3} {'on' if row['compile'] else 'off':>4} "
+        f"{fps} {ms} {mem}  {row['status']:7} {row['note']}"
+    )
+
+
+HEADER = (
+    f"{'network':8} {'dev':5} {'size':>9} {'bat':>3} {'prec':5} {'cl':>3} {'comp':>4} "
+    f"{'frames/s':>9} {'ms/batch':>9} {'peak MB':>8}  {'status':7} note"
+)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    parser.add_argument("--devices", default=",".join(devices), help="comma-separated (default: all present)")
+    parser.add_argument("--networks", default="johnson,light", help="comma-separated registry names")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated WxH")
+    parser.add_argument("--batches", default=None, help="comma-separated (default: 1,4 on CPU; 1,4,8,16 on CUDA)")
+    parser.add_argument("--precisions", default="fp32,fp16,bf16")
+    parser.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
+    parser.add_argument(
+        "--compile", default=None, choices=["off", "on", "both"], help="default: off on CPU, both on CUDA"
+    )
+    parser.add_argument("--compile-batches", default="8", help="batch sizes that get compiled rows (default 8)")
+    parser.add_argument("--compile-sizes", default="1920x1080", help="frame sizes that get compiled rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--full", action="store_true", help="CPU: do not skip rows estimated above --max-iter-s")
+    parser.add_argument("--max-iter-s", type=float, default=3.0, help="CPU: skip rows estimated slower per call")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds per device; later rows skipped")
+    parser.add_argument("--out", default="bench/results/inference-{device}.json")
+    return parser.parse_args(argv)
+
+
+def _grid(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
+    """Rows to run, in order: eager rows first (small to large), compiled rows last (they cost compile time)."""
+    cuda = device == "cuda"
+    batches = [int(b) for b in (args.batches or ("1,4,8,16" if cuda else "1,4")).split(",")]
+    cls = {"off": [False], "on": [True], "both": [False, True]}[args.channels_last]
+    compile_modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile or ("both" if cuda else "off")]
+    compile_batches = {int(b) for b in args.compile_batches.split(",")}
+    compile_sizes = set(args.compile_sizes.split(","))
+    rows = []
+    for compiled in compile_modes:
+        for name in args.networks.split(","):
+            for precision in args.precisions.split(","):
+                for size in args.sizes.split(","):
+                    for batch in batches:
+                        if compiled and (batch not in compile_batches or size not in compile_sizes):
+                            continue
+                        for cl in cls:
+                            rows.append(
+                                dict(name=name, precision=precision, size=size, batch=batch, cl=cl, compile=compiled)
+                            )
+    return rows
+
+
+def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
+    """Run the grid on one device, printing rows and rewriting the JSON file after each."""
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes per row: let cuDNN pick its fastest kernels
+    out = Path(args.out.format(device=device))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nets = {name: build_network(name) for name in args.networks.split(",")}
+    record: dict[str, Any] = {
+        "benchmark": "inference (model only)",
+        "machine": machine_info(device),
+        "networks": {
+            n: {"params": count_parameters(m), "flops_per_pixel": flops_per_pixel(m), "config": m.config}
+            for n, m in nets.items()
+        },
+        "rows": [],
+    }
+    seconds_per_pixel: dict[tuple, float] = {}  # per (network, precision, cl, compile): for CPU skip estimates
+    start = time.perf_counter()
+    print(
+        f"\n== {device}: {record['machine'].get('gpu', record['machine']['cpu'])}, "
+        f"{record['machine']['torch_threads']} torch threads"
+    )
+    print(HEADER)
+    for spec in _grid(args, device):
+        width, height = (int(v) for v in spec["size"].split("x"))
+        key = (spec["name"], spec["precision"], spec["cl"], spec["compile"])
+        skip = ""
+        if device == "cpu" and not cpu_supports(spec["precision"], args.full)[0]:
+            skip = cpu_supports(spec["precision"], args.full)[1]
+        elif args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+            skip = f"skipped: time budget {args.time_budget:.0f} s spent"
+        elif device == "cpu" and not args.full and key in seconds_per_pixel:
+            estimate = seconds_per_pixel[key] * width * height * spec["batch"]
+            if estimate > args.max_iter_s:
+                skip = f"skipped: estimated {estimate:.1f} s per call (run with --full)"
+        if skip:
+            row = {
+                "network": spec["name"], "device": device, "size": spec["size"], "batch": spec["batch"],
+                "precision": spec["precision"], "channels_last": spec["cl"], "compile": spec["compile"],
+                "fps": None, "ms_per_batch": None, "peak_mem_mb": None, "iters": 0, "status": "skipped", "note": skip,
+            }  # fmt: skip
+        else:
+            row = measure_model_fps(
+                nets[spec["name"]], height, width, spec["batch"], device, spec["precision"], spec["cl"], spec["compile"]
+            )
+            if device == "cpu" and row["status"] == "ok":
+                seconds_per_pixel[key] = row["ms_per_batch"] / 1000 / (width * height * spec["batch"])
+                if not row["note"]:
+                    row["note"] = cpu_supports(spec["precision"], args.full)[1]
+        print(_fmt(row), flush=True)
+        record["rows"].append(row)
+        record["wall_s"] = round(time.perf_counter() - start, 1)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, out)
+    record["machine"]["loadavg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out} ({record['wall_s']} s)")
+    return record["rows"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark grid on every requested device."""
+    args = _parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for device in args.devices.split(","):
+        if device == "cuda" and not torch.cuda.is_available():
+            print("cuda: not available, GPU rows not measured")
+            continue
+        run_device(args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The exported artifact: one ``.safetensors`` file holding a style network's weights and everything to rebuild it.
+
+Header metadata (all strings, as safetensors requires):
+
+========================  ==============================================================================
+``format``                ``"styletrain-artifact"``: tells our files from other safetensors files
+``format_version``        ``"1"``; readers refuse newer versions
+``network``               registry name, e.g. ``"johnson"``
+``network_kwargs``        JSON object: ``build_network(network, **network_kwargs)`` rebuilds the module
+``style_name``            human-readable style name (usually the style image's file stem)
+``style_sha256``          sha256 of the style image's bytes
+``config``                JSON of the full resolved training config
+``temporal``              ``"true"`` / ``"false"``: trained with a temporal loss
+``versions``              JSON: torch, safetensors, styletrain, python versions that wrote the file
+========================  ==============================================================================
+
+Loading never unpickles (safetensors only), rebuilds the network from the registry and loads the weights
+strictly; any problem becomes a one-line :class:`~inference.errors.ArtifactError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from inference.errors import ArtifactError, UserError
+from inference.networks import build_network
+
+FORMAT = "styletrain-artifact"
+FORMAT_VERSION = 1
+_WRAPPER_PREFIXES = ("_orig_mod", "module")  # torch.compile and DDP / DataParallel wrappers
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """Decoded artifact header."""
+
+    format_version: int
+    network: str
+    network_kwargs: dict[str, Any]
+    style_name: str
+    style_sha256: str
+    config: dict[str, Any]
+    temporal: bool
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Artifact:
+    """A loaded artifact: the network (eval mode, frozen, on the requested device), its metadata and path."""
+
+    network: nn.Module
+    metadata: ArtifactMetadata
+    path: Path
+
+
+def clean_state_dict(state_dict: dict[str, torch.Tensor], prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes from parameter names, optionally keeping one sub-module.
+
+    ``_orig_mod.`` (``torch.compile``) and ``module.`` (DDP / DataParallel) components are removed wherever they
+    occur in a key's module path, e.g. ``"module.net._orig_mod.conv.weight" -> "net.conv.weight"``.
+
+    Args:
+        state_dict: Parameter name to tensor (not modified).
+        prefix: If given, e.g. ``"net."``, keep only keys under it (after stripping) with the prefix removed,
+            as when extracting the network from a LightningModule checkpoint.
+
+    Returns:
+        A new dict with the same tensor objects under cleaned names.
+    """
+    cleaned: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        *path, leaf = key.split(".")
+        name = ".".join([p for p in path if p not in _WRAPPER_PREFIXES] + [leaf])
+        if prefix is not None:
+            if not name.startswith(prefix):
+                continue
+            name = name[len(prefix) :]
+        cleaned[name] = value
+    return cleaned
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import safetensors
+
+    import inference
+
+    try:
+        styletrain_version = metadata.version("styletrain")
+    except metadata.PackageNotFoundError:
+        styletrain_version = inference.__version__
+    return {
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "styletrain": styletrain_version,
+        "python": platform.python_version(),
+    }
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    """Unwrap ``torch.compile`` (``._orig_mod``) and DDP / DataParallel (``.module``) wrappers, in any nesting."""
+    while not getattr(net, "name", ""):
+        inner = getattr(net, "_orig_mod", None)
+        inner = inner if isinstance(inner, nn.Module) else getattr(net, "module", None)
+        if not isinstance(inner, nn.Module):
+            break
+        net = inner
+    return net
+
+
+def save_artifact(
+    path: str | os.PathLike[str],
+    net: nn.Module,
+    *,
+    style_name: str,
+    style_sha256: str,
+    config: dict[str, Any],
+    temporal: bool,
+) -> Path:
+    """Write ``net`` and its metadata to a ``.safetensors`` artifact, atomically.
+
+    Args:
+        path: Destination file; parent folders are created. Written to a temporary file beside it, then renamed.
+        net: A registered network (``net.name`` and ``net.config`` set), possibly wrapped by ``torch.compile``.
+        style_name: Human-readable style name.
+        style_sha256: sha256 hex digest of the style image's bytes.
+        config: The full resolved training config; values JSON cannot hold are stored as ``str(value)``.
+        temporal: Whether the network was trained with a temporal loss.
+
+    Returns:
+        The destination path.
+    """
+    from safetensors.torch import save_file
+
+    module = _unwrap(net)
+    name, kwargs = getattr(module, "name", ""), getattr(module, "config", None)
+    if not name or not isinstance(kwargs, dict):
+        raise ValueError("save_artifact needs a network from inference.networks.build_network (name and config)")
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in clean_state_dict(module.state_dict()).items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "network": name,
+        "network_kwargs": json.dumps(kwargs, sort_keys=True),
+        "style_name": str(style_name),
+        "style_sha256": str(style_sha256),
+        "config": json.dumps(config, sort_keys=True, default=str),
+        "temporal": "true" if temporal else "false",
+        "versions": json.dumps(_versions(), sort_keys=True),
+    }
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _check_file(path: Path) -> None:
+    """Cheap structural checks before safetensors parses the file, for precise one-line messages."""
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not a file")
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(head) < 9:
+        raise ArtifactError(f"{path}: not a safetensors artifact (file too short, {size} bytes)")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if head[8:9] != b"{":
+        raise ArtifactError(f"{path}: not a safetensors artifact (no JSON header)")
+    if header_len > size - 8:
+        raise ArtifactError(f"{path}: truncated or not a safetensors file (header of {header_len} bytes, file {size})")
+
+
+def _parse_metadata(path: Path, raw: dict[str, str] | None) -> ArtifactMetadata:
+    raw = raw or {}
+    if raw.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a styletrain artifact (safetensors file without format={FORMAT!r})")
+    try:
+        version = int(raw.get("format_version", ""))
+    except ValueError:
+        raise ArtifactError(f"{path}: invalid format_version {raw.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: artifact format version {version} is newer than this runtime supports ({FORMAT_VERSION}); "
+            "upgrade styletrain"
+        )
+    if version < 1:
+        raise ArtifactError(f"{path}: invalid format_version {version}")
+    decoded: dict[str, Any] = {}
+    for key in ("network_kwargs", "config", "versions"):
+        try:
+            decoded[key] = json.loads(raw.get(key, "{}"))
+        except json.JSONDecodeError:
+            raise ArtifactError(f"{path}: metadata field {key!r} is not valid JSON") from None
+        if not isinstance(decoded[key], dict):
+            raise ArtifactError(f"{path}: metadata field {key!r} is not a JSON object")
+    if "network" not in raw:
+        raise ArtifactError(f"{path}: metadata has no 'network' field")
+    if raw.get("temporal", "false") not in ("true", "false"):
+        raise ArtifactError(f"{path}: metadata field 'temporal' must be 'true' or 'false'")
+    return ArtifactMetadata(
+        format_version=version,
+        network=raw["network"],
+        network_kwargs=decoded["network_kwargs"],
+        style_name=raw.get("style_name", ""),
+        style_sha256=raw.get("style_sha256", ""),
+        config=decoded["config"],
+        temporal=raw.get("temporal") == "true",
+        versions={str(k): str(v) for k, v in decoded["versions"].items()},
+    )
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ArtifactMetadata:
+    """Read and validate an artifact's header without loading its weights.
+
+    Raises:
+        ArtifactError: Missing, truncated, foreign or newer-format file (one line naming the path).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata()
+    except Exception as exc:  # safetensors raises its own SafetensorError and OSError/ValueError variants
+        raise ArtifactError(f"{path}: not a valid safetensors file ({exc})") from None
+    return _parse_metadata(path, raw)
+
+
+def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Artifact:
+    """Load an artifact: rebuild its network from the registry and load the weights strictly.
+
+    Args:
+        path: The ``.safetensors`` artifact.
+        device: Where to put the network.
+
+    Returns:
+        :class:`Artifact` whose network is in eval mode with ``requires_grad`` off.
+
+    Raises:
+        ArtifactError: Any problem with the file (one line naming the path): missing, not safetensors,
+            truncated, foreign, newer format, unknown network, missing / unexpected keys, shape mismatch,
+            non-floating tensors.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        net = build_network(metadata.network, **metadata.network_kwargs)
+    except UserError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot read the weights ({exc})") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        details = []
+        if missing:
+            details.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            details.append(f"unexpected keys {_short(unexpected)}")
+        raise ArtifactError(f"{path}: weights do not match network {metadata.network!r}: {'; '.join(details)}")
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"{path}: tensor {key!r} has non-floating dtype {tensor.dtype}")
+        if tensor.shape != expected[key].shape:
+            raise ArtifactError(
+                f"{path}: tensor {key!r} has shape {list(tensor.shape)}, network expects {list(expected[key].shape)}"
+            )
+    net.load_state_dict(tensors, strict=True)
+    try:
+        net = net.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ArtifactError(f"{path}: cannot move the network to device {device!r} ({exc})") from None
+    net.eval().requires_grad_(False)
+    return Artifact(network=net, metadata=metadata, path=path)
+
+
+def _short(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)})"
