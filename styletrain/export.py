@@ -1,0 +1,247 @@
+"""Export a training checkpoint to the runtime's ``.safetensors`` artifact or to ONNX.
+
+``styletrain export CKPT -o OUT.safetensors`` (or ``-o OUT.onnx``). The checkpoint is read with
+``torch.load(weights_only=True)``, so a foreign checkpoint cannot run code; only ``net.*`` weights are kept, with the
+``module.`` (DDP) and ``_orig_mod.`` (torch.compile) wrapper prefixes stripped, and the network is rebuilt from the
+registry and loaded strictly. Optimizer state, the loss network and the style targets never reach the artifact.
+
+ONNX models take ``image`` float32 ``[N, 3, H, W]`` RGB in [0, 1] with dynamic N, H and W (H, W at least twice the
+network's stride: 8 px for ``johnson``/``tiny``, 16 px for ``light``) and return ``stylized`` of the same shape. After
+export the model is run with ONNX Runtime on two sizes (one not a multiple of the stride) and compared with PyTorch:
+the maximum absolute difference must be below ``ONNX_ATOL`` = 1e-4 (typical: ~3e-6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ONNX_ATOL = 1e-4
+ONNX_CHECK_SIZES = ((64, 96), (45, 70))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a Lightning checkpoint without unpickling arbitrary objects.
+
+    Raises:
+        UserError: Missing, truncated or foreign file (one line naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise UserError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:
+    """Network name/kwargs, style name/sha256, config and temporal flag of a checkpoint.
+
+    Written by :meth:`StyleTransferModule.on_save_checkpoint` under ``"styletrain"``; for older checkpoints the
+    network is rebuilt from ``hyper_parameters``.
+    """
+    meta = dict(ckpt.get("styletrain") or {})
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    if "network" not in meta:
+        if "network" not in hp:
+            raise UserError(f"{path}: not a styletrain checkpoint (no network name in its hyper-parameters)")
+        meta["network"] = hp["network"]
+        meta["network_kwargs"] = hp.get("network_kwargs") or {}
+    meta.setdefault("style_name", Path(str(hp.get("style", "unknown"))).stem)
+    meta.setdefault("style_sha256", "")
+    meta.setdefault("config", {"model": hp})
+    meta.setdefault("temporal", float(hp.get("temporal_weight", 0) or 0) > 0)
+    return meta
+
+
+def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> nn.Module:
+    """Rebuild the transformer net of a checkpoint and load its weights strictly (eval mode, CPU)."""
+    from inference.artifact import clean_state_dict
+    from inference.networks import build_network
+
+    meta = checkpoint_metadata(ckpt, path)
+    net = build_network(meta["network"], **(meta.get("network_kwargs") or {}))
+    state = clean_state_dict(ckpt["state_dict"], prefix="net.")
+    if not state:
+        raise UserError(f"{path}: checkpoint holds no 'net.*' weights")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match network {meta['network']!r}: {str(exc)[:300]}") from None
+    return net.eval()
+
+
+def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write a :class:`~styletrain.module.StyleTransferModule`'s current net as an artifact."""
+    from inference.artifact import save_artifact
+
+    meta = module.artifact_metadata()
+    return save_artifact(
+        path,
+        module.net,
+        style_name=meta["style_name"],
+        style_sha256=meta["style_sha256"],
+        config=meta["config"],
+        temporal=meta["temporal"],
+    )
+
+
+class _DynamicPadCrop(nn.Module):
+    """Pad-to-stride and crop written with traced size arithmetic, so ONNX keeps H and W dynamic.
+
+    The network's own padding computes Python integers, which tracing freezes to the example's size. This wrapper
+    reuses the network's ``_forward_padded`` and its sigmoid output map; the export is checked against
+    ``net(x)`` on sizes that need padding, so any divergence is caught at export time.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        stride = self.net.stride
+        pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
+        logits, _ = self.net._forward_padded(F.pad(x, [0, pad_w, 0, pad_h], mode="reflect"))
+        return torch.sigmoid(logits[..., :height, :width])
+
+
+def export_onnx(
+    net: nn.Module, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, atol: float = ONNX_ATOL
+) -> float:
+    """Export ``net`` to ONNX with dynamic batch, height and width, then verify it with ONNX Runtime.
+
+    Args:
+        net: A registered network (eval mode is set here).
+        path: Destination ``.onnx`` file (written to a temporary file, renamed when verified).
+        metadata: Key/values stored as ONNX ``metadata_props`` (non-strings as JSON).
+        atol: Maximum allowed absolute difference to PyTorch on the check sizes.
+
+    Returns:
+        The maximum absolute difference measured.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    net = getattr(net, "_orig_mod", net).eval().float().cpu()
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        dynamic = {0: "batch", 2: "height", 3: "width"}
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about the (checked) size arithmetic
+            # The TorchScript-based exporter: the dynamo one needs onnxscript and is not needed for these ops.
+            torch.onnx.export(
+                _DynamicPadCrop(net),
+                (torch.rand(1, 3, *ONNX_CHECK_SIZES[0]),),
+                tmp,
+                input_names=["image"],
+                output_names=["stylized"],
+                dynamic_axes={"image": dynamic, "stylized": dynamic},
+                opset_version=17,
+                dynamo=False,
+            )
+        model = onnx.load(tmp)
+        for key, value in (metadata or {}).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value, default=str)
+        onnx.save(model, tmp)
+        session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        worst = 0.0
+        generator = torch.Generator().manual_seed(0)
+        for batch, (height, width) in enumerate(ONNX_CHECK_SIZES, start=1):
+            x = torch.rand(batch, 3, height, width, generator=generator)
+            with torch.no_grad():
+                expected = net(x).numpy()
+            got = session.run(None, {"image": x.numpy()})[0]
+            if got.shape != expected.shape:
+                raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+        if worst > atol:
+            raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {worst:.2e} > {atol:.0e}")
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    log.info("ONNX verified with ONNX Runtime: max |diff| %.2e (tolerance %.0e)", worst, atol)
+    return worst
+
+
+def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol: float = ONNX_ATOL) -> Path:
+    """Export a checkpoint (``.ckpt``) or an artifact (``.safetensors``, ONNX output only) to ``output``.
+
+    The output format follows the extension: ``.safetensors`` or ``.onnx``.
+
+    Raises:
+        UserError: Unreadable input, unknown output extension.
+    """
+    source, output = Path(source), Path(output)
+    if output.suffix not in (".safetensors", ".onnx"):
+        raise UserError(f"{output}: output must end in .safetensors or .onnx")
+    if source.suffix == ".safetensors":
+        from inference.artifact import load_artifact
+
+        artifact = load_artifact(source)
+        if output.suffix != ".onnx":
+            raise UserError(f"{source}: already an artifact; export it to .onnx or copy it")
+        net, meta = artifact.network, dict(vars(artifact.metadata))
+    else:
+        ckpt = load_checkpoint(source)
+        net, meta = network_from_checkpoint(ckpt, source), checkpoint_metadata(ckpt, source)
+    if output.suffix == ".onnx":
+        export_onnx(
+            net,
+            output,
+            metadata={k: meta[k] for k in ("network", "style_name", "style_sha256", "temporal")}
+            | {"network_kwargs": meta.get("network_kwargs", {}), "config": meta.get("config", {})},
+            atol=atol,
+        )
+        return output
+    from inference.artifact import save_artifact
+
+    return save_artifact(
+        output,
+        net,
+        style_name=meta["style_name"],
+        style_sha256=meta["style_sha256"],
+        config=meta["config"],
+        temporal=bool(meta["temporal"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``styletrain export CKPT -o OUT.safetensors|OUT.onnx``; prints the output path."""
+    parser = argparse.ArgumentParser(
+        prog="styletrain export",
+        description="Export a training checkpoint (.ckpt, any strategy, compiled or not) to a .safetensors artifact "
+        "for stylize-video, or a checkpoint/artifact to ONNX (dynamic height and width, verified with ONNX Runtime).",
+    )
+    parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) or, for ONNX output, an artifact")
+    parser.add_argument("-o", "--output", required=True, help="OUT.safetensors or OUT.onnx")
+    parser.add_argument("--atol", type=float, default=ONNX_ATOL, help="ONNX check tolerance (max abs diff)")
+    args = parser.parse_args(argv)
+    path = export(args.checkpoint, args.output, atol=args.atol)
+    print(path)
+    return path

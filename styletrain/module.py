@@ -1,0 +1,306 @@
+"""The LightningModule: one transformer net trained against one style image.
+
+Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI. The network architecture is owned
+by the runtime (:func:`inference.networks.build_network`); this module wraps it as ``self.net`` and adds the frozen
+loss network, the style targets and the optimisation.
+
+Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``temporal_feature``): each
+``_*_terms`` method returns raw (unweighted) values, :meth:`StyleTransferModule.loss_terms` merges them and
+``total = sum(weight[k] * term[k])``. Adding a term means one method and one weight.
+
+Checkpoints hold only ``net.*``: the VGG loss network is frozen and rebuilt from its weights argument, and the style
+Gram matrices are non-persistent buffers recomputed at start-up, so a checkpoint of the standard net is ~7 MB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from inference.errors import UserError
+from inference.networks import build_network
+from styletrain.images import load_style_image, sha256_of_file
+from styletrain.losses import LossNetwork, content_loss, gram_matrix, style_loss, total_variation
+from styletrain.motion import MotionConfig, random_motion_pair
+from styletrain.temporal import TemporalLoss
+
+LOSS_NET_PREFIX = "loss_net."
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Train a feed-forward style network with perceptual (and optionally temporal) losses.
+
+    Args:
+        style: Path to the style image (any size, grayscale/RGBA/16-bit are converted).
+        style_size: Longest side the style image is resized to before computing its Gram matrices; None keeps it.
+        network: Registry name of the transformer net (``johnson``, ``light``, ``tiny``).
+        network_kwargs: Constructor arguments of that network (e.g. ``{"channels": [16, 32, 64]}``).
+        vgg: Loss network, ``vgg16`` or ``vgg19``.
+        vgg_weights: ``imagenet`` (torchvision download, cached), a local ``.pth`` path, or ``random`` (tests only).
+        content_layers: VGG layers of the content (feature reconstruction) loss.
+        style_layers: VGG layers of the Gram style loss.
+        content_weight: Weight of the content loss.
+        style_weight: Weight of the style loss (Grams normalised by C*H*W).
+        tv_weight: Weight of the total-variation regulariser.
+        temporal_weight: Weight of the output-level temporal loss; > 0 trains on frame pairs (synthetic motion for
+            still images, real pairs when the data module provides them).
+        temporal_feature_weight: Weight of the feature-level temporal loss on the net's 1/4-resolution features.
+        temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
+        motion: Overrides of :class:`styletrain.motion.MotionConfig` for synthetic pairs, e.g.
+            ``{"max_translation": 8}``.
+        lr: Adam learning rate.
+        betas: Adam betas.
+        weight_decay: Adam L2 weight decay.
+        lr_schedule: ``constant`` or ``cosine`` (decay to 0 at the last step), after ``warmup_steps`` linear warm-up.
+        warmup_steps: Linear learning-rate warm-up steps.
+        channels_last: Run the transformer net in channels-last memory format (faster convolutions on GPUs).
+        compile: ``torch.compile`` the transformer net (only the net; the exported weights are unaffected).
+        export_path: Where the artifact is written at the end of ``fit``; default
+            ``artifacts/<style-stem>.safetensors``.
+    """
+
+    def __init__(
+        self,
+        style: str,
+        style_size: int | None = 512,
+        network: str = "johnson",
+        network_kwargs: dict[str, Any] | None = None,
+        vgg: Literal["vgg16", "vgg19"] = "vgg16",
+        vgg_weights: str = "imagenet",
+        content_layers: tuple[str, ...] = ("relu2_2",),
+        style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+        content_weight: float = 1e5,
+        style_weight: float = 1e10,
+        tv_weight: float = 1e-6,
+        temporal_weight: float = 0.0,
+        temporal_feature_weight: float = 0.0,
+        temporal_luminance: bool = False,
+        motion: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        warmup_steps: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
+        export_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if lr_schedule not in ("constant", "cosine"):
+            raise UserError(f"unknown lr_schedule {lr_schedule!r}; available: constant, cosine")
+        self.net = build_network(network, **(network_kwargs or {}))
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            # In-place Module.compile keeps the state-dict keys free of the ``_orig_mod.`` prefix.
+            self.net.compile()
+
+        # Read the style image now so that a bad path fails before any training machinery starts.
+        self.style_path = Path(style)
+        self.style_image: Tensor = load_style_image(style, style_size)  # [1, 3, H, W] in [0, 1]; not a buffer
+        self.style_sha256 = sha256_of_file(style)
+
+        self.content_layers = list(content_layers)
+        self.style_layers = list(style_layers)
+        layers = sorted(set(self.content_layers) | set(self.style_layers))
+        self.loss_net = LossNetwork(arch=vgg, weights=vgg_weights, layers=layers)
+        self.loss_net.requires_grad_(False).eval()
+        for layer in self.style_layers:
+            # Non-persistent: never in checkpoints nor artifacts; filled once by ``_ensure_style_targets``.
+            self.register_buffer(f"style_gram_{layer}", torch.empty(0), persistent=False)
+
+        self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0
+        self.temporal = TemporalLoss(
+            output_weight=1.0, feature_weight=1.0 if temporal_feature_weight > 0 else 0.0, luminance=temporal_luminance
+        )
+        try:
+            self.motion = dataclasses.replace(MotionConfig(), **(motion or {}))
+        except TypeError as exc:
+            raise UserError(f"invalid motion options {motion}: {exc}") from None
+        self.loss_weights = {
+            "content": content_weight,
+            "style": style_weight,
+            "tv": tv_weight,
+            "temporal": temporal_weight,
+            "temporal_feature": temporal_feature_weight,
+        }
+        # The full resolved CLI config (set by the CLI); saved in checkpoints and artifacts.
+        self.run_config: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------------------------- forward
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Stylize ``x`` ``[B, 3, H, W]`` in [0, 1]; returns ``[B, 3, H, W]`` in [0, 1]."""
+        return self._stylize(x, features=False)[0]
+
+    def _stylize(self, x: Tensor, features: bool) -> tuple[Tensor, Tensor | None]:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if features:
+            return self.net(x, return_features=True)
+        return self.net(x), None
+
+    # ----------------------------------------------------------------------------------------------- losses
+
+    def style_grams(self) -> dict[str, Tensor]:
+        """Style Gram matrices ``{layer: [1, C, C]}`` on the module's device (computed on first use)."""
+        self._ensure_style_targets()
+        return {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
+
+    @torch.no_grad()
+    def _ensure_style_targets(self) -> None:
+        first = getattr(self, f"style_gram_{self.style_layers[0]}")
+        if first.numel() > 0 and first.device == self.device:
+            return
+        # Always fp32, outside autocast: these targets are used for the whole run.
+        with torch.autocast(self.device.type, enabled=False):
+            feats = self.loss_net(self.style_image.to(self.device, torch.float32))
+            for layer in self.style_layers:
+                setattr(self, f"style_gram_{layer}", gram_matrix(feats[layer].float()))
+
+    def _perceptual_terms(self, out: Tensor, content: Tensor) -> dict[str, Tensor]:
+        """Raw content, style and TV terms for stylized ``out`` and its input ``content`` ([B, 3, H, W] in [0, 1])."""
+        batch = out.shape[0]
+        # One loss-net pass over outputs and inputs together: better GPU utilisation than two.
+        feats = self.loss_net(torch.cat([out, content.to(out.dtype)]))
+        # Losses in fp32 outside autocast: Gram matrices lose too much precision in bf16.
+        with torch.autocast(self.device.type, enabled=False):
+            feats_out = {k: v[:batch].float() for k, v in feats.items()}
+            feats_in = {k: v[batch:].detach().float() for k, v in feats.items() if k in self.content_layers}
+            return {
+                "content": content_loss(feats_out, feats_in, self.content_layers),
+                "style": style_loss(feats_out, self.style_grams(), self.style_layers),
+                "tv": total_variation(out.float()),
+            }
+
+    def _pair(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> tuple[Tensor, ...] | None:
+        """``(frame1, frame2, flow, mask)`` for the temporal loss, or None when training on stills only."""
+        if "frame1" in batch:
+            return batch["frame1"], batch["frame2"], batch["flow"], batch["mask"]
+        if not self.temporal_on:
+            return None
+        pair = random_motion_pair(batch["content"], generator=generator, config=self.motion)
+        return pair.frame1, pair.frame2, pair.flow, pair.mask
+
+    def loss_terms(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """All loss terms for one batch, raw, plus the weighted ``total``.
+
+        Args:
+            batch: ``{"content": [B, 3, H, W]}`` or ``{"frame1", "frame2", "flow", "mask"}`` (see the flow convention
+                in :mod:`styletrain.temporal`), images in [0, 1].
+            generator: Random generator for synthetic motion (fixed for validation).
+
+        Returns:
+            ``{"content", "style", "tv"[, "temporal"[, "temporal_feature"]], "total"}`` scalar tensors.
+        """
+        pair = self._pair(batch, generator)
+        if pair is None:
+            content = batch["content"]
+            out, _ = self._stylize(content, features=False)
+            terms = self._perceptual_terms(out, content)
+        else:
+            frame1, frame2, flow, mask = pair
+            inputs = torch.cat([frame1, frame2])
+            # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
+            out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0)
+            terms = self._perceptual_terms(out, inputs)
+            if self.temporal_on:
+                out1, out2 = out.float().chunk(2)
+                feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
+                with torch.autocast(self.device.type, enabled=False):
+                    terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
+        terms["total"] = sum(self.loss_weights[name] * value for name, value in terms.items())
+        return terms
+
+    # ----------------------------------------------------------------------------------------------- steps
+
+    def on_fit_start(self) -> None:
+        self._ensure_style_targets()
+
+    def on_validation_start(self) -> None:
+        self._ensure_style_targets()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.loss_terms(batch)
+        size = _batch_size(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "total"}, batch_size=size)
+        self.log("train/total", terms["total"].detach(), prog_bar=True, batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        return terms["total"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # A fixed generator per batch: the synthetic motion, hence val/temporal, is the same at every validation.
+        generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx) if self.temporal_on else None
+        terms = self.loss_terms(batch, generator=generator)
+        size = _batch_size(batch)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        warmup, cosine = int(hp.warmup_steps), hp.lr_schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if cosine:
+                progress = min(1.0, (step - warmup) / max(1, total - warmup))
+                return 0.5 * (1.0 + math.cos(math.pi * progress))
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The module's state without the frozen loss network (rebuilt from ``vgg_weights`` instead)."""
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        for key in [k for k in state if k.startswith(prefix + LOSS_NET_PREFIX)]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Strict loading of ``net.*``; the loss network keeps its current (frozen) weights.
+
+        ``_orig_mod.`` (torch.compile) wrapper segments are removed so compiled runs resume uncompiled and vice versa.
+        """
+        state = {k.replace("_orig_mod.", ""): v for k, v in state_dict.items()}
+        for key, value in super().state_dict(keep_vars=True).items():
+            if key.startswith(LOSS_NET_PREFIX):
+                state.setdefault(key, value.detach())
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def artifact_metadata(self) -> dict[str, Any]:
+        """What :func:`inference.artifact.save_artifact` needs besides the weights (all JSON-friendly)."""
+        config = self.run_config if self.run_config is not None else {"model": dict(self.hparams)}
+        return {
+            "network": self.net.name,
+            "network_kwargs": json.loads(json.dumps(self.net.config, default=list)),
+            "style_name": self.style_path.stem,
+            "style_sha256": self.style_sha256,
+            "config": json.loads(json.dumps(config, default=str)),
+            "temporal": bool(self.temporal_on),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["styletrain"] = self.artifact_metadata()
+        # Belt and braces for strategies that gather the state dict themselves.
+        for key in [k for k in checkpoint.get("state_dict", {}) if LOSS_NET_PREFIX in k]:
+            del checkpoint["state_dict"][key]
+
+
+def _batch_size(batch: dict[str, Tensor]) -> int:
+    return int((batch["frame1"] if "frame1" in batch else batch["content"]).shape[0])

@@ -1,0 +1,197 @@
+"""The ``styletrain`` CLI end to end: smoke fit -> artifact, resume, help, one-line errors, W&B offline, DDP."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from styletrain.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch, make_image, make_image_folder) -> Path:
+    """A working folder with a style image and 8 content images; the CLI's relative outputs land here."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_image(96, 80, seed=7)).save(tmp_path / "Starry.png")
+    make_image_folder(tmp_path / "photos" / "nested", 8, size=(72, 90))
+    return tmp_path
+
+
+def _fit_args(*extra: str) -> list[str]:
+    return ["fit", "--config", SMOKE, "--style", "Starry.png", "--data.path", "photos", *extra]
+
+
+def _artifact_loads_without_training_stack(path: Path) -> str:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import torch
+        from inference.artifact import load_artifact
+        artifact = load_artifact({str(path)!r})
+        out = artifact.network(torch.rand(1, 3, 30, 34))
+        assert out.shape == (1, 3, 30, 34) and 0 <= out.min() and out.max() <= 1
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"pytorch_lightning", "lightning", "wandb",
+                                                                   "datasets", "styletrain"}})
+        assert not heavy, heavy
+        print(artifact.metadata.network, artifact.metadata.style_name)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _steps(metrics: Path) -> list[int]:
+    with metrics.open() as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_smoke_fit_writes_artifact_then_resumes(workdir, capsys):
+    main(_fit_args("--trainer.max_steps", "6", "--trainer.val_check_interval", "3"))
+    out = capsys.readouterr().out
+    artifact = workdir / "artifacts" / "smoke.safetensors"
+    assert out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"  # the path is the last line
+    assert artifact.is_file() and artifact.stat().st_size < 200_000
+    assert _artifact_loads_without_training_stack(artifact) == "tiny Starry"
+
+    ckpt_dir = workdir / "runs" / "smoke" / "checkpoints" / "Starry"
+    first = torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")
+    assert first["global_step"] == 6 and first["optimizer_states"]
+    assert not any("loss_net" in k for k in first["state_dict"])  # VGG never saved
+    assert first["styletrain"]["config"]["data"]["path"] == "photos"  # resolved config travels with the weights
+    assert any((workdir / "runs" / "smoke" / "version_0" / "samples").glob("step_*.png"))
+    assert (workdir / "runs" / "smoke" / "version_0" / "config.yaml").is_file()
+
+    main(_fit_args("--trainer.max_steps", "8", "--trainer.val_check_interval", "3", "--ckpt_path", "last"))
+    resumed = torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")
+    assert resumed["global_step"] == 8
+    steps = _steps(workdir / "runs" / "smoke" / "version_1" / "metrics.csv")
+    assert steps and min(steps) > 6  # continued, not restarted from step 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(word in text for word in ("fit", "validate", "export", "evaluate"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "--model.style" in text and "--data.path" in text and "--artifact.path" in text
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "OUT.onnx" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+def _one_line_error(capsys, args: list[str], match: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and match in errors[0], err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == errors[0]
+
+
+def test_user_errors_are_one_line(workdir, capsys):
+    _one_line_error(capsys, _fit_args("--style", "missing.jpg"), "missing.jpg")
+    (workdir / "notes.jpg").write_text("not an image")
+    _one_line_error(capsys, _fit_args("--style", "notes.jpg"), "notes.jpg")
+    (workdir / "empty").mkdir()
+    _one_line_error(capsys, _fit_args("--data.path", "empty"), "empty")
+    _one_line_error(capsys, _fit_args("--model.network", "resnet"), "unknown network 'resnet'")
+
+
+@pytest.mark.slow
+def test_wandb_offline_by_default_without_key(workdir, monkeypatch, capsys):
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    main(  # also bf16 autocast on the CPU
+        _fit_args(
+            "--trainer.precision",
+            "bf16-mixed",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.logger",
+            "pytorch_lightning.loggers.WandbLogger",
+            "--trainer.logger.init_args.project",
+            "test",
+        )
+    )
+    assert os.environ["WANDB_MODE"] == "offline"
+    runs = list((workdir / "runs" / "smoke" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = {p.name for p in runs[0].rglob("*")}
+    assert "config.yaml" in files and any(name.endswith(".wandb") for name in files)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(workdir):
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    args = _fit_args(
+        "--trainer.max_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "styletrain.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+    assert _artifact_loads_without_training_stack(workdir / "artifacts" / "smoke.safetensors") == "tiny Starry"
+    ckpt = torch.load(workdir / "runs/smoke/checkpoints/Starry/last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 4, sorted(p.name for p in (workdir / "runs/smoke/checkpoints/Starry").iterdir())
+
+
+def test_wandb_mode_detection(tmp_path):
+    from styletrain.loggers import configure_wandb_mode, wandb_api_key_configured
+
+    netrc = tmp_path / "netrc"
+    env = {"NETRC": str(netrc)}
+    assert not wandb_api_key_configured(env)
+    assert configure_wandb_mode(env) == "offline" and env["WANDB_MODE"] == "offline"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    env = {"NETRC": str(netrc)}
+    assert configure_wandb_mode(env) == "online" and "WANDB_MODE" not in env
+    assert configure_wandb_mode({"NETRC": str(netrc), "WANDB_MODE": "disabled"}) == "disabled"
+    assert wandb_api_key_configured({"WANDB_API_KEY": "x" * 40, "NETRC": str(tmp_path / "none")})
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_bf16_channels_last_compile(workdir, capsys):
+    args = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"]
+    args += ["--model.channels_last", "true", "--model.compile", "true", "--model.temporal_weight", "1e4"]
+    main(_fit_args("--trainer.max_steps", "4", "--trainer.val_check_interval", "2", *args))
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+    assert _artifact_loads_without_training_stack(workdir / "artifacts" / "smoke.safetensors") == "tiny Starry"
