@@ -138,7 +138,8 @@ def run_network(name: str, args: argparse.Namespace, tmp: Path, measure) -> dict
     )
     device = stylizer.device
     precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[stylizer.dtype]
-    model = measure(build_network(name), h, w, args.batch_size, device, precision, channels_last=True)["fps"]
+    model = measure(build_network(name), h, w, args.batch_size, device, precision,
+                    channels_last=stylizer.channels_last)["fps"]  # fmt: skip
     # Enough frames for about --seconds of model time per run, and at least three batches so that the stages can
     # overlap at all (with one batch, decode, inference and encode necessarily run one after the other).
     n = int(max(3 * args.batch_size, min(args.max_frames, round(model * args.seconds))))

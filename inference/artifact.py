@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from inference.atomic import atomic_output
 from inference.errors import ArtifactError, UserError
 from inference.networks import build_network
 
@@ -161,14 +161,8 @@ def save_artifact(
     }
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(dest, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return dest
 
 

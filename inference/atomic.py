@@ -79,6 +79,8 @@ def atomic_output(dst: str | os.PathLike, *, is_dir: bool = False, suffix: str =
         if is_dir:
             _replace_dir(tmp, dst)
         else:
+            # mkstemp (and some writers, e.g. safetensors) create 0600 files; give the output the usual permissions.
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, dst)
     except BaseException:
         if tmp.is_dir():
@@ -86,6 +88,13 @@ def atomic_output(dst: str | os.PathLike, *, is_dir: bool = False, suffix: str =
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it requires setting it; restore it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _replace_dir(tmp: Path, dst: Path) -> None:

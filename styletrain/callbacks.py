@@ -123,7 +123,8 @@ class StyleSamples(Callback):
 class Throughput(Callback):
     """Log ``train/images_per_sec`` (all devices together) averaged over a sliding window of steps.
 
-    The interval between consecutive batch ends includes data loading, i.e. what the user waits for.
+    The interval between consecutive batch ends includes data loading, i.e. what the user waits for. Also logs
+    ``data/skipped_images``, the unreadable content images skipped so far, so a damaged dataset shows on the dashboard.
 
     Args:
         window: Number of steps averaged.
@@ -146,6 +147,9 @@ class Throughput(Callback):
         if elapsed > 0 and len(self._times) > 1:
             count = sum(n for _, n in list(self._times)[1:])
             pl_module.log("train/images_per_sec", count / elapsed, batch_size=int(images.shape[0]))
+        skipped = getattr(trainer.datamodule, "skipped_images", None) if trainer.datamodule is not None else None
+        if skipped is not None:
+            pl_module.log("data/skipped_images", float(skipped), batch_size=int(images.shape[0]))
 
 
 class LastAndBestCheckpoint(ModelCheckpoint):
