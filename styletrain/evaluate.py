@@ -43,21 +43,20 @@ def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
-@torch.no_grad()
 def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4):
-    """Stylize uint8 frames in batches; returns ``(outputs uint8 list, frames per second)``."""
-    outputs: list[np.ndarray] = []
-    # One warm-up batch so that lazy initialisation (cuDNN autotuning, allocator) does not count in the timing.
-    net(_to_tensor(frames[:1], device))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Stylize uint8 frames with the runtime's :class:`~inference.stylizer.Stylizer` (what ``stylize-video`` does).
+
+    Returns:
+        ``(outputs, fps)``: ``uint8 [H, W, 3]`` frames and frames per second, the first (warm-up) batch excluded so
+        that lazy initialisation (cuDNN autotuning, allocator) does not count.
+    """
+    from inference.stylizer import Stylizer
+
+    stylizer = Stylizer(net, device=device, batch_size=batch_size)
+    outputs = list(stylizer.frames(frames[:batch_size]))
     start = time.perf_counter()
-    for i in range(0, len(frames), batch_size):
-        out = net(_to_tensor(frames[i : i + batch_size], device)).clamp(0, 1)
-        outputs.extend((out * 255.0 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy())
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return outputs, len(frames) / max(time.perf_counter() - start, 1e-9)
+    outputs += list(stylizer.frames(frames[batch_size:]))
+    return outputs, max(len(frames) - batch_size, 1) / max(time.perf_counter() - start, 1e-9)
 
 
 class _LossEvaluator:
@@ -138,12 +137,11 @@ def evaluate_models(
 ) -> list[dict[str, Any]]:
     """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
     from inference.artifact import load_artifact
+    from inference.stylizer import resolve_device
     from styletrain.pairs import read_clip
     from styletrain.temporal import clip_flows, warping_error
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     frames = read_clip(clip, max_frames=max_frames, max_side=max_side)
     if len(frames) < 2:
         raise UserError(f"{clip}: needs at least 2 frames to measure temporal stability, found {len(frames)}")
@@ -215,11 +213,6 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in checks.items():
         if value is not None and value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    if args.device != "auto":
-        try:
-            torch.empty(0, device=args.device)
-        except (RuntimeError, AssertionError) as exc:
-            raise UserError(f"--device {args.device}: not available ({str(exc).splitlines()[0]})") from None
     results = evaluate_models(
         args.model,
         args.video,
