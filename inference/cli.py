@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
         help="auto: fp16 on CUDA, fp32 otherwise",
     )  # fmt: skip
-    g.add_argument("--batch-size", type=int, default=8, help="frames per batch, halved on CUDA out-of-memory")
+    g.add_argument(
+        "--batch-size", type=int, default=None,
+        help="frames per batch (default: 8 on CUDA, 1 on the CPU); halved on CUDA out-of-memory",
+    )  # fmt: skip
     g.add_argument(
         "--channels-last", action="store_true",
         help="NHWC memory layout (off by default: measured slower in eager mode on an H100 and no faster on CPUs)",

@@ -51,7 +51,8 @@ class ConvNormAct(nn.Sequential):
         if norm:
             layers.append(nn.InstanceNorm2d(out_ch, affine=True))
         if act:
-            layers.append(nn.ReLU())
+            # In place: its input is the conv's or norm's fresh output, which no one else reads (saves a pass).
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 

@@ -2,244 +2,31 @@
 
 Every source yields :class:`SourceFrame` objects holding an RGB ``uint8 [H, W, 3]`` array plus the frame's
 presentation timestamp, so that writers can keep the input's exact timing (variable frame rate included).
+Videos are read here; images, folders and globs in :mod:`inference.sequences`; the shared types live in
+:mod:`inference.media` and are re-exported from this module.
 """
 
 from __future__ import annotations
 
-import glob as globlib
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from inference.errors import MediaError
+from inference.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
+from inference.sequences import ImageSequenceSource, list_frames, natural_key, read_image, resize_array
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-DEFAULT_FOLDER_FPS = Fraction(25)
-
-
-@dataclass
-class SourceFrame:
-    """One decoded frame.
-
-    Attributes:
-        array: ``uint8 [H, W, 3]`` RGB, C-contiguous, in coded (not display-rotated) orientation.
-        pts: Presentation timestamp in :attr:`MediaInfo.time_base` units, relative to the trimmed start.
-        index: 0-based position in the output sequence.
-    """
-
-    array: np.ndarray
-    pts: int
-    index: int
-
-
-@dataclass
-class MediaInfo:
-    """What writers need to know about a source.
-
-    Attributes:
-        kind: ``"video"``, ``"image"`` or ``"frames"`` (folder or glob).
-        path: The input path (or glob pattern).
-        width: Width of the frames the source yields (after resizing), in pixels.
-        height: Height of the frames the source yields, in pixels.
-        rotation: Display rotation in degrees counter-clockwise (0, 90, 180, 270) to apply when showing the frames.
-        rate: Nominal (average) frame rate.
-        time_base: Unit of :attr:`SourceFrame.pts` in seconds.
-        n_frames: Expected number of frames after trimming, or ``None`` when unknown.
-        start: Trim start in seconds as the user gave it (0 when not trimming).
-        origin: Absolute input time in seconds that becomes output time 0 (0 when not trimming, so that timestamps
-            are kept exactly); audio is shifted by the same amount.
-        end: Absolute input time in seconds where output stops, or ``None`` for the end of the input.
-        frame_paths: For frame folders, the files in order.
-        has_audio: Whether the input has audio streams.
-        input_size: ``(width, height)`` of the input frames before resizing or cropping.
-    """
-
-    kind: str
-    path: Path
-    width: int
-    height: int
-    rotation: int = 0
-    rate: Fraction = DEFAULT_FOLDER_FPS
-    time_base: Fraction = Fraction(1, 25)
-    n_frames: int | None = None
-    start: float = 0.0
-    origin: float = 0.0
-    end: float | None = None
-    frame_paths: list[Path] = field(default_factory=list)
-    has_audio: bool = False
-    input_size: tuple[int, int] = (0, 0)
-
-
-@dataclass
-class Resize:
-    """How a source resizes frames: an explicit display size, a cap on the long side, and/or even dimensions.
-
-    Attributes:
-        size: ``(width, height)`` in display orientation, or ``None``.
-        max_side: Longest side cap in pixels (only ever shrinks), or ``None``.
-        even: Make both dimensions even (yuv420p video needs it): resized frames are rounded to even sizes,
-            frames that are not otherwise resized lose their last odd row/column (a crop, never a stretch).
-    """
-
-    size: tuple[int, int] | None = None
-    max_side: int | None = None
-    even: bool = False
-
-    def target(self, width: int, height: int, rotation: int = 0) -> tuple[tuple[int, int], bool]:
-        """Return ``((w, h), scaled)``: the coded size of output frames and whether a rescale (not a crop) is needed."""
-        w, h = width, height
-        scaled = False
-        if self.size is not None:
-            w, h = self.size if rotation % 180 == 0 else self.size[::-1]
-            scaled = True
-        elif self.max_side is not None and max(w, h) > self.max_side:
-            scale = self.max_side / max(w, h)
-            w, h = max(1, round(w * scale)), max(1, round(h * scale))
-            scaled = True
-        if self.even:
-            if scaled:
-                w, h = max(2, 2 * round(w / 2)), max(2, 2 * round(h / 2))
-            else:
-                w, h = max(2, w - w % 2), max(2, h - h % 2)
-        return (w, h), scaled and (w, h) != (width, height)
-
-
-def natural_key(path: Path) -> list:
-    """Sort key putting ``frame2`` before ``frame10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def list_frames(pattern: str | Path) -> list[Path]:
-    """Image files of a folder or glob, in natural order."""
-    p = Path(pattern)
-    paths = (
-        [q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS]
-        if p.is_dir()
-        else [Path(q) for q in globlib.glob(str(pattern)) if Path(q).suffix.lower() in IMAGE_EXTENSIONS]
-    )
-    return sorted((q for q in paths if q.is_file()), key=natural_key)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``uint8 [H, W, 3]`` RGB, applying its EXIF orientation.
-
-    Raises:
-        MediaError: The file is missing or is not an image Pillow can read.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
-                arr = np.asarray(img, dtype=np.float32) / 65535.0
-                arr = (arr.clip(0, 1) * 255).round().astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
-            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
-    except FileNotFoundError:
-        raise MediaError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: not a readable image ({exc})") from None
-
-
-def resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``uint8 [H, W, 3]`` to ``size`` ``(w, h)`` with Pillow (area-averaging when shrinking)."""
-    from PIL import Image
-
-    if (array.shape[1], array.shape[0]) == tuple(size):
-        return array
-    img = Image.fromarray(array)
-    shrinking = size[0] < array.shape[1]
-    return np.asarray(img.resize(size, Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC))
-
-
-def probe_kind(path: str | Path) -> str:
-    """Classify an input as ``"frames"`` (folder or glob), ``"image"`` or ``"video"``, or raise :class:`MediaError`."""
-    text = str(path)
-    p = Path(path)
-    if p.is_dir():
-        return "frames"
-    if not p.exists():
-        if any(ch in text for ch in "*?["):
-            return "frames"
-        raise MediaError(f"{path}: no such file or folder")
-    if p.suffix.lower() in IMAGE_EXTENSIONS:
-        return "image"
-    return "video"
-
-
-class ImageSequenceSource:
-    """One image or a sequence of image files, played at ``fps``.
-
-    Args:
-        path: An image file, a folder or a glob pattern.
-        resize: Resizing rules.
-        fps: Frame rate given to the sequence (images carry none).
-        start: Seconds to skip (``start * fps`` frames).
-        duration: Seconds to keep, or ``None``.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        resize: Resize | None = None,
-        fps: Fraction | None = None,
-        start: float | None = None,
-        duration: float | None = None,
-    ) -> None:
-        self.resize = resize or Resize()
-        kind = probe_kind(path)
-        paths = [Path(path)] if kind == "image" else list_frames(path)
-        if not paths:
-            raise MediaError(f"{path}: no image files found")
-        rate = Fraction(fps) if fps else DEFAULT_FOLDER_FPS
-        first = int(round((start or 0.0) * rate))
-        last = None if duration is None else first + max(1, int(round(duration * rate)))
-        paths = paths[first:last]
-        if not paths:
-            raise MediaError(f"{path}: no frames left after --start {start}")
-        first_image = read_image(paths[0])
-        h, w = first_image.shape[:2]
-        (tw, th), _ = self.resize.target(w, h)
-        self._first = first_image
-        self._first_size = (w, h)
-        self.info = MediaInfo(
-            kind=kind,
-            path=Path(path),
-            width=tw,
-            height=th,
-            rate=rate,
-            time_base=1 / rate,
-            n_frames=len(paths),
-            start=float(first / rate),
-            frame_paths=paths,
-            input_size=(w, h),
-        )
-
-    def frames(self) -> Iterator[SourceFrame]:
-        """Yield frames in order, every one at the size of the first (a folder of mixed sizes is resized)."""
-        size = (self.info.width, self.info.height)
-        for i, p in enumerate(self.info.frame_paths):
-            arr = self._first if i == 0 else read_image(p)
-            if i == 0:
-                self._first = None  # Let the first frame be freed once it is on its way.
-            if (arr.shape[1], arr.shape[0]) != size:
-                _, scaled = self.resize.target(*self._first_size)
-                # Frames as large as the first are cropped like it (even sizes); any other size is resized.
-                crop = not scaled and (arr.shape[1], arr.shape[0]) == self._first_size
-                arr = arr[: size[1], : size[0]] if crop else resize_array(arr, size)
-            yield SourceFrame(np.ascontiguousarray(arr), pts=i, index=i)
-
-    def close(self) -> None:
-        """Nothing to release."""
+__all__ = [
+    "DEFAULT_FOLDER_FPS", "IMAGE_EXTENSIONS", "ImageSequenceSource", "MediaInfo", "Resize", "SourceFrame",
+    "VideoSource", "list_frames", "natural_key", "open_source", "probe_kind", "read_frames", "read_image",
+    "resize_array",
+]  # fmt: skip
 
 
 class VideoSource:
