@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,15 +273,9 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
     except Exception as exc:
         raise ArtifactError(f"{path}: cannot read the weights ({exc})") from None
     expected = net.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        details = []
-        if missing:
-            details.append(f"missing keys {_short(missing)}")
-        if unexpected:
-            details.append(f"unexpected keys {_short(unexpected)}")
-        raise ArtifactError(f"{path}: weights do not match network {metadata.network!r}: {'; '.join(details)}")
+    mismatch = describe_key_mismatch(expected, tensors)
+    if mismatch:
+        raise ArtifactError(f"{path}: weights do not match network {metadata.network!r}: {mismatch}")
     for key, tensor in tensors.items():
         if not tensor.is_floating_point():
             raise ArtifactError(f"{path}: tensor {key!r} has non-floating dtype {tensor.dtype}")
@@ -297,6 +292,25 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
     return Artifact(network=net, metadata=metadata, path=path)
 
 
-def _short(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)})"
+def describe_key_mismatch(
+    expected: Iterable[str], actual: Iterable[str], sort_key: Callable[[str], Any] | None = None, limit: int = 5
+) -> str | None:
+    """Describe how a state dict's keys differ from the expected ones, or return ``None`` when they match.
+
+    Args:
+        expected: The keys the model defines.
+        actual: The keys found in the file.
+        sort_key: Order of the listed keys (default: alphabetical).
+        limit: How many keys of each kind to name.
+
+    Returns:
+        E.g. ``"missing keys [a, b] (2); unexpected keys [c] (1)"``, one line.
+    """
+    expected, actual = set(expected), set(actual)
+    details = []
+    for label, keys in (("missing", expected - actual), ("unexpected", actual - expected)):
+        if keys:
+            ordered = sorted(keys, key=sort_key)
+            shown = ", ".join(ordered[:limit])
+            details.append(f"{label} keys [{shown}{', ...' if len(ordered) > limit else ''}] ({len(ordered)})")
+    return "; ".join(details) or None
