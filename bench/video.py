@@ -6,8 +6,9 @@ same clip, size and device, in the same run:
 * **model only**: :func:`bench.inference.measure_model_fps` at the stylizer's batch size, precision and layout
   (random input already on the device): the ceiling;
 * **end to end**: :func:`inference.video.stylize_file`, i.e. ``stylize-video`` minus argument parsing and model
-  loading: decode (PyAV), resize, batched inference, encode (libx264, crf 18, preset medium), audio copied;
-* **before**: the same pipeline with batch 1 and NCHW (the starting point before batching and channels_last);
+  loading: decode (PyAV), resize, batched inference, encode (libx264, crf 18, preset medium), audio copied; with the
+  Stylizer's ``auto`` backend (ONNX Runtime on the CPU when installed), recorded as ``backend``;
+* **before**: the same pipeline with batch 1, NCHW and the torch backend (the starting point);
 * **naive**: ``cv2.VideoCapture`` -> resize -> one frame at a time through the same network in fp32 NCHW ->
   ``cv2.VideoWriter`` (mp4v), no audio: the loop people write by hand.
 
@@ -145,14 +146,15 @@ def run_network(name: str, args: argparse.Namespace, tmp: Path, measure) -> dict
     n = int(max(3 * args.batch_size, min(args.max_frames, round(model * args.seconds))))
     duration = n / float(args.rate)
     row: dict[str, Any] = {"network": name, "device": str(device), "precision": precision, "size": f"{w}x{h}",
-                           "batch": args.batch_size, "frames": n, "model_fps": model}  # fmt: skip
+                           "batch": args.batch_size, "frames": n, "model_fps": model,
+                           "backend": stylizer.backend}  # fmt: skip
     t0 = time.perf_counter()
     res = stylize_file(stylizer, args.input, tmp / f"{name}.mp4", duration=duration, size=(w, h), overwrite=True)
     row["e2e_fps"] = res.frames / (time.perf_counter() - t0)
     row["frames"] = res.frames
     if not args.skip_before:
         before = Stylizer.from_artifact(artifact, device=args.device, precision=args.precision, batch_size=1,
-                                        channels_last=False)  # fmt: skip
+                                        channels_last=False, backend="torch")  # fmt: skip
         t0 = time.perf_counter()
         res = stylize_file(before, args.input, tmp / f"{name}-b1.mp4", duration=duration, size=(w, h), overwrite=True)
         row["before_e2e_fps"] = res.frames / (time.perf_counter() - t0)
@@ -194,8 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.networks.split(","):
             rows.append(run_network(name.strip(), args, Path(tmp), measure))
             print(f"done: {name}", file=sys.stderr)
-    head = ["network", "device", "precision", "frames", "model_fps", "e2e_fps", "before_e2e_fps", "naive_fps",
-            "decode_fps", "encode_fps", "e2e_over_model", "e2e_over_naive"]  # fmt: skip
+    head = ["network", "device", "precision", "backend", "frames", "model_fps", "e2e_fps", "before_e2e_fps",
+            "naive_fps", "decode_fps", "encode_fps", "e2e_over_model", "e2e_over_naive"]  # fmt: skip
     print(f"clip: {args.input} resized to {args.size[0]}x{args.size[1]}, batch {args.batch_size}")
     print(" | ".join(head))
     for r in rows:

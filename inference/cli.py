@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="NHWC memory layout (off by default: measured slower in eager mode on an H100 and no faster on CPUs)",
     )  # fmt: skip
     g.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster after)")
+    g.add_argument(
+        "--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+        help="auto: ONNX Runtime on the CPU in fp32 when onnxruntime is installed (faster there), else torch",
+    )  # fmt: skip
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -130,6 +134,7 @@ def main(args: Sequence[str] | None = None) -> int:
         compile=opts.compile,
         strength=opts.strength,
         preserve_color=opts.preserve_color,
+        backend=opts.backend,
     )
     stylizer.video(
         opts.input,

@@ -8,7 +8,8 @@ registry and loaded strictly. Optimizer state, the loss network and the style ta
 ONNX models take ``image`` float32 ``[N, 3, H, W]`` RGB in [0, 1] with dynamic N, H and W (H, W at least twice the
 network's stride: 8 px for ``johnson``/``tiny``, 16 px for ``light``) and return ``stylized`` of the same shape. After
 export the model is run with ONNX Runtime on two sizes (one not a multiple of the stride) and compared with PyTorch:
-the maximum absolute difference must be below ``ONNX_ATOL`` = 1e-4 (typical: ~3e-6).
+the maximum absolute difference must be below ``ONNX_ATOL`` = 1e-4 (typical: ~3e-6). The exporter itself lives in
+:mod:`inference.onnx_backend`, shared with the runtime's ONNX Runtime backend.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inference.errors import UserError
+from inference.onnx_backend import export_onnx_model
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +105,6 @@ def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Pat
     )
 
 
-class _DynamicPadCrop(nn.Module):
-    """Pad-to-stride and crop written with traced size arithmetic, so ONNX keeps H and W dynamic.
-
-    The network's own padding computes Python integers, which tracing freezes to the example's size. This wrapper
-    reuses the network's ``_forward_padded`` and its sigmoid output map; the export is checked against
-    ``net(x)`` on sizes that need padding, so any divergence is caught at export time.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2], x.shape[-1]
-        stride = self.net.stride
-        pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
-        logits, _ = self.net._forward_padded(F.pad(x, [0, pad_w, 0, pad_h], mode="reflect"))
-        return torch.sigmoid(logits[..., :height, :width])
-
-
 def export_onnx(
     net: nn.Module, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, atol: float = ONNX_ATOL
 ) -> float:
@@ -148,22 +129,7 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        dynamic = {0: "batch", 2: "height", 3: "width"}
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer chatter about the (checked) size arithmetic
-            # The TorchScript-based exporter: the dynamo one needs onnxscript and is not needed for these ops.
-            torch.onnx.export(
-                _DynamicPadCrop(net),
-                (torch.rand(1, 3, *ONNX_CHECK_SIZES[0]),),
-                tmp,
-                input_names=["image"],
-                output_names=["stylized"],
-                dynamic_axes={"image": dynamic, "stylized": dynamic},
-                opset_version=17,
-                dynamo=False,
-            )
+        export_onnx_model(net, tmp)
         model = onnx.load(tmp)
         for key, value in (metadata or {}).items():
             entry = model.metadata_props.add()
