@@ -5,7 +5,7 @@ same clip, size and device, in the same run:
 
 * **model only**: :func:`bench.inference.measure_model_fps` at the stylizer's batch size, precision and layout
   (random input already on the device): the ceiling;
-* **end to end**: :func:`inference.video.stylize_file`, i.e. ``stylize-video`` minus argument parsing and model
+* **end to end**: :func:`inference.convert.stylize_file`, i.e. ``stylize-video`` minus argument parsing and model
   loading: decode (PyAV), resize, batched inference, encode (libx264, crf 18, preset medium), audio copied; with the
   Stylizer's ``auto`` backend (ONNX Runtime on the CPU when installed), recorded as ``backend``;
 * **before**: the same pipeline with batch 1, NCHW and the torch backend (the starting point);
@@ -45,11 +45,13 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 from inference.artifact import save_artifact  # noqa: E402
+from inference.convert import stylize_file  # noqa: E402
+from inference.io.media import Resize  # noqa: E402
+from inference.io.readers import open_source  # noqa: E402
+from inference.io.video_writer import VideoSink  # noqa: E402
+from inference.io.writers import EncodeOptions  # noqa: E402
 from inference.networks import build_network  # noqa: E402
-from inference.sinks import EncodeOptions, VideoSink  # noqa: E402
-from inference.sources import Resize, open_source  # noqa: E402
 from inference.stylizer import Stylizer  # noqa: E402
-from inference.video import stylize_file  # noqa: E402
 
 DEFAULT_CLIPS = Path("/work/shared/data/videos")
 

@@ -5,7 +5,7 @@ Example::
     stylize-video clip.mp4 -m starry.safetensors -o clip_starry.mp4
     stylize-video frames/ -m starry.safetensors -o out.gif --gif-fps 12 --gif-width 480
 
-This module wires arguments to :class:`inference.stylizer.Stylizer` and :func:`inference.video.stylize_file`; it
+This module wires arguments to :class:`inference.stylizer.Stylizer` and :func:`inference.convert.stylize_file`; it
 imports only the runtime stack (torch, numpy, PyAV, Pillow, safetensors).
 """
 
@@ -118,8 +118,8 @@ def main(args: Sequence[str] | None = None) -> int:
         raise UserError(f"--gif-fps must be > 0, got {opts.gif_fps}")
     if opts.fps is not None and opts.fps <= 0:
         raise UserError(f"--fps must be > 0, got {opts.fps}")
-    from inference.sinks import output_kind
-    from inference.sources import probe_kind
+    from inference.io.media import probe_kind
+    from inference.io.writers import output_kind
     from inference.stylizer import Stylizer
 
     # Cheap checks first, so that a typo fails before the model is loaded.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.color import blend, preserve_color
+from inference.colour import blend, preserve_color
 from inference.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -197,13 +197,13 @@ class Stylizer:
     def video(self, src: str, dst: str, **options: Any):
         """Stylize a video, image, frame folder or glob into a video, GIF, frame folder or image.
 
-        See :func:`inference.video.stylize_file` for the options (``overwrite``, ``start``, ``duration``,
+        See :func:`inference.convert.stylize_file` for the options (``overwrite``, ``start``, ``duration``,
         ``size``, ``max_side``, ``crf``, ``preset``, ``codec``, ``gif_fps``, ``gif_width``, ``progress``...).
 
         Returns:
-            A :class:`inference.video.StylizeResult` (output path, frame count, fps, warnings).
+            A :class:`inference.convert.StylizeResult` (output path, frame count, fps, warnings).
         """
-        from inference.video import stylize_file
+        from inference.convert import stylize_file
 
         return stylize_file(self, src, dst, **options)
 

@@ -26,7 +26,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from inference.errors import UserError, exit_on_user_error
 from styletrain.callbacks import ExportArtifact, LastAndBestCheckpoint, StyleSamples, Throughput
-from styletrain.data import StyleDataModule
+from styletrain.data.module import StyleDataModule
 from styletrain.loggers import configure_wandb_mode, is_wandb_logger
 from styletrain.module import StyleTransferModule
 

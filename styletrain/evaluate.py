@@ -6,7 +6,7 @@ For each ``--model`` it prints one JSON object on its own line::
      "flow_method": "dis", "warping_error": 0.0123, "input_warping_error": 0.0031, "ratio_to_input": 3.97,
      "content_loss": ..., "style_loss": ..., "loss_net": "vgg16 imagenet", "fps": 3.2}
 
-The warping error (Lai et al. 2018, :mod:`styletrain.temporal`) uses flow estimated on the INPUT clip, once, shared
+The warping error (Lai et al. 2018, :mod:`styletrain.temporal.loss`) uses flow estimated on the INPUT clip, once, shared
 by all models; ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output reaches.
 Content and style losses are unweighted (sum over layers of MSE, Grams normalised by C*H*W), averaged over frames;
 they need a real loss network (ImageNet VGG or a local weights file) and, for the style loss, the style image
@@ -102,7 +102,7 @@ class _LossEvaluator:
 
 def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any, str | None]:
     """``(style tensor or None, note or None)``, checking the style file against the artifact's sha256."""
-    from styletrain.images import load_style_image, sha256_of_file
+    from styletrain.data.images import load_style_image, sha256_of_file
 
     candidate, given = style_path, style_path is not None
     if candidate is None:
@@ -138,8 +138,8 @@ def evaluate_models(
     """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
     from inference.artifact import load_artifact
     from inference.stylizer import resolve_device
-    from styletrain.pairs import read_clip
-    from styletrain.temporal import clip_flows, warping_error
+    from styletrain.data.pairs import read_clip
+    from styletrain.temporal.loss import clip_flows, warping_error
 
     dev = resolve_device(device)
     frames = read_clip(clip, max_frames=max_frames, max_side=max_side)

@@ -225,7 +225,7 @@ class PerceptualLoss(nn.Module):
         """Compute and store the style Gram matrices once.
 
         Args:
-            style_image: ``[1, 3, H, W]`` RGB in [0, 1] (see :func:`styletrain.images.load_style_image`).
+            style_image: ``[1, 3, H, W]`` RGB in [0, 1] (see :func:`styletrain.data.images.load_style_image`).
         """
         _check_image(style_image, "style_image")
         if style_image.shape[0] != 1:

@@ -26,10 +26,10 @@ from torch import Tensor
 
 from inference.errors import UserError
 from inference.networks import build_network
-from styletrain.images import load_style_image, sha256_of_file
+from styletrain.data.images import load_style_image, sha256_of_file
 from styletrain.losses import LossNetwork, content_loss, gram_matrix, style_loss, total_variation
-from styletrain.motion import MotionConfig, random_motion_pair
-from styletrain.temporal import TemporalLoss
+from styletrain.temporal.loss import TemporalLoss
+from styletrain.temporal.motion import MotionConfig, random_motion_pair
 
 LOSS_NET_PREFIX = "loss_net."
 
@@ -53,7 +53,7 @@ class StyleTransferModule(pl.LightningModule):
             still images, real pairs when the data module provides them).
         temporal_feature_weight: Weight of the feature-level temporal loss on the net's 1/4-resolution features.
         temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
-        motion: Overrides of :class:`styletrain.motion.MotionConfig` for synthetic pairs, e.g.
+        motion: Overrides of :class:`styletrain.temporal.motion.MotionConfig` for synthetic pairs, e.g.
             ``{"max_translation": 8}``.
         lr: Adam learning rate.
         betas: Adam betas.
@@ -195,7 +195,7 @@ class StyleTransferModule(pl.LightningModule):
 
         Args:
             batch: ``{"content": [B, 3, H, W]}`` or ``{"frame1", "frame2", "flow", "mask"}`` (see the flow convention
-                in :mod:`styletrain.temporal`), images in [0, 1].
+                in :mod:`styletrain.temporal.loss`), images in [0, 1].
             generator: Random generator for synthetic motion (fixed for validation).
 
         Returns:

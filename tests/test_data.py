@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from inference.errors import UserError
-from styletrain.data import StyleDataModule
-from styletrain.stills import MixedBatches, SkipTracker
+from styletrain.data.module import StyleDataModule
+from styletrain.data.stills import MixedBatches, SkipTracker
 
 
 def _batches(loader, n=None):
@@ -183,7 +183,7 @@ def test_missing_empty_and_absent_sources_are_user_errors(tmp_path):
 
 
 class _StubPairs(torch.utils.data.Dataset):
-    """Stands in for styletrain.pairs.VideoPairDataset (same constructor keywords)."""
+    """Stands in for styletrain.data.pairs.VideoPairDataset (same constructor keywords)."""
 
     def __init__(self, sources, image_size=256, flow_method="dis", cache_dir=None, seed=0, **kwargs):
         self.size, self.epochs = image_size, []
@@ -205,9 +205,9 @@ class _StubPairs(torch.utils.data.Dataset):
 
 
 def test_video_pair_mixing_gives_both_kinds_of_batches(mixed_folder, monkeypatch):
-    import styletrain.pairs
+    import styletrain.data.pairs
 
-    monkeypatch.setattr(styletrain.pairs, "VideoPairDataset", _StubPairs)
+    monkeypatch.setattr(styletrain.data.pairs, "VideoPairDataset", _StubPairs)
 
     def kinds(seed):
         dm = StyleDataModule(

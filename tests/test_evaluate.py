@@ -11,8 +11,8 @@ from PIL import Image
 
 from inference.artifact import save_artifact
 from inference.networks import build_network
+from styletrain.data.images import sha256_of_file
 from styletrain.evaluate import main
-from styletrain.images import sha256_of_file
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference.errors import UserError
-from styletrain import flow as flow_mod
-from styletrain.flow import FlowCache, estimate_flow, forward_backward, read_flo, write_flo
+from styletrain.temporal import flow as flow_mod
+from styletrain.temporal.flow import FlowCache, estimate_flow, forward_backward, read_flo, write_flo
 
 
 def test_dis_finds_integer_translation(make_clip_frames):

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from inference.errors import MediaError, UserError
-from styletrain import images
-from styletrain.images import UnreadableImageError, load_rgb, load_style_image, sha256_of_file
+from styletrain.data import images
+from styletrain.data.images import UnreadableImageError, load_rgb, load_style_image, sha256_of_file
 
 
 def _check(t: torch.Tensor, h: int, w: int) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from styletrain.motion import MotionConfig, MotionPair, random_motion_pair
-from styletrain.temporal import warp
+from styletrain.temporal.loss import warp
+from styletrain.temporal.motion import MotionConfig, MotionPair, random_motion_pair
 
 
 def _batch(make_image, b: int = 3, h: int = 48, w: int = 64) -> torch.Tensor:

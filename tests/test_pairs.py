@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from inference.errors import UserError
-from styletrain import flow as flow_mod
-from styletrain.pairs import VideoPairDataset, read_clip
-from styletrain.temporal import warp
+from styletrain.data.pairs import VideoPairDataset, read_clip
+from styletrain.temporal import flow as flow_mod
+from styletrain.temporal.loss import warp
 
 
 def _folder(tmp_path: Path, frames: list[np.ndarray]) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from styletrain.temporal import (
+from styletrain.temporal.loss import (
     TemporalLoss,
     clip_warping_error,
     downsample_flow,

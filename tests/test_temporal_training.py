@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from styletrain.temporal import clip_warping_error
+from styletrain.temporal.loss import clip_warping_error
 
 
 def _module(style_path, temporal_weight: float):
@@ -90,7 +90,7 @@ def test_validation_callback_logs_warping_error_and_clip(tmp_path, make_image):
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from styletrain.temporal_callback import TemporalValidation, pan_clip
+    from styletrain.temporal.callback import TemporalValidation, pan_clip
 
     style = tmp_path / "style.png"
     Image.fromarray(make_image(64, 64, seed=42)).save(style)

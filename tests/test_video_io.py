@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from inference.atomic import atomic_output, check_destination
-from inference.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
+from inference.colour import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from inference.errors import MediaError
-from inference.sources import Resize, list_frames, natural_key, open_source, read_frames
+from inference.io.image_reader import list_frames, natural_key
+from inference.io.media import Resize
+from inference.io.readers import open_source, read_frames
 from inference.stylizer import Stylizer
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inference.errors import UserError
-from styletrain.images import UnreadableImageError, load_rgb
+from styletrain.data.images import UnreadableImageError, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ OFFLINE_HINT = "offline, use --data.path DIR or --data.hf_dataset imagefolder --
 
 
 class Source(Protocol):
-    """What :class:`styletrain.data.StillImageDataset` needs from a source of still images."""
+    """What :class:`styletrain.data.module.StillImageDataset` needs from a source of still images."""
 
     name: str
 

@@ -1,7 +1,8 @@
 """Shared description of media inputs: frames with timestamps, stream facts for writers, resize rules, input kinds.
 
-Used by the readers (:mod:`inference.sources` for videos, :mod:`inference.sequences` for images, folders and globs)
-and by the writers (:mod:`inference.sinks`, :mod:`inference.gif`).
+Used by the readers (:mod:`inference.io.video_reader` for videos, :mod:`inference.io.image_reader` for images,
+folders and globs) and by the writers (:mod:`inference.io.writers`, :mod:`inference.io.video_writer`,
+:mod:`inference.io.gif_writer`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Image inputs: one image, a folder of frames (natural sort: frame2 before frame10) or a glob, read with Pillow.
 
-:class:`ImageSequenceSource` yields :class:`~inference.media.SourceFrame` objects like the video reader in
-:mod:`inference.sources`, with pts counting frames at the sequence's frame rate.
+:class:`ImageSequenceSource` yields :class:`~inference.io.media.SourceFrame` objects like the video reader in
+:mod:`inference.io.readers`, with pts counting frames at the sequence's frame rate.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import MediaError
-from inference.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
+from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 
 
 def natural_key(path: Path) -> list:

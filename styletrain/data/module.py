@@ -12,7 +12,7 @@ Sources, any combination of:
 
 and optionally real consecutive video frames with optical flow (``--data.video_pairs``), drawn at each step with
 probability ``--data.video_pair_ratio`` (batches ``{"frame1", "frame2", "flow", "mask"}``, see
-:class:`styletrain.pairs.VideoPairDataset`). Still batches are ``{"content": float32 [B, 3, S, S] in [0, 1]}``.
+:class:`styletrain.data.pairs.VideoPairDataset`). Still batches are ``{"content": float32 [B, 3, S, S] in [0, 1]}``.
 
 The validation set is fixed: the ``val_size`` items whose names hash lowest (for a streaming source: the first
 ``val_size`` rows), centre-cropped, never used for training. Unreadable images are skipped, counted
@@ -29,8 +29,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from inference.errors import UserError
-from styletrain.sources import FolderSource, HFSource, Source, VideoFrameSource, hf_load_kwargs, split_validation
-from styletrain.stills import (
+from styletrain.data.content_sources import (
+    FolderSource,
+    HFSource,
+    Source,
+    VideoFrameSource,
+    hf_load_kwargs,
+    split_validation,
+)
+from styletrain.data.stills import (
     ListDataset,
     MixedBatches,
     SkipTracker,
@@ -122,7 +129,7 @@ class StyleDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Download a hub dataset into the Hugging Face cache (rank zero only; nothing else is downloaded)."""
         if self.hparams.hf_dataset and not self.hparams.streaming:
-            from styletrain.sources import load_hf_dataset
+            from styletrain.data.content_sources import load_hf_dataset
 
             load_hf_dataset(self._hf_kwargs())
 
@@ -151,7 +158,7 @@ class StyleDataModule(pl.LightningDataModule):
         else:
             self._setup_indexed()
         if h.video_pairs and h.video_pair_ratio > 0:
-            from styletrain.pairs import VideoPairDataset  # lazy: OpenCV flow is only needed here
+            from styletrain.data.pairs import VideoPairDataset  # lazy: OpenCV flow is only needed here
 
             self.pair_set = VideoPairDataset(
                 sources=list(h.video_pairs),
@@ -179,8 +186,8 @@ class StyleDataModule(pl.LightningDataModule):
         self.val_set = StillImageDataset(self.sources, [items[i] for i in val_idx], train=False, **common)
 
     def _setup_streaming(self) -> None:
-        from styletrain.images import UnreadableImageError
-        from styletrain.sources import decode_hf_value, hf_image_column, load_hf_dataset
+        from styletrain.data.content_sources import decode_hf_value, hf_image_column, load_hf_dataset
+        from styletrain.data.images import UnreadableImageError
 
         h = self.hparams
         name = f"Hugging Face dataset {h.hf_dataset} (streaming) [{h.hf_split}]"

@@ -1,14 +1,14 @@
 """Validation-time temporal stability: the warping error on a fixed short clip, and that clip stylized, as a video.
 
-At every validation end, :class:`TemporalValidation` stylizes the same short clip, logs ``val/warping_error`` (Lai et
-al. 2018, flow estimated once on the INPUT clip, see :mod:`styletrain.temporal`) and ``val/input_warping_error`` (the
-clip's own error: the floor), and shows the input beside its stylization as an mp4: a ``wandb.Video`` when the logger
-is W&B, else a file under ``<log_dir>/temporal_clips/``.
+At every validation end, :class:`TemporalValidation` stylizes the same short clip, logs ``val/warping_error``
+(Lai et al. 2018, flow estimated once on the INPUT clip, see :mod:`styletrain.temporal.loss`) and
+``val/input_warping_error`` (the clip's own error: the floor), and shows the input beside its stylization as an mp4:
+a ``wandb.Video`` when the logger is W&B, else a file under ``<log_dir>/temporal_clips/``.
 
 The clip is a user-given video or frame folder (``clip``), or, by default, a camera pan generated from the first
 validation image: ``n_frames`` windows moving by ``shift`` whole pixels per frame (not a multiple of the networks'
 stride 4, so a net that is not shift-stable shows it). Enable it with ``--trainer.callbacks+=
-styletrain.temporal_callback.TemporalValidation`` or ``configs/video.yaml``.
+styletrain.temporal.callback.TemporalValidation`` or ``configs/video.yaml``.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ class TemporalValidation(Callback):
     def _prepare(self) -> bool:
         if self._frames is not None:
             return True
-        from styletrain.temporal import clip_flows, warping_error
+        from styletrain.temporal.loss import clip_flows, warping_error
 
         if self.clip is not None:
-            from styletrain.pairs import read_clip
+            from styletrain.data.pairs import read_clip
 
             frames = read_clip(self.clip, max_frames=self.n_frames, max_side=self.max_side)
         elif self._source is not None:
@@ -124,7 +124,7 @@ class TemporalValidation(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._prepare():
             return
-        from styletrain.temporal import warping_error
+        from styletrain.temporal.loss import warping_error
 
         x = torch.from_numpy(np.stack(self._frames)).to(pl_module.device).permute(0, 3, 1, 2).float() / 255.0
         was_training = pl_module.training

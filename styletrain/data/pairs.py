@@ -2,7 +2,7 @@
 
 Each source frame is resized so that its shorter side is ``image_size``; flow is estimated on those resized frames
 (so it is already in the training resolution's pixels, no rescaling error) in both directions, cached on disk when
-``cache_dir`` is set, turned into a visibility mask with :func:`styletrain.temporal.occlusion_mask`, and the same
+``cache_dir`` is set, turned into a visibility mask with :func:`styletrain.temporal.loss.occlusion_mask`, and the same
 ``image_size`` square window is cropped from both frames, the flow and the mask. Pixels whose flow leaves the crop are
 masked too, since the network never sees what lies outside it.
 """
@@ -18,15 +18,15 @@ import torch
 from torch.utils.data import Dataset
 
 from inference.errors import MediaError, UserError
-from styletrain.flow import FLOW_METHODS, FlowCache, forward_backward
-from styletrain.temporal import inside_mask, occlusion_mask
+from styletrain.temporal.flow import FLOW_METHODS, FlowCache, forward_backward
+from styletrain.temporal.loss import inside_mask, occlusion_mask
 
 log = logging.getLogger(__name__)
 
 
 def resize_shorter(frame: np.ndarray, side: int) -> np.ndarray:
     """Resize ``uint8 [H,W,3]`` so that its shorter side is ``side`` (aspect kept)."""
-    from inference.sources import resize_array
+    from inference.io.image_reader import resize_array
 
     h, w = frame.shape[:2]
     scale = side / min(h, w)
@@ -45,7 +45,8 @@ def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | N
     Raises:
         MediaError: Unreadable input or no frames.
     """
-    from inference.sources import Resize, read_frames
+    from inference.io.media import Resize
+    from inference.io.readers import read_frames
 
     resize = Resize(max_side=max_side) if max_side else None
     frames: list[np.ndarray] = []
@@ -117,7 +118,8 @@ class VideoPairDataset(Dataset):
         log.info("video pairs: %d pairs from %d sources", len(self.index), len(self.sources))
 
     def _open(self, path: Path, max_frames: int | None) -> _Source:
-        from inference.sources import list_frames, probe_kind
+        from inference.io.image_reader import list_frames
+        from inference.io.media import probe_kind
 
         kind = probe_kind(path)
         if kind == "frames":
@@ -140,7 +142,7 @@ class VideoPairDataset(Dataset):
     def _frame(self, source: _Source, t: int) -> np.ndarray:
         if source.frames is not None:
             return source.frames[t]
-        from inference.sources import read_image
+        from inference.io.image_reader import read_image
 
         return resize_shorter(read_image(source.files[t]), self.image_size)
 

@@ -254,7 +254,7 @@ def clip_flows(
     frames_in: Sequence[np.ndarray], method: str = "dis", cache_dir: str | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Forward and backward flows between consecutive INPUT frames (uint8 ``HxWx3``), ``[H,W,2]`` float32 each."""
-    from styletrain.flow import FlowCache, forward_backward
+    from styletrain.temporal.flow import FlowCache, forward_backward
 
     cache = FlowCache(cache_dir) if cache_dir else None
     fws, bws = [], []

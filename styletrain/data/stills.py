@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from inference.errors import UserError
-from styletrain.images import UnreadableImageError
-from styletrain.sources import Source, decode_hf_value
+from styletrain.data.content_sources import Source, decode_hf_value
+from styletrain.data.images import UnreadableImageError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class StillImageDataset(Dataset):
     """Content crops from indexable sources.
 
     Args:
-        sources: The sources (see :mod:`styletrain.sources`).
+        sources: The sources (see :mod:`styletrain.data.content_sources`).
         items: ``(source_index, item_index)`` pairs this dataset serves (the train or the validation part).
         image_size: Crop side ``S``.
         train: Random crop and flip (True) or centre crop (False).

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import MediaError
-from inference.sinks import EncodeOptions
-from inference.sources import MediaInfo
+from inference.io.media import MediaInfo
+from inference.io.writers import EncodeOptions
 
 _TRANSPOSE = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}
 

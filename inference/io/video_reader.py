@@ -2,8 +2,8 @@
 
 Every source yields :class:`SourceFrame` objects holding an RGB ``uint8 [H, W, 3]`` array plus the frame's
 presentation timestamp, so that writers can keep the input's exact timing (variable frame rate included).
-Videos are read here; images, folders and globs in :mod:`inference.sequences`; the shared types live in
-:mod:`inference.media` and are re-exported from this module.
+Videos are read here; images, folders and globs in :mod:`inference.io.image_reader`; the shared types live in
+:mod:`inference.io.media` and are re-exported from this module.
 """
 
 from __future__ import annotations
@@ -17,16 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import MediaError
-from inference.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
-from inference.sequences import ImageSequenceSource, list_frames, natural_key, read_image, resize_array
+from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
 
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "DEFAULT_FOLDER_FPS", "IMAGE_EXTENSIONS", "ImageSequenceSource", "MediaInfo", "Resize", "SourceFrame",
-    "VideoSource", "list_frames", "natural_key", "open_source", "probe_kind", "read_frames", "read_image",
-    "resize_array",
-]  # fmt: skip
 
 
 class VideoSource:
@@ -210,46 +203,3 @@ def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
     return re.sub(r":\s*'[^']*'$", "", text)  # FFmpeg repeats the file name at the end.
-
-
-def open_source(
-    path: str | Path,
-    *,
-    resize: Resize | None = None,
-    start: float | None = None,
-    duration: float | None = None,
-    fps: Fraction | None = None,
-) -> VideoSource | ImageSequenceSource:
-    """Open any supported input.
-
-    Args:
-        path: A video file, an image file, a folder of frames or a glob pattern.
-        resize: Resizing rules.
-        start: Seconds to skip.
-        duration: Seconds to keep.
-        fps: Frame rate for image sequences (ignored for videos, which keep their own timing).
-
-    Returns:
-        A source with ``info`` (:class:`MediaInfo`), ``frames()`` and ``close()``.
-
-    Raises:
-        MediaError: Missing input, not a video or image, no frames.
-    """
-    if start is not None and start < 0:
-        raise MediaError(f"--start must be >= 0, got {start}")
-    if duration is not None and duration <= 0:
-        raise MediaError(f"--duration must be > 0, got {duration}")
-    kind = probe_kind(path)
-    if kind == "video":
-        return VideoSource(path, resize, start, duration)
-    return ImageSequenceSource(path, resize, fps, start, duration)
-
-
-def read_frames(path: str | Path, **kwargs) -> Iterator[np.ndarray]:
-    """Yield the frames of any supported input as ``uint8 [H, W, 3]`` RGB arrays (see :func:`open_source`)."""
-    source = open_source(path, **kwargs)
-    try:
-        for frame in source.frames():
-            yield frame.array
-    finally:
-        source.close()

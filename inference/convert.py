@@ -1,8 +1,7 @@
-"""Media I/O entry points: read any input, write any output, and stylize one file into another.
+"""One file in, one file out: stylize a video, image, frame folder or glob into a video, GIF, folder or image.
 
-Readers live in :mod:`inference.sources`, writers in :mod:`inference.sinks` and :mod:`inference.gif`, audio
-passthrough in :mod:`inference.audio`; this module ties them to a :class:`~inference.stylizer.Stylizer` through the
-threaded pipeline of :mod:`inference.pipeline`, writing atomically (:mod:`inference.atomic`).
+Readers and writers live in :mod:`inference.io`; this module ties them to a :class:`~inference.stylizer.Stylizer`
+through the threaded pipeline of :mod:`inference.pipeline`, writing atomically (:mod:`inference.atomic`).
 """
 
 from __future__ import annotations
@@ -17,20 +16,16 @@ from typing import TYPE_CHECKING
 
 from inference.atomic import atomic_output, check_destination
 from inference.errors import MediaError
+from inference.io.media import Resize
+from inference.io.readers import open_source
+from inference.io.writers import EncodeOptions, open_sink, output_kind
 from inference.pipeline import run_pipeline
 from inference.progress import Progress
-from inference.sinks import EncodeOptions, open_sink, output_kind
-from inference.sources import MediaInfo, Resize, SourceFrame, list_frames, open_source, read_frames, read_image
 
 if TYPE_CHECKING:
     from inference.stylizer import Stylizer
 
 log = logging.getLogger("inference")
-
-__all__ = [
-    "EncodeOptions", "MediaInfo", "Resize", "SourceFrame", "StylizeResult", "list_frames", "open_source",
-    "output_kind", "read_frames", "read_image", "stylize_file",
-]  # fmt: skip
 
 # Chroma subsampled horizontally and vertically: width and height must be even.
 _EVEN_FORMATS = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le"}

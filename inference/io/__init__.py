@@ -1,0 +1,1 @@
+"""Media readers and writers: videos (PyAV), images, frame folders, GIFs, audio passthrough."""

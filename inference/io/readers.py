@@ -1,0 +1,58 @@
+"""Open any supported input by its kind: videos through :mod:`inference.io.video_reader`, images, frame folders and
+globs through :mod:`inference.io.image_reader`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from inference.errors import MediaError
+from inference.io.image_reader import ImageSequenceSource
+from inference.io.media import Resize, probe_kind
+from inference.io.video_reader import VideoSource
+
+
+def open_source(
+    path: str | Path,
+    *,
+    resize: Resize | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+    fps: Fraction | None = None,
+) -> VideoSource | ImageSequenceSource:
+    """Open any supported input.
+
+    Args:
+        path: A video file, an image file, a folder of frames or a glob pattern.
+        resize: Resizing rules.
+        start: Seconds to skip.
+        duration: Seconds to keep.
+        fps: Frame rate for image sequences (ignored for videos, which keep their own timing).
+
+    Returns:
+        A source with ``info`` (:class:`MediaInfo`), ``frames()`` and ``close()``.
+
+    Raises:
+        MediaError: Missing input, not a video or image, no frames.
+    """
+    if start is not None and start < 0:
+        raise MediaError(f"--start must be >= 0, got {start}")
+    if duration is not None and duration <= 0:
+        raise MediaError(f"--duration must be > 0, got {duration}")
+    kind = probe_kind(path)
+    if kind == "video":
+        return VideoSource(path, resize, start, duration)
+    return ImageSequenceSource(path, resize, fps, start, duration)
+
+
+def read_frames(path: str | Path, **kwargs) -> Iterator[np.ndarray]:
+    """Yield the frames of any supported input as ``uint8 [H, W, 3]`` RGB arrays (see :func:`open_source`)."""
+    source = open_source(path, **kwargs)
+    try:
+        for frame in source.frames():
+            yield frame.array
+    finally:
+        source.close()

@@ -1,0 +1,1 @@
+"""Training data: content images (folders, HF datasets, video frames), motion pairs and the DataModule."""

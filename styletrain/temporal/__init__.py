@@ -1,0 +1,1 @@
+"""Temporal stability: synthetic motion, optical flow, the temporal loss and warping error, the validation callback."""
