@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# ITU-R BT.601 luma, as in ReCoNet's luminance-aware temporal loss.
-_LUMA = (0.299, 0.587, 0.114)
+from inference.colour import BT601_LUMA
 
 
 def _base_grid(flow: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,7 +97,7 @@ def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
 
 def luminance(image: Tensor) -> Tensor:
     """``[B,3,H,W]`` RGB in [0,1] -> ``[B,1,H,W]`` BT.601 luma."""
-    weights = image.new_tensor(_LUMA).view(1, 3, 1, 1)
+    weights = image.new_tensor(BT601_LUMA)  # as in ReCoNet's luminance-aware temporal loss.view(1, 3, 1, 1)
     return (image * weights).sum(1, keepdim=True)
 
 
