@@ -97,7 +97,7 @@ def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
 
 def luminance(image: Tensor) -> Tensor:
     """``[B,3,H,W]`` RGB in [0,1] -> ``[B,1,H,W]`` BT.601 luma."""
-    weights = image.new_tensor(BT601_LUMA)  # as in ReCoNet's luminance-aware temporal loss.view(1, 3, 1, 1)
+    weights = image.new_tensor(BT601_LUMA).view(1, 3, 1, 1)  # As in ReCoNet's luminance-aware temporal loss.
     return (image * weights).sum(1, keepdim=True)
 
 
