@@ -1,10 +1,13 @@
-"""Colour operations applied after the network: strength blending and colour preservation.
+"""Colour on the device: YUV planes to RGB and back (the stream's matrix and range), strength blending and colour
+preservation.
 
-Both work on float tensors ``[B, 3, H, W]`` with RGB values in [0, 1], on whatever device the frames are on, and
-never modify their inputs.
+Everything works on tensors on whatever device the frames are on (RGB as float ``[B, 3, H, W]`` in [0, 1]) and never
+modifies its inputs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -61,3 +64,96 @@ def preserve_color(styled: torch.Tensor, original: torch.Tensor) -> torch.Tensor
     y = (BT601_LUMA[0] * r + BT601_LUMA[1] * g + BT601_LUMA[2] * b).unsqueeze(1)
     ycc = rgb_to_ycbcr(original)
     return ycbcr_to_rgb(torch.cat((y, ycc[:, 1:]), 1)).clamp(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------- YUV planes
+# Luma weights (Kr, Kb) of the three matrices video streams use; Kg = 1 - Kr - Kb.
+_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+
+
+@dataclass(frozen=True)
+class YuvSpec:
+    """How a stream's 8-bit YUV samples encode RGB.
+
+    Attributes:
+        matrix: ``"bt601"``, ``"bt709"`` or ``"bt2020"`` (non-constant luminance).
+        full_range: ``True`` for full-range ("JPEG", 0-255) samples, ``False`` for limited range (Y 16-235, chroma
+            16-240), which is what almost every video uses.
+    """
+
+    matrix: str = "bt709"
+    full_range: bool = False
+
+    def __post_init__(self) -> None:
+        if self.matrix not in _MATRICES:
+            raise ValueError(f"unknown YUV matrix {self.matrix!r}; use one of {', '.join(_MATRICES)}")
+
+    @classmethod
+    def default_for(cls, width: int, height: int, full_range: bool = False) -> YuvSpec:
+        """The matrix players assume for an untagged stream: BT.709 for HD (more than 576 lines or 1024 columns),
+        BT.601 for SD, as FFmpeg and common players do."""
+        hd = height > 576 or width > 1024
+        return cls("bt709" if hd else "bt601", full_range)
+
+    def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A [3, 3], b [3])`` with ``rgb = A @ yuv8 + b`` for 8-bit samples (Y, Cb, Cr) and RGB in [0, 1]."""
+        kr, kb = _MATRICES[self.matrix]
+        kg = 1.0 - kr - kb
+        y_scale, c_scale = (1 / 255, 1 / 255) if self.full_range else (1 / 219, 1 / 224)
+        y_off = 0.0 if self.full_range else 16.0
+        # R = Y' + 2(1-Kr) Pr; B = Y' + 2(1-Kb) Pb; G = (Y' - Kr R - Kb B) / Kg.
+        m = torch.tensor(
+            [
+                [1.0, 0.0, 2 * (1 - kr)],
+                [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
+                [1.0, 2 * (1 - kb), 0.0],
+            ],
+            dtype=torch.float64,
+        )
+        a = m * torch.tensor([y_scale, c_scale, c_scale], dtype=torch.float64)
+        b = -(a @ torch.tensor([y_off, 128.0, 128.0], dtype=torch.float64))
+        return a.float(), b.float()
+
+
+def i420_to_rgb(planes: torch.Tensor, spec: YuvSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Convert I420 (planar YUV 4:2:0) frames to RGB on whatever device they are on.
+
+    Args:
+        planes: ``uint8 [B, H * 3 / 2, W]``: the Y plane (``H`` rows), then U and V (``H/2 x W/2`` each), packed as
+            FFmpeg's ``yuv420p`` (what PyAV's ``VideoFrame.to_ndarray()`` returns). ``H`` and ``W`` are even.
+        spec: The stream's matrix and range.
+        dtype: Floating dtype of the result.
+
+    Returns:
+        ``[B, 3, H, W]`` RGB in [0, 1] (clamped). Chroma is upsampled by repetition, as FFmpeg's swscale does for an
+        unscaled conversion, so that a round trip through :func:`rgb_to_i420` returns the same chroma samples.
+    """
+    b, rows, w = planes.shape
+    h = rows * 2 // 3
+    y = planes[:, :h].unsqueeze(1)
+    uv = planes[:, h:].reshape(b, 2, h // 2, w // 2)
+    uv = uv.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    yuv = torch.cat((y, uv), 1).to(torch.float32)
+    a, off = spec._affine()
+    rgb = torch.einsum("ij,bjhw->bihw", a.to(yuv.device), yuv) + off.to(yuv.device).view(1, 3, 1, 1)
+    return rgb.clamp_(0.0, 1.0).to(dtype)
+
+
+def rgb_to_i420(rgb: torch.Tensor, spec: YuvSpec) -> torch.Tensor:
+    """Convert RGB frames to I420 planes on whatever device they are on (the inverse of :func:`i420_to_rgb`).
+
+    Args:
+        rgb: ``[B, 3, H, W]`` in [0, 1] (any float dtype), ``H`` and ``W`` even.
+        spec: The output stream's matrix and range.
+
+    Returns:
+        ``uint8 [B, H * 3 / 2, W]`` in FFmpeg's ``yuv420p`` layout; chroma is the mean of each 2x2 block.
+    """
+    b, _, h, w = rgb.shape
+    a, off = spec._affine()
+    inv = torch.linalg.inv(a.double()).float().to(rgb.device)
+    yuv = torch.einsum("ij,bjhw->bihw", inv, rgb.to(torch.float32) - off.to(rgb.device).view(1, 3, 1, 1))
+    y = yuv[:, 0]
+    uv = torch.nn.functional.avg_pool2d(yuv[:, 1:], 2)
+    out = torch.cat((y.reshape(b, -1), uv.reshape(b, -1)), 1)
+    return out.round_().clamp_(0, 255).to(torch.uint8).view(b, h * 3 // 2, w)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.colour import blend, preserve_color
+from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
 from inference.errors import UserError
+from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -208,55 +209,90 @@ class Stylizer:
         return stylize_file(self, src, dst, **options)
 
     # ------------------------------------------------------------------------------------------------ batching
-    def process(self, items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray, Any]]:
+    def process(
+        self,
+        items: Iterable[tuple[np.ndarray, Any]],
+        *,
+        yuv_in: YuvSpec | None = None,
+        yuv_out: YuvSpec | None = None,
+        clock: StageClock | None = None,
+    ) -> Iterator[tuple[np.ndarray, Any]]:
         """Stylize ``(array, meta)`` pairs in batches; yields ``(stylized, meta)`` in input order.
+
+        Args:
+            items: ``(frame, meta)`` pairs. A frame is ``uint8 [H, W, 3]`` RGB, or with ``yuv_in`` ``uint8
+                [H * 3 / 2, W]`` I420 planes (FFmpeg's ``yuv420p`` layout), converted to RGB on the device.
+            yuv_in: The input planes' matrix and range; ``None`` for RGB frames.
+            yuv_out: Return I420 planes in this matrix and range (converted on the device); ``None`` for RGB.
+            clock: Accumulates busy time per stage (colour, upload, network, download, colour back).
 
         On CUDA one batch stays in flight while the next is launched, so host-side work (stacking, copies,
         handing frames to the encoder) overlaps GPU compute.
         """
         pending: deque[_Pending] = deque()
         for arrays, metas in _batches(items, lambda: self.batch_size):
-            pending.extend(self._launch_safe(arrays, metas))
+            pending.extend(self._launch_safe(arrays, metas, yuv_in, yuv_out, clock))
             while len(pending) > (1 if self._cuda else 0):
                 yield from self._finish(pending.popleft())
         while pending:
             yield from self._finish(pending.popleft())
 
-    def _launch_safe(self, arrays: list[np.ndarray], metas: list) -> list[_Pending]:
+    def _launch_safe(self, arrays: list[np.ndarray], metas: list, *conv) -> list[_Pending]:
         """Launch a batch; on CUDA out-of-memory halve the batch size and retry in smaller pieces."""
         try:
-            return [self._launch(arrays, metas)]
+            return [self._launch(arrays, metas, *conv)]
         except torch.OutOfMemoryError:
             if len(arrays) == 1:
-                h, w = arrays[0].shape[:2]
+                h, w = arrays[0].shape[:2] if arrays[0].ndim == 3 else (arrays[0].shape[0] * 2 // 3, arrays[0].shape[1])
                 raise UserError(f"out of GPU memory even for one {w}x{h} frame; use --max-side or --size") from None
             torch.cuda.empty_cache()
             self.batch_size = max(1, len(arrays) // 2)
             log.warning("CUDA out of memory: batch size reduced to %d", self.batch_size)
             half = self.batch_size
-            return self._launch_safe(arrays[:half], metas[:half]) + self._launch_safe(arrays[half:], metas[half:])
+            first = self._launch_safe(arrays[:half], metas[:half], *conv)
+            return first + self._launch_safe(arrays[half:], metas[half:], *conv)
 
-    def _launch(self, arrays: list[np.ndarray], metas: list) -> _Pending:
+    def _launch(
+        self,
+        arrays: list[np.ndarray],
+        metas: list,
+        yuv_in: YuvSpec | None = None,
+        yuv_out: YuvSpec | None = None,
+        clock: StageClock | None = None,
+    ) -> _Pending:
         n = len(arrays)
         if self.compiled and n < self.batch_size:
             # A fixed batch shape avoids recompiling for the last, partial batch.
             arrays = arrays + [arrays[-1]] * (self.batch_size - n)
-        h, w = arrays[0].shape[:2]
-        host = torch.empty((len(arrays), h, w, 3), dtype=torch.uint8, pin_memory=self._cuda)
+        clock = clock or StageClock()
+        host = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=self._cuda)
         np.stack(arrays, out=host.numpy())
         with torch.inference_mode():
-            x8 = host.to(self.device, non_blocking=True)
-            # NHWC uint8 permuted to NCHW *is* channels_last in memory; the dtype conversion keeps that layout.
-            x = x8.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
-            if not self.channels_last:
-                x = x.contiguous()
-            y = self._forward(x)
-            if self.preserve_color:
-                y = preserve_color(y, x)
-            y = blend(y, x, self.strength)
-            out = y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)[:n]
+            with clock.time("upload"):
+                x8 = host.to(self.device, non_blocking=True)
+            with clock.time("colour"):
+                if yuv_in is not None:
+                    x = i420_to_rgb(x8, yuv_in, self.dtype)
+                else:
+                    # NHWC uint8 permuted to NCHW *is* channels_last in memory; the conversion keeps that layout.
+                    x = x8.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
+                if not self.channels_last:
+                    x = x.contiguous()
+                elif yuv_in is not None:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            with clock.time("network"):
+                y = self._forward(x)
+                if self.preserve_color:
+                    y = preserve_color(y, x)
+                y = blend(y, x, self.strength)
+            with clock.time("colour back"):
+                if yuv_out is not None:
+                    out = rgb_to_i420(y, yuv_out)[:n]
+                else:
+                    out = y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)[:n]
             if not self._cuda:
-                return _Pending(out.contiguous(), None, metas)
+                with clock.time("download"):
+                    return _Pending(out.cpu().contiguous(), None, metas)
             result = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
             result.copy_(out, non_blocking=True)
             event = torch.cuda.Event()
