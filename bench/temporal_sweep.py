@@ -43,7 +43,7 @@ def load_stills(folder: Path, image_size: int) -> list[torch.Tensor]:
     """Every image of ``folder`` (recursive) resized so its shorter side is ``image_size``: ``[3, H, W]`` in [0, 1]."""
     from inference.io.image_reader import read_image
     from inference.io.media import IMAGE_EXTENSIONS
-    from styletrain.data.pairs import resize_shorter
+    from styletrain.data.video_frames import resize_shorter
 
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:

@@ -153,7 +153,7 @@ def evaluate_models(
     """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
     from inference.artifact import load_artifact
     from inference.stylizer import resolve_device
-    from styletrain.data.pairs import read_clip
+    from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
 
     dev = resolve_device(device)

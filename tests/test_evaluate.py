@@ -12,7 +12,7 @@ from PIL import Image
 from inference.artifact import save_artifact
 from inference.networks import build_network
 from styletrain.data.images import sha256_of_file
-from styletrain.data.pairs import read_clip
+from styletrain.data.video_frames import read_clip
 from styletrain.evaluate import main, stylize_clip
 from styletrain.temporal.loss import clip_flows, warping_error
 

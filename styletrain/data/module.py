@@ -29,14 +29,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from inference.errors import UserError
-from styletrain.data.content_sources import (
-    FolderSource,
-    HFSource,
-    Source,
-    VideoFrameSource,
-    hf_load_kwargs,
-    split_validation,
-)
+from styletrain.data.content_sources import Source, UnreadableImageError, split_validation
+from styletrain.data.folders import FolderSource
+from styletrain.data.hf_datasets import HFSource, decode_hf_value, hf_image_column, hf_load_kwargs, load_hf_dataset
 from styletrain.data.stills import (
     ListDataset,
     MixedBatches,
@@ -45,6 +40,7 @@ from styletrain.data.stills import (
     StreamingStillDataset,
     crop_to_tensor,
 )
+from styletrain.data.video_frames import VideoFrameSource
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +125,6 @@ class StyleDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Download a hub dataset into the Hugging Face cache (rank zero only; nothing else is downloaded)."""
         if self.hparams.hf_dataset and not self.hparams.streaming:
-            from styletrain.data.content_sources import load_hf_dataset
-
             load_hf_dataset(self._hf_kwargs())
 
     def setup(self, stage: str | None = None) -> None:
@@ -186,8 +180,6 @@ class StyleDataModule(pl.LightningDataModule):
         self.val_set = StillImageDataset(self.sources, [items[i] for i in val_idx], train=False, **common)
 
     def _setup_streaming(self) -> None:
-        from styletrain.data.content_sources import decode_hf_value, hf_image_column, load_hf_dataset
-        from styletrain.data.images import UnreadableImageError
 
         h = self.hparams
         name = f"Hugging Face dataset {h.hf_dataset} (streaming) [{h.hf_split}]"

@@ -105,7 +105,7 @@ class TemporalValidation(Callback):
         from styletrain.temporal.loss import clip_flows, warping_error
 
         if self.clip is not None:
-            from styletrain.data.pairs import read_clip
+            from styletrain.data.video_frames import read_clip
 
             frames = read_clip(self.clip, max_frames=self.n_frames, max_side=self.max_side)
         elif self._source is not None:
