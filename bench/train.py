@@ -53,10 +53,12 @@ VARIANTS = {  # name -> (precision, channels_last, compile)
 def _style_image(folder: Path) -> Path:
     from PIL import Image
 
+    from inference.io.image_reader import resize_array
+
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     path = folder / "bench_style.png"
-    Image.fromarray(small).resize((512, 512), Image.BILINEAR).save(path)
+    Image.fromarray(resize_array(small, (512, 512))).save(path)
     return path
 
 

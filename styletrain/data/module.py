@@ -2,13 +2,14 @@
 
 Sources, any combination of:
 
-* ``--data.path DIR``: a local folder of images, searched recursively (jpg, jpeg, png, bmp, webp, tif). This is
+* ``--data.path DIR``: a local folder of images, searched recursively (:mod:`styletrain.data.folders`). This is
   the documented route for COCO 2014 train (``python data/prepare_coco.py``, see ``data/README.md``).
 * ``--data.hf_dataset NAME``: a Hugging Face ``datasets`` source: ``imagefolder`` with ``--data.hf_data_dir DIR``
   for local files, or a hub dataset name (``--data.hf_config``, ``--data.hf_split``, ``--data.hf_image_column``,
   ``--data.streaming``). Hub downloads happen only in ``prepare_data`` (rank zero); ``setup`` reloads the same
-  arguments from the cache.
-* ``--data.videos FILE ...``: every ``video_frame_stride``-th frame of some videos, as still images.
+  arguments from the cache (:mod:`styletrain.data.hf_datasets`).
+* ``--data.videos FILE ...``: every ``video_frame_stride``-th frame of some videos, as still images
+  (:mod:`styletrain.data.video_frames`, decoded by the runtime's readers).
 
 and optionally real consecutive video frames with optical flow (``--data.video_pairs``), drawn at each step with
 probability ``--data.video_pair_ratio`` (batches ``{"frame1", "frame2", "flow", "mask"}``, see
