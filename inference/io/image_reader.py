@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 ImageInput = str | Path | bytes | BinaryIO
 
-# Pillow's pixel limit is a module global: it is swapped under this lock so that concurrent readers never see ours.
+# Guards the swap of Pillow's module-global pixel limit (see _open).
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -68,14 +68,15 @@ def read_image(
         MediaError: One line naming the file: missing, not an image, truncated or corrupt, or over the pixel limit.
     """
     name = str(source) if isinstance(source, str | Path) else "<image bytes>"
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with _open(source, max_pixels) as img:
-            _check_pixels(img, max_pixels)
             return _flatten(_decode(img, min_side, max_side))
     except FileNotFoundError:
         raise MediaError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"{name}: refused by Pillow's decompression-bomb guard ({exc})") from None
     except UnidentifiedImageError:
         raise MediaError(f"{name}: not an image Pillow can identify") from None
     except MediaError as exc:
@@ -85,32 +86,25 @@ def read_image(
 
 
 def _open(source: ImageInput, max_pixels: int | None) -> PILImage.Image:
-    """``Image.open`` with the bomb check left to :func:`_check_pixels` (Pillow's own guard only warns past 1x)."""
+    """``Image.open`` with Pillow's bomb guard, or with ``max_pixels`` instead of it when given."""
     from PIL import Image
 
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    if max_pixels is None:
+        return Image.open(fp)
+    # Pillow's limit is a module global: swap it under a lock so that concurrent readers never see ours.
     with _PIL_LIMIT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(fp)
+            img = Image.open(fp)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-
-
-def _check_pixels(img: PILImage.Image, max_pixels: int | None) -> None:
-    """Refuse an image whose header declares more pixels than ``max_pixels`` (default: Pillow's bomb limit)."""
-    from PIL import Image
-
-    pixels = img.width * img.height
-    if max_pixels is not None and pixels > max_pixels:
+    if img.width * img.height > max_pixels:
+        img.close()
         raise MediaError(f"image is {img.width}x{img.height}, more than the {max_pixels} pixels accepted")
-    if max_pixels is None and Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
-        raise MediaError(
-            f"image is {img.width}x{img.height}, more than Pillow's decompression-bomb limit of "
-            f"{Image.MAX_IMAGE_PIXELS} pixels"
-        )
+    return img
 
 
 def _decode(img: PILImage.Image, min_side: int | None, max_side: int | None) -> PILImage.Image:
