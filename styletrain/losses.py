@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from inference.errors import UserError
 from styletrain.vgg import IMAGENET_MEAN, IMAGENET_STD, check_layers, load_features
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)
@@ -219,7 +220,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         for name, value in (("content", content_weight), ("style", style_weight), ("tv", tv_weight)):
             if value < 0:
-                raise ValueError(f"{name}_weight must be >= 0, got {value}")
+                raise UserError(f"--model.{name}_weight must be >= 0, got {value}")
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         needed = list(dict.fromkeys(self.content_layers + self.style_layers))

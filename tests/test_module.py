@@ -139,3 +139,5 @@ def test_bad_options_are_user_errors(style_path, tmp_path):
         _module(style_path, network="nope")
     with pytest.raises(UserError, match="missing.png"):
         _module(tmp_path / "missing.png")
+    with pytest.raises(UserError, match="--model.style_weight must be >= 0"):
+        _module(style_path, style_weight=-1.0)
