@@ -43,7 +43,7 @@ def load_stills(folder: Path, image_size: int) -> list[torch.Tensor]:
     """Every image of ``folder`` (recursive) resized so its shorter side is ``image_size``: ``[3, H, W]`` in [0, 1]."""
     from inference.io.image_reader import read_image
     from inference.io.media import IMAGE_EXTENSIONS
-    from styletrain.data.pairs import resize_shorter
+    from styletrain.data.video_frames import resize_shorter
 
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
@@ -138,7 +138,7 @@ def device_label(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--network", default="light")
     p.add_argument("--steps", type=int, default=2000)
@@ -160,28 +160,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-artifacts", action="store_true", help="keep the artifacts beside the JSON")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/temporal-sweep-<dev>)")
     args = p.parse_args(argv)
-    from inference.errors import UserError
-    from styletrain.evaluate import evaluate_models
-
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    weights = [float(w) for w in args.weights.split(",")]
-    if 0.0 not in weights:
-        weights = [0.0, *weights]
     for path, what in ((args.data, "--data"), (args.clip, "--clip"), (args.style, "--style")):
         if not path.exists():
             sys.exit(f"error: {what} {path} does not exist")
-    label = device_label(device)
-    results_dir = Path(__file__).resolve().parent / "results"
-    out = args.out or results_dir / f"temporal-sweep-{label}.json"
-    import tempfile
+    return args
 
-    art_dir = results_dir / f"temporal-sweep-{label}-artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp())
+
+def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir: Path) -> list[dict]:
+    """Train one network per temporal weight (0 always included), evaluate all on the clip; one row per weight."""
+    from inference.errors import UserError
+    from styletrain.evaluate import evaluate_models
+
+    weights = [float(w) for w in args.weights.split(",")]
+    if 0.0 not in weights:
+        weights = [0.0, *weights]
     stills = load_stills(args.data, args.image_size)
     print(
         f"{len(stills)} content images, {args.network}, {args.steps} steps, batch {args.batch_size}, "
-        f"{args.image_size}px, vgg {args.vgg_weights}, device {label}",
+        f"{args.image_size}px, vgg {args.vgg_weights}, device {device_label(device)}",
         flush=True,
     )
     try:
@@ -199,13 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         sys.exit(f"error: {exc}")
     base = next(e["warping_error"] for r, e in zip(runs, evals, strict=True) if r["weight"] == 0)
-    rows = []
-    for r, e in zip(runs, evals, strict=True):
-        rows.append(
-            r | {k: v for k, v in e.items() if k != "model"} | {"ratio_to_per_frame": e["warping_error"] / base}
-        )
+    return [
+        r | {k: v for k, v in e.items() if k != "model"} | {"ratio_to_per_frame": e["warping_error"] / base}
+        for r, e in zip(runs, evals, strict=True)
+    ]
+
+
+def _print_table(args: argparse.Namespace, rows: list[dict]) -> None:
     print(
-        f"\nclip {args.clip} ({evals[0]['frames']} frames, {evals[0]['size'][0]}x{evals[0]['size'][1]}), "
+        f"\nclip {args.clip} ({rows[0]['frames']} frames, {rows[0]['size'][0]}x{rows[0]['size'][1]}), "
         f"flow {args.flow_method}; losses raw (unweighted)"
     )
     head = (
@@ -222,14 +222,22 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "note" in rows[0]:
         print(f"note: {rows[0]['note']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tempfile
+
+    args = _parse(argv)
+    device = torch.device(args.device)
+    label = device_label(device)
+    results_dir = Path(__file__).resolve().parent / "results"
+    out = args.out or results_dir / f"temporal-sweep-{label}.json"
+    art_dir = results_dir / f"temporal-sweep-{label}-artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp())
+    rows = _train_and_evaluate(args, device, art_dir)
+    _print_table(args, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "device": label,
-        "torch": torch.__version__,
-        "rows": rows,
-    }
-    out.write_text(json.dumps(payload, indent=2, default=str))
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": label, "torch": torch.__version__}
+    out.write_text(json.dumps(payload | {"rows": rows}, indent=2, default=str))
     print(f"wrote {out}")
 
 

@@ -53,10 +53,12 @@ VARIANTS = {  # name -> (precision, channels_last, compile)
 def _style_image(folder: Path) -> Path:
     from PIL import Image
 
+    from inference.io.image_reader import resize_array
+
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     path = folder / "bench_style.png"
-    Image.fromarray(small).resize((512, 512), Image.BILINEAR).save(path)
+    Image.fromarray(resize_array(small, (512, 512))).save(path)
     return path
 
 
@@ -133,7 +135,7 @@ def bench_one(
     return row
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--networks", nargs="+", default=["johnson", "light"])
@@ -146,41 +148,47 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vgg-weights", default="random", help="random (same FLOPs), imagenet or a path")
     parser.add_argument("--full", action="store_true", help="every batch size and variant, compile everywhere")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/train-<device>.json)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+
+def _plan(args: argparse.Namespace, device: torch.device) -> dict:
+    """Batch sizes, variants, timed and warm-up steps for ``device`` (the defaults differ between CPU and GPU)."""
     gpu = device.type == "cuda"
-    batches = args.batch_sizes or ([4, 8, 16] if gpu or args.full else [4])
-    variants = args.variants or (
-        list(VARIANTS) if args.full else (["fp32", "bf16", "bf16+cl", "bf16+cl+compile"] if gpu else ["fp32"])
-    )
-    steps = args.steps or (20 if gpu else 2)
-    warmup = args.warmup or (5 if gpu else 1)
-    logging.disable(logging.WARNING)  # the loud random-VGG warning is expected here
-    warnings.filterwarnings("ignore")
+    return {
+        "batches": args.batch_sizes or ([4, 8, 16] if gpu or args.full else [4]),
+        "variants": args.variants
+        or (list(VARIANTS) if args.full else (["fp32", "bf16", "bf16+cl", "bf16+cl+compile"] if gpu else ["fp32"])),
+        "steps": args.steps or (20 if gpu else 2),
+        "warmup": args.warmup or (5 if gpu else 1),
+    }
 
-    rows = []
+
+def _run_rows(args: argparse.Namespace, device: torch.device, plan: dict) -> list[dict]:
+    """One result row per configuration (an OOM or a compiler failure is a row with ``error``)."""
+    batches, rows = plan["batches"], []
     with tempfile.TemporaryDirectory() as tmp:
         style = _style_image(Path(tmp))
-        for network, batch, variant, temporal in itertools.product(args.networks, batches, variants, args.temporal):
+        configs = itertools.product(args.networks, batches, plan["variants"], args.temporal)
+        for network, batch, variant, temporal in configs:
             if variant.endswith("compile") and not args.full and (batch != max(batches) or network != args.networks[0]):
                 continue  # compilation costs ~1 min per shape: first network, largest batch only, unless --full
             try:
                 row = bench_one(
-                    style, device, network, batch, variant, temporal == "on", args.size, steps,
-                    warmup + (5 if variant.endswith("compile") else 0), args.vgg_weights,
+                    style, device, network, batch, variant, temporal == "on", args.size, plan["steps"],
+                    plan["warmup"] + (5 if variant.endswith("compile") else 0), args.vgg_weights,
                 )  # fmt: skip
             except Exception as exc:  # an OOM or a compiler failure is a result too
                 row = {"network": network, "batch": batch, "variant": variant, "temporal": temporal == "on",
                        "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}  # fmt: skip
-                if gpu:
+                if device.type == "cuda":
                     torch.cuda.empty_cache()
             rows.append(row)
             _print_row(row)
+    return rows
 
+
+def _write_result(args: argparse.Namespace, device: torch.device, plan: dict, rows: list[dict]) -> dict:
+    gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     result = {
         "benchmark": "train",
@@ -193,8 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
         "vgg_weights": args.vgg_weights,
         "note": "images/s = still images per second; temporal=on stylizes two frames per image. "
         "peak_memory_mb: CUDA max allocated per row, or process max RSS on CPU (monotonic).",
-        "steps": steps,
-        "warmup": warmup,
+        "steps": plan["steps"],
+        "warmup": plan["warmup"],
         "results": rows,
     }
     if not gpu:
@@ -204,6 +212,19 @@ def main(argv: list[str] | None = None) -> dict:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{name} ({device}), torch {torch.__version__}, VGG16 weights: {args.vgg_weights}\nwrote {out}")
     return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parse(argv)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    plan = _plan(args, device)
+    logging.disable(logging.WARNING)  # the loud random-VGG warning is expected here
+    warnings.filterwarnings("ignore")
+    rows = _run_rows(args, device, plan)
+    return _write_result(args, device, plan, rows)
 
 
 _HEADER = False

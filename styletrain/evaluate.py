@@ -20,13 +20,18 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from inference.errors import UserError, exit_on_user_error
+from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+
+if TYPE_CHECKING:
+    from inference.artifact import Artifact
 
 log = logging.getLogger(__name__)
 
@@ -43,60 +48,70 @@ def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
+def _progress(message: str) -> None:
+    """One line on stderr, so that long steps (flow, loss-net weights, stylizing) do not look like a hang."""
+    print(f"evaluate: {message}", file=sys.stderr, flush=True)
+
+
 def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4):
     """Stylize uint8 frames with the runtime's :class:`~inference.stylizer.Stylizer` (what ``stylize-video`` does).
 
     Returns:
         ``(outputs, fps)``: ``uint8 [H, W, 3]`` frames and frames per second, the first (warm-up) batch excluded so
-        that lazy initialisation (cuDNN autotuning, allocator) does not count.
+        that lazy initialisation (cuDNN autotuning, allocator) does not count. A clip no longer than one batch has
+        nothing left to time after the warm-up, so it is stylized a second time and that warm pass is timed.
     """
     from inference.stylizer import Stylizer
 
     stylizer = Stylizer(net, device=device, batch_size=batch_size)
     outputs = list(stylizer.frames(frames[:batch_size]))
+    timed = frames[batch_size:] or frames
     start = time.perf_counter()
-    outputs += list(stylizer.frames(frames[batch_size:]))
-    return outputs, max(len(frames) - batch_size, 1) / max(time.perf_counter() - start, 1e-9)
+    rest = list(stylizer.frames(timed))
+    elapsed = time.perf_counter() - start
+    if len(frames) > batch_size:
+        outputs += rest
+    return outputs, len(timed) / max(elapsed, 1e-9)
 
 
 class _LossEvaluator:
-    """Mean content / style loss of output frames, or a note saying why they cannot be computed."""
+    """Mean content / style loss of output frames (with :class:`PerceptualLoss`), or a note saying why not."""
 
     def __init__(self, arch: str, weights: str, content_layers, style_layers, device: torch.device) -> None:
+        from styletrain.losses import PerceptualLoss
+
         self.note: str | None = None
-        self.net = None
-        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
+        self.loss: PerceptualLoss | None = None
         if weights == "random":
             self.note = "content/style losses omitted: --vgg-weights random gives meaningless perceptual losses"
             return
-        from styletrain.losses import LossNetwork
-
+        _progress(f"loading the {arch} loss network ({weights})")
         try:
-            self.net = LossNetwork(arch, weights, list(dict.fromkeys(self.content_layers + self.style_layers)))
+            self.loss = PerceptualLoss(
+                content_layers=content_layers, style_layers=style_layers, arch=arch, vgg_weights=weights,
+                option="--vgg-weights",
+            ).to(device)  # fmt: skip
         except UserError as exc:
             self.note = f"content/style losses omitted: no loss-net weights ({exc})"
             return
-        self.net.to(device)
         self.label = f"{arch} {weights}"
 
     @torch.no_grad()
-    def __call__(self, inputs: list[np.ndarray], outputs: list[np.ndarray], style: torch.Tensor | None, device):
-        from styletrain.losses import content_loss, gram_matrix, style_loss
-
-        grams = None
+    def __call__(
+        self, inputs: list[np.ndarray], outputs: list[np.ndarray], style: torch.Tensor | None, device, batch_size: int
+    ) -> dict[str, Any]:
+        """Raw content (and, given ``style`` ``[1, 3, H, W]``, style) loss averaged over frames."""
         if style is not None:
-            feats = self.net(style.to(device))
-            grams = {k: gram_matrix(feats[k]) for k in self.style_layers}
-        content, styl = [], []
-        for i in range(len(inputs)):
-            f_in = self.net(_to_tensor(inputs[i : i + 1], device))
-            f_out = self.net(_to_tensor(outputs[i : i + 1], device))
-            content.append(float(content_loss(f_out, f_in, self.content_layers)))
-            if grams is not None:
-                styl.append(float(style_loss(f_out, grams, self.style_layers)))
-        result = {"content_loss": float(np.mean(content)), "loss_net": self.label}
-        if styl:
-            result["style_loss"] = float(np.mean(styl))
+            self.loss.set_style(style)
+        sums: dict[str, float] = {}
+        for i in range(0, len(inputs), batch_size):
+            out, inp = _to_tensor(outputs[i : i + batch_size], device), _to_tensor(inputs[i : i + batch_size], device)
+            # The terms are means over the batch: weight them by its size for the mean over all frames.
+            for name, value in self.loss(out, inp, with_style=style is not None).items():
+                sums[name] = sums.get(name, 0.0) + float(value) * len(out)
+        result = {"content_loss": sums["content"] / len(inputs), "loss_net": self.label}
+        if "style" in sums:
+            result["style_loss"] = sums["style"] / len(inputs)
         return result
 
 
@@ -138,53 +153,92 @@ def evaluate_models(
     """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
     from inference.artifact import load_artifact
     from inference.stylizer import resolve_device
-    from styletrain.data.pairs import read_clip
+    from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
 
     dev = resolve_device(device)
+    # Every input is checked before the first progress line, so that a bad one gives a single error line.
+    artifacts = [load_artifact(path, device=dev) for path in models]
     frames = read_clip(clip, max_frames=max_frames, max_side=max_side)
     if len(frames) < 2:
         raise UserError(f"{clip}: needs at least 2 frames to measure temporal stability, found {len(frames)}")
-    fws, bws = clip_flows(frames, method=flow_method)
-    floor = warping_error(frames, fws, bws)
+    _progress(f"estimating {flow_method} flow on {len(frames)} frames of {clip}")
+    flows = clip_flows(frames, method=flow_method)
+    facts = {"clip": str(clip), "frames": len(frames), "size": [frames[0].shape[1], frames[0].shape[0]]}
+    measured = _Clip(frames, flows, warping_error(frames, *flows), facts | {"flow_method": flow_method})
     evaluators: dict[tuple, _LossEvaluator] = {}
     results = []
-    for path in models:
-        artifact = load_artifact(path, device=dev)
-        meta, cfg = artifact.metadata, _model_config(artifact.metadata)
-        outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
-        error = warping_error(outputs, fws, bws)
-        result: dict[str, Any] = {
-            "model": str(path),
-            "style": meta.style_name,
-            "network": meta.network,
-            "temporal": meta.temporal,
-            "clip": str(clip),
-            "frames": len(frames),
-            "size": [frames[0].shape[1], frames[0].shape[0]],
-            "flow_method": flow_method,
-            "warping_error": error,
-            "input_warping_error": floor,
-            "ratio_to_input": error / floor if floor > 0 else None,
-        }
-        arch = cfg.get("vgg", "vgg16")
-        content_layers = cfg.get("content_layers", ["relu2_2"])
-        style_layers = cfg.get("style_layers", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
-        key = (arch, tuple(content_layers), tuple(style_layers))
-        if key not in evaluators:
-            evaluators[key] = _LossEvaluator(arch, vgg_weights, content_layers, style_layers, dev)
-        losses = evaluators[key]
-        notes = [losses.note] if losses.note else []
-        if losses.net is not None:
-            style_img, note = _style_image(meta, cfg, style)
-            notes += [note] if note else []
-            result.update(losses(frames, outputs, style_img, dev))
-        if notes:
-            result["note"] = "; ".join(notes)
-        result["fps"] = fps
-        result["device"] = str(dev)
-        results.append(result)
+    for index, (path, artifact) in enumerate(zip(models, artifacts, strict=True), start=1):
+        _progress(f"model {index}/{len(models)}: {path}")
+        results.append(_evaluate_model(path, artifact, measured, dev, vgg_weights, style, batch_size, evaluators))
     return results
+
+
+@dataclass
+class _Clip:
+    """The evaluation clip, measured once for all models.
+
+    Attributes:
+        frames: ``uint8 [H, W, 3]`` input frames.
+        flows: ``(forward, backward)`` flows between consecutive input frames, float32 ``[H, W, 2]`` each.
+        floor: The input clip's own warping error.
+        facts: ``clip``, ``frames``, ``size`` and ``flow_method`` for the result line.
+    """
+
+    frames: list[np.ndarray]
+    flows: tuple[list[np.ndarray], list[np.ndarray]]
+    floor: float
+    facts: dict[str, Any]
+
+
+def _evaluate_model(
+    path: str,
+    artifact: Artifact,
+    clip: _Clip,
+    dev: torch.device,
+    vgg_weights: str,
+    style: str | None,
+    batch_size: int,
+    evaluators: dict[tuple, _LossEvaluator],
+) -> dict[str, Any]:
+    """One model's result: stylize the clip, its warping error, and its losses (evaluators cached by loss setup).
+
+    Args:
+        path: The artifact's path, as given.
+        artifact: That artifact, loaded on ``dev``.
+        clip: The measured clip.
+        dev: The device it runs on.
+        vgg_weights: Loss-network weights for the content and style losses.
+        style: The style image given with ``--style``, or None.
+        batch_size: Frames per network call.
+        evaluators: Loss evaluators by ``(arch, content_layers, style_layers)``, shared across models.
+    """
+    from styletrain.temporal.loss import warping_error
+
+    meta, cfg = artifact.metadata, _model_config(artifact.metadata)
+    frames = clip.frames
+    outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
+    error, floor = warping_error(outputs, *clip.flows), clip.floor
+    result: dict[str, Any] = {"model": str(path), "style": meta.style_name, "network": meta.network}
+    result |= {"temporal": meta.temporal, **clip.facts, "warping_error": error, "input_warping_error": floor}
+    result["ratio_to_input"] = error / floor if floor > 0 else None
+    arch = cfg.get("vgg", "vgg16")
+    content_layers = cfg.get("content_layers", list(DEFAULT_CONTENT_LAYERS))
+    style_layers = cfg.get("style_layers", list(DEFAULT_STYLE_LAYERS))
+    key = (arch, tuple(content_layers), tuple(style_layers))
+    if key not in evaluators:
+        evaluators[key] = _LossEvaluator(arch, vgg_weights, content_layers, style_layers, dev)
+    losses = evaluators[key]
+    notes = [losses.note] if losses.note else []
+    if losses.loss is not None:
+        style_img, note = _style_image(meta, cfg, style)
+        notes += [note] if note else []
+        result.update(losses(frames, outputs, style_img, dev, batch_size))
+    if notes:
+        result["note"] = "; ".join(notes)
+    result["fps"] = fps
+    result["device"] = str(dev)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:

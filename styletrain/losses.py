@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from inference.errors import UserError
 from styletrain.vgg import IMAGENET_MEAN, IMAGENET_STD, check_layers, load_features
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)
@@ -48,17 +49,22 @@ class LossNetwork(nn.Module):
             torchvision state_dict (``.pth`` or ``.safetensors``, whole model or ``.features``), or ``"random"``
             (tests and dry runs only; warns loudly). See :mod:`styletrain.vgg`.
         layers: Layer names such as ``"relu2_2"``; an unknown name raises a ``UserError`` listing the valid ones.
+        option: The command-line option that sets ``weights``, named in error messages and warnings.
     """
 
     def __init__(
-        self, arch: str = "vgg16", weights: str = "imagenet", layers: Sequence[str] = DEFAULT_STYLE_LAYERS
+        self,
+        arch: str = "vgg16",
+        weights: str = "imagenet",
+        layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+        option: str = "--model.vgg_weights",
     ) -> None:
         super().__init__()
         self.arch = arch
         self.weights = str(weights)
         self.layers = list(dict.fromkeys(layers))  # keep order, drop duplicates
         self._indices = check_layers(arch, self.layers)
-        self.features = load_features(arch, self.weights, depth=max(self._indices.values()) + 1)
+        self.features = load_features(arch, self.weights, depth=max(self._indices.values()) + 1, option=option)
         self.features.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -167,11 +173,25 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def weighted_sum(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """``sum(weights[k] * terms[k])`` over the terms present (the training objective's ``total``).
+
+    Args:
+        terms: Raw (unweighted) scalar loss terms, e.g. ``{"content", "style", "tv"[, "temporal"]}``.
+        weights: A weight for every key of ``terms``.
+
+    Returns:
+        The weighted sum, a scalar tensor.
+    """
+    return sum(weights[name] * value for name, value in terms.items())
+
+
 class PerceptualLoss(nn.Module):
-    """Weighted content + style + TV loss of a stylized output against its content image and one style image.
+    """The one assembly of content + Gram style + TV terms from VGG features, used by training, evaluation and bench.
 
     Call :meth:`set_style` once per run: the style Gram matrices are computed a single time and kept as
     (non-persistent) buffers, so they follow ``.to(device)`` but are recomputed from the style image on resume.
+    :meth:`forward` returns the raw (unweighted) terms; :attr:`weights` and :func:`weighted_sum` make the objective.
 
     Args:
         content_weight: Weight of the content loss (default 1e5, pytorch/examples fast_neural_style).
@@ -182,6 +202,7 @@ class PerceptualLoss(nn.Module):
         arch: Loss network architecture, ``"vgg16"`` or ``"vgg19"``.
         vgg_weights: ``"imagenet"``, a local state_dict path, or ``"random"`` (tests only); see :class:`LossNetwork`.
         loss_network: An existing :class:`LossNetwork` to share (its layers must cover the ones above).
+        option: The command-line option that sets ``vgg_weights``, named in error messages.
     """
 
     def __init__(
@@ -194,16 +215,17 @@ class PerceptualLoss(nn.Module):
         arch: str = "vgg16",
         vgg_weights: str = "imagenet",
         loss_network: LossNetwork | None = None,
+        option: str = "--model.vgg_weights",
     ) -> None:
         super().__init__()
         for name, value in (("content", content_weight), ("style", style_weight), ("tv", tv_weight)):
             if value < 0:
-                raise ValueError(f"{name}_weight must be >= 0, got {value}")
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+                raise UserError(f"--model.{name}_weight must be >= 0, got {value}")
+        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         needed = list(dict.fromkeys(self.content_layers + self.style_layers))
         if loss_network is None:
-            loss_network = LossNetwork(arch, vgg_weights, needed)
+            loss_network = LossNetwork(arch, vgg_weights, needed, option=option)
         elif missing := [layer for layer in needed if layer not in loss_network.layers]:
             raise ValueError(f"the shared loss network lacks layers {missing}")
         self.loss_network = loss_network
@@ -215,14 +237,14 @@ class PerceptualLoss(nn.Module):
 
     @property
     def style_grams(self) -> dict[str, torch.Tensor]:
-        """``{layer: [1, C, C]}`` Gram matrices of the style image."""
+        """``{layer: [1, C, C]}`` float32 Gram matrices of the style image."""
         if not self.has_style:
             raise RuntimeError("PerceptualLoss.set_style(style_image) must be called before computing losses")
         return {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
 
     @torch.no_grad()
     def set_style(self, style_image: torch.Tensor) -> None:
-        """Compute and store the style Gram matrices once.
+        """Compute and store the style Gram matrices once, in float32 outside autocast (they serve a whole run).
 
         Args:
             style_image: ``[1, 3, H, W]`` RGB in [0, 1] (see :func:`styletrain.data.images.load_style_image`).
@@ -233,38 +255,36 @@ class PerceptualLoss(nn.Module):
         if style_image.min() < -0.01 or style_image.max() > 1.01:
             raise ValueError("style_image must be in [0, 1] (got values outside; 0-255 pixels?)")
         device = self.loss_network.mean.device
-        feats = self.loss_network(style_image.to(device=device, dtype=torch.float32))
+        with torch.autocast(device.type, enabled=False):
+            feats = self.loss_network(style_image.to(device=device, dtype=torch.float32))
         for layer in self.style_layers:
             self.register_buffer(f"style_gram_{layer}", gram_matrix(feats[layer]).detach(), persistent=False)
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Compute the loss terms.
+    def forward(self, output: torch.Tensor, content: torch.Tensor, with_style: bool = True) -> dict[str, torch.Tensor]:
+        """Compute the raw loss terms.
 
         Args:
             output: Stylized images ``[B, 3, H, W]`` in [0, 1] (gradients flow through it).
             content: The content images the output was made from, same shape, in [0, 1] (used as a fixed target).
+            with_style: Include the style term (``False`` where no style image is known, e.g. ``evaluate``).
 
         Returns:
-            Float32 scalars: ``content``, ``style``, ``tv`` (already weighted), ``total`` (their sum) and the
-            unweighted ``content_raw``, ``style_raw``, ``tv_raw`` for logging.
+            Unweighted float32 scalars ``content``, ``style`` (when ``with_style``) and ``tv``, each a mean over the
+            batch (see :func:`content_loss`, :func:`style_loss`, :func:`total_variation`).
         """
         _check_image(output, "output")
         if content.shape != output.shape:
             raise ValueError(f"content {tuple(content.shape)} and output {tuple(output.shape)} differ in shape")
-        grams = self.style_grams
+        grams = self.style_grams if with_style else None
+        batch = output.shape[0]
         # One VGG pass over output and content together: fewer, larger kernels than two passes.
         feats = self.loss_network(torch.cat([output, content.detach().to(output.dtype)], dim=0))
-        out_feats = {k: v[: output.shape[0]] for k, v in feats.items()}
-        target_feats = {k: v[output.shape[0] :].detach() for k, v in feats.items()}
-        raw = {
-            "content_raw": content_loss(out_feats, target_feats, self.content_layers),
-            "style_raw": style_loss(out_feats, grams, self.style_layers),
-            "tv_raw": total_variation(output),
-        }
-        terms = {
-            "content": self.content_weight * raw["content_raw"],
-            "style": self.style_weight * raw["style_raw"],
-            "tv": self.tv_weight * raw["tv_raw"],
-        }
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-        return {**terms, **raw}
+        # The losses in float32 outside autocast: Gram matrices lose too much precision in bf16.
+        with torch.autocast(output.device.type, enabled=False):
+            out_feats = {k: v[:batch].float() for k, v in feats.items()}
+            target_feats = {k: v[batch:].detach().float() for k, v in feats.items() if k in self.content_layers}
+            terms = {"content": content_loss(out_feats, target_feats, self.content_layers)}
+            if grams is not None:
+                terms["style"] = style_loss(out_feats, grams, self.style_layers)
+            terms["tv"] = total_variation(output)
+        return terms

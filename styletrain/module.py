@@ -4,9 +4,10 @@ Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI
 by the runtime (:func:`inference.networks.build_network`); this module wraps it as ``self.net`` and adds the frozen
 loss network, the style targets and the optimisation.
 
-Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``temporal_feature``): each
-``_*_terms`` method returns raw (unweighted) values, :meth:`StyleTransferModule.loss_terms` merges them and
-``total = sum(weight[k] * term[k])``. Adding a term means one method and one weight.
+Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``temporal_feature``) of raw
+(unweighted) values: :class:`styletrain.losses.PerceptualLoss` gives the first three, :class:`TemporalLoss` the
+others, and :meth:`StyleTransferModule.loss_terms` merges them with ``total = sum(weight[k] * term[k])``
+(:func:`styletrain.losses.weighted_sum`). Adding a term means one loss and one weight.
 
 Checkpoints hold only ``net.*``: the VGG loss network is frozen and rebuilt from its weights argument, and the style
 Gram matrices are non-persistent buffers recomputed at start-up, so a checkpoint of the standard net is ~7 MB.
@@ -27,11 +28,12 @@ from torch import Tensor
 from inference.errors import UserError
 from inference.networks import build_network
 from styletrain.data.images import load_style_image, sha256_of_file
-from styletrain.losses import LossNetwork, content_loss, gram_matrix, style_loss, total_variation
+from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.temporal.loss import TemporalLoss
 from styletrain.temporal.motion import MotionConfig, random_motion_pair
 
-LOSS_NET_PREFIX = "loss_net."
+# The frozen VGG inside the perceptual loss: rebuilt from its weights argument, never saved.
+LOSS_NET_PREFIX = "perceptual.loss_network."
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -96,27 +98,15 @@ class StyleTransferModule(pl.LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr_schedule {lr_schedule!r}; available: constant, cosine")
-        self.net = build_network(network, **(network_kwargs or {}))
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        if compile:
-            # In-place Module.compile keeps the state-dict keys free of the ``_orig_mod.`` prefix.
-            self.net.compile()
-
+        self.net = _build_net(network, network_kwargs, channels_last, compile)
         # Read the style image now so that a bad path fails before any training machinery starts.
         self.style_path = Path(style)
         self.style_image: Tensor = load_style_image(style, style_size)  # [1, 3, H, W] in [0, 1]; not a buffer
         self.style_sha256 = sha256_of_file(style)
-
-        self.content_layers = list(content_layers)
-        self.style_layers = list(style_layers)
-        layers = sorted(set(self.content_layers) | set(self.style_layers))
-        self.loss_net = LossNetwork(arch=vgg, weights=vgg_weights, layers=layers)
-        self.loss_net.requires_grad_(False).eval()
-        for layer in self.style_layers:
-            # Non-persistent: never in checkpoints nor artifacts; filled once by ``_ensure_style_targets``.
-            self.register_buffer(f"style_gram_{layer}", torch.empty(0), persistent=False)
-
+        # Its VGG weights and style Grams are never in checkpoints nor artifacts (see PerceptualLoss).
+        self.perceptual = PerceptualLoss(
+            content_weight, style_weight, tv_weight, content_layers, style_layers, arch=vgg, vgg_weights=vgg_weights
+        )
         self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0
         self.temporal = TemporalLoss(
             output_weight=1.0, feature_weight=1.0 if temporal_feature_weight > 0 else 0.0, luminance=temporal_luminance
@@ -125,13 +115,8 @@ class StyleTransferModule(pl.LightningModule):
             self.motion = dataclasses.replace(MotionConfig(), **(motion or {}))
         except TypeError as exc:
             raise UserError(f"invalid motion options {motion}: {exc}") from None
-        self.loss_weights = {
-            "content": content_weight,
-            "style": style_weight,
-            "tv": tv_weight,
-            "temporal": temporal_weight,
-            "temporal_feature": temporal_feature_weight,
-        }
+        temporal = {"temporal": temporal_weight, "temporal_feature": temporal_feature_weight}
+        self.loss_weights = self.perceptual.weights | temporal
         # The full resolved CLI config (set by the CLI); saved in checkpoints and artifacts.
         self.run_config: dict[str, Any] | None = None
 
@@ -153,33 +138,12 @@ class StyleTransferModule(pl.LightningModule):
     def style_grams(self) -> dict[str, Tensor]:
         """Style Gram matrices ``{layer: [1, C, C]}`` on the module's device (computed on first use)."""
         self._ensure_style_targets()
-        return {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
+        return self.perceptual.style_grams
 
-    @torch.no_grad()
     def _ensure_style_targets(self) -> None:
-        first = getattr(self, f"style_gram_{self.style_layers[0]}")
-        if first.numel() > 0 and first.device == self.device:
-            return
-        # Always fp32, outside autocast: these targets are used for the whole run.
-        with torch.autocast(self.device.type, enabled=False):
-            feats = self.loss_net(self.style_image.to(self.device, torch.float32))
-            for layer in self.style_layers:
-                setattr(self, f"style_gram_{layer}", gram_matrix(feats[layer].float()))
-
-    def _perceptual_terms(self, out: Tensor, content: Tensor) -> dict[str, Tensor]:
-        """Raw content, style and TV terms for stylized ``out`` and its input ``content`` ([B, 3, H, W] in [0, 1])."""
-        batch = out.shape[0]
-        # One loss-net pass over outputs and inputs together: better GPU utilisation than two.
-        feats = self.loss_net(torch.cat([out, content.to(out.dtype)]))
-        # Losses in fp32 outside autocast: Gram matrices lose too much precision in bf16.
-        with torch.autocast(self.device.type, enabled=False):
-            feats_out = {k: v[:batch].float() for k, v in feats.items()}
-            feats_in = {k: v[batch:].detach().float() for k, v in feats.items() if k in self.content_layers}
-            return {
-                "content": content_loss(feats_out, feats_in, self.content_layers),
-                "style": style_loss(feats_out, self.style_grams(), self.style_layers),
-                "tv": total_variation(out.float()),
-            }
+        perceptual = self.perceptual
+        if not perceptual.has_style or next(iter(perceptual.style_grams.values())).device != self.device:
+            perceptual.set_style(self.style_image)
 
     def _pair(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> tuple[Tensor, ...] | None:
         """``(frame1, frame2, flow, mask)`` for the temporal loss, or None when training on stills only."""
@@ -201,23 +165,24 @@ class StyleTransferModule(pl.LightningModule):
         Returns:
             ``{"content", "style", "tv"[, "temporal"[, "temporal_feature"]], "total"}`` scalar tensors.
         """
+        self._ensure_style_targets()
         pair = self._pair(batch, generator)
         if pair is None:
             content = batch["content"]
             out, _ = self._stylize(content, features=False)
-            terms = self._perceptual_terms(out, content)
+            terms = self.perceptual(out, content)
         else:
             frame1, frame2, flow, mask = pair
             inputs = torch.cat([frame1, frame2])
             # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
             out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0)
-            terms = self._perceptual_terms(out, inputs)
+            terms = self.perceptual(out, inputs)
             if self.temporal_on:
                 out1, out2 = out.float().chunk(2)
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
                 with torch.autocast(self.device.type, enabled=False):
                     terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
-        terms["total"] = sum(self.loss_weights[name] * value for name, value in terms.items())
+        terms["total"] = weighted_sum(terms, self.loss_weights)
         return terms
 
     # ----------------------------------------------------------------------------------------------- steps
@@ -264,23 +229,12 @@ class StyleTransferModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- checkpoints
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The module's state without the frozen loss network (rebuilt from ``vgg_weights`` instead)."""
-        state = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-        for key in [k for k in state if k.startswith(prefix + LOSS_NET_PREFIX)]:
-            del state[key]
-        return state
-
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Strict loading of ``net.*``; the loss network keeps its current (frozen) weights.
+        """Strict loading of ``net.*`` (the loss network fills in its own frozen weights, see :class:`LossNetwork`).
 
         ``_orig_mod.`` (torch.compile) wrapper segments are removed so compiled runs resume uncompiled and vice versa.
         """
         state = {k.replace("_orig_mod.", ""): v for k, v in state_dict.items()}
-        for key, value in super().state_dict(keep_vars=True).items():
-            if key.startswith(LOSS_NET_PREFIX):
-                state.setdefault(key, value.detach())
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     def artifact_metadata(self) -> dict[str, Any]:
@@ -300,6 +254,19 @@ class StyleTransferModule(pl.LightningModule):
         # Belt and braces for strategies that gather the state dict themselves.
         for key in [k for k in checkpoint.get("state_dict", {}) if LOSS_NET_PREFIX in k]:
             del checkpoint["state_dict"][key]
+
+
+def _build_net(
+    network: str, network_kwargs: dict[str, Any] | None, channels_last: bool, compile: bool
+) -> torch.nn.Module:
+    """The transformer net from the runtime's registry, in the requested memory format, compiled if asked."""
+    net = build_network(network, **(network_kwargs or {}))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if compile:
+        # In-place Module.compile keeps the state-dict keys free of the ``_orig_mod.`` prefix.
+        net.compile()
+    return net
 
 
 def _batch_size(batch: dict[str, Tensor]) -> int:

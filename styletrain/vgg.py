@@ -16,6 +16,8 @@ needs. Its weights come from one of three places, chosen by ``--model.vgg_weight
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,27 +117,76 @@ def download_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     return _imagenet_weights(arch).get_state_dict(progress=True, check_hash=True)
 
 
-def load_imagenet_features(arch: str) -> dict[str, torch.Tensor]:
-    """ImageNet ``features`` weights for ``arch``; a failed download becomes a one-line :class:`UserError`."""
+# How long a failed download stops further attempts (in this and later processes): an offline machine would
+# otherwise wait for a network timeout on every run.
+RETRY_AFTER_S = 3600.0
+
+
+def _unreachable_marker(arch: str) -> Path:
+    return _hub_checkpoint_dir() / f".{Path(_imagenet_weights(arch).url).name}.unreachable"
+
+
+def _recent_failure(arch: str) -> str | None:
+    """The recorded reason of a download failure less than :data:`RETRY_AFTER_S` old, else None."""
+    marker = _unreachable_marker(arch)
+    try:
+        if time.time() - marker.stat().st_mtime < RETRY_AFTER_S:
+            return marker.read_text().strip() or "download failed"
+    except OSError:
+        pass
+    return None
+
+
+def _record_failure(arch: str, reason: str) -> None:
+    try:
+        _unreachable_marker(arch).parent.mkdir(parents=True, exist_ok=True)
+        _unreachable_marker(arch).write_text(reason + "\n")
+    except OSError:
+        pass  # a read-only cache: the next run simply tries again
+
+
+def _offline_error(arch: str, reason: str, option: str) -> UserError:
+    filename = Path(_imagenet_weights(arch).url).name
+    return UserError(
+        f"could not get the ImageNet {arch.upper()} loss-network weights ({reason}); "
+        f"offline options: {option} /path/to/{filename} (a torchvision state_dict, .pth or "
+        f".safetensors; or put that file in {_hub_checkpoint_dir()}/), or {option} random "
+        "(tests and dry runs only: meaningless perceptual losses)"
+    )
+
+
+def load_imagenet_features(arch: str, option: str = "--model.vgg_weights") -> dict[str, torch.Tensor]:
+    """ImageNet ``features`` weights for ``arch``; a failed download becomes a one-line :class:`UserError`.
+
+    The torch hub cache is used when it holds the file (no network access). Otherwise one download is tried, with a
+    progress line first; after a failure no further attempt is made for :data:`RETRY_AFTER_S` seconds (a marker
+    beside the cache), so offline machines fail at once instead of waiting for a network timeout on every run.
+
+    Args:
+        arch: ``"vgg16"`` or ``"vgg19"``.
+        option: The command-line option that sets the weights, named in the error message.
+    """
+    filename = Path(_imagenet_weights(arch).url).name
+    if not (_hub_checkpoint_dir() / filename).is_file():
+        if (reason := _recent_failure(arch)) is not None:
+            raise _offline_error(arch, f"{reason}; not retried for {RETRY_AFTER_S / 60:.0f} min", option)
+        print(f"downloading the ImageNet {arch.upper()} loss-network weights into {_hub_checkpoint_dir()}/ (once)",
+              file=sys.stderr, flush=True)  # fmt: skip
     try:
         state = download_imagenet_state_dict(arch)
     except Exception as exc:  # URLError, OSError, hash mismatch...: all mean "no usable weights here"
-        filename = Path(_imagenet_weights(arch).url).name
-        raise UserError(
-            f"could not get the ImageNet {arch.upper()} loss-network weights ({type(exc).__name__}: {exc}); "
-            f"offline options: --model.vgg_weights /path/to/{filename} (a torchvision state_dict, .pth or "
-            f".safetensors; or put that file in {_hub_checkpoint_dir()}/), or --model.vgg_weights random "
-            "(tests and dry runs only: meaningless perceptual losses)"
-        ) from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        _record_failure(arch, reason)
+        raise _offline_error(arch, reason, option) from exc
     return _select_feature_keys(state, arch, source=f"torchvision {arch} ImageNet weights")
 
 
-def load_features_file(path: str | Path, arch: str) -> dict[str, torch.Tensor]:
+def load_features_file(path: str | Path, arch: str, option: str = "--model.vgg_weights") -> dict[str, torch.Tensor]:
     """Read a local VGG state_dict (whole model or ``.features``; ``.pth`` or ``.safetensors``) strictly."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(
-            f"VGG weights file not found: {path} (--model.vgg_weights takes 'imagenet', 'random' or a path to a "
+            f"VGG weights file not found: {path} ({option} takes 'imagenet', 'random' or a path to a "
             f"torchvision {arch} state_dict)"
         )
     try:
@@ -185,24 +236,29 @@ def _key_order(key: str) -> tuple[int, str]:
     return (int(index) if index.isdigit() else -1, name)
 
 
-def warn_random_weights(arch: str) -> None:
-    """Say loudly, through both ``logging`` and ``warnings``, that the loss network is random."""
+def warn_random_weights(arch: str, option: str = "--model.vgg_weights") -> None:
+    """Say loudly that the loss network is random: one ``UserWarning`` (not also a log record, which printed twice)."""
     message = (
-        f"!!! The {arch} loss network uses RANDOM weights (--model.vgg_weights random). Content and style losses "
+        f"!!! The {arch} loss network uses RANDOM weights ({option} random). Content and style losses "
         "are NOT perceptual: use this only for tests and dry runs, never to train a real style. !!!"
     )
-    log.warning(message)
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def load_features(arch: str, weights: str, depth: int) -> nn.Sequential:
-    """Build ``features[:depth]`` of ``arch`` and fill it from ``weights`` (see module docstring)."""
+def load_features(arch: str, weights: str, depth: int, option: str = "--model.vgg_weights") -> nn.Sequential:
+    """Build ``features[:depth]`` of ``arch`` and fill it from ``weights`` (see module docstring).
+
+    ``option`` is the command-line option that sets ``weights``, named in errors and in the random-weights warning.
+    """
     features = build_features(arch, depth)
     if weights == "random":
-        warn_random_weights(arch)
+        warn_random_weights(arch, option)
         random_init_(features, seed=0)
         return features
-    state = load_imagenet_features(arch) if weights == "imagenet" else load_features_file(weights, arch)
+    if weights == "imagenet":
+        state = load_imagenet_features(arch, option)
+    else:
+        state = load_features_file(weights, arch, option)
     kept = {k: v for k, v in state.items() if int(k.split(".")[0]) < depth}
     features.load_state_dict(kept, strict=True)
     return features

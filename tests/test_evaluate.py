@@ -12,7 +12,9 @@ from PIL import Image
 from inference.artifact import save_artifact
 from inference.networks import build_network
 from styletrain.data.images import sha256_of_file
-from styletrain.evaluate import main
+from styletrain.data.video_frames import read_clip
+from styletrain.evaluate import main, stylize_clip
+from styletrain.temporal.loss import clip_flows, warping_error
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +66,14 @@ def test_two_models_random_vgg_note(setup, capsys):
     main(args)
     results = _lines(capsys)
     assert len(results) == 2
+    # The floor is the input clip's own warping error, measured independently here.
+    frames = read_clip(setup["clip"], max_frames=5, max_side=640)
+    floor = warping_error(frames, *clip_flows(frames, method="dis"))
+    assert floor > 0 and results[0]["input_warping_error"] == pytest.approx(floor, rel=1e-6)
     for r, m in zip(results, setup["models"], strict=True):
         assert r["model"] == str(m) and r["style"] == "style" and r["frames"] == 5 and r["size"] == [96, 64]
         assert r["flow_method"] == "dis"
-        assert r["warping_error"] > 0 and 0 < r["input_warping_error"] < r["warping_error"] + 1
+        assert r["warping_error"] > 0 and r["ratio_to_input"] == pytest.approx(r["warping_error"] / floor)
         assert r["fps"] > 0
         assert "content_loss" not in r and "style_loss" not in r and "random" in r["note"]
     assert [r["temporal"] for r in results] == [False, True]
@@ -136,3 +142,47 @@ def test_bad_inputs_are_one_line_errors(setup, make_image, capsys, case, message
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1 and message in err.lower()
+
+
+def test_fps_of_a_clip_no_longer_than_one_batch_is_measured(monkeypatch, make_image):
+    import time
+
+    class SlowStylizer:  # 10 ms per frame: the true rate is at most 100 frames/s
+        def __init__(self, net, device, batch_size):
+            pass
+
+        def frames(self, frames):
+            for frame in frames:
+                time.sleep(0.01)
+                yield frame
+
+    monkeypatch.setattr("inference.stylizer.Stylizer", SlowStylizer)
+    frames = [make_image(16, 16, seed=i) for i in range(2)]
+    outputs, fps = stylize_clip(None, frames, torch.device("cpu"), batch_size=4)
+    assert len(outputs) == 2 and all(o is f for o, f in zip(outputs, frames, strict=True))
+    assert 20 < fps <= 100  # not 2 frames over ~0 s
+    outputs, fps = stylize_clip(None, [make_image(16, 16, seed=i) for i in range(6)], torch.device("cpu"), 4)
+    assert len(outputs) == 6 and 20 < fps <= 100
+
+
+def test_offline_loss_net_note_names_this_commands_flag_and_is_not_retried(setup, monkeypatch, tmp_path, capsys):
+    import urllib.error
+
+    from styletrain import vgg
+
+    attempts = []
+
+    def offline(arch):
+        attempts.append(arch)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(vgg, "_hub_checkpoint_dir", lambda: tmp_path / "hub")
+    monkeypatch.setattr(vgg, "download_imagenet_state_dict", offline)
+    args = ["--model", str(setup["models"][0]), "--video", str(setup["clip"]), "--max-frames", "2"]
+    for _ in range(2):
+        main(args)
+        captured = capsys.readouterr()
+        note = json.loads(captured.out)["note"]
+        assert "--vgg-weights random" in note and "--model.vgg_weights" not in note
+        assert "evaluate: estimating dis flow" in captured.err  # progress lines on stderr
+    assert attempts == ["vgg16"]  # the second run did not try the network again

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -63,7 +66,18 @@ def test_cache_hits_and_recovers_from_corrupt_entries(tmp_path, make_clip_frames
     for x, y in ((a, b), (b, a)):
         cache.get(x, y)
     assert len(calls) == 3  # the corrupt entry was recomputed, the other one reused
-    assert not list((tmp_path / "flow").glob(".tmp-*"))
+    assert not list((tmp_path / "flow").glob(".*"))  # no temporary files left behind
+
+
+def test_cache_files_get_the_usual_permissions(tmp_path, make_clip_frames):
+    a, b = make_clip_frames(2, size=(32, 32))
+    saved = os.umask(0o022)
+    try:
+        FlowCache(tmp_path / "flow").get(a, b)
+    finally:
+        os.umask(saved)
+    (entry,) = (tmp_path / "flow").glob("*.npy")
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o644  # not mkstemp's 0600
 
 
 def test_flo_round_trip_and_errors(tmp_path):

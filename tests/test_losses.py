@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 import urllib.error
+import warnings
 
 import pytest
 import torch
@@ -18,7 +21,15 @@ from styletrain.losses import (
     gram_matrix,
     style_loss,
     total_variation,
+    weighted_sum,
 )
+
+
+@pytest.fixture(autouse=True)
+def hub_dir(tmp_path, monkeypatch):
+    """A private torch hub checkpoint folder: tests never read or write the user's cache."""
+    monkeypatch.setattr(vgg, "_hub_checkpoint_dir", lambda: tmp_path / "hub" / "checkpoints")
+    return tmp_path / "hub" / "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +149,13 @@ def test_unknown_layer_and_arch_are_user_errors():
         LossNetwork("vgg11", "random", ["relu1_1"])
 
 
-def test_random_weights_warn_loudly_and_are_deterministic(caplog):
-    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="RANDOM weights"):
+def test_random_weights_warn_loudly_once_and_are_deterministic(caplog):
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         a = LossNetwork("vgg19", "random", ["relu1_1"])
-    assert "RANDOM weights" in caplog.text
+    # One warning, not also a log record (both reached stderr, so every fit printed it twice).
+    assert [str(w.message).count("RANDOM weights") for w in caught] == [1]
+    assert "RANDOM" not in caplog.text
     with pytest.warns(UserWarning):
         b = LossNetwork("vgg19", "random", ["relu1_1"])
     assert torch.equal(a.features[0].weight, b.features[0].weight)
@@ -159,6 +173,39 @@ def test_download_failure_names_both_offline_options(monkeypatch):
     assert "--model.vgg_weights /path/to/vgg16-397923af.pth" in message
     assert "--model.vgg_weights random" in message
     assert "hub" in message and "checkpoints" in message
+
+
+def test_failed_download_is_not_retried_and_names_the_callers_option(monkeypatch, capsys):
+    attempts = []
+
+    def offline(arch):
+        attempts.append(arch)
+        raise urllib.error.URLError("timed out")
+
+    monkeypatch.setattr(vgg, "download_imagenet_state_dict", offline)
+    with pytest.raises(UserError) as info:
+        LossNetwork("vgg16", "imagenet", ["relu2_2"], option="--vgg-weights")
+    assert "--vgg-weights random" in str(info.value) and "--model.vgg_weights" not in str(info.value)
+    assert "downloading the ImageNet VGG16" in capsys.readouterr().err  # a progress line before the wait
+    with pytest.raises(UserError, match="not retried"):
+        LossNetwork("vgg16", "imagenet", ["relu2_2"])
+    assert attempts == ["vgg16"]  # the second run failed at once, without the network
+    old = time.time() - vgg.RETRY_AFTER_S - 1
+    os.utime(vgg._unreachable_marker("vgg16"), (old, old))
+    with pytest.raises(UserError, match="timed out"):
+        LossNetwork("vgg16", "imagenet", ["relu2_2"])
+    assert attempts == ["vgg16", "vgg16"]  # tried again once the window passed
+
+
+def test_cached_weights_are_used_even_after_a_failed_download(monkeypatch, hub_dir, capsys):
+    state = _random_full_state("vgg16")
+    hub_dir.mkdir(parents=True)
+    (hub_dir / "vgg16-397923af.pth").write_bytes(b"cached")  # torchvision reads it; the stub below stands in
+    vgg._unreachable_marker("vgg16").write_text("URLError: offline\n")
+    monkeypatch.setattr(vgg, "download_imagenet_state_dict", lambda arch: state)
+    net = LossNetwork("vgg16", "imagenet", ["relu2_2"])
+    assert torch.equal(net.features[7].weight, state["features.7.weight"])
+    assert "downloading" not in capsys.readouterr().err
 
 
 def test_imagenet_weights_are_loaded_from_the_downloaded_state_dict(monkeypatch):
@@ -208,7 +255,7 @@ def test_local_weights_are_checked_strictly(tmp_path):
 # ----------------------------------------------------------------------------------------------- PerceptualLoss
 
 
-def test_perceptual_loss_terms_weights_and_single_vgg_pass(random_net):
+def test_perceptual_loss_raw_terms_weighted_sum_and_single_vgg_pass(random_net):
     loss = PerceptualLoss(
         content_weight=2.0, style_weight=3.0, tv_weight=5.0, content_layers=["relu2_2"],
         style_layers=["relu1_2", "relu3_3"], loss_network=random_net,
@@ -226,17 +273,30 @@ def test_perceptual_loss_terms_weights_and_single_vgg_pass(random_net):
     terms = loss(out, content)
     handle.remove()
     assert len(calls) == 1
-    assert set(terms) == {"content", "style", "tv", "total", "content_raw", "style_raw", "tv_raw"}
-    assert terms["content"].item() == pytest.approx(2.0 * terms["content_raw"].item(), rel=1e-6)
-    assert terms["style"].item() == pytest.approx(3.0 * terms["style_raw"].item(), rel=1e-6)
-    assert terms["tv"].item() == pytest.approx(5.0 * total_variation(out).item(), rel=1e-6)
-    assert terms["total"].item() == pytest.approx(sum(terms[k].item() for k in ("content", "style", "tv")), rel=1e-6)
+    assert set(terms) == {"content", "style", "tv"}
     feats_out, feats_in = random_net(out), random_net(content)
-    assert terms["content_raw"].item() == pytest.approx(content_loss(feats_out, feats_in, ["relu2_2"]).item(), 1e-5)
-    terms["total"].backward()
+    assert terms["content"].item() == pytest.approx(content_loss(feats_out, feats_in, ["relu2_2"]).item(), 1e-5)
+    grams = {k: gram_matrix(random_net(style)[k]) for k in ("relu1_2", "relu3_3")}
+    assert terms["style"].item() == pytest.approx(style_loss(feats_out, grams, ["relu1_2", "relu3_3"]).item(), 1e-5)
+    assert terms["tv"].item() == pytest.approx(total_variation(out).item(), rel=1e-6)
+    assert loss.weights == {"content": 2.0, "style": 3.0, "tv": 5.0}
+    total = weighted_sum(terms, loss.weights)
+    expected = 2.0 * terms["content"] + 3.0 * terms["style"] + 5.0 * terms["tv"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    total.backward()
     assert out.grad is not None and torch.isfinite(out.grad).all()
-    # Identical output and content: zero content loss.
-    assert loss(content, content)["content_raw"].item() == pytest.approx(0.0, abs=1e-12)
+    # Identical output and content: zero content loss. Without a style image the style term is left out.
+    assert loss(content, content)["content"].item() == pytest.approx(0.0, abs=1e-12)
+    assert set(loss(content, content, with_style=False)) == {"content", "tv"}
+
+
+def test_perceptual_loss_is_float32_under_bf16_autocast(random_net):
+    loss = PerceptualLoss(content_layers=["relu2_2"], style_layers=["relu1_2"], loss_network=random_net)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss.set_style(torch.rand(1, 3, 16, 16))
+        terms = loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    assert loss.style_grams["relu1_2"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in terms.values())
 
 
 def test_set_style_rejects_bad_inputs(random_net):
@@ -269,8 +329,8 @@ def test_a_few_adam_steps_lower_the_style_loss():
     for _ in range(6):
         terms = loss(image.clamp(0, 1), content)
         optimizer.zero_grad()
-        terms["total"].backward()
+        weighted_sum(terms, loss.weights).backward()
         optimizer.step()
-        history.append(terms["style_raw"].item())
+        history.append(terms["style"].item())
     assert history[-1] < 0.7 * history[0], history
     assert all(b < a for a, b in zip(history, history[1:], strict=False)), history

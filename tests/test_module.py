@@ -50,6 +50,17 @@ def test_few_steps_lower_total_loss(style_path, content):
     torch.testing.assert_close(terms["total"], expected)
 
 
+def test_perceptual_terms_come_from_the_one_perceptual_loss(style_path, content):
+    module = _module(style_path, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
+    module.eval()
+    terms = module.loss_terms({"content": content})
+    with torch.no_grad():
+        direct = module.perceptual(module(content), content)
+    for name in ("content", "style", "tv"):
+        torch.testing.assert_close(terms[name].detach(), direct[name])
+    assert module.loss_weights == {"content": 2.0, "style": 3.0, "tv": 5.0, "temporal": 0.0, "temporal_feature": 0.0}
+
+
 def test_style_targets_computed_once_and_not_saved(style_path, content):
     module = _module(style_path)
     grams = module.style_grams()
@@ -90,7 +101,7 @@ def test_checkpoint_hooks_drop_loss_net_and_load_strictly(style_path):
     module = _module(style_path)
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
-    assert not any("loss_net" in k for k in checkpoint["state_dict"])
+    assert checkpoint["state_dict"] and all(k.startswith("net.") for k in checkpoint["state_dict"])  # no VGG
     meta = checkpoint["styletrain"]
     assert meta["network"] == "tiny" and meta["style_name"] == "style" and len(meta["style_sha256"]) == 64
     other = _module(style_path)
@@ -128,3 +139,5 @@ def test_bad_options_are_user_errors(style_path, tmp_path):
         _module(style_path, network="nope")
     with pytest.raises(UserError, match="missing.png"):
         _module(tmp_path / "missing.png")
+    with pytest.raises(UserError, match="--model.style_weight must be >= 0"):
+        _module(style_path, style_weight=-1.0)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from inference.errors import UserError
-from styletrain.data.pairs import VideoPairDataset, read_clip
+from styletrain.data.pairs import VideoPairDataset
+from styletrain.data.video_frames import read_clip
 from styletrain.temporal import flow as flow_mod
 from styletrain.temporal.loss import warp
 

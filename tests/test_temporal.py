@@ -122,3 +122,15 @@ def test_clip_warping_error_uses_flow_of_the_input(make_clip_frames):
     flickering = clip_warping_error(frames, flicker, method="dis")
     assert floor < 2e-4 and consistent < 2e-4
     assert flickering > 20 * max(consistent, 1e-5)
+
+
+def test_write_mp4_uses_the_runtime_writer_and_reads_back(tmp_path, make_clip_frames):
+    from styletrain.data.video_frames import read_clip
+    from styletrain.temporal.callback import write_mp4
+
+    frames = make_clip_frames(5, size=(33, 47))  # odd sides: the last row and column are dropped for yuv420p
+    path = write_mp4(frames, tmp_path / "clips" / "a.mp4", fps=8)
+    back = read_clip(path)
+    assert len(back) == 5 and back[0].shape == (32, 46, 3)
+    assert np.abs(back[2].astype(int) - frames[2][:32, :46].astype(int)).mean() < 8  # CRF 20: close to the input
+    assert [p.name for p in path.parent.iterdir()] == ["a.mp4"]  # written atomically, no temporary left

@@ -1,21 +1,40 @@
-"""Image inputs: one image, a folder of frames (natural sort: frame2 before frame10) or a glob, read with Pillow.
+"""Image inputs, read with Pillow: the one still-image decoder (runtime and training), the resize policy, and
+frame sequences (one image, a folder of frames in natural order: frame2 before frame10, or a glob).
+
+:func:`read_image` turns any image Pillow reads into RGB ``uint8 [H, W, 3]`` the way a viewer shows it: grayscale
+and palette images are expanded, CMYK and other modes converted, transparency composited on white (a painting
+scanned with an alpha channel should not turn black where it is transparent), 16-bit and float images scaled to 8
+bits (not truncated), and the EXIF orientation applied. Pillow's decompression-bomb guard stays on unless the
+caller gives its own pixel limit; an image over the limit is a one-line :class:`MediaError` naming the file.
 
 :class:`ImageSequenceSource` yields :class:`~inference.io.media.SourceFrame` objects like the video reader in
-:mod:`inference.io.readers`, with pts counting frames at the sequence's frame rate.
+:mod:`inference.io.video_reader`, with pts counting frames at the sequence's frame rate.
 """
 
 from __future__ import annotations
 
 import glob as globlib
+import io
 import re
+import threading
+import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from inference.errors import MediaError
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+ImageInput = str | Path | bytes | BinaryIO
+
+# Guards the swap of Pillow's module-global pixel limit (see _open).
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 def natural_key(path: Path) -> list:
@@ -34,38 +53,132 @@ def list_frames(pattern: str | Path) -> list[Path]:
     return sorted((q for q in paths if q.is_file()), key=natural_key)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``uint8 [H, W, 3]`` RGB, applying its EXIF orientation.
+def read_image(
+    source: ImageInput, *, min_side: int | None = None, max_side: int | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Read an image as RGB ``uint8 [H, W, 3]`` (C-contiguous, writable), upright and alpha on white.
+
+    Args:
+        source: A path, the encoded bytes, or a binary file object.
+        min_side: JPEGs may be decoded at a reduced scale (1/2, 1/4, 1/8) as long as both sides stay >= this.
+        max_side: Shrink (never enlarge) so that the longer side is at most this, with :func:`resize_image`.
+        max_pixels: Accept images up to this many pixels instead of Pillow's decompression-bomb limit.
 
     Raises:
-        MediaError: The file is missing or is not an image Pillow can read.
+        MediaError: One line naming the file: missing, not an image, truncated or corrupt, or over the pixel limit.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    name = str(source) if isinstance(source, str | Path) else "<image bytes>"
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
-                arr = np.asarray(img, dtype=np.float32) / 65535.0
-                arr = (arr.clip(0, 1) * 255).round().astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
-            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+        with _open(source, max_pixels) as img:
+            return _flatten(_decode(img, min_side, max_side))
     except FileNotFoundError:
-        raise MediaError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: not a readable image ({exc})") from None
+        raise MediaError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"{name}: refused by Pillow's decompression-bomb guard ({exc})") from None
+    except UnidentifiedImageError:
+        raise MediaError(f"{name}: not an image Pillow can identify") from None
+    except MediaError as exc:
+        raise MediaError(f"{name}: {exc}") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:  # truncated or corrupt data
+        raise MediaError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _open(source: ImageInput, max_pixels: int | None) -> PILImage.Image:
+    """``Image.open`` with Pillow's bomb guard, or with ``max_pixels`` instead of it when given."""
+    from PIL import Image
+
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    if max_pixels is None:
+        return Image.open(fp)
+    # Pillow's limit is a module global: swap it under a lock so that concurrent readers never see ours.
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(fp)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise MediaError(f"image is {img.width}x{img.height}, more than the {max_pixels} pixels accepted")
+    return img
+
+
+def _decode(img: PILImage.Image, min_side: int | None, max_side: int | None) -> PILImage.Image:
+    """Decode ``img`` upright in an 8-bit mode, shrinking JPEGs early (DCT scaling) when a size bound allows."""
+    from PIL import ImageOps
+
+    if min_side is not None and img.format == "JPEG":
+        img.draft("RGB", (min_side, min_side))  # both sides stay >= min_side
+    elif max_side is not None and img.format == "JPEG" and max(img.size) > 2 * max_side:
+        img.draft("RGB", (2 * max_side, 2 * max_side))
+    img = _to_8bit(ImageOps.exif_transpose(img))
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = resize_image(img, (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    return img
+
+
+def _to_8bit(img: PILImage.Image) -> PILImage.Image:
+    """Bring high-bit-depth and exotic modes to one of ``L``, ``LA``, ``RGB``, ``RGBA``."""
+    from PIL import Image
+
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
+        return img
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        if img.mode.startswith("I;16"):
+            scale = 255.0 / 65535.0
+        elif img.mode == "F":
+            scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
+        else:  # 32-bit integer: 16-bit PNGs decode to "I" in some Pillow versions
+            scale = 255.0 / 65535.0 if arr.size and arr.max() > 255 else 1.0
+        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    if img.mode in ("La", "RGBa"):
+        return img.convert("RGBA")
+    return img.convert("RGB")  # 1, CMYK, YCbCr, LAB, HSV, ...
+
+
+def _flatten(img: PILImage.Image) -> np.ndarray:
+    """RGB ``uint8 [H, W, 3]`` from an ``L``/``LA``/``RGB``/``RGBA`` image, alpha composited on white."""
+    from PIL import Image
+
+    if img.mode in ("LA", "RGBA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+
+
+def resize_image(img: PILImage.Image, size: tuple[int, int]) -> PILImage.Image:
+    """Resize a Pillow image to ``size`` ``(w, h)`` with THE resize policy, used by training and inference alike.
+
+    * Shrinking (neither side grows) averages the input area each output pixel covers (Pillow's ``BOX``, the same
+      filter as FFmpeg's ``area`` that :mod:`inference.io.video_reader` asks swscale for): no aliasing and no
+      ringing, so fine textures neither shimmer nor halo, and an image and a video frame of the same picture come
+      out alike. Training crops, style images and inference inputs therefore share their low-pass behaviour.
+    * Enlarging (either side grows) uses bicubic: smoother than bilinear's visible diamonds, sharper than area
+      (which degenerates to nearest-neighbour when enlarging); its slight overshoot is clipped to [0, 255].
+    """
+    from PIL import Image
+
+    if img.size == tuple(size):
+        return img
+    shrinking = size[0] <= img.width and size[1] <= img.height
+    return img.resize(tuple(size), Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC)
 
 
 def resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``uint8 [H, W, 3]`` to ``size`` ``(w, h)`` with Pillow (area-averaging when shrinking)."""
+    """Resize ``uint8 [H, W, 3]`` to ``size`` ``(w, h)`` with the policy of :func:`resize_image`."""
     from PIL import Image
 
     if (array.shape[1], array.shape[0]) == tuple(size):
         return array
-    img = Image.fromarray(array)
-    shrinking = size[0] < array.shape[1]
-    return np.asarray(img.resize(size, Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC))
+    return np.array(resize_image(Image.fromarray(array), size))  # a writable copy
 
 
 class ImageSequenceSource:

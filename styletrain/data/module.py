@@ -2,13 +2,14 @@
 
 Sources, any combination of:
 
-* ``--data.path DIR``: a local folder of images, searched recursively (jpg, jpeg, png, bmp, webp, tif). This is
+* ``--data.path DIR``: a local folder of images, searched recursively (:mod:`styletrain.data.folders`). This is
   the documented route for COCO 2014 train (``python data/prepare_coco.py``, see ``data/README.md``).
 * ``--data.hf_dataset NAME``: a Hugging Face ``datasets`` source: ``imagefolder`` with ``--data.hf_data_dir DIR``
   for local files, or a hub dataset name (``--data.hf_config``, ``--data.hf_split``, ``--data.hf_image_column``,
   ``--data.streaming``). Hub downloads happen only in ``prepare_data`` (rank zero); ``setup`` reloads the same
-  arguments from the cache.
-* ``--data.videos FILE ...``: every ``video_frame_stride``-th frame of some videos, as still images.
+  arguments from the cache (:mod:`styletrain.data.hf_datasets`).
+* ``--data.videos FILE ...``: every ``video_frame_stride``-th frame of some videos, as still images
+  (:mod:`styletrain.data.video_frames`, decoded by the runtime's readers).
 
 and optionally real consecutive video frames with optical flow (``--data.video_pairs``), drawn at each step with
 probability ``--data.video_pair_ratio`` (batches ``{"frame1", "frame2", "flow", "mask"}``, see
@@ -29,14 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from inference.errors import UserError
-from styletrain.data.content_sources import (
-    FolderSource,
-    HFSource,
-    Source,
-    VideoFrameSource,
-    hf_load_kwargs,
-    split_validation,
-)
+from styletrain.data.content_sources import Source, UnreadableImageError, split_validation
+from styletrain.data.folders import FolderSource
+from styletrain.data.hf_datasets import HFSource, decode_hf_value, hf_image_column, hf_load_kwargs, load_hf_dataset
 from styletrain.data.stills import (
     ListDataset,
     MixedBatches,
@@ -45,6 +41,7 @@ from styletrain.data.stills import (
     StreamingStillDataset,
     crop_to_tensor,
 )
+from styletrain.data.video_frames import VideoFrameSource
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +126,6 @@ class StyleDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Download a hub dataset into the Hugging Face cache (rank zero only; nothing else is downloaded)."""
         if self.hparams.hf_dataset and not self.hparams.streaming:
-            from styletrain.data.content_sources import load_hf_dataset
-
             load_hf_dataset(self._hf_kwargs())
 
     def setup(self, stage: str | None = None) -> None:
@@ -186,8 +181,6 @@ class StyleDataModule(pl.LightningDataModule):
         self.val_set = StillImageDataset(self.sources, [items[i] for i in val_idx], train=False, **common)
 
     def _setup_streaming(self) -> None:
-        from styletrain.data.content_sources import decode_hf_value, hf_image_column, load_hf_dataset
-        from styletrain.data.images import UnreadableImageError
 
         h = self.hparams
         name = f"Hugging Face dataset {h.hf_dataset} (streaming) [{h.hf_split}]"

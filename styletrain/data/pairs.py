@@ -18,45 +18,11 @@ import torch
 from torch.utils.data import Dataset
 
 from inference.errors import MediaError, UserError
+from styletrain.data.video_frames import read_clip, resize_shorter
 from styletrain.temporal.flow import FLOW_METHODS, FlowCache, forward_backward
 from styletrain.temporal.loss import inside_mask, occlusion_mask
 
 log = logging.getLogger(__name__)
-
-
-def resize_shorter(frame: np.ndarray, side: int) -> np.ndarray:
-    """Resize ``uint8 [H,W,3]`` so that its shorter side is ``side`` (aspect kept)."""
-    from inference.io.image_reader import resize_array
-
-    h, w = frame.shape[:2]
-    scale = side / min(h, w)
-    size = (max(side, round(w * scale)), max(side, round(h * scale)))
-    return np.ascontiguousarray(resize_array(frame, size))
-
-
-def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
-    """Read the frames of a video file or frame folder as ``uint8 [H,W,3]`` RGB (coded orientation).
-
-    Args:
-        path: Video file, folder of frames (natural order) or glob.
-        max_frames: Keep only the first ``max_frames`` frames.
-        max_side: Shrink so that the longer side is at most this (even sizes kept as they are).
-
-    Raises:
-        MediaError: Unreadable input or no frames.
-    """
-    from inference.io.media import Resize
-    from inference.io.readers import read_frames
-
-    resize = Resize(max_side=max_side) if max_side else None
-    frames: list[np.ndarray] = []
-    for frame in read_frames(path, resize=resize):
-        frames.append(np.ascontiguousarray(frame))
-        if max_frames is not None and len(frames) >= max_frames:
-            break
-    if not frames:
-        raise MediaError(f"{path}: no frames")
-    return frames
 
 
 @dataclass

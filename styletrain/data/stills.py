@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from inference.errors import UserError
-from styletrain.data.content_sources import Source, decode_hf_value
-from styletrain.data.images import UnreadableImageError
+from styletrain.data.content_sources import Source, UnreadableImageError
+from styletrain.data.hf_datasets import decode_hf_value
+from styletrain.data.video_frames import resize_shorter
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,8 @@ def crop_to_tensor(arr: np.ndarray, size: int, train: bool, generator: torch.Gen
     Returns:
         ``float32 [3, size, size]`` in [0, 1].
     """
-    from PIL import Image
-
-    h, w = arr.shape[:2]
-    scale = size / min(h, w)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        # Pillow's bilinear filter widens its support when shrinking, so downscaling does not alias.
-        arr = np.asarray(Image.fromarray(arr).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    arr = resize_shorter(arr, size)  # the runtime's resize policy: area when shrinking, bicubic when enlarging
+    new_h, new_w = arr.shape[:2]
     if train:
         top = int(torch.randint(0, new_h - size + 1, (1,), generator=generator))
         left = int(torch.randint(0, new_w - size + 1, (1,), generator=generator))

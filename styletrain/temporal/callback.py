@@ -14,6 +14,7 @@ styletrain.temporal.callback.TemporalValidation`` or ``configs/video.yaml``.
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +42,28 @@ def pan_clip(image: np.ndarray, n_frames: int, shift: tuple[int, int]) -> list[n
 
 
 def write_mp4(frames: list[np.ndarray], path: Path, fps: int = 8) -> Path:
-    """Encode uint8 ``[H,W,3]`` frames (even sides) as H.264 mp4, written to a temp file and renamed."""
-    import av
+    """Encode uint8 ``[H,W,3]`` frames as H.264 mp4 (CRF 20) with the runtime's video writer, atomically.
+
+    Odd sides lose their last row or column (yuv420p needs even sizes); the file appears only once complete.
+    """
+    from inference.atomic import atomic_output
+    from inference.io.media import MediaInfo
+    from inference.io.video_writer import VideoSink
+    from inference.io.writers import EncodeOptions
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    h, w = frames[0].shape[:2]
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        stream.options = {"crf": "20"}
-        for array in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array[: h - h % 2, : w - w % 2]), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    tmp.replace(path)
+    h, w = (side - side % 2 for side in frames[0].shape[:2])
+    rate = Fraction(int(fps))
+    info = MediaInfo(kind="frames", path=path, width=w, height=h, rate=rate, time_base=1 / rate, n_frames=len(frames))
+    with atomic_output(path, suffix=".mp4") as tmp:
+        sink = VideoSink(tmp, info, EncodeOptions(crf=20, audio=False), container_ext=".mp4")
+        try:
+            for pts, array in enumerate(frames):
+                sink.write(np.ascontiguousarray(array[:h, :w]), pts)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
     return path
 
 
@@ -105,7 +113,7 @@ class TemporalValidation(Callback):
         from styletrain.temporal.loss import clip_flows, warping_error
 
         if self.clip is not None:
-            from styletrain.data.pairs import read_clip
+            from styletrain.data.video_frames import read_clip
 
             frames = read_clip(self.clip, max_frames=self.n_frames, max_side=self.max_side)
         elif self._source is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -143,12 +142,13 @@ class FlowCache:
         return flow
 
     def _write(self, path: Path, array: np.ndarray) -> None:
+        # The runtime's atomic writer: a temporary file renamed into place, with the usual (umask) permissions.
+        from inference.atomic import atomic_output
+
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".npy")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, path)
+            with atomic_output(path, suffix=".npy") as tmp:
+                np.save(tmp, array, allow_pickle=False)
         except OSError as exc:
             raise UserError(f"{self.cache_dir}: cannot write the flow cache ({exc.strerror or exc})") from None
 
