@@ -14,6 +14,7 @@ safetensors).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, NoReturn
 from inference.argtypes import ranged, size
 from inference.console import setup_logging
 from inference.errors import UserError, exit_on_user_error, terminate_on_sigterm
+
+log = logging.getLogger("inference")
 
 # Encoders whose --crf scale ends at 63 (VP9, AV1); x264, x265 and NVENC's constant quality end at 51.
 _CRF_63_PREFIXES = ("libvpx", "libaom", "libsvtav1", "librav1e", "av1_")
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _what_options(g) -> None:
+def _what_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--start", type=ranged(float, 0), default=None, metavar="SEC", help="skip this many seconds")
     g.add_argument(
         "--duration", type=ranged(float, 0, low_open=True), default=None, metavar="SEC",
@@ -81,7 +84,7 @@ def _what_options(g) -> None:
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
 
 
-def _encoding_options(g) -> None:
+def _encoding_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm)")
     g.add_argument(
         "--crf", type=ranged(int, 0, 63), default=18,
@@ -106,7 +109,7 @@ def _encoding_options(g) -> None:
     )  # fmt: skip
 
 
-def _runtime_options(g) -> None:
+def _runtime_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--devices", default=None, metavar="LIST",
@@ -226,7 +229,12 @@ def _run_single(opts: argparse.Namespace) -> int:
         if not opts.quiet:
             print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
         return 0
-    device = opts.device if opts.devices is None else worker_devices(opts.devices)[0]
+    device = opts.device
+    if opts.devices is not None:
+        devices = worker_devices(opts.devices)
+        if len(set(devices)) > 1:
+            log.warning("one input runs on one device: %s (--devices spreads several inputs)", devices[0])
+        device = devices[0]
     stylizer = load_stylizer(opts.model, device=device, **_stylizer_options(opts))
     stylizer.video(src, opts.output, progress=not opts.quiet, **_file_options(opts))
     return 0
@@ -238,6 +246,8 @@ def _run_batch(opts: argparse.Namespace) -> int:
     from inference.batch import plan_jobs, run_batch, worker_devices
 
     ext = None if opts.ext is None else "." + opts.ext.lower().lstrip(".")
+    if ext == ".":
+        raise UserError("--ext: expected an extension such as mp4, mkv or gif")
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
     _check_crf(opts.crf, opts.codec, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.

@@ -67,13 +67,15 @@ def run_pool(
 class _Collector:
     """Read worker messages until every task has an outcome; notice workers that die."""
 
-    def __init__(self, jobs: dict[int, Job], procs: list, devices: list[str], report: Callable) -> None:
+    def __init__(
+        self, jobs: dict[int, Job], procs: list[Any], devices: list[str], report: Callable[[int, Outcome], None]
+    ) -> None:
         self.jobs, self.procs, self.devices, self.report = jobs, procs, devices, report
         self.pending = set(jobs)
         self.running: dict[int, int] = {}  # worker id -> task index
         self.alive = set(range(len(procs)))
 
-    def run(self, result_q) -> None:
+    def run(self, result_q: Any) -> None:
         while self.pending:
             try:
                 self.handle(result_q.get(timeout=_POLL_S))
@@ -92,7 +94,7 @@ class _Collector:
             self.pending.discard(index)
             self.report(index, outcome)
 
-    def check_workers(self, result_q) -> None:
+    def check_workers(self, result_q: Any) -> None:
         dead = [wid for wid in self.alive if not self.procs[wid].is_alive()]
         if not dead:
             return
@@ -115,7 +117,7 @@ class _Collector:
             self.pending.clear()
 
 
-def _stop(procs: list, *, gently: bool) -> None:
+def _stop(procs: list[Any], *, gently: bool) -> None:
     """Wait for workers that are finishing; SIGTERM the rest (they clean up), and kill any that hang."""
     deadline = time.monotonic() + (_STOP_S if gently else 0.0)
     for proc in procs:
@@ -138,8 +140,8 @@ def _worker(
     file_options: dict[str, Any],
     threads: int | None,
     quiet: bool,
-    tasks,
-    results,
+    tasks: Any,
+    results: Any,
 ) -> None:
     """A worker process: load the model once, then stylize files from ``tasks`` until the ``None`` marker."""
     try:
@@ -149,7 +151,18 @@ def _worker(
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
 
-def _serve(wid, model, device, stylizer_options, file_options, threads, quiet, tasks, results) -> None:
+def _serve(
+    wid: int,
+    model: str,
+    device: str,
+    stylizer_options: dict[str, Any],
+    file_options: dict[str, Any],
+    threads: int | None,
+    quiet: bool,
+    tasks: Any,
+    results: Any,
+) -> None:
+    """Load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)`` tuples."""
     import torch
 
     from inference.console import setup_logging

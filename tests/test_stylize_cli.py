@@ -53,7 +53,8 @@ def test_help(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--model", "--overwrite", "--start", "--gif-fps", "--preserve-color", "--precision", "--batch-size"):
+    flags = ("--model", "--overwrite", "--start", "--gif-fps", "--preserve-color", "--precision", "--batch-size")
+    for flag in (*flags, "--skip-existing", "--devices", "--workers", "--ext", "--stats"):
         assert flag in text
 
 
