@@ -55,7 +55,6 @@ def ranged(
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
         return value
 
-    parse.__name__ = f"{kind.__name__} {allowed}"  # argparse shows the name in its own messages
     return parse
 
 

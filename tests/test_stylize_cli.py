@@ -95,6 +95,19 @@ def test_trim_cuts_video_and_audio(tmp_path, make_video, model):
         assert abs(float(first.pts * first.time_base)) < 0.03  # audio starts with the video
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_trim_deep_into_the_input_keeps_exact_audio(tmp_path, make_video, model, ext):
+    # --start beyond the audio copier's seek margin: audio is read from a seek point, and still cut exactly.
+    src = make_video(tmp_path / f"in{ext}", n_frames=72, size=(32, 32), fps=24)
+    out = tmp_path / f"cut{ext}"
+    assert _run(src, "-m", model, "-o", out, "--start", "2.25", "--duration", "0.5", "-q") == 0
+    with av.open(str(src)) as c:
+        tb = c.streams.audio[0].time_base
+        kept = [bytes(p) for p in c.demux(audio=0) if p.size and 2.25 - 1e-9 <= float(p.pts * tb) < 2.75 - 1e-9]
+    assert len(kept) > 10 and [data for _, data in _audio_packets(out)] == kept
+    assert len(_video(out)[0]) == 12
+
+
 def test_gif_and_folder_outputs(tmp_path, make_video, make_image_folder, model):
     src = make_video(tmp_path / "in.mp4", n_frames=10, size=(64, 48), fps=20)
     assert _run(src, "-m", model, "-o", tmp_path / "o.gif", "--gif-width", "32", "-q") == 0
