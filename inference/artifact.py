@@ -258,7 +258,7 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
     Raises:
         ArtifactError: Any problem with the file (one line naming the path): missing, not safetensors,
             truncated, foreign, newer format, unknown network, missing / unexpected keys, shape mismatch,
-            non-floating tensors.
+            non-floating tensors, NaN or infinite values.
     """
     from safetensors.torch import load_file
 
@@ -283,6 +283,10 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
             raise ArtifactError(
                 f"{path}: tensor {key!r} has shape {list(tensor.shape)}, network expects {list(expected[key].shape)}"
             )
+        bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+        if bad:
+            # A diverged training run exports NaN/Inf weights; they would stylize every frame black or garbage.
+            raise ArtifactError(f"{path}: tensor {key!r} has {bad} NaN or infinite values of {tensor.numel()}")
     net.load_state_dict(tensors, strict=True)
     try:
         net = net.to(device)

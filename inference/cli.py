@@ -1,12 +1,14 @@
-"""``stylize-video``: stylize a video, image, frame folder or glob with an exported artifact.
+"""``stylize-video``: stylize a video, image, frame folder or glob with an exported artifact; or many files at once.
 
 Example::
 
     stylize-video clip.mp4 -m starry.safetensors -o clip_starry.mp4
     stylize-video frames/ -m starry.safetensors -o out.gif --gif-fps 12 --gif-width 480
+    stylize-video a.mp4 b.mov clips/ -m starry.safetensors -o styled/ --skip-existing   # every visible GPU
 
-This module wires arguments to :class:`inference.stylizer.Stylizer` and :func:`inference.convert.stylize_file`; it
-imports only the runtime stack (torch, numpy, PyAV, Pillow, safetensors).
+This module wires arguments to :class:`inference.stylizer.Stylizer` and :func:`inference.convert.stylize_file` (one
+input) or :mod:`inference.batch` (several); it imports only the runtime stack (torch, numpy, PyAV, Pillow,
+safetensors).
 """
 
 from __future__ import annotations
@@ -15,63 +17,115 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-from inference.errors import UserError, exit_on_user_error
+from inference.argtypes import ranged, size
+from inference.console import setup_logging
+from inference.errors import UserError, exit_on_user_error, terminate_on_sigterm
+
+log = logging.getLogger("inference")
+
+# Encoders whose --crf scale ends at 63 (VP9, AV1); x264, x265 and NVENC's constant quality end at 51.
+_CRF_63_PREFIXES = ("libvpx", "libaom", "libsvtav1", "librav1e", "av1_")
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line as one ``error: ...`` line (exit status 2), like every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the options)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="stylize-video",
         description="Stylize a video, image, frame folder or glob with a style artifact. The output kind follows "
         "OUTPUT's extension: a video container (.mp4 .mkv .mov .webm .avi), .gif, an image (.png .jpg ...), or a "
-        "folder of PNG frames (no extension). Frame count, timing, rotation and audio (copied) are preserved.",
+        "folder of PNG frames (no extension). Frame count, timing, rotation and audio (copied) are preserved. "
+        "Several inputs, or a folder of videos, make a batch: OUTPUT is then a folder, each output is named after "
+        "its input, and the files are spread over --devices, one worker process per device.",
     )
-    p.add_argument("input", help="video file, image, folder of frames, or a quoted glob such as 'frames/*.png'")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="video file, image, folder of frames, or a quoted glob such as 'frames/*.png'; several inputs or a "
+        "folder of videos (and no images) make a batch",
+    )  # fmt: skip
     p.add_argument("-m", "--model", required=True, help="style artifact (.safetensors) exported by styletrain")
-    p.add_argument("-o", "--output", required=True, help="output file or folder")
+    p.add_argument("-o", "--output", required=True, help="output file or folder (a folder for a batch)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--skip-existing", action="store_true", help="leave inputs whose output already exists alone")
+    _what_options(p.add_argument_group("what to stylize"))
+    _encoding_options(p.add_argument_group("output encoding"))
+    _runtime_options(p.add_argument_group("runtime"))
+    return p
 
-    g = p.add_argument_group("what to stylize")
-    g.add_argument("--start", type=float, default=None, metavar="SEC", help="skip this many seconds of input")
-    g.add_argument("--duration", type=float, default=None, metavar="SEC", help="stylize only this many seconds")
-    size = g.add_mutually_exclusive_group()
-    size.add_argument("--max-side", type=int, default=None, metavar="PX", help="shrink so the long side is <= PX")
-    size.add_argument("--size", type=_size, default=None, metavar="WxH", help="resize to exactly WxH (display)")
-    g.add_argument("--fps", type=float, default=None, help="frame rate for image/folder inputs (default 25)")
-    g.add_argument("--strength", type=float, default=1.0, help="0..1: blend of stylized and original (default 1)")
+
+def _what_options(g: argparse._ActionsContainer) -> None:
+    g.add_argument("--start", type=ranged(float, 0), default=None, metavar="SEC", help="skip this many seconds")
+    g.add_argument(
+        "--duration", type=ranged(float, 0, low_open=True), default=None, metavar="SEC",
+        help="stylize only this many seconds",
+    )  # fmt: skip
+    resize = g.add_mutually_exclusive_group()
+    resize.add_argument(
+        "--max-side", type=ranged(int, 2), default=None, metavar="PX", help="shrink so the long side is <= PX (>= 2)"
+    )
+    resize.add_argument("--size", type=size, default=None, metavar="WxH", help="resize to exactly WxH (display)")
+    g.add_argument(
+        "--fps", type=ranged(float, 0, low_open=True), default=None,
+        help="frame rate for image/folder inputs (default 25)",
+    )  # fmt: skip
+    g.add_argument(
+        "--strength", type=ranged(float, 0, 1), default=1.0, help="0..1: blend of stylized and original (default 1)"
+    )
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
 
-    g = p.add_argument_group("output encoding")
+
+def _encoding_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm)")
-    g.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default 18)")
+    g.add_argument(
+        "--crf", type=ranged(int, 0, 63), default=18,
+        help="encoder quality, lower is better: 0-51 for x264/x265/NVENC, 0-63 for VP9/AV1 (default 18)",
+    )  # fmt: skip
     g.add_argument("--preset", default="medium", help="x264/x265 speed preset (default medium)")
     g.add_argument(
         "--pix-fmt", default="yuv420p", help="pixel format (default yuv420p, plays everywhere; odd sizes lose their "
         "last row/column; yuv444p keeps every pixel)",
     )  # fmt: skip
-    g.add_argument("--gif-fps", type=float, default=None, help="GIF frame rate (default: the input's timing)")
-    g.add_argument("--gif-width", type=int, default=None, help="GIF width in pixels (default: frame width)")
+    g.add_argument(
+        "--gif-fps", type=ranged(float, 0, low_open=True), default=None,
+        help="GIF frame rate, at most 50 (default: the input's timing, capped at 50)",
+    )  # fmt: skip
+    g.add_argument(
+        "--gif-width", type=ranged(int, 1, 65535), default=None, help="GIF width in pixels (default: frame width)"
+    )
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    g.add_argument(
+        "--ext", default=None,
+        help="batch only: output extension such as mp4 or gif (default: the input's own, else mp4)",
+    )  # fmt: skip
 
-    g = p.add_argument_group("runtime")
+
+def _runtime_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument(
+        "--devices", default=None, metavar="LIST",
+        help="batch: devices to spread the files over, e.g. cuda:0,cuda:1, or cuda for every visible GPU, or cpu "
+        "(default: --device if given, else every visible GPU, else the CPU)",
+    )  # fmt: skip
+    g.add_argument(
+        "--workers", type=ranged(int, 1), default=1, metavar="N",
+        help="batch: worker processes per device (default 1); e.g. --devices cpu --workers 2",
+    )  # fmt: skip
     g.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
         help="auto: fp16 on CUDA, fp32 otherwise",
     )  # fmt: skip
     g.add_argument(
-        "--batch-size", type=int, default=None,
+        "--batch-size", type=ranged(int, 1), default=None,
         help="frames per batch (default: 8 on CUDA, 1 on the CPU); halved on CUDA out-of-memory",
     )  # fmt: skip
     g.add_argument(
@@ -83,78 +137,130 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
         help="auto: ONNX Runtime on the CPU in fp32 when onnxruntime is installed (faster there), else torch",
     )  # fmt: skip
+    g.add_argument("--stats", action="store_true", help="print the busy time of every pipeline stage per file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    return p
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (tests and callers may replace it)."""
+def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
+    """:class:`~inference.stylizer.Stylizer` options except the device."""
+    return {
+        "precision": opts.precision,
+        "batch_size": opts.batch_size,
+        "channels_last": opts.channels_last,
+        "compile": opts.compile,
+        "strength": opts.strength,
+        "preserve_color": opts.preserve_color,
+        "backend": opts.backend,
+    }
 
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
 
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+def _file_options(opts: argparse.Namespace) -> dict[str, Any]:
+    """:func:`~inference.convert.stylize_file` options except ``progress``."""
+    options = {
+        "overwrite": opts.overwrite,
+        "start": opts.start,
+        "duration": opts.duration,
+        "size": opts.size,
+        "max_side": opts.max_side,
+        "fps": opts.fps,
+        "codec": opts.codec,
+        "crf": opts.crf,
+        "preset": opts.preset,
+        "pix_fmt": opts.pix_fmt,
+        "gif_fps": opts.gif_fps,
+        "gif_width": opts.gif_width,
+        "audio": not opts.no_audio,
+    }
+    if opts.stats:
+        options["stats"] = True  # Passed only when asked for, so the call works with either stylize_file.
+    return options
 
 
-def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("inference")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-    logger.propagate = False
+def _check_options(opts: argparse.Namespace) -> None:
+    """Checks that involve more than one option."""
+    if opts.overwrite and opts.skip_existing:
+        raise UserError("--overwrite and --skip-existing exclude each other")
+    if opts.devices is not None and opts.device != "auto":
+        raise UserError("--device and --devices exclude each other (--devices lists the devices of a batch)")
+
+
+def _check_crf(crf: int, codec: str | None, outputs: list[Path]) -> None:
+    """Refuse a ``--crf`` beyond the encoder's scale (x264 would silently clamp 60 to 51)."""
+    from inference.io.writers import output_kind
+
+    for dst in outputs:
+        if output_kind(dst) != "video":
+            continue
+        name = codec or ("libvpx-vp9" if dst.suffix.lower() == ".webm" else "libx264")
+        high = 63 if name.startswith(_CRF_63_PREFIXES) else 51
+        if crf > high:
+            raise UserError(f"--crf must be in [0, {high}] for {name}, got {crf}")
 
 
 @exit_on_user_error
 def main(args: Sequence[str] | None = None) -> int:
-    """Run ``stylize-video``; returns 0 on success, exits with status 2 and ``error: ...`` on bad input."""
-    opts = build_parser().parse_args(args)
-    _setup_logging(opts.quiet)
-    if opts.gif_fps is not None and opts.gif_fps <= 0:
-        raise UserError(f"--gif-fps must be > 0, got {opts.gif_fps}")
-    if opts.fps is not None and opts.fps <= 0:
-        raise UserError(f"--fps must be > 0, got {opts.fps}")
-    from inference.io.media import probe_kind
-    from inference.io.writers import output_kind
-    from inference.stylizer import Stylizer
+    """Run ``stylize-video``; returns 0 on success, exits with status 2 and ``error: ...`` on bad input.
 
+    SIGTERM is handled like Ctrl-C: temporary outputs are removed, and the exit status is 143 (130 for Ctrl-C).
+    """
+    with terminate_on_sigterm():
+        opts = build_parser().parse_intermixed_args(args)
+        setup_logging(opts.quiet)
+        _check_options(opts)
+        from inference.batch import is_batch
+
+        if is_batch(opts.inputs):
+            return _run_batch(opts)
+        if opts.ext is not None:
+            raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
+        return _run_single(opts)
+
+
+def _run_single(opts: argparse.Namespace) -> int:
+    """One input, one output: the original form of the command."""
+    from inference.batch import load_stylizer, output_exists, worker_devices
+    from inference.io.media import probe_kind
+
+    src, dst = opts.inputs[0], Path(opts.output)
     # Cheap checks first, so that a typo fails before the model is loaded.
-    probe_kind(opts.input)
-    output_kind(opts.output)
-    stylizer = Stylizer.from_artifact(
-        opts.model,
-        device=opts.device,
-        precision=opts.precision,
-        batch_size=opts.batch_size,
-        channels_last=opts.channels_last,
-        compile=opts.compile,
-        strength=opts.strength,
-        preserve_color=opts.preserve_color,
-        backend=opts.backend,
-    )
-    stylizer.video(
-        opts.input,
-        opts.output,
-        overwrite=opts.overwrite,
-        start=opts.start,
-        duration=opts.duration,
-        size=opts.size,
-        max_side=opts.max_side,
-        fps=opts.fps,
-        codec=opts.codec,
-        crf=opts.crf,
-        preset=opts.preset,
-        pix_fmt=opts.pix_fmt,
-        gif_fps=opts.gif_fps,
-        gif_width=opts.gif_width,
-        audio=not opts.no_audio,
-        progress=not opts.quiet,
-    )
+    probe_kind(src)
+    _check_crf(opts.crf, opts.codec, [dst])
+    if opts.skip_existing and output_exists(dst):
+        if not opts.quiet:
+            print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
+        return 0
+    device = opts.device
+    if opts.devices is not None:
+        devices = worker_devices(opts.devices)
+        if len(set(devices)) > 1:
+            log.warning("one input runs on one device: %s (--devices spreads several inputs)", devices[0])
+        device = devices[0]
+    stylizer = load_stylizer(opts.model, device=device, **_stylizer_options(opts))
+    stylizer.video(src, opts.output, progress=not opts.quiet, **_file_options(opts))
     return 0
+
+
+def _run_batch(opts: argparse.Namespace) -> int:
+    """Several inputs (or a folder of videos) into the ``-o`` folder, spread over the devices."""
+    from inference.artifact import read_metadata
+    from inference.batch import plan_jobs, run_batch, worker_devices
+
+    ext = None if opts.ext is None else "." + opts.ext.lower().lstrip(".")
+    if ext == ".":
+        raise UserError("--ext: expected an extension such as mp4, mkv or gif")
+    jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
+    _check_crf(opts.crf, opts.codec, [job.dst for job in jobs])
+    read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
+    devices = worker_devices(opts.devices, opts.device, opts.workers)
+    return run_batch(
+        jobs,
+        opts.model,
+        devices,
+        _stylizer_options(opts),
+        _file_options(opts),
+        skip_existing=opts.skip_existing,
+        quiet=opts.quiet,
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ a traceback from deep inside a library.
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import TypeVar
 
@@ -35,10 +38,44 @@ class MediaError(UserError):
     """A video, image or frame folder cannot be read or written."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception (see :func:`terminate_on_sigterm`).
+
+    A subclass of :class:`KeyboardInterrupt`, so every ``except KeyboardInterrupt`` / ``except BaseException``
+    cleanup (temporary outputs, pipeline threads, worker processes) runs exactly as it does for Ctrl-C.
+    """
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread instead of killing the process.
+
+    A plain ``kill`` then removes temporary outputs like Ctrl-C does. Later SIGTERMs are ignored while the cleanup
+    runs (a second one would interrupt it and leave the temporary file behind); the previous handler is restored on
+    exit. Outside the main thread (where Python cannot install handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Decorate a CLI ``main`` so that a :class:`UserError` becomes ``error: ...`` and exit status 2.
 
-    Ctrl-C exits with status 130 and a short message, never a traceback.
+    Ctrl-C exits with status 130 and SIGTERM (when :func:`terminate_on_sigterm` turned it into :class:`Terminated`)
+    with 143, each with a short message, never a traceback.
     """
 
     @wraps(main)
@@ -48,6 +85,9 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(exc.exit_code) from None
+        except Terminated:
+            print("error: terminated", file=sys.stderr)
+            raise SystemExit(Terminated.exit_code) from None
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise SystemExit(130) from None

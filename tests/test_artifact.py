@@ -227,6 +227,17 @@ def test_non_floating_tensor(tmp_path: Path) -> None:
     _assert_one_line_error(path, "non-floating dtype")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(tmp_path: Path, bad: float) -> None:
+    path = _save(tmp_path / "diverged.safetensors")
+    tensors = load_file(path)
+    key = sorted(tensors)[-1]
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[[0, -1]] = bad
+    _rewrite(path, tensors)
+    _assert_one_line_error(path, f"tensor {key!r} has 2 NaN or infinite values of {tensors[key].numel()}")
+
+
 def test_errors_are_user_errors(tmp_path: Path) -> None:
     assert issubclass(ArtifactError, UserError)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,7 +53,8 @@ def test_help(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--model", "--overwrite", "--start", "--gif-fps", "--preserve-color", "--precision", "--batch-size"):
+    flags = ("--model", "--overwrite", "--start", "--gif-fps", "--preserve-color", "--precision", "--batch-size")
+    for flag in (*flags, "--skip-existing", "--devices", "--workers", "--ext", "--stats"):
         assert flag in text
 
 
@@ -90,6 +93,19 @@ def test_trim_cuts_video_and_audio(tmp_path, make_video, model):
         a = c.streams.audio[0]
         first = next(p for p in c.demux(a) if p.size)
         assert abs(float(first.pts * first.time_base)) < 0.03  # audio starts with the video
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_trim_deep_into_the_input_keeps_exact_audio(tmp_path, make_video, model, ext):
+    # --start beyond the audio copier's seek margin: audio is read from a seek point, and still cut exactly.
+    src = make_video(tmp_path / f"in{ext}", n_frames=72, size=(32, 32), fps=24)
+    out = tmp_path / f"cut{ext}"
+    assert _run(src, "-m", model, "-o", out, "--start", "2.25", "--duration", "0.5", "-q") == 0
+    with av.open(str(src)) as c:
+        tb = c.streams.audio[0].time_base
+        kept = [bytes(p) for p in c.demux(audio=0) if p.size and 2.25 - 1e-9 <= float(p.pts * tb) < 2.75 - 1e-9]
+    assert len(kept) > 10 and [data for _, data in _audio_packets(out)] == kept
+    assert len(_video(out)[0]) == 12
 
 
 def test_gif_and_folder_outputs(tmp_path, make_video, make_image_folder, model):
@@ -178,3 +194,124 @@ def test_cli_imports_only_the_runtime(tmp_path, make_video, model):
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert (tmp_path / "o.mp4").exists()
+
+
+BAD_VALUES = {
+    "--start": ["-1", "nan", "inf", "ten"],
+    "--duration": ["0", "-2", "nan", "inf"],
+    "--fps": ["0", "-1", "nan", "inf"],
+    "--gif-fps": ["0", "nan", "-inf"],
+    "--gif-width": ["0", "-8", "1.5", "70000"],
+    "--strength": ["-0.1", "1.5", "nan", "inf"],
+    "--max-side": ["0", "-8", "1", "nan"],
+    "--crf": ["-1", "64", "nan", "20.5"],
+    "--size": ["0x10", "10x-2", "nanxnan", "640"],
+    "--batch-size": ["0", "-1", "nan"],
+    "--workers": ["0", "1.5"],
+}
+
+
+@pytest.mark.parametrize("option", sorted(BAD_VALUES))
+def test_numeric_options_are_checked_at_parse_time(tmp_path, make_video, model, capsys, option):
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
+    before = sorted(tmp_path.iterdir())
+    for value in BAD_VALUES[option]:
+        assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", f"{option}={value}") == 2, value
+        err = capsys.readouterr().err
+        assert err.startswith("error: argument ") and err.count("\n") == 1, err
+        assert option in err and repr(value) in err, err
+    assert sorted(tmp_path.iterdir()) == before  # nothing written, not even a temporary file
+
+
+def test_crf_range_follows_the_encoder_and_options_that_exclude_each_other(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
+    before = sorted(tmp_path.iterdir())
+    cases = [
+        (("--crf", "52"), "--crf must be in [0, 51] for libx264, got 52"),
+        (("--crf", "60", "--codec", "libx265"), "--crf must be in [0, 51] for libx265"),
+        (("--overwrite", "--skip-existing"), "--overwrite and --skip-existing exclude each other"),
+        (("--device", "cpu", "--devices", "cpu"), "--device and --devices exclude each other"),
+        (("--ext", "mkv"), "--ext names the outputs of a batch"),
+    ]
+    for extra, message in cases:
+        assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert err == f"error: {message}\n" or (err.startswith(f"error: {message}") and err.count("\n") == 1), err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_max_side_and_strength_at_their_limits(tmp_path, make_video, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
+    out = tmp_path / "small.mp4"
+    assert _run(src, "-m", model, "-o", out, "--max-side", "2", "--strength", "0", "-q") == 0
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height) == (2, 2)
+
+
+def test_sigterm_removes_the_temporary_output(tmp_path, make_video, model):
+    src = make_video(tmp_path / "in.mp4", n_frames=200, size=(256, 192), audio=False)
+    out = tmp_path / "out.mkv"
+    code = "import sys\nfrom inference.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    args = [str(src), "-m", str(model), "-o", str(out), "--device", "cpu", "--preset", "medium"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".out.mkv.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # decoding, inference and encoding are under way
+        assert proc.poll() is None, "finished before it could be stopped; make the clip longer"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "error: terminated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.safetensors"]
+
+
+def _gif_delays(path: Path) -> list[int]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as im:
+        return [frame.info["duration"] for frame in ImageSequence.Iterator(im)]
+
+
+def test_gif_rate_is_capped_at_50(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=12, size=(48, 32), fps=60, audio=False)
+    for extra in [("--gif-fps", "100"), ()]:
+        out = tmp_path / f"out{len(extra)}.gif"
+        assert _run(src, "-m", model, "-o", out, *extra) == 0
+        err = capsys.readouterr().err
+        assert ("--gif-fps 100 capped at 50" if extra else "resampled to 50 frames/s") in err, err
+        delays = _gif_delays(out)
+        assert set(delays) == {20} and abs(sum(delays) - 200) <= 20, delays  # 0.2 s of video at 50 frames/s
+    assert _run(src, "-m", model, "-o", tmp_path / "slow.gif", "--gif-fps", "25", "-q") == 0
+    assert set(_gif_delays(tmp_path / "slow.gif")[:-1]) == {40}  # the last frame lasts until the clip ends
+
+
+def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monkeypatch):
+    import inference.convert
+
+    calls = []
+
+    def fake(stylizer, src, dst, **options):
+        calls.append(options)
+        return inference.convert.StylizeResult(Path(dst), 0, 1.0)
+
+    monkeypatch.setattr(inference.convert, "stylize_file", fake)
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
+    assert _run(src, "-m", model, "-o", tmp_path / "a.mp4", "--stats", "-q") == 0
+    assert _run(src, "-m", model, "-o", tmp_path / "b.mp4", "-q") == 0
+    assert _run(src, src.with_name("in.mp4"), "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 2  # collision
+    assert _run(src, tmp_path / "other.mp4", "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 0
+    assert [c.get("stats") for c in calls] == [True, None, True, True]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cli_turns_on_cudnn_autotuning(tmp_path, make_video, model):
+    torch.backends.cudnn.benchmark = False
+    src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
+    assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", "--device", "cuda", "-q") == 0
+    assert torch.backends.cudnn.benchmark

@@ -1,7 +1,9 @@
 """Audio passthrough: copy a video's audio packets into the output without re-encoding, trimmed at packet level.
 
 Trimming keeps the packets whose start time lies in ``[origin, end)``, so the cut is exact to within one packet
-(1024 samples, about 21-23 ms, for AAC; 1152 samples, about 26 ms, for MP3).
+(1024 samples, about 21-23 ms, for AAC; 1152 samples, about 26 ms, for MP3). Reading starts with a seek shortly
+before ``origin`` and stops once every copied stream has passed ``end``, so a short cut from a long file reads only
+the packets around it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# Seconds to seek before the cut: seeking lands on an index entry at or before the target, never exactly on it.
+_SEEK_MARGIN = 1.0
+# Muxers interleave streams by time within a second or so (Matroska clusters up to a few seconds); past this, no
+# packet of any stream can still start before ``end`` (a stream that ends early would otherwise keep us reading).
+_INTERLEAVE_SLACK = 10.0
 
 
 class AudioCopier:
@@ -47,16 +55,35 @@ class AudioCopier:
         self._packets = self._iter() if self.streams else iter(())
         self._pending = None
         self.copied = 0
+        self.demuxed = 0  # Packets read from the input, copied or not.
+
+    def _seek_to_origin(self) -> None:
+        """Skip the file's head when trimming, instead of demuxing every packet before ``origin``."""
+        import av
+
+        target = self.origin - _SEEK_MARGIN
+        if not self.trim or target <= 0:
+            return
+        try:
+            self.input.seek(int(target * av.time_base), backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            self.input.seek(0)  # Unseekable input: read from the start; packets before origin are dropped below.
 
     def _iter(self):
+        self._seek_to_origin()
+        passed: set[int] = set()  # Streams that have reached ``end``.
         for packet in self.input.demux([s for s in self.input.streams.audio if s.index in self.streams]):
             if packet.dts is None and packet.pts is None:
                 continue  # The demuxer's end-of-stream marker.
+            self.demuxed += 1
             tb = packet.time_base
             t = float((packet.pts if packet.pts is not None else packet.dts) * tb)
             if self.trim and t < self.origin - 1e-9:
                 continue
             if self.end is not None and t >= self.end - 1e-9:
+                passed.add(packet.stream.index)
+                if len(passed) == len(self.streams) or t >= self.end + _INTERLEAVE_SLACK:
+                    return
                 continue
             shift = int(round(self.origin / tb)) if self.origin else 0
             if shift:

@@ -4,10 +4,14 @@ The graph is ffmpeg's well-known recipe
 ``[fps=N,]scale=W:-1:flags=lanczos,split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a``,
 plus a transpose for rotated inputs. paletteuse waits for the palette, which palettegen emits only at the end of
 the stream, so the graph holds every (GIF-sized) frame in memory until the input ends: fine for GIF-length clips.
+
+GIF frame delays are whole hundredths of a second, and browsers play delays of 10 ms or less as 100 ms, so a clip
+above 50 frames/s (from ``--gif-fps`` or from the input's own rate) is resampled to 50 frames/s, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +22,41 @@ from inference.io.media import MediaInfo
 from inference.io.writers import EncodeOptions
 
 _TRANSPOSE = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}
+MAX_GIF_FPS = 50  # 20 ms delays: the shortest that browsers play as written
+
+log = logging.getLogger(__name__)
+
+
+def gif_rate(requested: float | None, source_rate: Fraction) -> Fraction | None:
+    """The frame rate to resample the GIF to, or ``None`` to keep the input's timing.
+
+    Args:
+        requested: ``--gif-fps``, or ``None``.
+        source_rate: The input's average frame rate.
+    """
+    if requested is not None and requested > MAX_GIF_FPS:
+        log.warning(
+            "--gif-fps %g capped at %d (GIF delays are in 1/100 s; browsers slow shorter ones down to 100 ms)",
+            requested,
+            MAX_GIF_FPS,
+        )
+        return Fraction(MAX_GIF_FPS)
+    if requested is not None:
+        return Fraction(requested).limit_denominator(1001) or Fraction(1, 1001)
+    if source_rate > MAX_GIF_FPS:
+        log.warning(
+            "input at %.4g frames/s resampled to %d frames/s for the GIF (browsers slow shorter delays down to 100 ms)",
+            float(source_rate),
+            MAX_GIF_FPS,
+        )
+        return Fraction(MAX_GIF_FPS)
+    return None
+
+
+def gif_size(info: MediaInfo, width: int) -> tuple[int, int]:
+    """``(width, height)`` of a GIF ``width`` pixels wide with the input's display aspect ratio (height >= 1)."""
+    w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+    return width, max(1, round(width * h / w))
 
 
 class GifSink:
@@ -39,10 +78,11 @@ class GifSink:
         filters: list[tuple[str, str]] = [
             (name.split("=")[0], name.partition("=")[2]) for name in _TRANSPOSE.get(info.rotation, [])
         ]
-        if options.gif_fps:
-            filters.append(("fps", str(Fraction(options.gif_fps).limit_denominator(1001))))
+        rate = gif_rate(options.gif_fps, info.rate)
+        if rate is not None:
+            filters.append(("fps", str(rate)))
         if options.gif_width:
-            filters.append(("scale", f"{int(options.gif_width)}:-1:flags=lanczos"))
+            filters.append(("scale", "{}:{}:flags=lanczos".format(*gif_size(info, int(options.gif_width)))))
         for name, args in filters:
             chain.append(self.graph.add(name, args))
         for a, b in zip(chain, chain[1:], strict=False):

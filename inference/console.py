@@ -1,0 +1,33 @@
+"""Messages for people at a terminal: the runtime's warnings as ``warning: ...`` lines on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and callers may replace it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(quiet: bool) -> None:
+    """Print the ``inference`` loggers' warnings (errors only when ``quiet``) as ``warning: <message>`` on stderr.
+
+    Idempotent: calling it again only changes the level. Worker processes call it too, since a spawned process
+    starts with no logging configuration.
+    """
+    logger = logging.getLogger("inference")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger.propagate = False
