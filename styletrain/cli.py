@@ -263,14 +263,22 @@ def _drop_litlogger_tip(record: logging.LogRecord) -> bool:
     return "litlogger" not in str(record.msg)
 
 
-def run(args: list[str] | None) -> Path | None:
-    """Run the LightningCLI part (``args`` None: ``sys.argv``); returns the artifact path after ``fit`` (rank zero)."""
-    # Known, harmless Lightning warnings: the loss network is in eval mode on purpose; `args` comes from main().
+def silence_known_noise() -> None:
+    """Hide known, harmless third-party messages that every fit printed; each by its own text, nothing else."""
+    # The loss network is in eval mode on purpose; `args` comes from main().
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter.*")
-    # Lightning's own deprecated use of torch's pytree API, printed on every fit.
+    # Lightning's own deprecated use of torch's pytree API.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_litlogger_tip)
+    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if _drop_litlogger_tip not in rank_zero_log.filters:
+        rank_zero_log.addFilter(_drop_litlogger_tip)
+    # The two W&B warnings (deprecated `anonymous`, missing git root) are avoided at the source: _quiet_wandb_logger.
+
+
+def run(args: list[str] | None) -> Path | None:
+    """Run the LightningCLI part (``args`` None: ``sys.argv``); returns the artifact path after ``fit`` (rank zero)."""
+    silence_known_noise()
     cli = StyleTrainCLI(
         StyleTransferModule,
         StyleDataModule,

@@ -116,3 +116,25 @@ def test_wandb_logger_is_quieted(tmp_path):
     _quiet_wandb_logger(logger)
     assert "anonymous" not in logger._wandb_init
     assert (tmp_path / "runs" / "x").is_dir()  # wandb's git-root lookup warns when its folder is missing
+
+
+def test_known_noise_is_silenced_and_nothing_else(caplog):
+    import logging
+    import warnings
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    from styletrain.cli import silence_known_noise
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        silence_known_noise()  # idempotent
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use is_leaf()", FutureWarning, stacklevel=1)
+        warnings.warn("Found 1 module(s) in eval mode at the start of training.", UserWarning, stacklevel=1)
+        warnings.warn("an unrelated deprecation", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["an unrelated deprecation"]
+    with caplog.at_level(logging.INFO):
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger](https://pypi.org/)")
+        rank_zero_info("GPU available: False, used: False")
+    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
