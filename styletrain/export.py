@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -34,23 +36,58 @@ ONNX_ATOL = 1e-4
 ONNX_CHECK_SIZES = ((64, 96), (45, 70))
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6 (and Lightning's) is a zip archive
+_PICKLE_MAGIC = b"\x80"  # a bare pickle: torch.save's legacy format, or anything pickle.dump wrote
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, from its first bytes (never from torch's text)."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC:
+        return "truncated or corrupt PyTorch checkpoint, or one holding Python objects other than tensors"
+    if head[:1] == _PICKLE_MAGIC:
+        return "a pickle holding Python objects other than tensors; refused, none of its code was run"
+    return "not a PyTorch checkpoint"
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a Lightning checkpoint without unpickling arbitrary objects.
 
     Raises:
-        UserError: Missing, truncated or foreign file (one line naming it).
+        UserError: Missing, truncated or foreign file (one line naming it and the problem).
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before refusing a foreign file; the error below says it all.
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read checkpoint ({exc.strerror or type(exc).__name__})") from None
+    except Exception:  # torch raises many types (UnpicklingError, RuntimeError, EOFError, KeyError, ...)
+        raise UserError(f"{path}: {_unreadable_reason(path)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return ckpt
+
+
+def check_training_checkpoint(path: str | os.PathLike[str], resume: bool) -> None:
+    """Refuse, in one line, a ``--ckpt_path`` that Lightning could not restore, before any run starts.
+
+    Args:
+        path: The checkpoint file.
+        resume: ``fit`` resumes training, which also needs the optimizer state and the step counters.
+
+    Raises:
+        UserError: Missing, unreadable or foreign file, not written by ``styletrain``, or no training state.
+    """
+    ckpt = load_checkpoint(path)
+    checkpoint_metadata(ckpt, path)
+    if resume and not {"optimizer_states", "global_step", "loops"} <= set(ckpt):
+        raise UserError(f"{path}: holds weights only (no optimizer state or step counters): it cannot resume fit")
 
 
 def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:
@@ -83,10 +120,14 @@ def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] =
     state = clean_state_dict(ckpt["state_dict"], prefix="net.")
     if not state:
         raise UserError(f"{path}: checkpoint holds no 'net.*' weights")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match network {meta['network']!r}: {str(exc)[:300]}") from None
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if getattr(state[k], "shape", None) != expected[k].shape)
+    if missing or unexpected or wrong:
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
+        first = (missing or unexpected or wrong)[0]
+        raise UserError(f"{path}: weights do not match network {meta['network']!r} ({counts}; first: {first})")
+    net.load_state_dict(state, strict=True)
     return net.eval()
 
 
@@ -103,6 +144,13 @@ def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Pat
         config=meta["config"],
         temporal=meta["temporal"],
     )
+
+
+def _current_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def export_onnx(
@@ -125,8 +173,11 @@ def export_onnx(
 
     net = getattr(net, "_orig_mod", net).eval().float().cpu()
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise UserError(f"{dest}: cannot write to {dest.parent} ({exc.strerror or type(exc).__name__})") from None
     os.close(fd)
     try:
         export_onnx_model(net, tmp)
@@ -147,7 +198,9 @@ def export_onnx(
                 raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
             worst = max(worst, float(np.abs(got - expected).max()))
         if worst > atol:
-            raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {worst:.2e} > {atol:.0e}")
+            raise UserError(f"{dest}: ONNX Runtime output differs from PyTorch by {worst:.2e} > --atol {atol:.0e}")
+        # mkstemp creates 0600; an export is an ordinary output, readable as the umask allows.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -197,9 +250,16 @@ def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol:
     )
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """``styletrain export CKPT -o OUT.safetensors|OUT.onnx``; prints the output path."""
-    parser = argparse.ArgumentParser(
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes become one ``error: ...`` line (exit status 2) like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``styletrain export`` argument parser."""
+    parser = _OneLineParser(
         prog="styletrain export",
         description="Export a training checkpoint (.ckpt, any strategy, compiled or not) to a .safetensors artifact "
         "for stylize-video, or a checkpoint/artifact to ONNX (dynamic height and width, verified with ONNX Runtime).",
@@ -207,7 +267,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) or, for ONNX output, an artifact")
     parser.add_argument("-o", "--output", required=True, help="OUT.safetensors or OUT.onnx")
     parser.add_argument("--atol", type=float, default=ONNX_ATOL, help="ONNX check tolerance (max abs diff)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``styletrain export CKPT -o OUT.safetensors|OUT.onnx``; prints the output path."""
+    args = build_parser().parse_args(argv)
+    if not math.isfinite(args.atol) or args.atol <= 0:
+        raise UserError(f"--atol must be a positive number, got {args.atol}")
     path = export(args.checkpoint, args.output, atol=args.atol)
     print(path)
     return path

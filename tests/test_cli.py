@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from styletrain.cli import main
@@ -57,16 +60,23 @@ def _steps(metrics: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(f)]
 
 
+def _run_dirs(workdir: Path) -> list[Path]:
+    return sorted(p for p in (workdir / "runs" / "smoke" / "checkpoints" / "Starry").iterdir() if p.is_dir())
+
+
 @pytest.mark.slow
 def test_smoke_fit_writes_artifact_then_resumes(workdir, capsys):
-    main(_fit_args("--trainer.max_steps", "6", "--trainer.val_check_interval", "3"))
+    # log_every_n_steps 50 > max_steps: shortened for the run, so train/* metrics still reach the logger.
+    main(_fit_args("--trainer.max_steps", "6", "--trainer.val_check_interval", "3", "--trainer.log_every_n_steps=50"))
     out = capsys.readouterr().out
     artifact = workdir / "artifacts" / "smoke.safetensors"
     assert out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"  # the path is the last line
     assert artifact.is_file() and artifact.stat().st_size < 200_000
     assert _artifact_loads_without_training_stack(artifact) == "tiny Starry"
+    with (workdir / "runs" / "smoke" / "version_0" / "metrics.csv").open() as f:
+        assert any(row.get("train/total") for row in csv.DictReader(f))
 
-    ckpt_dir = workdir / "runs" / "smoke" / "checkpoints" / "Starry"
+    (ckpt_dir,) = _run_dirs(workdir)  # runs/smoke/checkpoints/<style>/<run-id>/
     first = torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")
     assert first["global_step"] == 6 and first["optimizer_states"]
     assert not any("loss_net" in k for k in first["state_dict"])  # VGG never saved
@@ -75,11 +85,21 @@ def test_smoke_fit_writes_artifact_then_resumes(workdir, capsys):
     assert (workdir / "runs" / "smoke" / "version_0" / "config.yaml").is_file()
 
     main(_fit_args("--trainer.max_steps", "8", "--trainer.val_check_interval", "3", "--ckpt_path", "last"))
+    assert _run_dirs(workdir) == [ckpt_dir]  # resumed in the same run folder
     resumed = torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")
     assert resumed["global_step"] == 8
     steps = _steps(workdir / "runs" / "smoke" / "version_1" / "metrics.csv")
     assert steps and min(steps) > 6  # continued, not restarted from step 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+
+    # A new run of the same style: its own folder, never last-v1.ckpt beside the first run's files.
+    main(_fit_args("--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))
+    dirs = _run_dirs(workdir)
+    assert len(dirs) == 2 and dirs[0] == ckpt_dir
+    assert not [p.name for d in dirs for p in d.iterdir() if "-v" in p.name]
+    fresh = torch.load(dirs[1] / "last.ckpt", weights_only=True, map_location="cpu")
+    assert fresh["global_step"] == 2
+    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")["global_step"] == 8
 
 
 def test_help(capsys):
@@ -87,11 +107,12 @@ def test_help(capsys):
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert all(word in text for word in ("fit", "validate", "export", "evaluate"))
+    for command in ("fit", "validate", "export", "evaluate"):  # one line each, under "commands:"
+        assert len([line for line in text.splitlines() if line.startswith(f"  {command} ")]) == 1, text
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     text = capsys.readouterr().out
-    assert "--model.style" in text and "--data.path" in text and "--artifact.path" in text
+    assert "--style PATH" in text and "--model.style" in text and "--data.path" in text and "--artifact.path" in text
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     assert "OUT.onnx" in capsys.readouterr().out
@@ -117,14 +138,93 @@ def test_user_errors_are_one_line(workdir, capsys):
     (workdir / "empty").mkdir()
     _one_line_error(capsys, _fit_args("--data.path", "empty"), "empty")
     _one_line_error(capsys, _fit_args("--model.network", "resnet"), "unknown network 'resnet'")
+    _one_line_error(capsys, ["fit", "--data.path", "photos"], "--style is required")
+    _one_line_error(capsys, ["train", "--style", "Starry.png"], "unknown command 'train'")
+
+
+class _Payload:
+    """Unpickling this would create the file ``marker``: proof that no code ran if it does not exist."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("kind", ["random", "text", "payload", "protocol2-payload", "weights-only", "foreign"])
+def test_bad_ckpt_path_is_one_line(workdir, capsys, kind):
+    bad = workdir / f"{kind}.ckpt"
+    marker = workdir / "PWNED"
+    if kind == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "text":
+        bad.write_text("epoch=3\nthis is not a checkpoint\n")
+    elif kind.endswith("payload"):
+        bad.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=2 if "2" in kind else 4))
+    elif kind == "weights-only":  # a styletrain checkpoint without optimizer state cannot resume fit
+        torch.save({"state_dict": {}, "hyper_parameters": {"network": "tiny"}}, bad)
+    else:
+        torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {"lr": 1.0}}, bad)
+    _one_line_error(capsys, _fit_args("--ckpt_path", bad.name), f"--ckpt_path {bad.name}: ")
+    assert not marker.exists()
+    assert not (workdir / "runs").exists()  # nothing written
+
+
+def test_missing_tensorboard_names_the_extra(workdir, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # makes `import tensorboard` fail
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    _one_line_error(capsys, _fit_args("--trainer.logger", "TensorBoardLogger"), "pip install 'styletrain[tensorboard]'")
+    assert not (workdir / "runs").exists()
+
+
+def test_bad_data_path_starts_no_wandb_run(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = _fit_args("--data.path", "nowhere", "--trainer.logger", "WandbLogger")
+    _one_line_error(capsys, args, "nowhere")
+    assert not list(workdir.rglob("wandb"))  # no offline run was created (and no `wandb sync` hint printed)
+
+
+def _printed_config(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--print_config"])
+    out = capsys.readouterr()
+    assert info.value.code in (0, None), out.err
+    return yaml.safe_load(out.out)
+
+
+def test_print_config_shows_what_runs(workdir, capsys, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
+    common = ["fit", "--style", "Starry.png", "--trainer.default_root_dir", "out", "--trainer.max_steps", "20"]
+    config = _printed_config(capsys, *common)
+    init = config["trainer"]["logger"]["init_args"]
+    assert init["offline"] is True and init["save_dir"] == "out"  # no API key: offline, under default_root_dir
+    assert "WANDB_MODE" not in os.environ  # printing changed nothing
+    assert config["trainer"]["log_every_n_steps"] == 2  # 20 steps < 50: shortened so the run logs
+    assert Path(config["checkpoint"]["dirpath"]).parent == Path("out/checkpoints/Starry")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert _printed_config(capsys, *common)["trainer"]["logger"]["init_args"]["offline"] is False
+    assert not (workdir / "out").exists()
+
+
+def test_list_options_take_space_separated_values(workdir, capsys):
+    config = _printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs", "clip.mp4", "frames/")
+    assert config["data"]["video_pairs"] == ["clip.mp4", "frames/"]
+    one = _printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs=clip.mp4")
+    assert one["data"]["video_pairs"] == ["clip.mp4"]
+    yaml_list = _printed_config(capsys, "fit", "--style=Starry.png", "--data.videos", "[a.mp4, b.mp4]")
+    assert yaml_list["data"]["videos"] == ["a.mp4", "b.mp4"] and yaml_list["model"]["style"] == "Starry.png"
 
 
 @pytest.mark.slow
 def test_wandb_offline_by_default_without_key(workdir, monkeypatch, capsys):
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+        monkeypatch.setenv(var, "")  # recorded, so whatever the run sets is undone after the test
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))  # not silenced: the warnings checked below would hide
     main(  # also bf16 autocast on the CPU
         _fit_args(
             "--trainer.precision",
@@ -139,12 +239,13 @@ def test_wandb_offline_by_default_without_key(workdir, monkeypatch, capsys):
             "test",
         )
     )
-    assert os.environ["WANDB_MODE"] == "offline"
+    out = capsys.readouterr()
+    assert "anonymous setting" not in out.err and "git root" not in out.err and "LeafSpec" not in out.err
     runs = list((workdir / "runs" / "smoke" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     files = {p.name for p in runs[0].rglob("*")}
     assert "config.yaml" in files and any(name.endswith(".wandb") for name in files)
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+    assert out.out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
 
 
 @pytest.mark.slow
@@ -168,8 +269,9 @@ def test_ddp_two_cpu_processes(workdir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
     assert _artifact_loads_without_training_stack(workdir / "artifacts" / "smoke.safetensors") == "tiny Starry"
-    ckpt = torch.load(workdir / "runs/smoke/checkpoints/Starry/last.ckpt", weights_only=True, map_location="cpu")
-    assert ckpt["global_step"] == 4, sorted(p.name for p in (workdir / "runs/smoke/checkpoints/Starry").iterdir())
+    (run_dir,) = _run_dirs(workdir)  # both processes used the same run folder
+    ckpt = torch.load(run_dir / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 4, sorted(p.name for p in run_dir.iterdir())
 
 
 def test_wandb_mode_detection(tmp_path):

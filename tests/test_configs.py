@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from styletrain.cli import TRAINER_DEFAULTS, main
+from styletrain.runs import RUN_ID_ENV
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -54,14 +55,16 @@ def test_config_parses_through_cli(config, capsys):
     assert "lightning.pytorch" not in config.read_text()
 
 
-def test_code_defaults_are_the_default_config(capsys):
+def test_code_defaults_are_the_default_config(capsys, monkeypatch):
     """``styletrain fit --style x`` without --config resolves to configs/default.yaml."""
+    monkeypatch.setenv(RUN_ID_ENV, "run-1")  # the run folder's name, otherwise the start time
     from_file = _print_config(capsys, "--config", str(CONFIGS[0].parent / "default.yaml"), "--style", "p.jpg")
     from_code = _print_config(capsys, "--style", "p.jpg")
     assert from_code == from_file
     assert from_code["trainer"]["max_steps"] == TRAINER_DEFAULTS["max_steps"] == 40_000
     data, model = from_code["data"], from_code["model"]
     assert (data["image_size"], data["batch_size"], model["lr"]) == (256, 4, 1e-3)
+    assert from_code["checkpoint"]["dirpath"] == "runs/checkpoints/p/run-1"
 
 
 def test_invalid_config_is_rejected(tmp_path, capsys):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +128,69 @@ def test_onnx_from_artifact(module, tmp_path):
     assert export(artifact, tmp_path / "s.onnx").is_file()
     with pytest.raises(UserError, match="already an artifact"):
         export(artifact, tmp_path / "t.safetensors")
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_cli_export_errors_are_complete_clean_lines(module, tmp_path, capsys, protocol):
+    """No ANSI codes, nothing cut off, torch's advice never shown: each message is ours, whole, on one line."""
+    marker = tmp_path / "PWNED"
+    (tmp_path / "payload.ckpt").write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=protocol))
+    (tmp_path / "random.ckpt").write_bytes(np.random.default_rng(1).bytes(5000))
+    (tmp_path / "text.ckpt").write_text("not a checkpoint\n" * 50)
+    good = _checkpoint(module, tmp_path / "good.ckpt")
+    (tmp_path / "truncated.ckpt").write_bytes(good.read_bytes()[:3000])
+    expected = {
+        "payload.ckpt": "a pickle holding Python objects other than tensors; refused, none of its code was run",
+        "random.ckpt": "not a PyTorch checkpoint",
+        "text.ckpt": "not a PyTorch checkpoint",
+        "truncated.ckpt": "truncated or corrupt PyTorch checkpoint, or one holding Python objects other than tensors",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(SystemExit) as info:
+            main(["export", str(tmp_path / name), "-o", str(tmp_path / "out.onnx")])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {tmp_path / name}: {reason}\n", err  # exactly one line, no warning before it
+    assert not marker.exists() and not list(tmp_path.glob("*out*"))
+
+
+def test_cli_export_usage_errors_are_one_line(module, tmp_path, capsys):
+    ckpt = _checkpoint(module, tmp_path / "run.ckpt")
+    for args, match in [
+        ([str(ckpt)], "the following arguments are required: -o/--output"),
+        ([str(ckpt), "-o", str(tmp_path / "a.onnx"), "--atol", "nan"], "--atol must be a positive number"),
+        ([str(ckpt), "-o", "/proc/no/such/dir/a.onnx"], "cannot write to /proc/no/such/dir"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(["export", *args])
+        err = capsys.readouterr().err.splitlines()
+        assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+
+
+def test_checkpoint_of_another_network_is_one_line(module, tmp_path):
+    ckpt = torch.load(_checkpoint(module, tmp_path / "run.ckpt"), weights_only=True)
+    ckpt["styletrain"]["network"] = "light"
+    torch.save(ckpt, tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match=r"do not match network 'light' \(\d+ missing, \d+ unexpected") as info:
+        export(tmp_path / "other.ckpt", tmp_path / "x.safetensors")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_onnx_export_follows_the_umask(module, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        out = export(_checkpoint(module, tmp_path / "run.ckpt"), tmp_path / "s.onnx")
+        safetensors = export(tmp_path / "run.ckpt", tmp_path / "s.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(safetensors.stat().st_mode)
