@@ -4,7 +4,13 @@ For each ``--model`` it prints one JSON object on its own line::
 
     {"model": ..., "style": ..., "temporal": ..., "clip": ..., "frames": 48, "size": [640, 360],
      "flow_method": "dis", "warping_error": 0.0123, "input_warping_error": 0.0031, "ratio_to_input": 3.97,
+     "contrast": 0.21, "colourfulness": 0.18, "input_contrast": 0.19,
      "content_loss": ..., "style_loss": ..., "loss_net": "vgg16 imagenet", "fps": 3.2}
+
+With several models, each line also has ``<metric>_ratio`` against the first model (warping error, contrast,
+colourfulness, style and content loss), and a one-line warning goes to stderr for a model whose output contrast
+falls under 0.7x the per-frame model's (the first model trained without the temporal loss) or under 0.5x the input's
+(:mod:`styletrain.output_stats`): stability bought by removing the style.
 
 The warping error (Lai et al. 2018, :mod:`styletrain.temporal.loss`) uses flow estimated on the INPUT clip, once, shared
 by all models; ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output reaches.
@@ -29,6 +35,7 @@ import torch
 
 from inference.errors import UserError, exit_on_user_error
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from styletrain.output_stats import clip_stats, fading_warnings
 
 if TYPE_CHECKING:
     from inference.artifact import Artifact
@@ -171,7 +178,30 @@ def evaluate_models(
     for index, (path, artifact) in enumerate(zip(models, artifacts, strict=True), start=1):
         _progress(f"model {index}/{len(models)}: {path}")
         results.append(_evaluate_model(path, artifact, measured, dev, vgg_weights, style, batch_size, evaluators))
+    _compare(results, clip_stats(frames))
     return results
+
+
+_COMPARED = ("warping_error", "contrast", "colourfulness", "style_loss", "content_loss")
+
+
+def _compare(results: list[dict[str, Any]], source: dict[str, float]) -> None:
+    """Add each model's ratios to the first model's (``<metric>_ratio``) and warn on one line about flat outputs.
+
+    The per-frame reference for the flatness warning is the first model trained without the temporal loss.
+    """
+    first = results[0]
+    for result in results:
+        result["input_contrast"] = source["contrast"]
+        for key in _COMPARED:
+            if len(results) > 1 and result.get(key) is not None and first.get(key):
+                result[f"{key}_ratio"] = result[key] / first[key]
+    reference = next((r for r in results if not r["temporal"]), None)
+    for result in results:
+        stats = {"contrast": result["contrast"]}
+        ref = None if reference is None or reference is result else {"contrast": reference["contrast"]}
+        for warning in fading_warnings(result["model"], stats, ref, source):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -222,6 +252,7 @@ def _evaluate_model(
     result: dict[str, Any] = {"model": str(path), "style": meta.style_name, "network": meta.network}
     result |= {"temporal": meta.temporal, **clip.facts, "warping_error": error, "input_warping_error": floor}
     result["ratio_to_input"] = error / floor if floor > 0 else None
+    result |= clip_stats(outputs)
     arch = cfg.get("vgg", "vgg16")
     content_layers = cfg.get("content_layers", list(DEFAULT_CONTENT_LAYERS))
     style_layers = cfg.get("style_layers", list(DEFAULT_STYLE_LAYERS))

@@ -29,6 +29,8 @@ from inference.errors import UserError
 from inference.networks import build_network
 from styletrain.data.images import load_style_image, sha256_of_file
 from styletrain.losses import PerceptualLoss, weighted_sum
+from styletrain.output_stats import contrast
+from styletrain.temporal.balance import TemporalBalance
 from styletrain.temporal.loss import TemporalLoss
 from styletrain.temporal.motion import MotionConfig, random_motion_pair
 
@@ -51,8 +53,14 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: Weight of the content loss.
         style_weight: Weight of the style loss (Grams normalised by C*H*W).
         tv_weight: Weight of the total-variation regulariser.
-        temporal_weight: Weight of the output-level temporal loss; > 0 trains on frame pairs (synthetic motion for
-            still images, real pairs when the data module provides them).
+        temporal_weight: Absolute weight of the output-level temporal loss; > 0 trains on frame pairs (synthetic
+            motion for still images, real pairs when the data module provides them). Its meaning depends on the loss
+            network's scale; prefer ``temporal_balance``. Mutually exclusive with it.
+        temporal_balance: Temporal loss strength relative to the content term: the weighted temporal term starts at
+            this multiple of the weighted content term (the weight is calibrated over the first
+            ``temporal_calibration_steps`` training steps, then frozen; see
+            :mod:`styletrain.temporal.balance`). Carries over between loss networks; trains on frame pairs.
+        temporal_calibration_steps: Training steps averaged to calibrate ``temporal_balance``.
         temporal_feature_weight: Weight of the feature-level temporal loss on the net's 1/4-resolution features.
         temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
         motion: Overrides of :class:`styletrain.temporal.motion.MotionConfig` for synthetic pairs, e.g.
@@ -82,6 +90,8 @@ class StyleTransferModule(pl.LightningModule):
         style_weight: float = 1e10,
         tv_weight: float = 1e-6,
         temporal_weight: float = 0.0,
+        temporal_balance: float | None = None,
+        temporal_calibration_steps: int = 100,
         temporal_feature_weight: float = 0.0,
         temporal_luminance: bool = False,
         motion: dict[str, Any] | None = None,
@@ -107,7 +117,8 @@ class StyleTransferModule(pl.LightningModule):
         self.perceptual = PerceptualLoss(
             content_weight, style_weight, tv_weight, content_layers, style_layers, arch=vgg, vgg_weights=vgg_weights
         )
-        self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0
+        self.temporal_balance = _temporal_balance(temporal_weight, temporal_balance, temporal_calibration_steps)
+        self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0 or self.temporal_balance is not None
         self.temporal = TemporalLoss(
             output_weight=1.0, feature_weight=1.0 if temporal_feature_weight > 0 else 0.0, luminance=temporal_luminance
         )
@@ -182,8 +193,17 @@ class StyleTransferModule(pl.LightningModule):
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
                 with torch.autocast(self.device.type, enabled=False):
                     terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
-        terms["total"] = weighted_sum(terms, self.loss_weights)
+        terms["total"] = weighted_sum(terms, self._weights(terms))
         return terms
+
+    def _weights(self, terms: dict[str, Tensor]) -> dict[str, Any]:
+        """The loss weights; with a temporal balance, the temporal weight is calibrated from this step's terms while
+        training (see :class:`TemporalBalance`) and read from its frozen state otherwise."""
+        if self.temporal_balance is None or "temporal" not in terms:
+            return self.loss_weights
+        if self.training:
+            self.temporal_balance.observe(self.loss_weights["content"] * terms["content"], terms["temporal"])
+        return self.loss_weights | {"temporal": self.temporal_balance.weight.float()}
 
     # ----------------------------------------------------------------------------------------------- steps
 
@@ -199,6 +219,8 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "total"}, batch_size=size)
         self.log("train/total", terms["total"].detach(), prog_bar=True, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        if self.temporal_balance is not None:
+            self.log("train/temporal_weight", self.temporal_balance.weight.float(), batch_size=size)
         return terms["total"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -207,6 +229,9 @@ class StyleTransferModule(pl.LightningModule):
         terms = self.loss_terms(batch, generator=generator)
         size = _batch_size(batch)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
+        # The guard against a fading style: a temporal loss must not buy its stability by flattening the output.
+        frames = batch["frame1"] if "frame1" in batch else batch["content"]
+        self.log("val/contrast", contrast(self(frames)), batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
@@ -245,8 +270,22 @@ class StyleTransferModule(pl.LightningModule):
             "network_kwargs": json.loads(json.dumps(self.net.config, default=list)),
             "style_name": self.style_path.stem,
             "style_sha256": self.style_sha256,
-            "config": json.loads(json.dumps(config, default=str)),
+            "config": json.loads(json.dumps(config, default=str)) | self._calibration(),
             "temporal": bool(self.temporal_on),
+        }
+
+    def _calibration(self) -> dict[str, Any]:
+        """The calibrated temporal weight, recorded in artifacts next to the config (empty without a balance)."""
+        if self.temporal_balance is None:
+            return {}
+        tb = self.temporal_balance
+        return {
+            "temporal_calibration": {
+                "balance": tb.balance,
+                "steps": tb.steps,
+                "steps_seen": int(tb.seen),
+                "weight": float(tb.weight),
+            }
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -267,6 +306,21 @@ def _build_net(
         # In-place Module.compile keeps the state-dict keys free of the ``_orig_mod.`` prefix.
         net.compile()
     return net
+
+
+def _temporal_balance(weight: float, balance: float | None, steps: int) -> TemporalBalance | None:
+    """The calibrator for ``--model.temporal_balance``, after checking it excludes ``--model.temporal_weight``."""
+    if balance is None:
+        return None
+    if weight > 0:
+        raise UserError(
+            "--model.temporal_weight and --model.temporal_balance are mutually exclusive: set one "
+            "(temporal_weight: 0 to use the balance)"
+        )
+    try:
+        return TemporalBalance(balance, steps)
+    except ValueError as exc:
+        raise UserError(f"invalid --model.temporal_balance settings: {exc}") from None
 
 
 def _batch_size(batch: dict[str, Tensor]) -> int:

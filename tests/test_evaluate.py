@@ -186,3 +186,29 @@ def test_offline_loss_net_note_names_this_commands_flag_and_is_not_retried(setup
         assert "--vgg-weights random" in note and "--model.vgg_weights" not in note
         assert "evaluate: estimating dis flow" in captured.err  # progress lines on stderr
     assert attempts == ["vgg16"]  # the second run did not try the network again
+
+
+def test_contrast_colourfulness_ratios_and_flat_model_warning(setup, capsys):
+    flat = build_network("tiny")
+    last_conv = [m for m in flat.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # every output pixel becomes sigmoid(0) = 0.5 grey: a model whose style has faded away
+        last_conv.weight.zero_()
+        last_conv.bias.zero_()
+    style = setup["style"]
+    flat_path = save_artifact(
+        setup["dir"] / "flat.safetensors", flat, style_name="style", style_sha256=sha256_of_file(style),
+        config={"model": {"network": "tiny"}}, temporal=True,
+    )  # fmt: skip
+    per_frame = setup["models"][0]
+    main(["--video", str(setup["clip"]), "--vgg-weights", "random", "--max-frames", "4",
+          "--model", str(per_frame), "--model", str(flat_path)])  # fmt: skip
+    captured = capsys.readouterr()
+    reference, faded = (json.loads(line) for line in captured.out.strip().splitlines())
+    assert reference["contrast"] > 0.01 and reference["colourfulness"] >= 0 and reference["input_contrast"] > 0.01
+    assert faded["contrast"] == pytest.approx(0.0, abs=1e-3) and faded["colourfulness"] == pytest.approx(0.0, abs=1e-3)
+    assert reference["contrast_ratio"] == pytest.approx(1.0)
+    assert faded["contrast_ratio"] == pytest.approx(faded["contrast"] / reference["contrast"])
+    assert faded["warping_error_ratio"] == pytest.approx(faded["warping_error"] / reference["warping_error"])
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all(str(flat_path) in line for line in warnings), warnings
+    assert "per-frame model" in warnings[0] and "input clip" in warnings[1]
