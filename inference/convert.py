@@ -89,7 +89,7 @@ def stylize_file(
     progress: bool = False,
     stats: bool = False,
 ) -> StylizeResult:
-    """Stylize ``src`` into ``dst``; the output kind follows ``dst``'s extension.
+    """Stylize ``src`` into ``dst`` (the output kind follows ``dst``'s extension); returns a :class:`StylizeResult`.
 
     Args:
         stylizer: The configured runner.
@@ -97,23 +97,17 @@ def stylize_file(
         dst: A video container (.mp4, .mkv, .mov, .webm, .avi), a ``.gif``, an image, or a folder (no extension).
         overwrite: Replace an existing output.
         start: Seconds to skip at the start of the input; the output then starts at 0.
-        duration: Seconds of input to keep, counted from ``start`` or from the stream's first timestamp. Without
-            ``start`` the output keeps the input's timestamps, including a non-zero start offset.
-        size: Output ``(width, height)`` in display orientation.
-        max_side: Shrink so that the longest side is at most this many pixels.
+        duration: Seconds to keep, from ``start`` or else from the stream's first timestamp (without ``start`` the
+            output keeps the input's timestamps, a non-zero start offset included).
+        size, max_side: Output ``(width, height)`` in display orientation; or a cap on the longest side.
         fps: Frame rate for image-sequence inputs (videos keep their own timing).
-        codec: Video encoder or family (default H.264: NVENC where available, else libx264; VP9 for .webm).
-        crf: Encoder constant quality (lower is better).
-        preset: x264/x265 speed preset (mapped onto NVENC's).
+        codec, crf, preset: Encoder or family (default H.264: NVENC where it opens, else libx264; VP9 for .webm),
+            constant quality (lower is better) and x264 speed preset (mapped onto NVENC's).
         pix_fmt: Video pixel format; with the default yuv420p odd sizes lose their last row/column.
-        gif_fps: GIF frame rate (default: the input's timing).
-        gif_width: GIF width in pixels (default: the frame width).
+        gif_fps, gif_width: GIF frame rate and width (default: the input's timing and the frame width).
         audio: Copy the input's audio into video outputs (never re-encoded).
         progress: Show a progress bar (tqdm, terminals only) and a summary line on stderr.
         stats: Time every stage and print the table and the bounding stage on stderr.
-
-    Returns:
-        A :class:`StylizeResult`.
 
     Raises:
         UserError: A bad ``codec``, ``preset``, ``crf`` or ``pix_fmt`` (before anything is decoded).
@@ -122,25 +116,26 @@ def stylize_file(
     t0 = time.perf_counter()
     kind = output_kind(dst)
     options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
-    if kind == "video":
-        resolve_encoder(codec, Path(dst).suffix, crf, preset, pix_fmt)
-    even = kind == "video" and pix_fmt in _EVEN_FORMATS
-    planes = kind == "video" and pix_fmt == "yuv420p" and (stylizer.device.type != "cpu" or PLANES_ON_CPU)
+    even, planes = _plan(stylizer, kind, Path(dst), options)
     source, dst = _open_input(src, dst, kind, overwrite, Resize(size, max_side, even), start, duration, fps, planes)
     result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
     try:
-        if even:
-            result.warnings += _size_warnings(source.info, dst, pix_fmt, size, max_side)
-        if kind == "image" and (source.info.n_frames or 0) > 1:
-            result.warnings.append(f"{dst}: image output: only the first of {source.info.n_frames} frames is stylized")
         result.frames = _convert(stylizer, source, dst, kind, options, result.clock, progress, stats)
-        truncated = getattr(source, "truncation_warning", lambda: None)() if kind != "image" else None
-        result.warnings += [truncated] if truncated else []
+        result.warnings += _warnings(source, dst, kind, pix_fmt if even else None, size, max_side)
     finally:
         source.close()
     result.seconds = time.perf_counter() - t0
     _report(result, source, progress, stats)
     return result
+
+
+def _plan(stylizer: Stylizer, kind: str, dst: Path, options: EncodeOptions) -> tuple[bool, bool]:
+    """Check the encoder options before anything is decoded; return ``(even sizes needed, YUV planes path)``."""
+    if kind != "video":
+        return False, False
+    resolve_encoder(options.codec, dst.suffix, options.crf, options.preset, options.pix_fmt)
+    planes = options.pix_fmt == "yuv420p" and (stylizer.device.type != "cpu" or PLANES_ON_CPU)
+    return options.pix_fmt in _EVEN_FORMATS, planes
 
 
 def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, duration, fps, planes: bool):
@@ -158,6 +153,16 @@ def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, dur
         source.close()
         raise
     return source, dst
+
+
+def _warnings(source, dst: Path, kind: str, even_fmt: str | None, size, max_side) -> list[str]:
+    """Size changes made for an even-size pixel format ``even_fmt``, frames an image output drops, truncation."""
+    info = source.info
+    found = _size_warnings(info, dst, even_fmt, size, max_side) if even_fmt else []
+    if kind == "image" and (info.n_frames or 0) > 1:
+        found.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
+    truncated = getattr(source, "truncation_warning", lambda: None)() if kind != "image" else None
+    return found + ([truncated] if truncated else [])
 
 
 def _size_warnings(

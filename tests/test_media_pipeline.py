@@ -350,3 +350,9 @@ def test_cuda_yuv_path_nvdec_and_nvenc(tmp_path):
     assert err <= floor + 1.5, (err, floor)
     nvenc = encoders.opens("h264_nvenc") is None
     assert resolve_encoder(None, ".mp4", 18, "medium", "yuv420p").name == ("h264_nvenc" if nvenc else "libx264")
+
+
+def test_explicit_nvenc_without_a_gpu_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(encoders, "opens", lambda name, *args: "Operation not permitted" if "nvenc" in name else None)
+    with pytest.raises(UserError, match="--codec h264_nvenc cannot be opened on this machine"):
+        resolve_encoder("h264_nvenc", ".mp4", 18, "medium", "yuv420p")

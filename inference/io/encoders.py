@@ -166,10 +166,12 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str) -> Encoder:
     if formats and pix_fmt not in formats:
         raise UserError(f"--pix-fmt {pix_fmt} is not supported by {name} (use one of {', '.join(formats)})")
     options = nvenc_options(crf, preset) if name.endswith("_nvenc") else software_options(name, crf, preset)
+    reason = opens(name, pix_fmt)
+    if reason is not None:
+        raise UserError(f"--codec {name} cannot be opened on this machine with --pix-fmt {pix_fmt} ({reason})")
     reason = opens(name, pix_fmt, tuple(sorted(options.items())))
     if reason is not None:
-        hint = f"--preset {preset!r} or --crf {crf}" if options else "the codec"
-        raise UserError(f"--codec {name} cannot be used with {hint} ({reason})")
+        raise UserError(f"--codec {name} refuses --preset {preset} or --crf {crf} ({reason})")
     return Encoder(name, options)
 
 
