@@ -215,7 +215,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", type=Path, default=DEFAULT_CLIP, help=f"video clip (default {DEFAULT_CLIP})")
     p.add_argument("--size", default="640x360", help="WxH the clip is resized to (default 640x360)")
-    p.add_argument("--networks", default="identity,tiny,light")
+    p.add_argument("--networks", default="identity,light")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--batch-size", type=int, default=None, help="default: the Stylizer's (8 on CUDA, 1 on the CPU)")

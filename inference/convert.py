@@ -38,8 +38,10 @@ log = logging.getLogger("inference")
 # Chroma subsampled horizontally and vertically: width and height must be even.
 _EVEN_FORMATS = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le"}
 # Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
-# Both paths were measured end to end at 640x360 with the tiny and light networks: bench/results/yuv-path-cpu.json.
-PLANES_ON_CPU = True
+# Both paths were measured end to end at 640x360 with the tiny and light networks (bench/yuv_path.py, results in
+# bench/results/yuv-path-cpu.json): the host RGB path (swscale in the reader and writer threads, off the network's
+# thread) was faster with tiny and level with light, so the CPU keeps it.
+PLANES_ON_CPU = False
 
 
 @dataclass

@@ -109,7 +109,9 @@ def test_untagged_streams_resolve_by_size_and_output_is_tagged(tmp_path, identit
     assert _tags(tmp_path / "out.mp4") == (6, 6, 6, 1)
 
 
-def test_full_range_input_read_as_full_range(tmp_path, identity):
+@pytest.mark.parametrize("planes", [True, False], ids=["yuv-path", "rgb-path"])
+def test_full_range_input_read_as_full_range(tmp_path, identity, monkeypatch, planes):
+    monkeypatch.setattr(convert, "PLANES_ON_CPU", planes)
     src = _write_tagged(tmp_path / "full.mp4", matrix="itu709", pix_fmt="yuvj420p")
     source = open_source(src, planes=True)
     assert source.info.colour.full_range and source.info.yuv.full_range
@@ -118,7 +120,7 @@ def test_full_range_input_read_as_full_range(tmp_path, identity):
     with av.open(str(src)) as c:
         assert np.array_equal(first, next(c.decode(video=0)).to_ndarray())  # Full-range samples, untouched.
     res = stylize_file(identity, src, tmp_path / "out.mp4")
-    assert res.path == "yuv" and _tags(tmp_path / "out.mp4")[3] == 1  # Re-encoded in limited range.
+    assert res.path == ("yuv" if planes else "rgb") and _tags(tmp_path / "out.mp4")[3] == 1  # Limited range out.
     with av.open(str(src)) as a, av.open(str(tmp_path / "out.mp4")) as b:
         ins = [f.to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="JPEG") for f in a.decode()]
         outs = [f.to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="MPEG") for f in b.decode()]
