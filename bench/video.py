@@ -7,8 +7,8 @@ the same clip, size, device, backend and precision, in the same run:
   on a float input already on the device: the network's ceiling;
 * **end to end**: :func:`inference.convert.stylize_file` (``stylize-video`` minus argument parsing and model
   loading), with its stage table (``--stats``): decode, colour, upload, network, download, colour back, encode, mux;
-* **end to end, RGB path** (CPU only): the same with the host swscale RGB path instead of YUV planes, the measurement
-  behind ``inference.convert.PLANES_ON_CPU``;
+* **end to end, other path** (CPU only): the same with the path the CPU does not use by default (YUV planes to the
+  network, or the host swscale RGB path), a check of ``inference.convert.PLANES_ON_CPU``;
 * **serial**: the same reader, Stylizer and encoder, one frame after the other in one thread (no overlap);
 * **naive**: ``cv2.VideoCapture`` -> resize -> the network one frame at a time -> ``cv2.VideoWriter`` (mp4v);
 * **I/O ceiling** (once per run): a bare PyAV transcode: decode, swscale to RGB, libx264 at the same CRF and preset.
@@ -93,7 +93,13 @@ def model_only_fps(stylizer: Stylizer, size: tuple[int, int], seconds: float = 1
     return stylizer.batch_size * n / (time.perf_counter() - t0)
 
 
-def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: list, planes: bool = True) -> float:
+def uses_planes(stylizer: Stylizer, other: bool = False) -> bool:
+    """Whether ``stylize_file`` sends YUV planes to this Stylizer (``other``: the opposite, CPU only)."""
+    default = stylizer.device.type != "cpu" or convert.PLANES_ON_CPU
+    return not default if other else default
+
+
+def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: list, planes: bool) -> float:
     """``stylize_file`` with stage accounting; appends its stage table (as a dict) to ``tables``."""
     saved, convert.PLANES_ON_CPU = convert.PLANES_ON_CPU, planes
     try:
@@ -109,7 +115,8 @@ def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: lis
 def serial_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path) -> float:
     """Same reader, Stylizer and encoder as end to end, in one thread: decode, stylize, encode, one frame at a time."""
     t0 = time.perf_counter()
-    source = open_source(args.input, resize=Resize(size=args.size, even=True), duration=args.duration, planes=True)
+    planes = uses_planes(stylizer)
+    source = open_source(args.input, resize=Resize(size=args.size, even=True), duration=args.duration, planes=planes)
     sink = VideoSink(dst, source.info, EncodeOptions(crf=args.crf, preset=args.preset, audio=False))
     yuv_in = source.info.yuv
     yuv_out = sink.yuv_spec if yuv_in is not None else None
@@ -179,12 +186,14 @@ def run_network(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
     r = args.repeats
     row["model_only_fps"] = repeated(lambda: model_only_fps(stylizer, args.size), r)
     tables: list = []
-    row["e2e_fps"] = repeated(lambda: e2e_fps(stylizer, args, tmp / "e2e.mp4", tables), r)
+    row["e2e_fps"] = repeated(lambda: e2e_fps(stylizer, args, tmp / "e2e.mp4", tables, uses_planes(stylizer)), r)
     row["stages"] = tables[-1]
     if stylizer.device.type == "cpu":
-        rgb_tables: list = []
-        row["e2e_rgb_path_fps"] = repeated(lambda: e2e_fps(stylizer, args, tmp / "rgb.mp4", rgb_tables, False), r)
-        row["stages_rgb_path"] = rgb_tables[-1]
+        other: list = []
+        row["e2e_other_path_fps"] = repeated(
+            lambda: e2e_fps(stylizer, args, tmp / "o.mp4", other, not convert.PLANES_ON_CPU), r
+        )
+        row["stages_other_path"] = other[-1]
     row["serial_fps"] = repeated(lambda: serial_fps(stylizer, args, tmp / "serial.mp4"), r)
     row["naive_fps"] = repeated(lambda: naive_fps(network(name), args, tmp / "naive.mp4", stylizer.device), r)
     row["naive_encoder"] = "OpenCV mp4v (MPEG-4 part 2)"
@@ -201,14 +210,16 @@ def _fmt(stat: dict[str, Any] | float | None) -> str:
 
 def print_rows(rows: list[dict[str, Any]], io_ceiling: dict[str, Any]) -> None:
     """A summary table (median [min-max] frames/s), then each network's end-to-end stage table."""
-    head = ["model_only_fps", "e2e_fps", "e2e_rgb_path_fps", "serial_fps", "naive_fps"]
+    head = ["model_only_fps", "e2e_fps", "e2e_other_path_fps", "serial_fps", "naive_fps"]
     print(f"I/O ceiling (bare PyAV transcode, libx264): {_fmt(io_ceiling)} frames/s")
     print(" | ".join(["network", "backend", "precision", *head, "e2e/model"]))
     for r in rows:
         cells = [r["network"], r["backend"], r["precision"], *(_fmt(r.get(k)) for k in head)]
         print(" | ".join([*cells, f"{r['e2e_over_model']:.2f}"]))
     for r in rows:
-        print(f"\n{r['network']} end to end ({r['stages']['path']} path):\n{r['stages']['table']}")
+        for key in ("stages", "stages_other_path"):
+            if key in r:
+                print(f"\n{r['network']} end to end ({r[key]['path']} path):\n{r[key]['table']}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -102,7 +102,12 @@ class VideoSource:
             if self._first is None and start:
                 # Some demuxers (MPEG-TS with few keyframes) seek past the target: decode from the start instead.
                 self.container.close()
-                self._attach(hw)
+                try:
+                    self._attach(hw)
+                except MediaError:
+                    if hw is None:
+                        raise
+                    continue
                 self._first = self._decode_first(start, seek=False)
             if self._first is not None or hw is None:
                 break
