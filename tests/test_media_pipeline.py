@@ -358,3 +358,25 @@ def test_explicit_nvenc_without_a_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(encoders, "opens", lambda name, *args: "Operation not permitted" if "nvenc" in name else None)
     with pytest.raises(UserError, match="--codec h264_nvenc cannot be opened on this machine"):
         resolve_encoder("h264_nvenc", ".mp4", 18, "medium", "yuv420p")
+
+
+def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity, monkeypatch):
+    monkeypatch.setattr(convert, "PLANES_ON_CPU", True)
+    src = make_video(tmp_path / "in.mp4", n_frames=48, size=(96, 64), rotation=90, audio=True)
+    res = stylize_file(identity, src, tmp_path / "out.mp4", start=0.5, duration=1.0, size=(32, 48))
+    assert res.path == "yuv" and res.frames == 24
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (48, 32) and c.streams.audio  # Coded size; displayed rotated as 32x48.
+        assert int(next(c.decode(video=0)).rotation) == 90
+
+
+def test_only_8bit_420_goes_as_planes(tmp_path, identity, monkeypatch):
+    monkeypatch.setattr(convert, "PLANES_ON_CPU", True)
+    src = _write_tagged(tmp_path / "444.mp4", n=4, pix_fmt="yuv444p")
+    assert stylize_file(identity, src, tmp_path / "out.mp4").path == "rgb"
+    assert stylize_file(identity, src, tmp_path / "out.mkv", pix_fmt="yuv444p").path == "rgb"
+    src = _write_tagged(tmp_path / "420.mp4", n=4)
+    assert stylize_file(identity, src, tmp_path / "a.mp4").path == "yuv"
+    assert stylize_file(identity, src, tmp_path / "b.mp4", pix_fmt="yuv444p").path == "rgb"
+    assert stylize_file(identity, src, tmp_path / "c.gif").path == "rgb"
