@@ -1,25 +1,26 @@
-"""End-to-end ``stylize-video`` throughput against the model alone and against a naive OpenCV loop.
+"""End-to-end ``stylize-video`` throughput, its stage table, and the ceilings and baselines it is judged against.
 
-For each network (untrained weights: speed does not depend on them) a temporary artifact is written and, on the
-same clip, size and device, in the same run:
+For each network (untrained weights: speed does not depend on them; ``identity`` measures the pipeline alone), on
+the same clip, size, device, backend and precision, in the same run:
 
-* **model only**: :func:`bench.inference.measure_model_fps` at the stylizer's batch size, precision and layout
-  (random input already on the device): the ceiling;
-* **end to end**: :func:`inference.convert.stylize_file`, i.e. ``stylize-video`` minus argument parsing and model
-  loading: decode (PyAV), resize, batched inference, encode (libx264, crf 18, preset medium), audio copied; with the
-  Stylizer's ``auto`` backend (ONNX Runtime on the CPU when installed), recorded as ``backend``;
-* **before**: the same pipeline with batch 1, NCHW and the torch backend (the starting point);
-* **naive**: ``cv2.VideoCapture`` -> resize -> one frame at a time through the same network in fp32 NCHW ->
-  ``cv2.VideoWriter`` (mp4v), no audio: the loop people write by hand.
+* **model only**: the Stylizer's own forward (same backend, e.g. ONNX Runtime on the CPU, same precision and batch)
+  on a float input already on the device: the network's ceiling;
+* **end to end**: :func:`inference.convert.stylize_file` (``stylize-video`` minus argument parsing and model
+  loading), with its stage table (``--stats``): decode, colour, upload, network, download, colour back, encode, mux;
+* **end to end, other path** (CPU only): the same with the path the CPU does not use by default (YUV planes to the
+  network, or the host swscale RGB path), a check of ``inference.convert.PLANES_ON_CPU``;
+* **serial**: the same reader, Stylizer and encoder, one frame after the other in one thread (no overlap);
+* **naive**: ``cv2.VideoCapture`` -> resize -> the network one frame at a time -> ``cv2.VideoWriter`` (mp4v);
+* **I/O ceiling** (once per run): a bare PyAV transcode: decode, swscale to RGB, libx264 at the same CRF and preset.
 
-Also a stage profile: decode+resize alone and encode alone (frames/s), to show which stage limits.
+Every figure is measured after one warm-up run, ``--repeats`` times; the median and the range are reported.
 
 Usage (from the repository root)::
 
-    python bench/video.py                                  # a clip from /work/shared/data/videos, 640x360, CPU
-    python bench/video.py --input clip.mp4 --size 1280x720 --networks johnson --device cuda
+    python bench/video.py --repeats 3                       # a 2 s clip from /work/shared/data/videos, 640x360
+    python bench/video.py --input clip.mp4 --size 1920x1080 --networks identity,johnson --device cuda
 
-Results: a table on stdout and ``bench/results/video-<device>.json``.
+Results: tables on stdout and ``bench/results/video-<device>.json``.
 """
 
 from __future__ import annotations
@@ -28,23 +29,26 @@ import os
 import sys
 
 # Run as ``python bench/video.py`` this folder comes first on sys.path and bench/inference.py would shadow the
-# ``inference`` package; drop that entry and load the sibling benchmark by path instead.
+# ``inference`` package; drop that entry.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime  # noqa: E402
-import importlib.util  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from inference.artifact import save_artifact  # noqa: E402
+import inference.convert as convert  # noqa: E402
 from inference.convert import stylize_file  # noqa: E402
 from inference.io.media import Resize  # noqa: E402
 from inference.io.readers import open_source  # noqa: E402
@@ -53,54 +57,92 @@ from inference.io.writers import EncodeOptions  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.stylizer import Stylizer  # noqa: E402
 
-DEFAULT_CLIPS = Path("/work/shared/data/videos")
+DEFAULT_CLIP = Path("/work/shared/data/videos/sintel_2s.mp4")
 
 
-def _model_fps_fn():
-    """``measure_model_fps`` from bench/inference.py if present, else a small local equivalent."""
-    path = Path(_HERE) / "inference.py"
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("bench_inference", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.measure_model_fps
-
-    def measure(net, height, width, batch, device, precision="fp32", channels_last=False, **_):
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        model = net.eval().to(device=device, dtype=dtype, memory_format=fmt)
-        x = torch.rand(batch, 3, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        with torch.inference_mode():
-            model(x)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < 1.0 or n < 2:
-                model(x)
-                n += 1
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-        return {"fps": batch * n / (time.perf_counter() - t0)}
-
-    return measure
+def repeated(fn: Callable[[], float], repeats: int) -> dict[str, Any]:
+    """Run ``fn`` (returning frames/s) once to warm up, then ``repeats`` times: median, min, max and all runs."""
+    fn()
+    runs = [fn() for _ in range(repeats)]
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
 
 
-def naive_fps(
-    net: torch.nn.Module, src: Path, dst: Path, size: tuple[int, int], n_frames: int, device: torch.device
-) -> float:
-    """The hand-written loop: OpenCV decode, one fp32 NCHW frame at a time on ``device``, OpenCV mp4v encode."""
+def network(name: str) -> torch.nn.Module:
+    """A registry network with fixed random weights; ``identity`` falls back to ``nn.Identity`` if not registered."""
+    torch.manual_seed(0)
+    try:
+        return build_network(name)
+    except Exception:  # noqa: BLE001 - an older registry without "identity".
+        if name != "identity":
+            raise
+        return torch.nn.Identity()
+
+
+def model_only_fps(stylizer: Stylizer, size: tuple[int, int], seconds: float = 1.0) -> float:
+    """The Stylizer's own forward (its backend, precision and batch) on an input already on the device."""
+    w, h = size
+    x = torch.rand(stylizer.batch_size, 3, h, w, device=stylizer.device, dtype=stylizer.dtype)
+    with torch.inference_mode():
+        stylizer._forward(x)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 3:
+            stylizer._forward(x)
+            n += 1
+        if stylizer.device.type == "cuda":
+            torch.cuda.synchronize()
+    return stylizer.batch_size * n / (time.perf_counter() - t0)
+
+
+def uses_planes(stylizer: Stylizer, other: bool = False) -> bool:
+    """Whether ``stylize_file`` sends YUV planes to this Stylizer (``other``: the opposite, CPU only)."""
+    default = stylizer.device.type != "cpu" or convert.PLANES_ON_CPU
+    return not default if other else default
+
+
+def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: list, planes: bool) -> float:
+    """``stylize_file`` with stage accounting; appends its stage table (as a dict) to ``tables``."""
+    saved, convert.PLANES_ON_CPU = convert.PLANES_ON_CPU, planes
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device stages; the table is kept.
+            res = stylize_file(stylizer, args.input, dst, duration=args.duration, size=args.size, crf=args.crf,
+                               preset=args.preset, overwrite=True, stats=True, audio=False)  # fmt: skip
+    finally:
+        convert.PLANES_ON_CPU = saved
+    tables.append({**res.clock.as_dict(res.seconds), "path": res.path, "table": res.clock.table(res.seconds)})
+    return res.fps
+
+
+def serial_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path) -> float:
+    """Same reader, Stylizer and encoder as end to end, in one thread: decode, stylize, encode, one frame at a time."""
+    t0 = time.perf_counter()
+    planes = uses_planes(stylizer)
+    source = open_source(args.input, resize=Resize(size=args.size, even=True), duration=args.duration, planes=planes)
+    sink = VideoSink(dst, source.info, EncodeOptions(crf=args.crf, preset=args.preset, audio=False))
+    yuv_in = source.info.yuv
+    yuv_out = sink.yuv_spec if yuv_in is not None else None
+    write = sink.write_planes if yuv_out is not None else sink.write
+    for frame in source.frames():
+        for out, pts in stylizer.process([(frame.array, frame.pts)], yuv_in=yuv_in, yuv_out=yuv_out):
+            write(out, pts)
+    sink.close()
+    return sink.frames / (time.perf_counter() - t0)
+
+
+def naive_fps(net: torch.nn.Module, args: argparse.Namespace, dst: Path, device: torch.device) -> float:
+    """The hand-written loop: OpenCV decode, one fp32 frame at a time on ``device``, OpenCV mp4v encode."""
     import cv2
 
     model = net.float().eval().to(device)
     t0 = time.perf_counter()
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    cap = cv2.VideoCapture(str(args.input))
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS) or 25.0, args.size)
     done = 0
     with torch.no_grad():
-        while done < n_frames:
+        while done < args.frames:
             ok, bgr = cap.read()
             if not ok:
                 break
-            rgb = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(cv2.resize(bgr, args.size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
             x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255).unsqueeze(0)
             y = model(x)[0].clamp(0, 1).mul(255).byte().permute(1, 2, 0).cpu().numpy()
             writer.write(cv2.cvtColor(y, cv2.COLOR_RGB2BGR))
@@ -110,109 +152,123 @@ def naive_fps(
     return done / (time.perf_counter() - t0)
 
 
-def stage_fps(src: Path, tmp: Path, size: tuple[int, int], n_frames: int) -> dict[str, float]:
-    """Decode+resize alone and encode alone, in frames/s, for the stage profile."""
-    source = open_source(src, resize=Resize(size=size, even=True))
-    t0, n = time.perf_counter(), 0
-    frames = []
-    for frame in source.frames():
-        frames.append((frame.array, frame.pts))
-        n += 1
-        if n >= n_frames:
-            break
-    decode = n / (time.perf_counter() - t0)
-    source.close()
-    sink = VideoSink(tmp / "enc.mp4", source.info, EncodeOptions(audio=False))
-    t0 = time.perf_counter()
-    for array, pts in frames:
-        sink.write(array, pts)
-    sink.close()
-    return {"decode_fps": decode, "encode_fps": len(frames) / (time.perf_counter() - t0)}
+def transcode_fps(args: argparse.Namespace, dst: Path) -> float:
+    """The I/O ceiling: bare PyAV decode -> swscale to RGB at the size -> libx264 (same CRF and preset)."""
+    import av
 
-
-def run_network(name: str, args: argparse.Namespace, tmp: Path, measure) -> dict[str, Any]:
-    torch.manual_seed(0)
-    net = build_network(name)
-    artifact = save_artifact(tmp / f"{name}.safetensors", net, style_name="bench", style_sha256="0" * 64,
-                             config={}, temporal=False)  # fmt: skip
     w, h = args.size
-    stylizer = Stylizer.from_artifact(
-        artifact, device=args.device, precision=args.precision, batch_size=args.batch_size
-    )
-    device = stylizer.device
-    precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[stylizer.dtype]
-    model = measure(build_network(name), h, w, args.batch_size, device, precision,
-                    channels_last=stylizer.channels_last)["fps"]  # fmt: skip
-    # Enough frames for about --seconds of model time per run, and at least three batches so that the stages can
-    # overlap at all (with one batch, decode, inference and encode necessarily run one after the other).
-    n = int(max(3 * args.batch_size, min(args.max_frames, round(model * args.seconds))))
-    duration = n / float(args.rate)
-    row: dict[str, Any] = {"network": name, "device": str(device), "precision": precision, "size": f"{w}x{h}",
-                           "batch": args.batch_size, "frames": n, "model_fps": model,
-                           "backend": stylizer.backend}  # fmt: skip
     t0 = time.perf_counter()
-    res = stylize_file(stylizer, args.input, tmp / f"{name}.mp4", duration=duration, size=(w, h), overwrite=True)
-    row["e2e_fps"] = res.frames / (time.perf_counter() - t0)
-    row["frames"] = res.frames
-    if not args.skip_before:
-        before = Stylizer.from_artifact(artifact, device=args.device, precision=args.precision, batch_size=1,
-                                        channels_last=False, backend="torch")  # fmt: skip
-        t0 = time.perf_counter()
-        res = stylize_file(before, args.input, tmp / f"{name}-b1.mp4", duration=duration, size=(w, h), overwrite=True)
-        row["before_e2e_fps"] = res.frames / (time.perf_counter() - t0)
-    row["naive_fps"] = naive_fps(build_network(name), args.input, tmp / f"{name}-naive.mp4", (w, h), res.frames, device)
-    row.update(stage_fps(args.input, tmp, (w, h), max(res.frames, 24)))
-    row["e2e_over_model"] = row["e2e_fps"] / model
-    row["e2e_over_naive"] = row["e2e_fps"] / row["naive_fps"]
+    with av.open(str(args.input)) as src, av.open(str(dst), "w") as out:
+        vin = src.streams.video[0]
+        vin.thread_type = "AUTO"
+        vout = out.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+        vout.codec_context.thread_type = "FRAME"
+        vout.options = {"crf": str(args.crf), "preset": args.preset}
+        n = 0
+        for frame in src.decode(vin):
+            if n >= args.frames:
+                break
+            rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+            out.mux(vout.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            n += 1
+        out.mux(vout.encode())
+    return n / (time.perf_counter() - t0)
+
+
+def run_network(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Every measurement of one network; returns its row."""
+    stylizer = Stylizer(network(name), device=args.device, precision=args.precision, batch_size=args.batch_size)
+    precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[stylizer.dtype]
+    row: dict[str, Any] = {"network": name, "device": str(stylizer.device), "backend": stylizer.backend,
+                           "precision": precision, "batch": stylizer.batch_size, "frames": args.frames,
+                           "encoder": f"libx264 crf {args.crf} preset {args.preset}"}  # fmt: skip
+    r = args.repeats
+    row["model_only_fps"] = repeated(lambda: model_only_fps(stylizer, args.size), r)
+    tables: list = []
+    row["e2e_fps"] = repeated(lambda: e2e_fps(stylizer, args, tmp / "e2e.mp4", tables, uses_planes(stylizer)), r)
+    row["stages"] = tables[-1]
+    if stylizer.device.type == "cpu":
+        other: list = []
+        row["e2e_other_path_fps"] = repeated(
+            lambda: e2e_fps(stylizer, args, tmp / "o.mp4", other, not convert.PLANES_ON_CPU), r
+        )
+        row["stages_other_path"] = other[-1]
+    row["serial_fps"] = repeated(lambda: serial_fps(stylizer, args, tmp / "serial.mp4"), r)
+    row["naive_fps"] = repeated(lambda: naive_fps(network(name), args, tmp / "naive.mp4", stylizer.device), r)
+    row["naive_encoder"] = "OpenCV mp4v (MPEG-4 part 2)"
+    row["serial_encoder"] = row["encoder"]
+    row["e2e_over_model"] = row["e2e_fps"]["median"] / row["model_only_fps"]["median"]
     return row
 
 
-def main(argv: list[str] | None = None) -> None:
+def _fmt(stat: dict[str, Any] | float | None) -> str:
+    if isinstance(stat, dict):
+        return f"{stat['median']:.2f} [{stat['min']:.2f}-{stat['max']:.2f}]"
+    return "-" if stat is None else f"{stat:.2f}"
+
+
+def print_rows(rows: list[dict[str, Any]], io_ceiling: dict[str, Any]) -> None:
+    """A summary table (median [min-max] frames/s), then each network's end-to-end stage table."""
+    head = ["model_only_fps", "e2e_fps", "e2e_other_path_fps", "serial_fps", "naive_fps"]
+    print(f"I/O ceiling (bare PyAV transcode, libx264): {_fmt(io_ceiling)} frames/s")
+    print(" | ".join(["network", "backend", "precision", *head, "e2e/model"]))
+    for r in rows:
+        cells = [r["network"], r["backend"], r["precision"], *(_fmt(r.get(k)) for k in head)]
+        print(" | ".join([*cells, f"{r['e2e_over_model']:.2f}"]))
+    for r in rows:
+        for key in ("stages", "stages_other_path"):
+            if key in r:
+                print(f"\n{r['network']} end to end ({r[key]['path']} path):\n{r[key]['table']}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", type=Path, default=None, help="video clip (default: one from /work/shared/data/videos)")
+    p.add_argument("--input", type=Path, default=DEFAULT_CLIP, help=f"video clip (default {DEFAULT_CLIP})")
     p.add_argument("--size", default="640x360", help="WxH the clip is resized to (default 640x360)")
-    p.add_argument("--networks", default="johnson,light")
+    p.add_argument("--networks", default="identity,light")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
-    p.add_argument("--batch-size", type=int, default=None, help="default 8 on a GPU, 1 on the CPU (the Stylizer's)")
-    p.add_argument("--seconds", type=float, default=15.0, help="target model time per end-to-end run")
-    p.add_argument("--max-frames", type=int, default=1000)
-    p.add_argument("--skip-before", action="store_true", help="skip the batch-1 NCHW 'before' run")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the Stylizer's (8 on CUDA, 1 on the CPU)")
+    p.add_argument("--duration", type=float, default=None, help="seconds of the clip to use (default: all)")
+    p.add_argument("--repeats", type=int, default=3, help="measured runs per figure, after one warm-up (>= 3)")
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--preset", default="medium")
     p.add_argument("--out", type=Path, default=Path(_HERE) / "results")
     args = p.parse_args(argv)
-    if args.input is None:
-        clips = sorted(DEFAULT_CLIPS.glob("*.mp4")) if DEFAULT_CLIPS.is_dir() else []
-        if not clips:
-            p.error("--input is required (no clip in /work/shared/data/videos)")
-        args.input = clips[0]
+    if not args.input.is_file():
+        p.error(f"--input {args.input}: no such file")
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
-    if args.batch_size is None:
-        # The Stylizer's own default: batch 1 ran faster per frame than batch 4 on the 2-core CPU.
-        args.batch_size = 8 if args.device != "cpu" and torch.cuda.is_available() else 1
-    probe = open_source(args.input)
-    args.rate = probe.info.rate
+    probe = open_source(args.input, duration=args.duration)
+    args.frames = probe.info.n_frames or 10**9
     probe.close()
-    measure = _model_fps_fn()
-    rows = []
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
+        io_ceiling = repeated(lambda: transcode_fps(args, Path(tmp) / "transcode.mp4"), args.repeats)
+        rows = []
         for name in args.networks.split(","):
-            rows.append(run_network(name.strip(), args, Path(tmp), measure))
+            rows.append(run_network(name.strip(), args, Path(tmp)))
             print(f"done: {name}", file=sys.stderr)
-    head = ["network", "device", "precision", "backend", "frames", "model_fps", "e2e_fps", "before_e2e_fps",
-            "naive_fps", "decode_fps", "encode_fps", "e2e_over_model", "e2e_over_naive"]  # fmt: skip
-    print(f"clip: {args.input} resized to {args.size[0]}x{args.size[1]}, batch {args.batch_size}")
-    print(" | ".join(head))
-    for r in rows:
-        print(" | ".join(f"{r.get(k):.2f}" if isinstance(r.get(k), float) else str(r.get(k, "-")) for k in head))
+    print(f"clip: {args.input} resized to {args.size[0]}x{args.size[1]}, {args.frames} frames")
+    print_rows(rows, io_ceiling)
     device = rows[0]["device"].split(":")[0] if rows else "cpu"
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/video.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "clip": str(args.input),
+        "size": f"{args.size[0]}x{args.size[1]}",
+        "repeats": args.repeats,
+        "io_ceiling_fps": io_ceiling,
+        "io_ceiling_encoder": f"libx264 crf {args.crf} preset {args.preset}",
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)

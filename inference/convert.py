@@ -2,25 +2,33 @@
 
 Readers and writers live in :mod:`inference.io`; this module ties them to a :class:`~inference.stylizer.Stylizer`
 through the threaded pipeline of :mod:`inference.pipeline`, writing atomically (:mod:`inference.atomic`).
+
+Data flow for 8-bit 4:2:0 video into a yuv420p video: the decoder's I420 planes go to the Stylizer untouched, which
+converts them to RGB on the device with the stream's matrix and range, runs the network and converts back to I420
+planes that go straight to the encoder. Every other combination (10-bit, 4:2:2/4:4:4, odd sizes, images, GIF,
+other pixel formats) converts to RGB on the host with swscale, using the stream's matrix and range.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inference.atomic import atomic_output, check_destination
 from inference.errors import MediaError
-from inference.io.media import Resize
+from inference.io.encoders import resolve_encoder
+from inference.io.media import MediaInfo, Resize
 from inference.io.readers import open_source
 from inference.io.writers import EncodeOptions, open_sink, output_kind
 from inference.pipeline import run_pipeline
-from inference.progress import Progress
+from inference.stages import StageClock
 
 if TYPE_CHECKING:
     from inference.stylizer import Stylizer
@@ -29,6 +37,11 @@ log = logging.getLogger("inference")
 
 # Chroma subsampled horizontally and vertically: width and height must be even.
 _EVEN_FORMATS = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le"}
+# Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
+# Both paths were measured end to end at 640x360 with the tiny and light networks (bench/yuv_path.py, results in
+# bench/results/yuv-path-cpu.json): the host RGB path (swscale in the reader and writer threads, off the network's
+# thread) was faster with tiny and level with light, so the CPU keeps it.
+PLANES_ON_CPU = False
 
 
 @dataclass
@@ -40,12 +53,16 @@ class StylizeResult:
         frames: Number of frames written.
         seconds: Wall-clock time of the whole run.
         warnings: One-line warnings (truncated input, size changed for the encoder, dropped audio...).
+        clock: Busy time per pipeline stage (device stages only with ``stats=True``).
+        path: ``"yuv"`` when frames stayed in YUV planes up to the device, ``"rgb"`` when swscale converted them.
     """
 
     output: Path
     frames: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    clock: StageClock = field(default_factory=StageClock)
+    path: str = "rgb"
 
     @property
     def fps(self) -> float:
@@ -72,40 +89,62 @@ def stylize_file(
     gif_width: int | None = None,
     audio: bool = True,
     progress: bool = False,
+    stats: bool = False,
 ) -> StylizeResult:
-    """Stylize ``src`` into ``dst``; the output kind follows ``dst``'s extension.
+    """Stylize ``src`` into ``dst`` (the output kind follows ``dst``'s extension); returns a :class:`StylizeResult`.
 
     Args:
         stylizer: The configured runner.
         src: A video, an image, a folder of frames or a glob.
         dst: A video container (.mp4, .mkv, .mov, .webm, .avi), a ``.gif``, an image, or a folder (no extension).
         overwrite: Replace an existing output.
-        start: Seconds to skip at the start of the input.
-        duration: Seconds of input to keep.
-        size: Output ``(width, height)`` in display orientation.
-        max_side: Shrink so that the longest side is at most this many pixels.
+        start: Seconds to skip at the start of the input; the output then starts at 0.
+        duration: Seconds to keep, from ``start`` or else from the stream's first timestamp (without ``start`` the
+            output keeps the input's timestamps, a non-zero start offset included).
+        size, max_side: Output ``(width, height)`` in display orientation; or a cap on the longest side.
         fps: Frame rate for image-sequence inputs (videos keep their own timing).
-        codec: Video encoder (default libx264; libvpx-vp9 for .webm).
-        crf: Encoder quality (lower is better).
-        preset: x264/x265 speed preset.
+        codec, crf, preset: Encoder or family (default H.264: NVENC where it opens, else libx264; VP9 for .webm),
+            constant quality (lower is better) and x264 speed preset (mapped onto NVENC's).
         pix_fmt: Video pixel format; with the default yuv420p odd sizes lose their last row/column.
-        gif_fps: GIF frame rate (default: the input's timing).
-        gif_width: GIF width in pixels (default: the frame width).
+        gif_fps, gif_width: GIF frame rate and width (default: the input's timing and the frame width).
         audio: Copy the input's audio into video outputs (never re-encoded).
-        progress: Show a progress bar on stderr.
-
-    Returns:
-        A :class:`StylizeResult`.
+        progress: Show a progress bar (tqdm, terminals only) and a summary line on stderr.
+        stats: Time every stage and print the table and the bounding stage on stderr.
 
     Raises:
+        UserError: A bad ``codec``, ``preset``, ``crf`` or ``pix_fmt`` (before anything is decoded).
         MediaError: Unreadable input, unsupported or unwritable output, existing output without ``overwrite``.
     """
     t0 = time.perf_counter()
     kind = output_kind(dst)
-    even = kind == "video" and pix_fmt in _EVEN_FORMATS
-    # The input is checked first: "no such file" is a better first message than "output exists".
+    options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
+    even, planes = _plan(stylizer, kind, Path(dst), options)
+    source, dst = _open_input(src, dst, kind, overwrite, Resize(size, max_side, even), start, duration, fps, planes)
+    result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
+    try:
+        result.frames = _convert(stylizer, source, dst, kind, options, result.clock, progress, stats)
+        result.warnings += _warnings(source, dst, kind, pix_fmt if even else None, size, max_side)
+    finally:
+        source.close()
+    result.seconds = time.perf_counter() - t0
+    _report(result, source, progress, stats)
+    return result
+
+
+def _plan(stylizer: Stylizer, kind: str, dst: Path, options: EncodeOptions) -> tuple[bool, bool]:
+    """Check the encoder options before anything is decoded; return ``(even sizes needed, YUV planes path)``."""
+    if kind != "video":
+        return False, False
+    resolve_encoder(options.codec, dst.suffix, options.crf, options.preset, options.pix_fmt)
+    planes = options.pix_fmt == "yuv420p" and (stylizer.device.type != "cpu" or PLANES_ON_CPU)
+    return options.pix_fmt in _EVEN_FORMATS, planes
+
+
+def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, duration, fps, planes: bool):
+    """Open the source, then check the destination (a missing input is a better first message than an existing
+    output). Returns ``(source, dst)`` with ``dst`` as a checked :class:`Path`."""
     source = open_source(
-        src, resize=Resize(size, max_side, even), start=start, duration=duration, fps=Fraction(fps) if fps else None
+        src, resize=resize, start=start, duration=duration, fps=Fraction(fps) if fps else None, planes=planes
     )
     try:
         dst = check_destination(dst, overwrite=overwrite, is_dir=kind == "frames")
@@ -115,55 +154,123 @@ def stylize_file(
     except BaseException:
         source.close()
         raise
+    return source, dst
+
+
+def _warnings(source, dst: Path, kind: str, even_fmt: str | None, size, max_side) -> list[str]:
+    """Size changes made for an even-size pixel format ``even_fmt``, frames an image output drops, truncation."""
     info = source.info
-    warnings: list[str] = []
-    if even and size is None and max_side is None and (info.width, info.height) != info.input_size:
-        warnings.append(
-            f"{dst}: {pix_fmt} needs even sizes: {info.input_size[0]}x{info.input_size[1]} cropped to "
-            f"{info.width}x{info.height} (use --pix-fmt yuv444p to keep every pixel)"
-        )
+    found = _size_warnings(info, dst, even_fmt, size, max_side) if even_fmt else []
+    if kind == "image" and (info.n_frames or 0) > 1:
+        found.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
+    truncated = getattr(source, "truncation_warning", lambda: None)() if kind != "image" else None
+    return found + ([truncated] if truncated else [])
+
+
+def _size_warnings(
+    info: MediaInfo, dst: Path, pix_fmt: str, size: tuple[int, int] | None, max_side: int | None
+) -> list[str]:
+    """Say when an even-size pixel format changed the size the input or ``--size`` asked for."""
+    (iw, ih), (w, h) = info.input_size, (info.width, info.height)
+    if size is None and max_side is None and (w, h) != (iw, ih):
+        how = "scaled up" if w > iw or h > ih else "cropped"
+        return [
+            f"{dst}: {pix_fmt} needs even sizes: {iw}x{ih} {how} to {w}x{h} (use --pix-fmt yuv444p to keep every pixel)"
+        ]
+    shown = (w, h) if info.rotation % 180 == 0 else (h, w)
+    if size is not None and shown != tuple(size):
+        return [
+            f"{dst}: {pix_fmt} needs even sizes: --size {size[0]}x{size[1]} became {shown[0]}x{shown[1]} (use "
+            "--pix-fmt yuv444p for odd sizes)"
+        ]
+    return []
+
+
+def _convert(
+    stylizer: Stylizer,
+    source,
+    dst: Path,
+    kind: str,
+    options: EncodeOptions,
+    clock: StageClock,
+    progress: bool,
+    stats: bool,
+) -> int:
+    """Run the pipeline from ``source`` into a temporary output renamed to ``dst``; returns the frames written."""
+    limit = 1 if kind == "image" else None
+    info = source.info
+    with atomic_output(dst, is_dir=kind == "frames", suffix=dst.suffix) as tmp:
+        sink = open_sink(tmp, dst, info, options, clock)
+        try:
+            _run(stylizer, source, sink, clock, limit=limit, progress=progress, device_clock=stats)
+            if sink.frames == 0:
+                raise MediaError(f"{info.path}: no decodable video frames")
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+    return min(sink.frames, limit or sink.frames)
+
+
+def _run(stylizer: Stylizer, source, sink, clock: StageClock, *, limit, progress: bool, device_clock: bool) -> None:
+    """Decode (reader thread) -> stylize (this thread) -> encode and mux (writer thread)."""
+    from tqdm import tqdm
+
+    yuv_in = source.info.yuv
+    yuv_out = getattr(sink, "yuv_spec", None) if yuv_in is not None else None
+    write = sink.write_planes if yuv_out is not None else sink.write
+    # disable=None: tqdm draws only on a terminal, so logs and pipes stay clean.
+    bar = tqdm(total=limit or source.info.n_frames, unit="frame", disable=None if progress else True, leave=False)
+
+    def process(items: Iterator[tuple[Any, int]]) -> Iterator[tuple[Any, int]]:
+        return stylizer.process(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock if device_clock else None)
+
+    def consume(item: tuple[Any, int]) -> None:
+        write(*item)
+        clock.count()
+        bar.update()
+
     try:
-        limit = 1 if kind == "image" else None
-        if limit and info.n_frames and info.n_frames > 1:
-            warnings.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
-        options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
-        bar = Progress(limit or info.n_frames, enabled=progress)
-        with atomic_output(dst, is_dir=kind == "frames", suffix=dst.suffix) as tmp:
-            sink = open_sink(tmp, dst, info, options)
-            try:
-                produce = _limited(source.frames(), limit)
-
-                def consume(item) -> None:
-                    array, pts = item
-                    sink.write(array, pts)
-                    bar.update()
-
-                run_pipeline(
-                    ((f.array, f.pts) for f in produce),
-                    stylizer.process,
-                    consume,
-                    depth=max(8, 2 * stylizer.batch_size),
-                )
-                if sink.frames == 0:
-                    raise MediaError(f"{src}: no decodable video frames")
-                sink.close()
-            except BaseException:
-                sink.abort()
-                raise
-        truncated = None if limit else getattr(source, "truncation_warning", lambda: None)()
-        if truncated:
-            warnings.append(truncated)
-        for w in warnings:
-            log.warning(w)
-        frames = sink.frames if kind != "image" else 1
-        bar.close(f"{dst}: {frames} frames in {time.perf_counter() - t0:.1f}s ({bar.rate():.1f} frames/s)")
+        frames = _limited(_source_frames(source, clock), limit)
+        run_pipeline(((f.array, f.pts) for f in frames), process, consume, depth=max(8, 2 * stylizer.batch_size))
     finally:
-        source.close()
-    return StylizeResult(dst, frames, time.perf_counter() - t0, warnings)
+        bar.close()
 
 
-def _limited(frames, limit: int | None):
+def _source_frames(source, clock: StageClock) -> Iterator:
+    """The source's frames; a video source splits its time into decode and colour, others count it all as decode."""
+    if hasattr(source, "planes"):
+        return source.frames(clock=clock)
+    return _timed(source.frames(), clock, "decode")
+
+
+def _timed(items: Iterable, clock: StageClock, stage: str) -> Iterator:
+    """Iterate ``items``, counting the time spent producing each one as busy time of ``stage``."""
+    it = iter(items)
+    done = object()
+    while True:
+        with clock.time(stage):
+            item = next(it, done)
+        if item is done:
+            return
+        yield item
+
+
+def _limited(frames: Iterable, limit: int | None) -> Iterator:
     for i, frame in enumerate(frames):
         if limit is not None and i >= limit:
             return
         yield frame
+
+
+def _report(result: StylizeResult, source, progress: bool, stats: bool) -> None:
+    """Log the warnings; print the summary line (``progress``) and the stage table (``stats``) on stderr."""
+    for w in result.warnings:
+        log.warning(w)
+    if progress:
+        print(f"{result.output}: {result.frames} frames in {result.seconds:.1f}s ({result.fps:.1f} frames/s)",
+              file=sys.stderr)  # fmt: skip
+    if stats:
+        decoder = getattr(source, "decoder", None)
+        print(f"path: {result.path}" + (f", decoder: {decoder}" if decoder else ""), file=sys.stderr)
+        print(result.clock.table(result.seconds), file=sys.stderr)

@@ -1,6 +1,7 @@
 """Overlap decoding, inference and encoding: a reader thread and a writer thread around the caller's loop.
 
-``decode (thread) -> bounded queue -> process (calling thread) -> bounded queue -> encode (thread)``.
+``decode (thread) -> bounded queue -> process (calling thread) -> bounded queue -> encode (thread)``. Stage busy
+times are measured by the stages themselves (:class:`~inference.stages.StageClock`), not here.
 PyAV and libx264 release the GIL while they work, so the three stages really run at the same time; the bounded
 queues keep memory flat whichever stage is slowest. An error (or Ctrl-C) in any stage stops the other two and is
 re-raised in the calling thread.
@@ -50,6 +51,27 @@ class _Stage:
                 continue
         raise _Stop
 
+    def feed(self, produce: Iterable[Any], q: queue.Queue) -> None:
+        """Reader thread: put every produced item, then the end marker, into ``q``."""
+        try:
+            for item in produce:
+                self.put(q, item)
+            self.put(q, _END)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread.
+            self.fail(exc)
+
+    def drain(self, q: queue.Queue, consume: Callable[[Any], None]) -> None:
+        """Writer thread: consume every item of ``q`` up to the end marker."""
+        try:
+            while (item := self.get(q)) is not _END:
+                consume(item)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread.
+            self.fail(exc)
+
 
 def run_pipeline(
     produce: Iterable[Any],
@@ -74,30 +96,14 @@ def run_pipeline(
     q_in: queue.Queue = queue.Queue(maxsize=depth)
     q_out: queue.Queue = queue.Queue(maxsize=depth)
 
-    def reader() -> None:
-        try:
-            for item in produce:
-                state.put(q_in, item)
-            state.put(q_in, _END)
-        except _Stop:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread.
-            state.fail(exc)
-
-    def writer() -> None:
-        try:
-            while (item := state.get(q_out)) is not _END:
-                consume(item)
-        except _Stop:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread.
-            state.fail(exc)
-
     def inputs() -> Iterator[Any]:
         while (item := state.get(q_in)) is not _END:
             yield item
 
-    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
+    threads = [
+        threading.Thread(target=state.feed, args=(produce, q_in), daemon=True),
+        threading.Thread(target=state.drain, args=(q_out, consume), daemon=True),
+    ]
     for t in threads:
         t.start()
     try:

@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.errors import MediaError
+from inference.io.colour_tags import ColourTags
+
+if TYPE_CHECKING:
+    from inference.colour import YuvSpec
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_FOLDER_FPS = Fraction(25)
@@ -24,7 +29,8 @@ class SourceFrame:
     """One decoded frame.
 
     Attributes:
-        array: ``uint8 [H, W, 3]`` RGB, C-contiguous, in coded (not display-rotated) orientation.
+        array: ``uint8 [H, W, 3]`` RGB, C-contiguous, in coded (not display-rotated) orientation; or, from a video
+            source opened with ``planes=True`` (see :attr:`MediaInfo.yuv`), ``uint8 [H * 3 / 2, W]`` I420 planes.
         pts: Presentation timestamp in :attr:`MediaInfo.time_base` units, relative to the trimmed start.
         index: 0-based position in the output sequence.
     """
@@ -54,6 +60,8 @@ class MediaInfo:
         frame_paths: For frame folders, the files in order.
         has_audio: Whether the input has audio streams.
         input_size: ``(width, height)`` of the input frames before resizing or cropping.
+        colour: The input's colour tags (untagged for images: they are RGB).
+        yuv: How to decode the frames when they are I420 planes; ``None`` when they are RGB.
     """
 
     kind: str
@@ -70,6 +78,8 @@ class MediaInfo:
     frame_paths: list[Path] = field(default_factory=list)
     has_audio: bool = False
     input_size: tuple[int, int] = (0, 0)
+    colour: ColourTags = ColourTags()
+    yuv: YuvSpec | None = None
 
 
 @dataclass
@@ -80,7 +90,8 @@ class Resize:
         size: ``(width, height)`` in display orientation, or ``None``.
         max_side: Longest side cap in pixels (only ever shrinks), or ``None``.
         even: Make both dimensions even (yuv420p video needs it): resized frames are rounded to even sizes,
-            frames that are not otherwise resized lose their last odd row/column (a crop, never a stretch).
+            frames that are not otherwise resized lose their last odd row/column (a crop, never a stretch), except
+            that a side of 1 pixel is scaled up to 2.
     """
 
     size: tuple[int, int] | None = None
@@ -103,6 +114,7 @@ class Resize:
                 w, h = max(2, 2 * round(w / 2)), max(2, 2 * round(h / 2))
             else:
                 w, h = max(2, w - w % 2), max(2, h - h % 2)
+                scaled = w > width or h > height  # A 1-pixel side cannot be cropped to an even size.
         return (w, h), scaled and (w, h) != (width, height)
 
 

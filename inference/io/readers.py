@@ -22,6 +22,7 @@ def open_source(
     start: float | None = None,
     duration: float | None = None,
     fps: Fraction | None = None,
+    planes: bool = False,
 ) -> VideoSource | ImageSequenceSource:
     """Open any supported input.
 
@@ -31,6 +32,7 @@ def open_source(
         start: Seconds to skip.
         duration: Seconds to keep.
         fps: Frame rate for image sequences (ignored for videos, which keep their own timing).
+        planes: Let a video source yield I420 planes when its stream allows (see :class:`VideoSource`).
 
     Returns:
         A source with ``info`` (:class:`MediaInfo`), ``frames()`` and ``close()``.
@@ -44,7 +46,7 @@ def open_source(
         raise MediaError(f"--duration must be > 0, got {duration}")
     kind = probe_kind(path)
     if kind == "video":
-        return VideoSource(path, resize, start, duration)
+        return VideoSource(path, resize, start, duration, planes=planes)
     return ImageSequenceSource(path, resize, fps, start, duration)
 
 

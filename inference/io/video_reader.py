@@ -1,9 +1,13 @@
-"""Readers: videos (anything FFmpeg decodes, through PyAV), single images, frame folders (natural sort) and globs.
+"""The video reader: decode a video's first video stream with PyAV (NVDEC where present), trimmed and resized.
 
-Every source yields :class:`SourceFrame` objects holding an RGB ``uint8 [H, W, 3]`` array plus the frame's
-presentation timestamp, so that writers can keep the input's exact timing (variable frame rate included).
-Videos are read here; images, folders and globs in :mod:`inference.io.image_reader`; the shared types live in
-:mod:`inference.io.media` and are re-exported from this module.
+Frames come out either as RGB ``uint8 [H, W, 3]`` (swscale converts on the host, with the stream's matrix and range)
+or, when asked for and the stream is 8-bit 4:2:0, as the decoder's own I420 planes ``uint8 [H * 3 / 2, W]`` with no
+conversion at all, so that the device does the colour work. Images, folders and globs are read in
+:mod:`inference.io.image_reader`; the shared types live in :mod:`inference.io.media`.
+
+Timestamps: without ``start`` the output keeps the input's timestamps exactly (a stream that starts at 10 s still
+starts at 10 s), and ``duration`` counts from the stream's first timestamp. With ``start`` the output starts at 0.
+Frames without timestamps (raw ``.h264``) are numbered one frame duration apart from the stream start.
 """
 
 from __future__ import annotations
@@ -17,61 +21,56 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import MediaError
+from inference.io.colour_tags import SWS_COLORSPACE, ColourTags
 from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
+from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
+# Decoder output formats handed over as I420 planes without a colour conversion (nv12 is what NVDEC downloads;
+# reordering its chroma into I420 is a copy, not a conversion).
+PLANAR_420 = {"yuv420p", "yuvj420p", "nv12"}
+
 
 class VideoSource:
-    """Decode a video's first video stream with PyAV (frame-threaded), optionally trimmed and resized.
+    """Decode a video's first video stream (NVDEC or frame-threaded software), optionally trimmed and resized.
 
     Args:
         path: Any file FFmpeg can demux and decode.
-        resize: Resizing rules (done by swscale together with the YUV to RGB conversion).
+        resize: Resizing rules (done by swscale, in YUV for planes and together with the conversion for RGB).
         start: Seconds to skip from the start of the stream.
         duration: Seconds to keep, or ``None`` for all.
+        planes: Yield I420 planes instead of RGB when the stream is 8-bit 4:2:0 and the output size is even
+            (``info.yuv`` then says how to decode them; it stays ``None`` for RGB frames).
+        hwaccel: Try NVDEC (FFmpeg's CUDA hwaccel) first; fall back to software decoding if it cannot be used.
     """
 
     def __init__(
-        self, path: str | Path, resize: Resize | None = None, start: float | None = None, duration: float | None = None
+        self,
+        path: str | Path,
+        resize: Resize | None = None,
+        start: float | None = None,
+        duration: float | None = None,
+        *,
+        planes: bool = False,
+        hwaccel: bool = True,
     ) -> None:
-        import av
-
         self.path = Path(path)
         self.resize = resize or Resize()
-        try:
-            self.container = av.open(str(path), mode="r")
-        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-            raise MediaError(f"{path}: not a video or image ({_short(exc)})") from None
-        if not self.container.streams.video:
-            self.container.close()
-            raise MediaError(f"{path}: has no video stream")
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"  # Frame + slice threads: decoding H.264 scales with cores.
-        tb = self.stream.time_base or Fraction(1, 90000)
-        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate or DEFAULT_FOLDER_FPS
-        self._first = self._decode_first(start)
-        if self._first is None:
-            self.container.close()
-            where = f" after --start {start}" if start else ""
-            raise MediaError(f"{path}: no decodable video frames{where}")
+        self.error: str | None = None
+        self.decoded = 0
+        self._open(start, hwaccel)
+        tb, rate = self.time_base, self.rate
         rotation = int(getattr(self._first, "rotation", 0) or 0) % 360
-        (w, h), self._scaled = self.resize.target(self._first.width, self._first.height, rotation)
-        stream_start = self.stream.start_time or 0
-        self._origin = stream_start + int(round((start or 0.0) / tb)) if start else 0
-        self._end_pts = None if duration is None else self._origin + int(round(duration / tb))
-        if start and self._origin < stream_start:
-            self._origin = stream_start
-        self.expected = _expected_frames(self.container, self.stream, rate)
+        size = (self._first.width, self._first.height)
+        (w, h), self._scaled = self.resize.target(*size, rotation)
+        self.colour = ColourTags.from_frame(self._first)
+        self.planes = planes and self._first.format.name in PLANAR_420 and (self._scaled or (w, h) == size)
+        self._origin = max(self._start_pts, self._start_pts + int(round(start / tb))) if start else 0
+        self._end_pts = None if duration is None else (self._origin or self._start_pts) + int(round(duration / tb))
+        self._header_frames = int(self.stream.frames or 0)  # Read now: the stream is gone once the file is closed.
         self._duration = _duration(self.container, self.stream)
         self._last_pts = 0
-        self._header_frames = int(self.stream.frames or 0)  # Read now: the stream is gone once the file is closed.
-        n = self.expected
-        if n is not None and start:
-            n = max(1, n - int(round(start * rate)))
-        if duration is not None:
-            kept = max(1, int(round(duration * rate)))
-            n = min(n, kept) if n is not None else kept
         self.info = MediaInfo(
             kind="video",
             path=self.path,
@@ -80,34 +79,79 @@ class VideoSource:
             rotation=rotation,
             rate=Fraction(rate),
             time_base=tb,
-            n_frames=n,
+            n_frames=_trimmed_count(_expected_frames(self.container, self.stream, rate), rate, start, duration),
             start=float(start or 0.0),
             origin=float(self._origin * tb),
             end=None if self._end_pts is None else float(self._end_pts * tb),
             has_audio=bool(self.container.streams.audio),
-            input_size=(self._first.width, self._first.height),
+            input_size=size,
+            colour=self.colour,
+            yuv=self.colour.yuv_spec(*size) if self.planes else None,
         )
-        self.decoded = 0
-        self.error: str | None = None
 
-    def _decode_first(self, start: float | None):
+    def _open(self, start: float | None, hwaccel: bool) -> None:
+        """Open the container and decode the first frame, on NVDEC if it works, else in software."""
+        for hw in _hwaccel_candidates(hwaccel):
+            try:
+                self._attach(hw)
+            except MediaError:
+                if hw is None:
+                    raise
+                continue
+            self._first = self._decode_first(start, seek=True)
+            if self._first is None and start:
+                # Some demuxers (MPEG-TS with few keyframes) seek past the target: decode from the start instead.
+                self.container.close()
+                try:
+                    self._attach(hw)
+                except MediaError:
+                    if hw is None:
+                        raise
+                    continue
+                self._first = self._decode_first(start, seek=False)
+            if self._first is not None or hw is None:
+                break
+            self.container.close()  # NVDEC opened but decoded nothing: try again in software.
+            self.error = None
+        if self._first is None:
+            self.container.close()
+            where = f" after --start {start}" if start else ""
+            raise MediaError(f"{self.path}: no decodable video frames{where}")
+        self.decoder = _decoder_name(self.stream, hw is not None)
+        log.info("%s: decoding with %s", self.path, self.decoder)
+
+    def _attach(self, hw) -> None:
+        """Open the container (with ``hw``, a PyAV ``HWAccel``, or ``None``) and describe its first video stream."""
+        self.container = _open_container(self.path, hw)
+        if not self.container.streams.video:
+            self.container.close()
+            raise MediaError(f"{self.path}: has no video stream")
+        s = self.stream = self.container.streams.video[0]
+        s.thread_type = "AUTO"  # Frame + slice threads: software decoding scales with cores.
+        self.time_base = s.time_base or Fraction(1, 90000)
+        self._start_pts = s.start_time or 0
+        # Without timestamps the demuxer's average rate is a guess (25); the bitstream's timing is better.
+        rates = (s.average_rate, s.guessed_rate) if s.start_time is not None else (s.guessed_rate, s.average_rate)
+        self.rate = Fraction(rates[0] or rates[1] or s.base_rate or DEFAULT_FOLDER_FPS)
+        self._step = max(1, int(round(1 / (self.rate * self.time_base))))
+
+    def _decode_first(self, start: float | None, seek: bool):
         """Seek (to the keyframe before ``start``) and decode up to the first frame at or after ``start``."""
         import av
 
-        self._iter = self._decode_iter()
-        if start:
-            tb = self.stream.time_base
-            target = (self.stream.start_time or 0) + int(round(start / tb))
+        target = self._start_pts + int(round((start or 0.0) / self.time_base))
+        if start and seek and self.stream.start_time is not None:
+            # Streams without timestamps are not seeked: their frames are numbered from the start instead.
             try:
                 self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
             except av.error.FFmpegError:
                 pass  # Unseekable input: decode from the start and drop frames instead.
-            self._iter = self._decode_iter()
-            for frame in self._iter:
-                if frame.pts is None or frame.pts >= target - 1:
-                    return frame
-            return None
-        return next(self._iter, None)
+        self._iter = self._timestamped(self._decode_iter())
+        for frame, pts in self._iter:
+            if not start or pts >= target - 1:
+                self._first_pts = pts
+                return frame
+        return None
 
     def _decode_iter(self):
         import av
@@ -122,32 +166,61 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             self.error = _short(exc)
 
-    def frames(self) -> Iterator[SourceFrame]:
-        """Yield frames with their pts relative to the trim start, converted to RGB at the target size."""
-        w, h = self.info.width, self.info.height
-        rate_step = max(1, int(round(1 / (self.info.rate * self.info.time_base))))
-        last_pts = None
-        first = self._first
-        self._first = None
-        frames = self._iter if first is None else _chain(first, self._iter)
+    def _timestamped(self, frames) -> Iterator[tuple[object, int]]:
+        """``(frame, pts)``; a frame without a pts is placed one frame duration after the previous one."""
+        last = None
         for frame in frames:
-            pts = frame.pts if frame.pts is not None else (last_pts + rate_step if last_pts is not None else 0)
+            pts = frame.pts
+            if pts is None:
+                pts = self._start_pts if last is None else last + self._step
+            last = pts
+            yield frame, pts
+
+    def frames(self, clock: StageClock | None = None) -> Iterator[SourceFrame]:
+        """Yield frames with their pts relative to the trim start, as planes or RGB at the target size.
+
+        Args:
+            clock: Accumulates ``decode`` (demux, decode, YUV resize) and ``colour`` (swscale to RGB) busy time.
+        """
+        clock = clock or StageClock()
+        last_pts = None
+        frames = _timed(_chain((self._first, self._first_pts), self._iter), clock)
+        self._first = None
+        for frame, pts in frames:
             if self._end_pts is not None and pts >= self._end_pts:
                 break
             pts -= self._origin
             if last_pts is not None and pts <= last_pts:
                 pts = last_pts + 1  # Encoders need strictly increasing timestamps.
-            last_pts = pts
-            self._last_pts = pts
-            if self._scaled:
-                arr = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+            last_pts = self._last_pts = pts
+            if self.planes:
+                with clock.time("decode"):
+                    array = self._planes(frame)
             else:
-                arr = frame.to_ndarray(format="rgb24")
-                if arr.shape[:2] != (h, w):
-                    arr = np.ascontiguousarray(arr[:h, :w])
-            yield SourceFrame(arr, pts=pts, index=self.decoded)
+                with clock.time("colour"):
+                    array = self._rgb(frame)
+            yield SourceFrame(array, pts=pts, index=self.decoded)
             self.decoded += 1
         self.close()
+
+    def _planes(self, frame) -> np.ndarray:
+        """I420 planes ``uint8 [H * 3 / 2, W]`` at the target size (swscale only to resize or to unpack nv12)."""
+        if self._scaled or frame.format.name == "nv12":
+            fmt = "yuvj420p" if frame.format.name == "yuvj420p" else "yuv420p"
+            frame = frame.reformat(self.info.width, self.info.height, format=fmt, interpolation="AREA")
+        return frame.to_ndarray()
+
+    def _rgb(self, frame) -> np.ndarray:
+        """RGB ``uint8 [H, W, 3]`` at the target size, converted with the stream's matrix and range."""
+        w, h = self.info.width, self.info.height
+        colour = {
+            "src_colorspace": SWS_COLORSPACE[self.colour.matrix_name(*self.info.input_size)],
+            "src_color_range": "JPEG" if self.colour.full_range else "MPEG",
+        }
+        if self._scaled:
+            return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA", **colour)
+        arr = frame.to_ndarray(format="rgb24", **colour)
+        return np.ascontiguousarray(arr[:h, :w]) if arr.shape[:2] != (h, w) else arr
 
     def truncation_warning(self) -> str | None:
         """A one-line warning if decoding stopped early or produced fewer frames than the file announces."""
@@ -173,9 +246,64 @@ class VideoSource:
         self.container.close()
 
 
+def _hwaccel_candidates(hwaccel: bool) -> list:
+    """``[HWAccel("cuda"), None]`` when FFmpeg was built with CUDA and NVDEC is wanted, else ``[None]``."""
+    if not hwaccel:
+        return [None]
+    try:
+        from av.codec.hwaccel import HWAccel, hwdevices_available
+    except ImportError:  # PyAV before 14 has no hwaccel API.
+        return [None]
+    if "cuda" not in hwdevices_available():
+        return [None]
+    return [HWAccel("cuda", allow_software_fallback=True), None]
+
+
+def _open_container(path: Path, hw):
+    """``av.open`` for reading; an error is a :class:`MediaError` (NVDEC failures too: the caller falls back)."""
+    import av
+
+    try:
+        return av.open(str(path), mode="r") if hw is None else av.open(str(path), mode="r", hwaccel=hw)
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        if hw is not None:
+            log.debug("%s: NVDEC unavailable (%s); decoding in software", path, _short(exc))
+        raise MediaError(f"{path}: not a video or image ({_short(exc)})") from None
+
+
+def _decoder_name(stream, hw: bool) -> str:
+    """One line naming the decoder, e.g. ``h264 on NVDEC (cuda)`` or ``h264 (software, frame threads)``."""
+    ctx = stream.codec_context
+    if hw and getattr(ctx, "is_hwaccel", False):
+        return f"{ctx.name} on NVDEC (cuda)"
+    return f"{ctx.name} (software, {ctx.thread_type.name.lower()} threads)"
+
+
+def _timed(pairs, clock: StageClock) -> Iterator:
+    """Iterate ``pairs``, counting the time spent producing each item as ``decode`` busy time."""
+    it = iter(pairs)
+    while True:
+        with clock.time("decode"):
+            item = next(it, None)
+        if item is None:
+            return
+        yield item
+
+
 def _chain(first, rest):
-    yield first
+    if first[0] is not None:
+        yield first
     yield from rest
+
+
+def _trimmed_count(n: int | None, rate, start: float | None, duration: float | None) -> int | None:
+    """The expected frame count after trimming ``start`` and keeping ``duration`` seconds."""
+    if n is not None and start:
+        n = max(1, n - int(round(start * rate)))
+    if duration is not None:
+        kept = max(1, int(round(duration * rate)))
+        n = min(n, kept) if n is not None else kept
+    return n
 
 
 def _expected_frames(container, stream, rate: Fraction) -> int | None:

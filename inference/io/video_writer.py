@@ -1,16 +1,29 @@
-"""The video writer: encode frames into a container with PyAV, keeping pts, frame rate and rotation; audio copied."""
+"""The video writer: encode RGB frames or I420 planes with PyAV, keeping pts, frame rate, rotation and colour tags.
+
+Audio is copied from the input (:mod:`inference.io.audio`). The encoder is chosen and checked by
+:mod:`inference.io.encoders` (NVENC where it opens, else libx264/libx265 frame-threaded on every host core).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.errors import MediaError
+from inference.io.colour_tags import SWS_COLORSPACE
+from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo
 from inference.io.writers import EncodeOptions
+from inference.stages import StageClock
 
-_DEFAULT_CODECS = {".webm": "libvpx-vp9"}
+if TYPE_CHECKING:
+    from inference.colour import YuvSpec
+
+log = logging.getLogger(__name__)
 
 
 def _check_av(exc: Exception, path: Path) -> MediaError:
@@ -18,80 +31,148 @@ def _check_av(exc: Exception, path: Path) -> MediaError:
 
 
 class VideoSink:
-    """Encode frames into a video container, keeping pts, frame rate and rotation, and copying audio.
+    """Encode frames into a video container, keeping pts, frame rate and rotation, copying audio, tagging colour.
 
     Args:
         path: File to write (its extension picks the container).
         info: The source's description.
         options: Encoder settings.
         container_ext: The extension choosing the muxer, when ``path`` is a temporary name.
+        clock: Accumulates ``colour back`` (swscale from RGB), ``encode`` and ``mux`` busy time.
+
+    Raises:
+        UserError: A bad ``--codec``, ``--preset``, ``--crf`` or ``--pix-fmt`` (checked before the file is opened).
+        MediaError: The container cannot be written or cannot hold the codec.
     """
 
-    def __init__(self, path: Path, info: MediaInfo, options: EncodeOptions, container_ext: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        info: MediaInfo,
+        options: EncodeOptions,
+        container_ext: str | None = None,
+        *,
+        clock: StageClock | None = None,
+    ) -> None:
         import av
 
-        self.path, self.info = Path(path), info
+        self.path, self.info, self.clock = Path(path), info, clock or StageClock()
         ext = (container_ext or self.path.suffix).lower()
-        fmt = {".mkv": "matroska", ".m4v": "mp4"}.get(ext, ext.lstrip("."))
-        codec = options.codec or _DEFAULT_CODECS.get(ext, "libx264")
+        self.encoder = resolve_encoder(options.codec, ext, options.crf, options.preset, options.pix_fmt)
+        self.pix_fmt = options.pix_fmt
+        full = options.pix_fmt.startswith("yuvj")
+        self.tags = dataclasses.replace(info.colour.for_output(*_size(info)), full_range=full)
+        self.audio = None
+        self.frames = 0
         try:
-            self.container = av.open(str(path), mode="w", format=fmt)
-            self.stream = self.container.add_stream(codec, rate=info.rate)
+            self.container = av.open(str(path), mode="w", format={".mkv": "matroska", ".m4v": "mp4"}.get(ext, ext[1:]))
         except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(f"{path}: cannot use codec {codec!r} for {ext} ({exc})") from None
+            raise _check_av(exc, self.path) from None
+        try:
+            self._add_stream(ext)
+            if options.audio and info.kind == "video" and info.has_audio:
+                from inference.io.audio import AudioCopier
+
+                self.audio = AudioCopier(
+                    info.path, self.container, origin=info.origin, end=info.end, trim=info.start > 0
+                )
+        except BaseException:
+            self.abort()  # Nothing leaks when the constructor fails after av.open.
+            raise
+        log.info("%s: encoding with %s %s", self.path, self.encoder.name, self.encoder.options)
+
+    def _add_stream(self, ext: str) -> None:
+        import av
+
+        info = self.info
+        try:
+            self.stream = self.container.add_stream(self.encoder.name, rate=info.rate)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(f"--codec {self.encoder.name} cannot be written to {ext} files ({exc})") from None
         self.stream.width, self.stream.height = info.width, info.height
-        self.stream.pix_fmt = options.pix_fmt
-        # PyAV defaults encoders to slice threads; frame threads let x264 use every core (the encoder, not the
-        # network, limited end-to-end speed on an H100 at 640x360).
-        self.stream.codec_context.thread_type = "AUTO"
+        self.stream.pix_fmt = self.pix_fmt
+        ctx = self.stream.codec_context
+        if self.encoder.x26x:
+            # Frame threads on every core (thread_count 0 lets x264/x265 pick); PyAV's default is slice threads.
+            # The measurement behind this is in bench/results/encoder-presets-cpu.json.
+            ctx.thread_type, ctx.thread_count = "FRAME", 0
+        elif not self.encoder.nvenc:
+            ctx.thread_type = "AUTO"
         # Keep the input's time base so that every pts (variable frame rate included) is written unchanged.
         self.stream.time_base = info.time_base
-        self.stream.codec_context.time_base = info.time_base
-        opts = {}
-        if codec in ("libx264", "libx265", "libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
-            opts["crf"] = str(options.crf)
-        if codec in ("libx264", "libx265"):
-            opts["preset"] = options.preset
-        if codec.startswith("libvpx"):
-            opts["b"] = "0"  # Constant quality mode.
-        self.stream.options = opts
+        ctx.time_base = info.time_base
+        if not av.VideoFormat(self.pix_fmt).is_rgb:
+            self.tags.apply(ctx)
+        self.stream.options = dict(self.encoder.options)
         if info.rotation:
             self.stream.set_display_rotation(info.rotation)
-        self.audio = None
-        if options.audio and info.kind == "video" and info.has_audio:
-            from inference.io.audio import AudioCopier
 
-            self.audio = AudioCopier(info.path, self.container, origin=info.origin, end=info.end, trim=info.start > 0)
-        self.frames = 0
+    @property
+    def yuv_spec(self) -> YuvSpec | None:
+        """The matrix and range of planes :meth:`write_planes` takes, or ``None`` if the pixel format needs RGB."""
+        from inference.colour import YuvSpec
+
+        if self.pix_fmt != "yuv420p":
+            return None
+        return YuvSpec(self.tags.matrix_name(*_size(self.info)), full_range=False)
 
     def write(self, array: np.ndarray, pts: int) -> None:
-        """Encode one ``uint8 [H, W, 3]`` RGB frame with presentation timestamp ``pts`` (in the source time base)."""
+        """Encode one ``uint8 [H, W, 3]`` RGB frame with presentation timestamp ``pts`` (in the source time base).
+
+        swscale converts it to the output pixel format with the matrix and range the stream is tagged with.
+        """
         import av
 
         frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        with self.clock.time("colour back"):
+            if not av.VideoFormat(self.pix_fmt).is_rgb:
+                frame = frame.reformat(
+                    format=self.pix_fmt,
+                    dst_colorspace=SWS_COLORSPACE[self.tags.matrix_name(*_size(self.info))],
+                    dst_color_range="JPEG" if self.tags.full_range else "MPEG",
+                )
+        self._encode(frame, pts)
+
+    def write_planes(self, planes: np.ndarray, pts: int) -> None:
+        """Encode one frame given as ``uint8 [H * 3 / 2, W]`` I420 planes in :attr:`yuv_spec` (no swscale pass)."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.colorspace, frame.color_range = self.tags.matrix, 1
+        self._encode(frame, pts)
+
+    def _encode(self, frame, pts: int) -> None:
+        import av
+
         frame.pts = pts
         frame.time_base = self.info.time_base
         try:
-            self._mux(self.stream.encode(frame))
+            with self.clock.time("encode"):
+                packets = self.stream.encode(frame)
+            self._mux(packets)
         except av.error.FFmpegError as exc:
             raise _check_av(exc, self.path) from None
         self.frames += 1
 
     def _mux(self, packets) -> None:
-        for packet in packets:
-            if self.audio is not None and packet.dts is not None:
-                self.audio.copy_until(float(packet.dts * packet.time_base))
-            self.container.mux(packet)
+        with self.clock.time("mux"):
+            for packet in packets:
+                if self.audio is not None and packet.dts is not None:
+                    self.audio.copy_until(float(packet.dts * packet.time_base))
+                self.container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder, copy the remaining audio and finalise the container."""
         import av
 
         try:
-            self._mux(self.stream.encode())
-            if self.audio is not None:
-                self.audio.copy_until()
-            self.container.close()
+            with self.clock.time("encode"):
+                packets = self.stream.encode()
+            self._mux(packets)
+            with self.clock.time("mux"):
+                if self.audio is not None:
+                    self.audio.copy_until()
+                self.container.close()
         except av.error.FFmpegError as exc:
             raise _check_av(exc, self.path) from None
         finally:
@@ -106,3 +187,8 @@ class VideoSink:
             pass
         if self.audio is not None:
             self.audio.close()
+
+
+def _size(info: MediaInfo) -> tuple[int, int]:
+    """The input's size (which decides the matrix of an untagged stream), or the output's for RGB sources."""
+    return info.input_size if info.input_size[0] > 0 else (info.width, info.height)

@@ -1,7 +1,8 @@
 """Writers chosen by the output's extension: video containers, GIF, folders of PNG frames, single images.
 
 Every sink writes to the (temporary) path it is given; renaming into place is :mod:`inference.atomic`'s job.
-Frames arrive as ``uint8 [H, W, 3]`` RGB arrays in coded orientation with their pts in ``MediaInfo.time_base``.
+Frames arrive as ``uint8 [H, W, 3]`` RGB arrays in coded orientation with their pts in ``MediaInfo.time_base``;
+the video sink also takes I420 planes (``VideoSink.write_planes``) when its pixel format is yuv420p.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from inference.errors import MediaError
 from inference.io.media import IMAGE_EXTENSIONS, MediaInfo
+from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,10 @@ class EncodeOptions:
     """Encoder settings.
 
     Attributes:
-        codec: Video encoder (``None``: libx264, or libvpx-vp9 for .webm).
-        crf: Constant rate factor for x264/x265/VP9 (lower is better quality).
-        preset: x264/x265 speed preset.
+        codec: Video encoder name or family (h264, hevc, av1, vp9); ``None``: H.264 (NVENC where it opens, else
+            libx264), or VP9 for .webm. See :mod:`inference.io.encoders`.
+        crf: Constant quality (lower is better): CRF for x264/x265/VP9/AV1, ``cq`` for NVENC.
+        preset: x264/x265 speed preset (mapped onto NVENC's p1..p7).
         pix_fmt: Output pixel format; yuv420p (the default) plays everywhere and needs even sizes.
         gif_fps: GIF frame rate (``None`` keeps the input's timing).
         gif_width: GIF width in pixels (``None`` keeps the size); the height follows the aspect ratio.
@@ -117,13 +120,13 @@ class ImageSink:
         """Nothing to release."""
 
 
-def open_sink(path: Path, final: Path, info: MediaInfo, options: EncodeOptions):
-    """Create the writer for ``final``'s kind, writing to the temporary ``path``."""
+def open_sink(path: Path, final: Path, info: MediaInfo, options: EncodeOptions, clock: StageClock | None = None):
+    """Create the writer for ``final``'s kind, writing to the temporary ``path`` (``clock`` times video encoding)."""
     kind = output_kind(final)
     if kind == "video":
         from inference.io.video_writer import VideoSink
 
-        return VideoSink(path, info, options, container_ext=final.suffix)
+        return VideoSink(path, info, options, container_ext=final.suffix, clock=clock)
     if kind == "gif":
         from inference.io.gif_writer import GifSink
 

@@ -1,0 +1,94 @@
+"""CPU: YUV planes to the network and back (``inference.convert.PLANES_ON_CPU = True``) against the host swscale RGB
+path, end to end with the same network, clip, size and encoder; the measurement behind ``PLANES_ON_CPU``.
+
+Runs alternate between the two paths (ABAB...) so that a change in machine load hits both alike; one warm-up each,
+then ``--repeats`` runs per path: median, best and range of frames/s, and the colour stages' busy ms per frame.
+
+Usage (from the repository root)::
+
+    python bench/yuv_path.py --repeats 5
+
+Results: a table on stdout and ``bench/results/yuv-path-cpu.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+import inference.convert as convert  # noqa: E402
+from inference.networks import build_network  # noqa: E402
+from inference.stylizer import Stylizer  # noqa: E402
+
+
+def one_run(stylizer: Stylizer, args: argparse.Namespace, dst: Path, planes: bool) -> dict[str, float]:
+    convert.PLANES_ON_CPU = planes
+    with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device's colour stages too.
+        res = convert.stylize_file(stylizer, args.input, dst, size=args.size, overwrite=True, audio=False, stats=True)
+    n = max(res.frames, 1)
+    busy = res.clock.busy
+    return {"fps": res.fps, "colour_ms": 1000 * busy["colour"] / n, "colour_back_ms": 1000 * busy["colour back"] / n}
+
+
+def compare(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    torch.manual_seed(0)
+    stylizer = Stylizer(build_network(name), device="cpu")
+    runs: dict[str, list] = {"yuv": [], "rgb": []}
+    for i in range(args.repeats + 1):
+        for path in ("yuv", "rgb"):
+            r = one_run(stylizer, args, tmp / f"{path}.mp4", path == "yuv")
+            if i > 0:  # The first round warms up.
+                runs[path].append(r)
+    row: dict[str, Any] = {"network": name, "backend": stylizer.backend}
+    for path, rs in runs.items():
+        fps = [r["fps"] for r in rs]
+        row[path] = {"fps_median": statistics.median(fps), "fps_best": max(fps), "fps_min": min(fps),
+                     "colour_ms_median": statistics.median(r["colour_ms"] for r in rs),
+                     "colour_back_ms_median": statistics.median(r["colour_back_ms"] for r in rs)}  # fmt: skip
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", type=Path, default=Path("/work/shared/data/videos/sintel_2s.mp4"))
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--networks", default="tiny,light")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path(_HERE) / "results" / "yuv-path-cpu.json")
+    args = p.parse_args(argv)
+    args.size = tuple(int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [compare(name, args, Path(tmp)) for name in args.networks.split(",")]
+    for r in rows:
+        for path in ("yuv", "rgb"):
+            s = r[path]
+            print(f"{r['network']:>6} {path}: {s['fps_median']:.2f} frames/s (best {s['fps_best']:.2f}, worst "
+                  f"{s['fps_min']:.2f}); colour {s['colour_ms_median']:.1f} ms, "
+                  f"back {s['colour_back_ms_median']:.1f} ms")  # fmt: skip
+    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(), "clip": str(args.input),
+              "size": f"{args.size[0]}x{args.size[1]}", "repeats": args.repeats, "rows": rows}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
