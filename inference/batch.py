@@ -282,8 +282,24 @@ def run_batch(
         else:
             todo.append(i)
     if todo:
+        _check_encoders([jobs[i] for i in todo], file_options)
         _dispatch(jobs, todo, model, devices, stylizer_options, file_options, report, quiet)
     return summarize(jobs, [outcomes[i] for i in range(len(jobs))], time.perf_counter() - t0, quiet=quiet)
+
+
+def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
+    """A bad ``--codec``, ``--preset``, ``--pix-fmt`` or ``--crf`` fails once, before any file, not once per file."""
+    from inference.io.encoders import resolve_encoder
+    from inference.io.writers import output_kind
+
+    for ext in sorted({job.dst.suffix.lower() for job in jobs if output_kind(job.dst) == "video"}):
+        resolve_encoder(
+            options.get("codec"),
+            ext,
+            options.get("crf", 18),
+            options.get("preset", "medium"),
+            options.get("pix_fmt", "yuv420p"),
+        )
 
 
 def _make_folder(folder: Path) -> None:

@@ -85,7 +85,11 @@ def _what_options(g: argparse._ActionsContainer) -> None:
 
 
 def _encoding_options(g: argparse._ActionsContainer) -> None:
-    g.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm)")
+    g.add_argument(
+        "--codec", default=None,
+        help="video encoder: a family (h264, hevc, av1, vp9: NVENC where the GPU has it, else libx264/libx265/"
+        "libsvtav1/libvpx-vp9) or an FFmpeg encoder name (default h264; vp9 for .webm)",
+    )  # fmt: skip
     g.add_argument(
         "--crf", type=ranged(int, 0, 63), default=18,
         help="encoder quality, lower is better: 0-51 for x264/x265/NVENC, 0-63 for VP9/AV1 (default 18)",

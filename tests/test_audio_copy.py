@@ -61,3 +61,33 @@ def test_cut_reads_only_around_the_cut(tmp_path, long_audio, origin, end, trim):
 def test_no_end_copies_everything(tmp_path, long_audio):
     copier = _copy(long_audio, tmp_path / "all.mka")
     assert copier.copied == copier.demuxed == len(_packets(long_audio))
+
+
+def test_a_failing_constructor_closes_the_audio_input(long_audio, monkeypatch):
+    opened = []
+
+    class Tracked:
+        """Delegates to the real input container and records whether it was closed."""
+
+        def __init__(self, container) -> None:
+            self.container, self.closed = container, False
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def close(self) -> None:
+            self.closed = True
+            self.container.close()
+
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(Tracked(real_open(*a, **k))) or opened[-1])
+
+    class BrokenOutput:
+        supported_codecs = None
+
+        def add_stream_from_template(self, stream):
+            raise RuntimeError("muxer refused the stream")
+
+    with pytest.raises(RuntimeError, match="muxer refused"):
+        AudioCopier(long_audio, BrokenOutput())
+    assert len(opened) == 1 and opened[0].closed

@@ -205,3 +205,12 @@ def test_batch_on_every_visible_gpu(tmp_path, make_video, model, capsys):
     assert sorted(os.listdir(out)) == sorted(c.name for c in clips)
     assert all(_frames(out / c.name) == 6 for c in clips)
     assert "on cuda:0" in capsys.readouterr().err
+
+
+def test_bad_encoder_settings_fail_once_before_any_file(tmp_path, make_video, model, capsys):
+    a = make_video(tmp_path / "a.mp4", n_frames=2, size=(32, 32), audio=False)
+    b = make_video(tmp_path / "b.mp4", n_frames=2, size=(32, 32), audio=False)
+    assert _run(a, b, "-m", model, "-o", tmp_path / "o", "--device", "cpu", "--preset", "warp-speed") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--preset" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()

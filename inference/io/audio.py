@@ -37,6 +37,19 @@ class AudioCopier:
 
         self.origin, self.end, self.trim = origin, end, trim
         self.input = av.open(str(src))
+        try:
+            self._add_streams(src, output)
+        except BaseException:
+            self.input.close()  # Nothing else will: the caller never gets this object.
+            raise
+        self.output = output
+        self._packets = self._iter() if self.streams else iter(())
+        self._pending = None
+        self.copied = 0
+        self.demuxed = 0  # Packets read from the input, copied or not.
+
+    def _add_streams(self, src: str | Path, output) -> None:
+        """One output stream per input audio stream whose codec the output container accepts."""
         self.streams = {}
         for stream in self.input.streams.audio:
             name = stream.codec_context.name
@@ -51,11 +64,6 @@ class AudioCopier:
                 )
                 continue
             self.streams[stream.index] = output.add_stream_from_template(stream)
-        self.output = output
-        self._packets = self._iter() if self.streams else iter(())
-        self._pending = None
-        self.copied = 0
-        self.demuxed = 0  # Packets read from the input, copied or not.
 
     def _seek_to_origin(self) -> None:
         """Skip the file's head when trimming, instead of demuxing every packet before ``origin``."""

@@ -203,11 +203,17 @@ class VideoSource:
             self.decoded += 1
         self.close()
 
+    def _filter(self) -> str:
+        """The resize filter of the project's one resize policy (:func:`inference.io.image_reader.resize_image`):
+        area averaging when shrinking, bicubic when enlarging."""
+        in_w, in_h = self.info.input_size
+        return "AREA" if self.info.width * self.info.height <= in_w * in_h else "BICUBIC"
+
     def _planes(self, frame) -> np.ndarray:
         """I420 planes ``uint8 [H * 3 / 2, W]`` at the target size (swscale only to resize or to unpack nv12)."""
         if self._scaled or frame.format.name == "nv12":
             fmt = "yuvj420p" if frame.format.name == "yuvj420p" else "yuv420p"
-            frame = frame.reformat(self.info.width, self.info.height, format=fmt, interpolation="AREA")
+            frame = frame.reformat(self.info.width, self.info.height, format=fmt, interpolation=self._filter())
         return frame.to_ndarray()
 
     def _rgb(self, frame) -> np.ndarray:
@@ -218,7 +224,7 @@ class VideoSource:
             "src_color_range": "JPEG" if self.colour.full_range else "MPEG",
         }
         if self._scaled:
-            return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA", **colour)
+            return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=self._filter(), **colour)
         arr = frame.to_ndarray(format="rgb24", **colour)
         return np.ascontiguousarray(arr[:h, :w]) if arr.shape[:2] != (h, w) else arr
 
