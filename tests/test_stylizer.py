@@ -12,7 +12,8 @@ from torch import nn
 from inference.artifact import save_artifact
 from inference.errors import ArtifactError, UserError
 from inference.networks import build_network
-from inference.stylizer import Stylizer, resolve_precision
+from inference.precision import resolve_precision
+from inference.stylizer import Stylizer
 
 
 @pytest.fixture
