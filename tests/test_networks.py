@@ -143,13 +143,15 @@ def test_bad_input_shape_is_rejected(shape: tuple[int, ...]) -> None:
 
 def test_identity_returns_its_input() -> None:
     net = build_network("identity")
-    assert net.config == {} and list(net.state_dict()) == [] and build_network(net.name, **net.config).name == "identity"
+    assert net.config == {} and list(net.state_dict()) == []
+    assert build_network(net.name, **net.config).name == "identity"
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.rand(2, 3, 9, 14).to(dtype)
         before = x.clone()
         out, feats = net(x, return_features=True)
         assert torch.equal(out, before) and out.dtype == dtype
-        assert feats.shape == (2, 3, 3, 4) and torch.allclose(feats[:, :, 0, 0], x[:, :, :4, :4].float().mean((2, 3)).to(dtype))
+        assert feats.shape == (2, 3, 3, 4)
+        assert torch.allclose(feats[:, :, 0, 0].float(), x[:, :, :4, :4].float().mean((2, 3)), atol=1e-2)
         assert torch.equal(x, before)
     with pytest.raises(ValueError, match="expected a float tensor"):
         net(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
