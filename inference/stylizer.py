@@ -315,7 +315,7 @@ class Stylizer:
             with spans.span("colour"):
                 x = self._to_network_input(batch, yuv_in)
             with spans.span("network"):
-                y = self._run_network(x)
+                y = self.run_network(x)
             with spans.span("colour back"):
                 if yuv_out is not None:
                     return rgb_to_i420(y, yuv_out)
@@ -335,8 +335,16 @@ class Stylizer:
             x = batch.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def _run_network(self, x: torch.Tensor) -> torch.Tensor:
-        """The network, then colour preservation and strength; never modifies ``x``."""
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone as this Stylizer runs it (backend, precision, layout, compile), then colour preservation
+        and strength. This is what "model only" benchmarks time.
+
+        Args:
+            x: Float ``[B, 3, H, W]`` RGB in [0, 1] on the Stylizer's device, in ``self.dtype``; not modified.
+
+        Returns:
+            ``[B, 3, H, W]`` RGB in [0, 1].
+        """
         if self._compile_mode == "reduce-overhead":
             # CUDA graphs: each call starts a new step; the output lives in the graph's memory, which the next
             # replay overwrites, so it is cloned before anything else reads it.
