@@ -133,7 +133,10 @@ class CudaEngine:
         try:
             self._launch(slot, arrays, n, compute)
         except BaseException:
-            self.free.appendleft(slot)  # nothing of this batch is in flight once the launch raised
+            # The upload (and part of the compute) may already be queued: let it finish before the slot's buffers
+            # are handed out again. This is the error path (e.g. out of memory), so a full wait costs nothing.
+            torch.cuda.synchronize(self.device)
+            self.free.appendleft(slot)
             raise
         slot.metas = metas
         self.busy.append(slot)

@@ -320,7 +320,7 @@ class Stylizer:
                 if yuv_out is not None:
                     return rgb_to_i420(y, yuv_out)
                 if float_dtype is not None:
-                    return y.to(float_dtype)
+                    return y.to(float_dtype, copy=True)  # never the caller's own tensor (identity, strength 0)
                 return y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
     def _to_network_input(self, batch: torch.Tensor, yuv_in: YuvSpec | None) -> torch.Tensor:

@@ -363,3 +363,9 @@ def test_auto_precision_runs_the_parity_check(artifact):
     assert report.reason == "parity check" and "fp16" in report.errors
     assert all(np.isfinite(e) and e >= 0 for e in report.errors.values())
     assert st.dtype == {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[report.chosen]
+
+
+def test_tensors_never_returns_the_callers_tensor():
+    x = torch.rand(2, 3, 8, 10)
+    out = Stylizer(build_network("identity"), device="cpu").tensors(x)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
