@@ -332,8 +332,10 @@ def test_cuda_yuv_path_pools_and_timing(artifact, make_image):
     assert [m for _, m in kept] == list(range(11))
     for (a, _), (b, _) in zip(kept, expected, strict=True):  # frames kept across 6 batches and 3 slots are intact
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    for stage in ("upload", "colour", "network", "colour back", "download"):
+    # The identity network launches no kernel, so its "network" span may read 0; every other stage moves data.
+    for stage in ("upload", "colour", "colour back", "download"):
         assert clock.busy[stage] > 0.0, stage
+    assert clock.busy["decode"] == clock.busy["encode"] == 0.0  # host stages are the caller's to time
     out = gpu.tensors(torch.from_numpy(planes).cuda(), yuv_in=spec)
     assert out.device.type == "cuda" and out.shape == (11, 64, 96, 3)
 
