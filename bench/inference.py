@@ -1,8 +1,10 @@
 """Model-only inference benchmark: frames/s and peak memory of each style network.
 
-Grid: networks x frame sizes (640x360, 1280x720, 1920x1080) x batch sizes x precision (fp32 / fp16 / bf16) x
-channels_last off/on x ``torch.compile`` off/on, on every device present. "Model only" means a random input
-already on the device in the right dtype and memory format; decoding, uint8 conversion and encoding are not
+Grid: networks (johnson, light, identity) x frame sizes (640x360, 1280x720, 1920x1080) x batch sizes x precision
+(fp32 / fp16 / bf16) x backend x channels_last off/on x ``torch.compile`` off/on, on every device present. "Model
+only" means a random input already on the device in the right dtype and memory format, run through
+``Stylizer.run_network`` of a Stylizer configured as an end-to-end run would be (same backend: ONNX Runtime on the
+CPU where the Stylizer picks it; same precision and layout). Decoding, colour conversion, copies and encoding are not
 counted (``bench/video.py`` measures those end to end).
 
 Usage (from the repository root)::
@@ -14,9 +16,10 @@ Usage (from the repository root)::
 Each device's rows go to ``bench/results/inference-<device>.json`` (written after every row, so an interrupted
 run keeps what it measured) and a table is printed. Other benchmarks reuse :func:`measure_model_fps`.
 
-Timing: warm-up calls (which also trigger compilation), then timed calls until both a minimum time and a minimum
-number of calls are reached; on CUDA the clock is read after ``torch.cuda.synchronize``. frames/s = batch x calls /
-seconds. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the timed calls (weights, input,
+Timing: warm-up calls (which also trigger compilation), then ``--repeats`` (at least 3) timed repetitions, each
+until both a minimum time and a minimum number of calls are reached; on CUDA the clock is read after
+``torch.cuda.synchronize``. frames/s = batch x calls / seconds; a row reports the median over the repetitions and
+their range (min-max). Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the timed calls (weights, input,
 activations; reset after warm-up, so cuDNN's one-off autotuning workspaces are excluded); on the CPU the growth of
 the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` where the kernel allows, else
 ``ru_maxrss``, which can only report a new process-wide peak).
@@ -35,9 +38,11 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -46,6 +51,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from inference.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
+from inference.stylizer import Stylizer  # noqa: E402
 
 SIZES = {"640x360": (360, 640), "1280x720": (720, 1280), "1920x1080": (1080, 1920)}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -87,6 +93,64 @@ def cpu_supports(precision: str, full: bool = False) -> tuple[bool, str]:
     return True, ""
 
 
+def _base_row(net: nn.Module, device: torch.device, height: int, width: int, batch: int, **config: Any) -> dict:
+    return {
+        "network": getattr(net, "name", type(net).__name__), "device": str(device), "size": f"{width}x{height}",
+        "batch": batch, **config, "fps": None, "fps_min": None, "fps_max": None, "repeats": [],
+        "ms_per_batch": None, "peak_mem_mb": None, "iters": 0, "status": "ok", "note": "",
+    }  # fmt: skip
+
+
+class _CpuPeak:
+    """Growth of the process's peak resident set over one measurement (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.rss_before = _proc_status_kb("VmRSS")
+        self.hwm_reset = _reset_cpu_peak()
+        self.maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def result(self) -> tuple[float, str]:
+        """``(peak MB, note)``."""
+        if self.hwm_reset and self.rss_before is not None:
+            return max(0, (_proc_status_kb("VmHWM") or 0) - self.rss_before) / 1024, ""
+        # ru_maxrss only grows: a row that does not exceed an earlier peak reports 0 growth.
+        growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.maxrss_before) / 1024
+        return growth, "peak RSS growth over the process's earlier peak"
+
+
+def _time_calls(run, device: torch.device, min_time: float, min_iters: int, max_iters: int) -> tuple[int, float]:
+    """Call ``run()`` until ``min_time`` seconds and ``min_iters`` calls are both reached; ``(calls, seconds)``.
+
+    On CUDA the clock is read after a synchronisation, every few calls only, so checking it does not drain the
+    launch queue.
+    """
+    cuda = device.type == "cuda"
+    chunk = 5 if cuda else 1
+    iters, elapsed, start = 0, 0.0, time.perf_counter()
+    while iters < max_iters and (elapsed < min_time or iters < min_iters):
+        for _ in range(chunk):
+            run()
+        iters += chunk
+        if cuda:
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+    return iters, elapsed
+
+
+def _network_runner(net: nn.Module, device: torch.device, precision: str, channels_last: bool, compile: bool,
+                    backend: str) -> tuple[Stylizer, str]:  # fmt: skip
+    """A Stylizer over a copy of ``net`` configured like an end-to-end run, and the backend it resolved."""
+    if compile:
+        # Every row compiles a fresh copy of the same forward code; without a reset dynamo would hit its recompile
+        # limit after a few rows and silently fall back to eager.
+        torch._dynamo.reset()
+    stylizer = Stylizer(
+        copy.deepcopy(net), device=device, precision=precision, channels_last=channels_last, compile=compile,
+        backend=backend,
+    )  # fmt: skip
+    return stylizer, stylizer.backend
+
+
 def measure_model_fps(
     net: nn.Module,
     height: int,
@@ -97,14 +161,18 @@ def measure_model_fps(
     channels_last: bool = False,
     compile: bool = False,
     *,
+    backend: str = "auto",
+    repeats: int = 3,
     warmup: int | None = None,
     min_time: float | None = None,
     min_iters: int | None = None,
     max_iters: int = 500,
 ) -> dict[str, Any]:
-    """Model-only throughput and peak memory of one configuration.
+    """Model-only throughput and peak memory of one configuration, run exactly as the Stylizer runs it.
 
-    The caller's network is not changed: a copy is moved to the device, dtype and memory format.
+    The network goes through :meth:`inference.stylizer.Stylizer.run_network` of a Stylizer built with the same
+    device, precision, layout, compile and backend options as an end-to-end run (so on the CPU ``backend="auto"``
+    measures ONNX Runtime where the Stylizer would use it). The caller's network is not changed (a copy is used).
 
     Args:
         net: A style network (``[B,3,H,W]`` in [0,1] to the same shape).
@@ -112,80 +180,34 @@ def measure_model_fps(
         width: Frame width in pixels.
         batch: Frames per call.
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: weights and input are cast to it.
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (the Stylizer's choice).
         channels_last: Use the NHWC memory format for weights and input.
-        compile: Wrap the copy in ``torch.compile`` (compiled during warm-up).
+        compile: Wrap the network in ``torch.compile`` (compiled during warm-up).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"``, as for the Stylizer.
+        repeats: Timed repetitions after the warm-up (at least 3); the row reports their median and range.
         warmup: Untimed calls first (default 1 on CPU, 5 on CUDA; compile adds 2).
-        min_time: Minimum timed seconds (default 1.0 on CPU, 0.5 on CUDA).
-        min_iters: Minimum timed calls (default 2 on CPU, 10 on CUDA).
-        max_iters: Maximum timed calls.
+        min_time: Minimum timed seconds per repetition (default 1.0 on CPU, 0.5 on CUDA).
+        min_iters: Minimum timed calls per repetition (default 2 on CPU, 10 on CUDA).
+        max_iters: Maximum timed calls per repetition.
 
     Returns:
-        Dict with the configuration and ``fps`` (frames/s), ``ms_per_batch``, ``peak_mem_mb`` (see module doc),
-        ``iters``, ``status`` (``"ok"``, ``"failed"`` or ``"oom"``) and ``note``.
+        Dict with the configuration, the resolved ``backend`` and ``precision``, ``fps`` (median frames/s over the
+        repetitions), ``fps_min``, ``fps_max``, ``repeats`` (each repetition's frames/s), ``ms_per_batch`` (median),
+        ``peak_mem_mb`` (see module doc), ``iters``, ``status`` (``"ok"``, ``"failed"`` or ``"oom"``) and ``note``.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
     warmup = (5 if cuda else 1) + (2 if compile else 0) if warmup is None else warmup
     min_time = (0.5 if cuda else 1.0) if min_time is None else min_time
     min_iters = (10 if cuda else 2) if min_iters is None else min_iters
-    row: dict[str, Any] = {
-        "network": getattr(net, "name", type(net).__name__),
-        "device": str(device),
-        "size": f"{width}x{height}",
-        "batch": batch,
-        "precision": precision,
-        "channels_last": channels_last,
-        "compile": compile,
-        "fps": None,
-        "ms_per_batch": None,
-        "peak_mem_mb": None,
-        "iters": 0,
-        "status": "ok",
-        "note": "",
-    }
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    dtype = DTYPES[precision]
+    row = _base_row(net, device, height, width, batch, precision=precision, channels_last=channels_last,
+                    compile=compile, backend=backend)  # fmt: skip
     try:
-        model = copy.deepcopy(net).eval().requires_grad_(False).to(device=device, dtype=dtype, memory_format=fmt)
-        if compile:
-            # Every row compiles a fresh copy of the same forward code; without a reset dynamo would hit its
-            # recompile limit after a few rows and silently fall back to eager.
-            torch._dynamo.reset()
-        runner = torch.compile(model) if compile else model
-        x = torch.rand(batch, 3, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        if not cuda:
-            rss_before = _proc_status_kb("VmRSS")
-            hwm_reset = _reset_cpu_peak()
-            maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        with torch.inference_mode():
-            for _ in range(warmup):
-                runner(x)
-            if cuda:
-                # Reset after warm-up: cuDNN's one-off autotuning workspaces are not steady-state memory.
-                torch.cuda.synchronize(device)
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            iters, start = 0, time.perf_counter()
-            elapsed = 0.0
-            # On CUDA, synchronise every few calls only, so the clock check does not drain the launch queue.
-            chunk = 5 if cuda else 1
-            while iters < max_iters and (elapsed < min_time or iters < min_iters):
-                for _ in range(chunk):
-                    runner(x)
-                iters += chunk
-                if cuda:
-                    torch.cuda.synchronize(device)
-                elapsed = time.perf_counter() - start
-        row.update(iters=iters, fps=batch * iters / elapsed, ms_per_batch=1000 * elapsed / iters)
-        if cuda:
-            row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        elif hwm_reset and rss_before is not None:
-            row["peak_mem_mb"] = max(0, (_proc_status_kb("VmHWM") or 0) - rss_before) / 1024
-        else:
-            # ru_maxrss only grows: a row that does not exceed an earlier peak reports 0 growth.
-            row["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before) / 1024
-            row["note"] = "peak RSS growth over the process's earlier peak"
+        stylizer, row["backend"] = _network_runner(net, device, precision, channels_last, compile, backend)
+        row["precision"] = stylizer.precision_report.chosen
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.rand(batch, 3, height, width, device=device, dtype=stylizer.dtype).contiguous(memory_format=fmt)
+        _measure(row, lambda: stylizer.run_network(x), device, warmup, max(3, repeats), min_time, min_iters, max_iters)
     except torch.cuda.OutOfMemoryError:
         row.update(status="oom", note="CUDA out of memory")
     except Exception as exc:  # compile and backend failures become a row note, never a crash of the whole grid
@@ -195,6 +217,30 @@ def measure_model_fps(
         if cuda:
             torch.cuda.empty_cache()
     return row
+
+
+def _measure(row: dict, run, device: torch.device, warmup: int, repeats: int, *limits: float) -> None:
+    """Warm up, then time ``repeats`` repetitions of ``run`` into ``row`` (median and range), with peak memory."""
+    cuda = device.type == "cuda"
+    peak = None if cuda else _CpuPeak()
+    with torch.inference_mode():
+        for _ in range(warmup):
+            run()
+        if cuda:
+            # Reset after warm-up: cuDNN's one-off autotuning workspaces are not steady-state memory.
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        timings = [_time_calls(run, device, *limits) for _ in range(repeats)]
+    fps = sorted(row["batch"] * iters / seconds for iters, seconds in timings)
+    row.update(
+        fps=statistics.median(fps), fps_min=fps[0], fps_max=fps[-1], repeats=fps, iters=sum(i for i, _ in timings),
+        ms_per_batch=statistics.median(1000 * seconds / iters for iters, seconds in timings),
+    )  # fmt: skip
+    if cuda:
+        row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        row["peak_mem_mb"], row["note"] = peak.result()
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -226,19 +272,20 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def _fmt(row: dict[str, Any]) -> str:
-    fps = f"{row['fps']:9.1f}" if row["fps"] is not None else f"{'-':>9}"
-    ms = f"{row['ms_per_batch']:9.1f}" if row["ms_per_batch"] is not None else f"{'-':>9}"
-    mem = f"{row['peak_mem_mb']:8.0f}" if row["peak_mem_mb"] is not None else f"{'-':>8}"
+    def num(key: str, width: int, digits: int = 1) -> str:
+        return f"{row[key]:{width}.{digits}f}" if row.get(key) is not None else f"{'-':>{width}}"
+
+    spread = f"{num('fps_min', 7)}-{num('fps_max', 7).strip():<7}" if row.get("fps_min") is not None else f"{'-':>15}"
     return (
         f"{row['network']:8} {row['device']:5} {row['size']:>9} {row['batch']:>3} {row['precision']:5} "
-        f"{'on' if row['channels_last'] else 'off':>3} {'on' if row['compile'] else 'off':>4} "
-        f"{fps} {ms} {mem}  {row['status']:7} {row['note']}"
+        f"{row['backend']:11} {'on' if row['channels_last'] else 'off':>3} {'on' if row['compile'] else 'off':>4} "
+        f"{num('fps', 9)} {spread} {num('ms_per_batch', 9)} {num('peak_mem_mb', 8, 0)}  {row['status']:7} {row['note']}"
     )
 
 
 HEADER = (
-    f"{'network':8} {'dev':5} {'size':>9} {'bat':>3} {'prec':5} {'cl':>3} {'comp':>4} "
-    f"{'frames/s':>9} {'ms/batch':>9} {'peak MB':>8}  {'status':7} note"
+    f"{'network':8} {'dev':5} {'size':>9} {'bat':>3} {'prec':5} {'backend':11} {'cl':>3} {'comp':>4} "
+    f"{'frames/s':>9} {'range':>15} {'ms/batch':>9} {'peak MB':>8}  {'status':7} note"
 )
 
 
@@ -248,16 +295,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     parser.add_argument("--devices", default=",".join(devices), help="comma-separated (default: all present)")
-    parser.add_argument("--networks", default="johnson,light", help="comma-separated registry names")
+    parser.add_argument("--networks", default="johnson,light,identity", help="comma-separated registry names")
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated WxH")
     parser.add_argument("--batches", default=None, help="comma-separated (default: 1,4 on CPU; 1,4,8,16 on CUDA)")
     parser.add_argument("--precisions", default="fp32,fp16,bf16")
+    parser.add_argument("--backends", default="auto", help="comma-separated: auto (the Stylizer's choice), torch, "
+                        "onnxruntime")  # fmt: skip
     parser.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
     parser.add_argument(
         "--compile", default=None, choices=["off", "on", "both"], help="default: off on CPU, both on CUDA"
     )
     parser.add_argument("--compile-batches", default="8", help="batch sizes that get compiled rows (default 8)")
     parser.add_argument("--compile-sizes", default="1920x1080", help="frame sizes that get compiled rows")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per row (at least 3)")
+    parser.add_argument("--min-time", type=float, default=None, help="seconds per repetition (default 1 CPU, 0.5 GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--full", action="store_true", help="CPU: do not skip rows estimated above --max-iter-s")
     parser.add_argument("--max-iter-s", type=float, default=3.0, help="CPU: skip rows estimated slower per call")
@@ -275,18 +326,52 @@ def _grid(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     compile_batches = {int(b) for b in args.compile_batches.split(",")}
     compile_sizes = set(args.compile_sizes.split(","))
     rows = []
-    for compiled in compile_modes:
-        for name in args.networks.split(","):
-            for precision in args.precisions.split(","):
-                for size in args.sizes.split(","):
-                    for batch in batches:
-                        if compiled and (batch not in compile_batches or size not in compile_sizes):
-                            continue
-                        for cl in cls:
-                            rows.append(
-                                dict(name=name, precision=precision, size=size, batch=batch, cl=cl, compile=compiled)
-                            )
+    for compiled, name, precision, backend, size, batch, cl in itertools.product(
+        compile_modes, args.networks.split(","), args.precisions.split(","), args.backends.split(","),
+        args.sizes.split(","), batches, cls,
+    ):  # fmt: skip
+        if compiled and (batch not in compile_batches or size not in compile_sizes):
+            continue
+        rows.append(dict(name=name, precision=precision, backend=backend, size=size, batch=batch, cl=cl,
+                         compile=compiled))  # fmt: skip
     return rows
+
+
+def _skip_reason(args: argparse.Namespace, device: str, spec: dict, elapsed: float, seconds_per_pixel: dict) -> str:
+    """Why a row is not run (empty: run it)."""
+    width, height = (int(v) for v in spec["size"].split("x"))
+    if device == "cpu" and not cpu_supports(spec["precision"], args.full)[0]:
+        return cpu_supports(spec["precision"], args.full)[1]
+    if args.time_budget is not None and elapsed > args.time_budget:
+        return f"skipped: time budget {args.time_budget:.0f} s spent"
+    key = (spec["name"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
+    if device == "cpu" and not args.full and key in seconds_per_pixel:
+        estimate = seconds_per_pixel[key] * width * height * spec["batch"]
+        if estimate > args.max_iter_s:
+            return f"skipped: estimated {estimate:.1f} s per call (run with --full)"
+    return ""
+
+
+def _run_row(args: argparse.Namespace, device: str, spec: dict, net: nn.Module, skip: str) -> dict[str, Any]:
+    width, height = (int(v) for v in spec["size"].split("x"))
+    config = dict(precision=spec["precision"], channels_last=spec["cl"], compile=spec["compile"])
+    if skip:
+        row = _base_row(net, torch.device(device), height, width, spec["batch"], backend=spec["backend"], **config)
+        row.update(status="skipped", note=skip)
+        return row
+    row = measure_model_fps(
+        net, height, width, spec["batch"], device, backend=spec["backend"], repeats=args.repeats,
+        min_time=args.min_time, **config,
+    )  # fmt: skip
+    if device == "cpu" and row["status"] == "ok" and not row["note"]:
+        row["note"] = cpu_supports(spec["precision"], args.full)[1]
+    return row
+
+
+def _write(record: dict[str, Any], out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out)
 
 
 def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
@@ -297,7 +382,7 @@ def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
     nets = {name: build_network(name) for name in args.networks.split(",")}
     record: dict[str, Any] = {
-        "benchmark": "inference (model only)",
+        "benchmark": "inference (model only, through Stylizer.run_network)",
         "machine": machine_info(device),
         "networks": {
             n: {"params": count_parameters(m), "flops_per_pixel": flops_per_pixel(m), "config": m.config}
@@ -305,47 +390,24 @@ def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
         },
         "rows": [],
     }
-    seconds_per_pixel: dict[tuple, float] = {}  # per (network, precision, cl, compile): for CPU skip estimates
+    seconds_per_pixel: dict[tuple, float] = {}  # per (network, precision, backend, cl, compile): CPU skip estimates
     start = time.perf_counter()
-    print(
-        f"\n== {device}: {record['machine'].get('gpu', record['machine']['cpu'])}, "
-        f"{record['machine']['torch_threads']} torch threads"
-    )
+    print(f"\n== {device}: {record['machine'].get('gpu', record['machine']['cpu'])}, "
+          f"{record['machine']['torch_threads']} torch threads")  # fmt: skip
     print(HEADER)
     for spec in _grid(args, device):
-        width, height = (int(v) for v in spec["size"].split("x"))
-        key = (spec["name"], spec["precision"], spec["cl"], spec["compile"])
-        skip = ""
-        if device == "cpu" and not cpu_supports(spec["precision"], args.full)[0]:
-            skip = cpu_supports(spec["precision"], args.full)[1]
-        elif args.time_budget is not None and time.perf_counter() - start > args.time_budget:
-            skip = f"skipped: time budget {args.time_budget:.0f} s spent"
-        elif device == "cpu" and not args.full and key in seconds_per_pixel:
-            estimate = seconds_per_pixel[key] * width * height * spec["batch"]
-            if estimate > args.max_iter_s:
-                skip = f"skipped: estimated {estimate:.1f} s per call (run with --full)"
-        if skip:
-            row = {
-                "network": spec["name"], "device": device, "size": spec["size"], "batch": spec["batch"],
-                "precision": spec["precision"], "channels_last": spec["cl"], "compile": spec["compile"],
-                "fps": None, "ms_per_batch": None, "peak_mem_mb": None, "iters": 0, "status": "skipped", "note": skip,
-            }  # fmt: skip
-        else:
-            row = measure_model_fps(
-                nets[spec["name"]], height, width, spec["batch"], device, spec["precision"], spec["cl"], spec["compile"]
-            )
-            if device == "cpu" and row["status"] == "ok":
-                seconds_per_pixel[key] = row["ms_per_batch"] / 1000 / (width * height * spec["batch"])
-                if not row["note"]:
-                    row["note"] = cpu_supports(spec["precision"], args.full)[1]
+        skip = _skip_reason(args, device, spec, time.perf_counter() - start, seconds_per_pixel)
+        row = _run_row(args, device, spec, nets[spec["name"]], skip)
+        if device == "cpu" and row["status"] == "ok":
+            width, height = (int(v) for v in spec["size"].split("x"))
+            key = (spec["name"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
+            seconds_per_pixel[key] = row["ms_per_batch"] / 1000 / (width * height * spec["batch"])
         print(_fmt(row), flush=True)
         record["rows"].append(row)
         record["wall_s"] = round(time.perf_counter() - start, 1)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, out)
+        _write(record, out)
     record["machine"]["loadavg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out.write_text(json.dumps(record, indent=1))
+    _write(record, out)
     print(f"wrote {out} ({record['wall_s']} s)")
     return record["rows"]
 

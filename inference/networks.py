@@ -17,6 +17,7 @@ Networks:
   followed by a convolution instead of fractionally-strided convolutions, Odena et al. 2016).
 * ``light``: a real-time CPU variant working at 1/8 resolution with depthwise-separable residual blocks.
 * ``tiny``: a very small ``johnson`` for tests.
+* ``identity``: no parameters, output equal to input; it measures what a pipeline costs around the network.
 """
 
 from __future__ import annotations
@@ -202,9 +203,8 @@ class LightNet(StyleNetwork):
 
     stride = 8
 
-    # Defaults measured on the 2-core development CPU at 640x360, batch 1, fp32, 2 threads: about 17-23 frames/s
-    # (johnson: about 1 in the same runs). (32, 64, 128) x 5 ran at about 14 and (16, 32, 64) x 4 at about 30; this
-    # keeps a 2x margin over the 10 frames/s target while giving the trunk 96 channels to hold a style.
+    # The defaults trade speed for capacity: narrower trunks ran faster on a 2-core CPU but hold less of a style;
+    # bench/inference.py and the README have the measured frame rates.
     def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5) -> None:
         c1, c2, c3 = _channels(channels, 3)
         if int(num_residual) < 0:
@@ -238,6 +238,29 @@ class LightNet(StyleNetwork):
     def _forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.up_quarter(self.residual(self.encoder(x)))
         return self.up_half(features), features
+
+
+@register_network("identity")
+class IdentityNet(StyleNetwork):
+    """No parameters; the output is the input. It runs every stage of a pipeline except a real network, so the
+    pipeline's own cost can be measured on any machine (``bench/video.py``, ``stylize-video --stats``)."""
+
+    stride = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, F.avg_pool2d(x, 4, ceil_mode=True)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x`` itself (``[B, 3, H, W]`` float in [0, 1]; not copied, so callers must not modify the result in
+        place), and with ``return_features`` its 4x4 average pool ``[B, 3, ceil(H/4), ceil(W/4)]``."""
+        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            raise ValueError(f"expected a float tensor [B, 3, H, W], got {tuple(x.shape)} {x.dtype}")
+        return self._forward_padded(x) if return_features else x
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -1,23 +1,33 @@
 """Run a style network through ONNX Runtime on the CPU, and the ONNX export it needs.
 
-On a 2-core CPU ONNX Runtime ran the ``light`` network at 18-38 frames/s against 13-14 for eager PyTorch (max
-difference 2e-6), so :class:`~inference.stylizer.Stylizer` uses it on the CPU when it is installed. ``onnx`` and
-``onnxruntime`` are optional: they are imported lazily here, and :func:`available` says whether both import.
+ONNX Runtime ran the CPU networks faster than eager PyTorch (bench/results and the README have the figures), so
+:class:`~inference.stylizer.Stylizer` uses it on the CPU when it is installed. ``onnx`` and ``onnxruntime`` are
+optional: they are imported lazily here, and :func:`available` says whether both import.
 
-:func:`export_onnx_model` is also what ``styletrain export -o OUT.onnx`` writes (one exporter, not two).
+Exports of artifacts are cached on disk, keyed by the artifact's sha256 (:func:`cached_session`), so a start-up does
+not trace the network again. :func:`export_onnx_model` is also what ``styletrain export -o OUT.onnx`` writes (one
+exporter, not two).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import warnings
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from inference.atomic import atomic_output
+from inference.errors import MediaError
+
+log = logging.getLogger(__name__)
 
 #: Input size the graph is traced with (H and W stay dynamic); at least twice every network's stride.
 EXAMPLE_SIZE = (64, 96)
@@ -65,12 +75,14 @@ def export_onnx_model(net: nn.Module, f: str | os.PathLike[str] | IO[bytes]) -> 
         f: Destination file path or binary file object (e.g. :class:`io.BytesIO`).
     """
     net = getattr(net, "_orig_mod", net).eval().float().cpu()
+    # Stride 1 (identity) needs no padding, and the network's own forward has no size arithmetic to freeze.
+    graph = DynamicPadCrop(net) if int(net.stride) > 1 else net
     dynamic = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about the (checked) size arithmetic
         # The TorchScript-based exporter: the dynamo one needs onnxscript and is not needed for these ops.
         torch.onnx.export(
-            DynamicPadCrop(net),
+            graph,
             (torch.rand(1, 3, *EXAMPLE_SIZE),),
             f,
             input_names=["image"],
@@ -108,6 +120,45 @@ def make_session(model: bytes | str | os.PathLike[str], threads: int | None = No
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def cache_dir() -> Path:
+    """Where exports are cached: ``$STYLETRAIN_ONNX_CACHE`` if set, else ``$XDG_CACHE_HOME/styletrain/onnx``, else
+    ``~/.cache/styletrain/onnx``."""
+    if os.environ.get("STYLETRAIN_ONNX_CACHE"):
+        return Path(os.environ["STYLETRAIN_ONNX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "styletrain" / "onnx"
+
+
+def cached_session(net: nn.Module, key: str, threads: int | None = None) -> Any:
+    """A session for ``net``, exporting it only when the cache has no valid entry for ``key``.
+
+    Args:
+        net: The network (exported on a cache miss).
+        key: Hex digest identifying the weights (the artifact file's sha256).
+        threads: As for :func:`make_session`.
+
+    A corrupt or unreadable entry is rebuilt; a cache folder that cannot be written only costs the export next time
+    (logged). Entries are written atomically, so a crash never leaves a half-written model behind.
+    """
+    if not re.fullmatch(r"[0-9a-f]{16,128}", key):
+        raise ValueError(f"cache key must be a hex digest, got {key!r}")
+    path = cache_dir() / f"{key}-opset{OPSET}.onnx"
+    if path.is_file():
+        try:
+            return make_session(path, threads)
+        except Exception as exc:  # ORT raises its own exception types for invalid models
+            log.warning("ONNX cache entry %s is unreadable (%s); exporting again", path, type(exc).__name__)
+    model = onnx_bytes(net)
+    session = make_session(model, threads)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path, suffix=".onnx") as tmp:
+            tmp.write_bytes(model)
+    except (OSError, MediaError) as exc:
+        log.warning("cannot cache the ONNX export in %s (%s)", path.parent, exc)
+    return session
+
+
 class OrtNetwork:
     """A torch style network exported once and run by ONNX Runtime; called like the network.
 
@@ -115,15 +166,20 @@ class OrtNetwork:
         net: The torch network (kept: it still runs inputs smaller than ``2 * net.stride``, which the exported
             graph pads differently).
         threads: Intra-op threads (default ``torch.get_num_threads()``).
+        cache_key: The weights' identity (an artifact's sha256): reuse or write the on-disk export cache
+            (:func:`cached_session`); ``None`` exports into memory.
 
     Raises:
         ImportError: ``onnx``/``onnxruntime`` missing. Any exporter error propagates (the caller may fall back).
     """
 
-    def __init__(self, net: nn.Module, threads: int | None = None) -> None:
+    def __init__(self, net: nn.Module, threads: int | None = None, cache_key: str | None = None) -> None:
         self.net = getattr(net, "_orig_mod", net).eval().float().cpu()
         self.stride = int(self.net.stride)
-        self.session = make_session(onnx_bytes(self.net), threads)
+        if cache_key is None:
+            self.session = make_session(onnx_bytes(self.net), threads)
+        else:
+            self.session = cached_session(self.net, cache_key, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Stylize ``x``: float32 ``[B, 3, H, W]`` CPU tensor in [0, 1] (not modified) -> same shape, [0, 1]."""

@@ -1,29 +1,39 @@
-"""The Python API: :class:`Stylizer` runs a style network over images, frame iterables and whole videos.
+"""The Python API: :class:`Stylizer` runs a style network over images, frame iterables, whole videos and device
+tensors.
 
-Frames travel as ``uint8`` all the way to the device: on CUDA a batch is stacked into pinned host memory, copied
-asynchronously, and converted to float ``[B, 3, H, W]`` (channels_last, fp16/bf16) on the GPU; the result is
-converted back to ``uint8 [B, H, W, 3]`` on the GPU and copied out asynchronously while the next batch runs.
+Frames travel as ``uint8`` (RGB, or I420 planes at 1.5 bytes per pixel) all the way to the device, where they are
+converted to float RGB, stylized, and converted back to ``uint8``. How batches are scheduled (synchronously, or on
+CUDA with reused pinned buffers, copy streams and several batches in flight) is :mod:`inference.engines`; how the
+precision is chosen (on CUDA by a parity check against fp32) is :mod:`inference.precision`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
+from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
+from inference.precision import DTYPES, choose_precision
 from inference.stages import StageClock
+
+if TYPE_CHECKING:
+    from inference.artifact import ArtifactMetadata
 
 log = logging.getLogger(__name__)
 
-_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Batches in flight on CUDA: one uploading, one computing, one downloading.
+CUDA_BATCHES_IN_FLIGHT = 3
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,48 +55,39 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``"auto"``: fp16 on CUDA, fp32 elsewhere. fp16/bf16 are refused on the CPU, where they are slow or absent."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in _PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
-    dtype = _PRECISIONS[precision]
-    if dtype != torch.float32 and device.type == "cpu":
-        raise UserError(f"precision {precision} needs a GPU; use fp32 on the CPU")
-    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("precision bf16 is not supported by this GPU; use fp16")
-    return dtype
-
-
-@dataclass
-class _Pending:
-    """A launched batch whose result is still being computed or copied to the host."""
-
-    host: torch.Tensor  # uint8 [B, H, W, 3]
-    event: Any  # torch.cuda.Event or None
-    metas: list
-
-
 class Stylizer:
     """Apply a style network to frames.
 
+    Constructing a Stylizer changes no global state (cuDNN autotuning, thread counts and the like are the
+    application's choice; ``stylize-video`` sets them).
+
     Args:
-        network: A style network: float ``[B, 3, H, W]`` RGB in [0, 1] in, same out.
+        network: A style network: float ``[B, 3, H, W]`` RGB in [0, 1] in, same out. Moved to the device and dtype.
         device: ``"auto"`` (cuda, then mps, then cpu), or any torch device string.
-        precision: ``"auto"`` (fp16 on CUDA, fp32 otherwise), ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"``: on CUDA the lowest precision that passes a
+            parity check against fp32 at load time (see :mod:`inference.precision`), fp32 elsewhere. How it was
+            chosen is in :attr:`precision_report`.
         batch_size: Frames per forward pass; halved automatically when CUDA runs out of memory. ``None`` (auto):
-            8 on CUDA, 1 elsewhere: on a 2-core CPU batch 1 ran faster per frame than batch 4 (light 640x360:
-            18.6 vs 15.1 frames/s; 1280x720: 4.5 vs 1.9), since a CPU gains nothing from wider launches.
-        channels_last: Run convolutions in NHWC layout. Off by default: bench/inference.py measured it slower in
-            eager mode on an H100 (johnson 1080p bf16: 56 vs 86 frames/s) and no faster on a 2-core CPU.
-        compile: Wrap the network in ``torch.compile`` (slow first batch, faster afterwards).
+            8 on CUDA, 1 elsewhere (a CPU gains nothing from wider batches; bench/inference.py measures both).
+        channels_last: Run convolutions in NHWC layout (off by default; whether it is faster depends on the
+            device and network: bench/inference.py measures it).
+        compile: Wrap the network in ``torch.compile``: ``True`` for the default mode, or a mode name
+            (``"reduce-overhead"`` uses CUDA graphs). Opt-in: slow first batch; whether it pays off is measured by
+            bench/inference.py, not assumed.
         strength: 1 is the full style, 0 the original frame; values in between blend.
         preserve_color: Keep the input's colours, take only the luminance from the style.
         backend: ``"torch"``, ``"onnxruntime"`` (CPU, fp32 only; needs the ``onnxruntime`` and ``onnx`` packages)
-            or ``"auto"``: ONNX Runtime when the device is the CPU, precision fp32, ``compile`` off and the packages
-            import, else torch. ONNX Runtime ran ``light`` at 18-38 frames/s against 13-14 for eager PyTorch on a
-            2-core CPU. If the export fails in auto mode, a warning is logged and torch is used.
+            or ``"auto"``: ONNX Runtime when the device is the CPU, precision fp32, ``compile`` off, the network has
+            parameters and the packages import, else torch. If the export fails in auto mode, a warning is logged
+            and torch is used.
+        metadata: The artifact header the network came from (:meth:`from_artifact` sets it); ``None`` otherwise.
+        cache_key: A stable identity of the weights (the artifact's sha256): the ONNX export is then cached on disk
+            under this key (see :func:`inference.onnx_backend.cached_session`) instead of redone on every start.
+
+    Attributes:
+        metadata: As given (always present; ``None`` when not built from an artifact).
+        precision_report: A :class:`~inference.precision.PrecisionReport`: the precision, why, and the parity errors.
+        backend: ``"torch"`` or ``"onnxruntime"``, as resolved.
     """
 
     def __init__(
@@ -97,35 +98,38 @@ class Stylizer:
         precision: str = "auto",
         batch_size: int | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         strength: float = 1.0,
         preserve_color: bool = False,
         backend: str = "auto",
+        metadata: ArtifactMetadata | None = None,
+        cache_key: str | None = None,
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise UserError(f"--strength must be in [0, 1], got {strength}")
         if batch_size is not None and batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+        self.metadata = metadata
         self.device = resolve_device(device)
-        if batch_size is None:
-            batch_size = 8 if self.device.type == "cuda" else 1
-        self.dtype = resolve_precision(precision, self.device)
-        self.batch_size = int(batch_size)
+        self._cuda = self.device.type == "cuda"
+        self.batch_size = int(batch_size) if batch_size is not None else (8 if self._cuda else 1)
         self.strength = float(strength)
         self.preserve_color = bool(preserve_color)
         self.channels_last = channels_last
-        self.compiled = compile
+        self._compile_mode = _compile_mode(compile)
+        self.compiled = self._compile_mode is not None
+        self.precision_report = choose_precision(network, precision, self.device)
+        self.dtype = DTYPES[self.precision_report.chosen]
         network = network.eval().requires_grad_(False).to(self.device, self.dtype)
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # Every batch has the same shape: tune once, then reuse.
         self.network = network
-        self._forward = torch.compile(network) if compile else network
-        self._cuda = self.device.type == "cuda"
-        self.backend = self._select_backend(backend)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(network, mode=self._compile_mode) if self.compiled else network
+        )
+        self.backend = self._select_backend(backend, cache_key)
 
-    def _select_backend(self, backend: str) -> str:
+    def _select_backend(self, backend: str, cache_key: str | None) -> str:
         """Resolve ``backend`` and, for ONNX Runtime, replace ``self._forward`` with the exported network."""
         from inference import onnx_backend
 
@@ -133,31 +137,34 @@ class Stylizer:
             raise UserError(f"unknown backend {backend!r}; use auto, torch or onnxruntime")
         if backend == "torch":
             return "torch"
+        eligible = self.device.type == "cpu" and self.dtype == torch.float32 and not self.compiled
         if backend == "onnxruntime":
-            if self.device.type != "cpu" or self.dtype != torch.float32 or self.compiled:
+            if not eligible:
                 raise UserError("--backend onnxruntime runs on the CPU in fp32 without --compile; use --device cpu")
             if not onnx_backend.available():
                 raise UserError(
                     "--backend onnxruntime needs the onnxruntime and onnx packages (pip install onnx onnxruntime)"
                 )
             try:
-                self._forward = onnx_backend.OrtNetwork(self.network)
+                self._forward = onnx_backend.OrtNetwork(self.network, cache_key=cache_key)
             except Exception as exc:  # the exporter raises many types
                 raise UserError(
                     f"ONNX export of the network failed ({type(exc).__name__}); use --backend torch"
                 ) from None
             return "onnxruntime"
-        if self.device.type != "cpu" or self.dtype != torch.float32 or self.compiled or not onnx_backend.available():
+        # A network without parameters (identity) has nothing for ONNX Runtime to speed up.
+        has_weights = next(self.network.parameters(), None) is not None
+        if not (eligible and has_weights and onnx_backend.available()):
             return "torch"
         try:
-            self._forward = onnx_backend.OrtNetwork(self.network)
+            self._forward = onnx_backend.OrtNetwork(self.network, cache_key=cache_key)
         except Exception as exc:  # the exporter raises many types; torch still runs the network
             log.warning("ONNX export failed, using PyTorch instead (%s: %s)", type(exc).__name__, str(exc)[:200])
             return "torch"
         return "onnxruntime"
 
     @classmethod
-    def from_artifact(cls, path: str, **kwargs: Any) -> Stylizer:
+    def from_artifact(cls, path: str | Path, **kwargs: Any) -> Stylizer:
         """Load an exported ``.safetensors`` artifact (see :func:`inference.artifact.load_artifact`).
 
         Args:
@@ -167,9 +174,9 @@ class Stylizer:
         from inference.artifact import load_artifact
 
         artifact = load_artifact(path, device="cpu")
-        stylizer = cls(artifact.network, **kwargs)
-        stylizer.metadata = artifact.metadata
-        return stylizer
+        with open(artifact.path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        return cls(artifact.network, metadata=artifact.metadata, cache_key=digest, **kwargs)
 
     # ----------------------------------------------------------------------------------------------- public API
     def image(self, array: np.ndarray) -> np.ndarray:
@@ -208,6 +215,36 @@ class Stylizer:
 
         return stylize_file(self, src, dst, **options)
 
+    def tensors(
+        self, batch: torch.Tensor, *, yuv_in: YuvSpec | None = None, yuv_out: YuvSpec | None = None
+    ) -> torch.Tensor:
+        """Stylize a batch that is already a tensor (e.g. from a GPU decoder); the result stays on the device.
+
+        Work is queued on the device's current stream in chunks of ``batch_size``; nothing waits for it.
+
+        Args:
+            batch: On any device (moved to the Stylizer's): ``uint8 [B, H, W, 3]`` RGB, float ``[B, 3, H, W]`` RGB
+                in [0, 1], or with ``yuv_in`` ``uint8 [B, H * 3 / 2, W]`` I420 planes. Not modified.
+            yuv_in: The planes' matrix and range, for I420 input.
+            yuv_out: Return I420 planes in this matrix and range instead of RGB.
+
+        Returns:
+            On the Stylizer's device: I420 ``uint8 [B, H * 3 / 2, W]`` with ``yuv_out``; else float input gives
+            ``[B, 3, H, W]`` in [0, 1] in the input's dtype, and uint8 input gives ``uint8 [B, H, W, 3]``.
+
+        Raises:
+            UserError: A shape or dtype that is none of the above.
+        """
+        _check_tensor(batch, yuv_in)
+        batch = batch.to(self.device, non_blocking=True)
+        float_dtype = batch.dtype if batch.is_floating_point() else None
+        spans = Spans(None, cuda=False)
+        chunks = [
+            self._compute(batch[i : i + self.batch_size], spans, yuv_in, yuv_out, float_dtype)
+            for i in range(0, batch.shape[0], self.batch_size)
+        ]
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
     # ------------------------------------------------------------------------------------------------ batching
     def process(
         self,
@@ -224,88 +261,132 @@ class Stylizer:
                 [H * 3 / 2, W]`` I420 planes (FFmpeg's ``yuv420p`` layout), converted to RGB on the device.
             yuv_in: The input planes' matrix and range; ``None`` for RGB frames.
             yuv_out: Return I420 planes in this matrix and range (converted on the device); ``None`` for RGB.
-            clock: Accumulates busy time per stage (colour, upload, network, download, colour back).
+            clock: Accumulates busy time per stage (upload, colour, network, colour back, download): CUDA events on
+                CUDA (read when a batch is collected anyway, so timing adds no synchronisation), host time elsewhere.
 
-        On CUDA one batch stays in flight while the next is launched, so host-side work (stacking, copies,
-        handing frames to the encoder) overlaps GPU compute.
+        Yields:
+            ``(frame, meta)``: ``uint8 [H, W, 3]`` RGB, or ``uint8 [H * 3 / 2, W]`` I420 with ``yuv_out``. Every
+            frame is the caller's to keep: it is never a view into a buffer the Stylizer reuses.
+
+        On CUDA up to :data:`CUDA_BATCHES_IN_FLIGHT` batches are in flight (see :class:`inference.engines.CudaEngine`),
+        so stacking, copies and the caller's handling of earlier frames overlap GPU compute.
         """
-        pending: deque[_Pending] = deque()
-        for arrays, metas in _batches(items, lambda: self.batch_size):
-            pending.extend(self._launch_safe(arrays, metas, yuv_in, yuv_out, clock))
-            while len(pending) > (1 if self._cuda else 0):
-                yield from self._finish(pending.popleft())
-        while pending:
-            yield from self._finish(pending.popleft())
-
-    def _launch_safe(self, arrays: list[np.ndarray], metas: list, *conv) -> list[_Pending]:
-        """Launch a batch; on CUDA out-of-memory halve the batch size and retry in smaller pieces."""
+        engine: HostEngine | CudaEngine = (
+            CudaEngine(self.device, clock, CUDA_BATCHES_IN_FLIGHT) if self._cuda else HostEngine(self.device, clock)
+        )
+        compute = partial(self._compute, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
         try:
-            return [self._launch(arrays, metas, *conv)]
-        except torch.OutOfMemoryError:
-            if len(arrays) == 1:
-                h, w = arrays[0].shape[:2] if arrays[0].ndim == 3 else (arrays[0].shape[0] * 2 // 3, arrays[0].shape[1])
-                raise UserError(f"out of GPU memory even for one {w}x{h} frame; use --max-side or --size") from None
-            torch.cuda.empty_cache()
-            self.batch_size = max(1, len(arrays) // 2)
-            log.warning("CUDA out of memory: batch size reduced to %d", self.batch_size)
-            half = self.batch_size
-            first = self._launch_safe(arrays[:half], metas[:half], *conv)
-            return first + self._launch_safe(arrays[half:], metas[half:], *conv)
+            for arrays, metas in _batches(items, lambda: self.batch_size):
+                yield from self._submit(engine, arrays, metas, compute)
+            yield from engine.drain()
+        finally:
+            engine.close()
 
-    def _launch(
-        self,
-        arrays: list[np.ndarray],
-        metas: list,
-        yuv_in: YuvSpec | None = None,
-        yuv_out: YuvSpec | None = None,
-        clock: StageClock | None = None,
-    ) -> _Pending:
+    def _submit(self, engine: HostEngine | CudaEngine, arrays: list[np.ndarray], metas: list, compute) -> Iterator:
+        """Submit a batch; on CUDA out-of-memory halve the batch size and retry in smaller pieces."""
         n = len(arrays)
         if self.compiled and n < self.batch_size:
             # A fixed batch shape avoids recompiling for the last, partial batch.
             arrays = arrays + [arrays[-1]] * (self.batch_size - n)
-        clock = clock or StageClock()
-        host = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=self._cuda)
-        np.stack(arrays, out=host.numpy())
-        with torch.inference_mode():
-            with clock.time("upload"):
-                x8 = host.to(self.device, non_blocking=True)
-            with clock.time("colour"):
-                if yuv_in is not None:
-                    x = i420_to_rgb(x8, yuv_in, self.dtype)
-                else:
-                    # NHWC uint8 permuted to NCHW *is* channels_last in memory; the conversion keeps that layout.
-                    x = x8.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
-                if not self.channels_last:
-                    x = x.contiguous()
-                elif yuv_in is not None:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            with clock.time("network"):
-                y = self._forward(x)
-                if self.preserve_color:
-                    y = preserve_color(y, x)
-                y = blend(y, x, self.strength)
-            with clock.time("colour back"):
-                if yuv_out is not None:
-                    out = rgb_to_i420(y, yuv_out)[:n]
-                else:
-                    out = y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)[:n]
-            if not self._cuda:
-                with clock.time("download"):
-                    return _Pending(out.cpu().contiguous(), None, metas)
-            result = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
-            result.copy_(out, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            return _Pending(result, event, metas)
+        try:
+            yield from engine.submit(arrays, metas, n, compute)
+        except torch.OutOfMemoryError:
+            if n == 1:
+                h, w = arrays[0].shape[:2] if arrays[0].ndim == 3 else (arrays[0].shape[0] * 2 // 3, arrays[0].shape[1])
+                raise UserError(f"out of GPU memory even for one {w}x{h} frame; use --max-side or --size") from None
+            if self._cuda:
+                torch.cuda.empty_cache()
+            self.batch_size = half = max(1, n // 2)
+            log.warning("CUDA out of memory: batch size reduced to %d", self.batch_size)
+            yield from self._submit(engine, arrays[:half], metas[:half], compute)
+            yield from self._submit(engine, arrays[half:n], metas[half:], compute)
 
-    @staticmethod
-    def _finish(pending: _Pending) -> Iterator[tuple[np.ndarray, Any]]:
-        if pending.event is not None:
-            pending.event.synchronize()
-        batch = pending.host.numpy()
-        for i, meta in enumerate(pending.metas):
-            yield batch[i], meta
+    # ---------------------------------------------------------------------------------------- device compute
+    def _compute(
+        self,
+        batch: torch.Tensor,
+        spans: Spans,
+        yuv_in: YuvSpec | None,
+        yuv_out: YuvSpec | None,
+        float_dtype: torch.dtype | None,
+    ) -> torch.Tensor:
+        """Colour, network and colour back for one batch on the device (see :meth:`tensors` for the formats)."""
+        with torch.inference_mode():
+            with spans.span("colour"):
+                x = self._to_network_input(batch, yuv_in)
+            with spans.span("network"):
+                y = self.run_network(x)
+            with spans.span("colour back"):
+                if yuv_out is not None:
+                    return rgb_to_i420(y, yuv_out)
+                if float_dtype is not None:
+                    return y.to(float_dtype, copy=True)  # never the caller's own tensor (identity, strength 0)
+                return y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    def _to_network_input(self, batch: torch.Tensor, yuv_in: YuvSpec | None) -> torch.Tensor:
+        """I420 planes, ``uint8 [B, H, W, 3]`` or float ``[B, 3, H, W]`` -> float ``[B, 3, H, W]`` in ``self.dtype``."""
+        if yuv_in is not None:
+            x = i420_to_rgb(batch, yuv_in, self.dtype)
+            return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        if batch.is_floating_point():
+            x = batch.to(self.dtype)
+        else:
+            # NHWC uint8 permuted to NCHW *is* channels_last in memory; the conversion keeps that layout.
+            x = batch.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone as this Stylizer runs it (backend, precision, layout, compile), then colour preservation
+        and strength. This is what "model only" benchmarks time.
+
+        Args:
+            x: Float ``[B, 3, H, W]`` RGB in [0, 1] on the Stylizer's device, in ``self.dtype``; not modified.
+
+        Returns:
+            ``[B, 3, H, W]`` RGB in [0, 1].
+        """
+        if self._compile_mode == "reduce-overhead":
+            # CUDA graphs: each call starts a new step; the output lives in the graph's memory, which the next
+            # replay overwrites, so it is cloned before anything else reads it.
+            torch.compiler.cudagraph_mark_step_begin()
+            y = self._forward(x).clone()
+        else:
+            y = self._forward(x)
+        if self.preserve_color:
+            y = preserve_color(y, x)
+        return blend(y, x, self.strength)
+
+
+def _compile_mode(compile: bool | str) -> str | None:
+    """``False`` -> ``None``; ``True`` -> ``"default"``; a ``torch.compile`` mode name -> itself."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return "default"
+    if compile not in _COMPILE_MODES:
+        raise UserError(f"unknown compile mode {compile!r}; use one of {', '.join(_COMPILE_MODES)}")
+    return str(compile)
+
+
+def _check_tensor(batch: torch.Tensor, yuv_in: YuvSpec | None) -> None:
+    """Raise :class:`UserError` unless ``batch`` is one of the formats :meth:`Stylizer.tensors` accepts."""
+    shape = list(batch.shape) if isinstance(batch, torch.Tensor) else None
+    if shape is None:
+        raise UserError(f"expected a torch tensor, got {type(batch).__name__}")
+    if yuv_in is not None:
+        # H * 3 / 2 rows with H even: a multiple of 3 rows whose two thirds are even, i.e. a multiple of 6.
+        if batch.dtype != torch.uint8 or batch.dim() != 3 or shape[1] % 6 or shape[2] % 2:
+            raise UserError(f"I420 input must be uint8 [B, H * 3 / 2, W] with H and W even, got {shape} {batch.dtype}")
+    elif batch.dtype == torch.uint8:
+        if batch.dim() != 4 or shape[3] != 3:
+            raise UserError(f"uint8 RGB input must be [B, H, W, 3], got {shape}")
+    elif batch.is_floating_point():
+        if batch.dim() != 4 or shape[1] != 3:
+            raise UserError(f"float RGB input must be [B, 3, H, W], got {shape}")
+    else:
+        raise UserError(f"expected uint8 or floating tensors, got {batch.dtype}")
+    if shape[0] < 1:
+        raise UserError("the batch is empty")
 
 
 def _batches(items: Iterable[tuple[np.ndarray, Any]], size) -> Iterator[tuple[list[np.ndarray], list]]:

@@ -60,6 +60,15 @@ def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return (img.clip(0, 1) * 255).round().astype(np.uint8)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or write the user's ONNX export cache (inference.onnx_backend.cache_dir)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STYLETRAIN_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def make_image() -> Callable[..., np.ndarray]:
     """Factory ``make_image(h, w, seed=0) -> uint8 [h, w, 3]``."""

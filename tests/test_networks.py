@@ -31,7 +31,7 @@ def _net(name: str) -> StyleNetwork:
 
 
 def test_registry_lists_all_networks() -> None:
-    assert {"johnson", "light", "tiny"} <= set(available_networks())
+    assert {"identity", "johnson", "light", "tiny"} <= set(available_networks())
     assert available_networks() == sorted(available_networks())
 
 
@@ -114,9 +114,11 @@ def test_default_architectures_follow_the_paper() -> None:
 
 
 def test_flops_and_parameters() -> None:
-    counts = {name: count_parameters(build_network(name)) for name in available_networks()}
-    flops = {name: flops_per_pixel(build_network(name)) for name in available_networks()}
+    names = [name for name in available_networks() if name != "identity"]
+    counts = {name: count_parameters(build_network(name)) for name in names}
+    flops = {name: flops_per_pixel(build_network(name)) for name in names}
     assert all(v > 0 for v in counts.values()) and all(v > 0 for v in flops.values())
+    assert count_parameters(build_network("identity")) == 0 and flops_per_pixel(build_network("identity")) == 0
     assert flops["light"] < flops["johnson"] / 10
     assert counts["light"] < counts["johnson"]
     # Hand count for johnson: 2 FLOPs per multiply-add, convolutions only, per input pixel.
@@ -137,3 +139,19 @@ def test_half_precision_dtype_is_kept() -> None:
 def test_bad_input_shape_is_rejected(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="expected a float tensor"):
         _net("tiny")(torch.rand(*shape))
+
+
+def test_identity_returns_its_input() -> None:
+    net = build_network("identity")
+    assert net.config == {} and list(net.state_dict()) == []
+    assert build_network(net.name, **net.config).name == "identity"
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.rand(2, 3, 9, 14).to(dtype)
+        before = x.clone()
+        out, feats = net(x, return_features=True)
+        assert torch.equal(out, before) and out.dtype == dtype
+        assert feats.shape == (2, 3, 3, 4)
+        assert torch.allclose(feats[:, :, 0, 0].float(), x[:, :, :4, :4].float().mean((2, 3)), atol=1e-2)
+        assert torch.equal(x, before)
+    with pytest.raises(ValueError, match="expected a float tensor"):
+        net(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))

@@ -97,3 +97,82 @@ def test_stylize_video_with_onnxruntime(tmp_path, make_video, capsys):
         frames = list(container.decode(video=0))
     assert len(frames) == 9 and (frames[0].width, frames[0].height) == (96, 64)
     assert Path(src).exists()
+
+
+def _artifact(tmp_path: Path, name: str = "tiny") -> Path:
+    return save_artifact(
+        tmp_path / f"{name}.safetensors", _net(name), style_name="s", style_sha256="0" * 64, config={}, temporal=False
+    )
+
+
+def _count_exports(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = onnx_backend.onnx_bytes
+
+    def counting(net):
+        calls.append(1)
+        return real(net)
+
+    monkeypatch.setattr(onnx_backend, "onnx_bytes", counting)
+    return calls
+
+
+def test_export_is_cached_per_artifact(tmp_path, monkeypatch, make_image):
+    monkeypatch.setenv("STYLETRAIN_ONNX_CACHE", str(tmp_path / "cache"))
+    calls = _count_exports(monkeypatch)
+    model = _artifact(tmp_path)
+    first = Stylizer.from_artifact(model, device="cpu")
+    assert first.backend == "onnxruntime" and len(calls) == 1
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".onnx"
+    assert entries[0].stat().st_mode & 0o044 == 0o044  # readable like any other output, not 0600
+    second = Stylizer.from_artifact(model, device="cpu")
+    assert second.backend == "onnxruntime" and len(calls) == 1  # no second export
+    image = make_image(40, 56)
+    assert np.array_equal(first.image(image), second.image(image))
+    # Other weights, other key; a bare network (no artifact) is exported in memory and never cached.
+    Stylizer.from_artifact(_artifact(tmp_path / "b", "light"), device="cpu")
+    Stylizer(_net("tiny"), device="cpu")
+    assert len(calls) == 3 and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch, make_image, caplog):
+    monkeypatch.setenv("STYLETRAIN_ONNX_CACHE", str(tmp_path / "cache"))
+    model = _artifact(tmp_path)
+    Stylizer.from_artifact(model, device="cpu")
+    (entry,) = (tmp_path / "cache").iterdir()
+    good = entry.read_bytes()
+    entry.write_bytes(good[: len(good) // 2])  # truncated by a full disk, say
+    calls = _count_exports(monkeypatch)
+    with caplog.at_level("WARNING", logger="inference"):
+        st = Stylizer.from_artifact(model, device="cpu")
+    assert st.backend == "onnxruntime" and len(calls) == 1 and "unreadable" in caplog.text
+    assert entry.read_bytes() == good
+    reference = Stylizer.from_artifact(model, device="cpu", backend="torch")
+    image = make_image(40, 56)
+    assert np.abs(st.image(image).astype(int) - reference.image(image).astype(int)).max() <= 1
+
+
+def test_unwritable_cache_still_runs(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("STYLETRAIN_ONNX_CACHE", str(blocker / "cache"))
+    with caplog.at_level("WARNING", logger="inference"):
+        st = Stylizer.from_artifact(_artifact(tmp_path), device="cpu")
+    assert st.backend == "onnxruntime" and "cannot cache" in caplog.text
+
+
+def test_cache_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("STYLETRAIN_ONNX_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert onnx_backend.cache_dir() == tmp_path / "styletrain" / "onnx"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert onnx_backend.cache_dir() == Path.home() / ".cache" / "styletrain" / "onnx"
+    with pytest.raises(ValueError, match="hex digest"):
+        onnx_backend.cached_session(_net("tiny"), "../../etc/passwd")
+
+
+def test_identity_runs_under_onnxruntime():
+    x = torch.rand(2, 3, 20, 30)
+    ort_net = OrtNetwork(build_network("identity"))
+    assert torch.allclose(ort_net(x), x)

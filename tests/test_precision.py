@@ -1,0 +1,86 @@
+"""Precision choice: the pure selection rule, the parity probe (run on the CPU), and what the Stylizer records."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from inference import precision
+from inference.errors import UserError
+from inference.networks import build_network
+from inference.precision import PARITY_TOLERANCE, PrecisionReport, select_precision
+from inference.stylizer import Stylizer
+
+
+@pytest.mark.parametrize(
+    ("errors", "expected"),
+    [
+        ({"fp16": 1e-3, "bf16": 5e-3}, "fp16"),
+        ({"fp16": 0.5, "bf16": 5e-3}, "bf16"),  # fp16 overflowed somewhere, bf16 is fine
+        ({"fp16": math.inf, "bf16": 5e-3}, "bf16"),
+        ({"fp16": math.nan, "bf16": math.nan}, "fp32"),
+        ({"fp16": 0.2, "bf16": 0.3}, "fp32"),
+        ({"fp16": PARITY_TOLERANCE, "bf16": 1.0}, "fp32"),  # the tolerance itself is not "under"
+        ({"bf16": 1e-3}, "bf16"),  # no fp16 probe
+        ({"fp16": 0.5}, "fp32"),  # no bf16 on this GPU
+        ({}, "fp32"),
+    ],
+)
+def test_select_precision(errors, expected):
+    assert select_precision(errors) == expected
+
+
+def test_select_precision_honours_the_tolerance():
+    assert select_precision({"fp16": 0.02, "bf16": 0.03}, tolerance=0.025) == "fp16"
+    assert select_precision({"fp16": 0.02, "bf16": 0.03}, tolerance=0.01) == "fp32"
+
+
+def test_report_line():
+    line = PrecisionReport("bf16", "parity check", {"fp16": 0.5, "bf16": 0.004}).line()
+    assert line.startswith("precision bf16 (parity check: fp16 5.0e-01, bf16 4.0e-03; tolerance")
+    assert PrecisionReport("fp32", "requested").line() == "precision fp32 (requested)"
+
+
+def test_resolve_precision():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert precision.resolve_precision("auto", cpu) == torch.float32
+    assert precision.resolve_precision("auto", cuda) is None  # probe
+    assert precision.resolve_precision("fp16", cuda) == torch.float16
+    with pytest.raises(UserError, match="unknown precision"):
+        precision.resolve_precision("fp8", cpu)
+    with pytest.raises(UserError, match="needs a GPU"):
+        precision.resolve_precision("bf16", cpu)
+
+
+def test_parity_probe_measures_real_errors_without_touching_the_network():
+    torch.manual_seed(0)
+    net = build_network("tiny").eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    errors = precision.parity_errors(net, torch.device("cpu"), ["bf16", "fp16"])
+    assert set(errors) == {"bf16", "fp16"}
+    assert 0.0 < errors["fp16"] < errors["bf16"] < 0.5  # bf16 keeps 8 mantissa bits, fp16 11
+    assert all(torch.equal(before[k], v) and v.dtype == torch.float32 for k, v in net.state_dict().items())
+    x = precision.probe_input(torch.device("cpu"))
+    assert x.shape == precision.PROBE_SHAPE and torch.equal(x, precision.probe_input(torch.device("cpu")))
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def test_auto_on_cuda_probes_and_records(monkeypatch, caplog):
+    # The CUDA branch of choose_precision, run with the probe on the CPU (where fp16 and bf16 kernels exist too).
+    monkeypatch.setattr(precision, "resolve_precision", lambda p, d: None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    torch.manual_seed(0)
+    with caplog.at_level("INFO", logger="inference.precision"):
+        report = precision.choose_precision(build_network("tiny"), "auto", torch.device("cpu"))
+    assert report.reason == "parity check" and set(report.errors) == {"fp16", "bf16"}
+    assert report.chosen == select_precision(report.errors)
+    assert caplog.text.count("precision ") == 1 and report.chosen in caplog.text
+
+
+def test_stylizer_records_the_report():
+    st = Stylizer(build_network("tiny"), device="cpu")
+    assert st.precision_report == PrecisionReport("fp32", "fp32 off CUDA")
+    st = Stylizer(build_network("tiny"), device="cpu", precision="fp32")
+    assert st.precision_report.reason == "requested" and st.dtype == torch.float32
