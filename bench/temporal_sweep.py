@@ -1,15 +1,19 @@
-"""Sweep the temporal-loss weight: stability (warping error) against style and content loss.
+"""Sweep the temporal balance: stability (warping error) against the style kept (contrast, style loss).
 
-Trains one network per ``--weights`` value on the same content images, with the same seed, steps and style, then
-measures each on a real clip with :func:`styletrain.evaluate.evaluate_models` (flow on the INPUT clip, DIS by
-default) and prints a table; the full results go to ``bench/results/temporal-sweep-<device>.json``.
+Trains one network per ``--balances`` value (``--model.temporal_balance``; 0 is the per-frame model) on the same
+content images, with the same seed, steps and style, then measures each on a real clip with
+:func:`styletrain.evaluate.evaluate_models` (flow on the INPUT clip, DIS by default) and prints, against the
+per-frame model, warping error, output contrast and style loss ratios. It picks the largest balance that keeps
+contrast >= 0.8x and style loss <= 1.1x the per-frame model's. ``--feature-scale 10`` multiplies the loss network's
+features by 10, to check that the chosen balance carries over to a loss net of another scale. The full results go to
+``bench/results/temporal-sweep-<device>.json``.
 
 Runs without W&B or Hugging Face ``datasets`` (a plain optimisation loop over the LightningModule's own loss terms,
 no Trainer, no logger), so it works on a bare GPU machine::
 
-    python bench/temporal_sweep.py --network johnson --steps 4000 --image-size 256 --weights 0,1e4,1e5,1e6 \\
+    python -m bench.temporal_sweep --network johnson --steps 4000 --image-size 256 --balances 0,0.1,0.3,1,3 \\
         --vgg-weights /path/to/vgg16-397923af.pth
-    python bench/temporal_sweep.py --network light --steps 200 --image-size 128 --vgg-weights random   # CPU check
+    python -m bench.temporal_sweep --network tiny --steps 300 --image-size 128 --vgg-weights random   # CPU check
 
 Losses in the table: content/style from ``evaluate`` on the clip when real loss-net weights are given, else (and
 always, as ``val_*``) the module's raw loss terms on fixed validation crops of the content images.
@@ -73,7 +77,14 @@ def center_crops(stills: list[torch.Tensor], size: int, n: int) -> torch.Tensor:
     return torch.stack(crops)
 
 
-def train_one(args, weight: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
+def _scale_features(module, scale: float) -> None:
+    """Multiply every feature map of the module's loss network by ``scale`` (a loss net of another scale)."""
+    loss_net = module.perceptual.loss_network
+    forward = loss_net.forward
+    loss_net.forward = lambda x: {k: scale * v for k, v in forward(x).items()}
+
+
+def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
     from inference.artifact import save_artifact
     from styletrain.module import StyleTransferModule
 
@@ -89,10 +100,13 @@ def train_one(args, weight: float, stills: list[torch.Tensor], device: torch.dev
             style=str(args.style),
             network=args.network,
             vgg_weights=args.vgg_weights,
-            temporal_weight=weight,
+            temporal_balance=balance or None,
+            temporal_calibration_steps=args.calibration_steps,
             lr=args.lr,
             **layers,
         ).to(device)
+    if args.feature_scale != 1.0:
+        _scale_features(module, args.feature_scale)
     module.train()
     optimizer = torch.optim.Adam(module.net.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -107,24 +121,28 @@ def train_one(args, weight: float, stills: list[torch.Tensor], device: torch.dev
         optimizer.step()
         if step % max(1, args.steps // 5) == 0 or step == args.steps - 1:
             last = {k: float(v.detach()) for k, v in terms.items()}
-            print(f"  weight {weight:g} step {step}: " + " ".join(f"{k} {v:.3g}" for k, v in last.items()), flush=True)
+            print(
+                f"  balance {balance:g} step {step}: " + " ".join(f"{k} {v:.3g}" for k, v in last.items()), flush=True
+            )
     train_s = time.perf_counter() - start
     module.eval()
     val = center_crops(stills, args.image_size, 8).to(device)
     with torch.no_grad():
         val_terms = module.loss_terms({"content": val})
-    path = out_dir / f"{args.network}-w{weight:g}.safetensors"
+    path = out_dir / f"{args.network}-b{balance:g}.safetensors"
     meta = module.artifact_metadata()
     save_artifact(
         path,
         module.net,
         style_name=meta["style_name"],
         style_sha256=meta["style_sha256"],
-        config={"model": dict(module.hparams), "sweep": vars(args) | {"weight": weight}},
-        temporal=weight > 0,
+        config=meta["config"] | {"sweep": vars(args) | {"balance": balance}},
+        temporal=balance > 0,
     )
+    calibrated = meta["config"].get("temporal_calibration", {}).get("weight", 0.0)
     return {
-        "weight": weight,
+        "balance": balance,
+        "temporal_weight": calibrated,
         "artifact": str(path),
         "train_seconds": train_s,
         "final_train_terms": last,
@@ -144,7 +162,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--weights", default="0,1e4,1e5,1e6", help="comma-separated temporal weights (include 0)")
+    p.add_argument("--balances", default="0,0.03,0.1,0.3,1,3", help="comma-separated temporal balances (0: per-frame)")
+    p.add_argument("--calibration-steps", type=int, default=100, help="steps that calibrate the temporal weight")
+    p.add_argument("--feature-scale", type=float, default=1.0, help="multiply the loss net's features by this")
     p.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG16 state_dict, or random")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of content images")
@@ -169,21 +189,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir: Path) -> list[dict]:
-    """Train one network per temporal weight (0 always included), evaluate all on the clip; one row per weight."""
+    """Train one network per temporal balance (0 always included), evaluate all on the clip; one row per balance."""
     from inference.errors import UserError
     from styletrain.evaluate import evaluate_models
 
-    weights = [float(w) for w in args.weights.split(",")]
-    if 0.0 not in weights:
-        weights = [0.0, *weights]
+    balances = sorted({0.0, *(float(b) for b in args.balances.split(","))})
     stills = load_stills(args.data, args.image_size)
     print(
         f"{len(stills)} content images, {args.network}, {args.steps} steps, batch {args.batch_size}, "
-        f"{args.image_size}px, vgg {args.vgg_weights}, device {device_label(device)}",
+        f"{args.image_size}px, vgg {args.vgg_weights} (features x{args.feature_scale:g}), "
+        f"device {device_label(device)}",
         flush=True,
     )
     try:
-        runs = [train_one(args, w, stills, device, art_dir) for w in weights]
+        runs = [train_one(args, b, stills, device, art_dir) for b in balances]
         evals = evaluate_models(
             [r["artifact"] for r in runs],
             str(args.clip),
@@ -196,32 +215,51 @@ def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir:
         )
     except UserError as exc:
         sys.exit(f"error: {exc}")
-    base = next(e["warping_error"] for r, e in zip(runs, evals, strict=True) if r["weight"] == 0)
-    return [
-        r | {k: v for k, v in e.items() if k != "model"} | {"ratio_to_per_frame": e["warping_error"] / base}
-        for r, e in zip(runs, evals, strict=True)
+    rows = [r | {k: v for k, v in e.items() if k != "model"} for r, e in zip(runs, evals, strict=True)]
+    base = rows[0]  # balance 0: the per-frame model
+    for row in rows:
+        row["warp_vs_per_frame"] = row["warping_error"] / base["warping_error"]
+        row["contrast_vs_per_frame"] = row["contrast"] / base["contrast"]
+        row["style_vs_per_frame"] = row["val_style"] / base["val_style"]
+    return rows
+
+
+def choose_balance(rows: list[dict], min_contrast: float = 0.8, max_style: float = 1.1) -> dict | None:
+    """The row of the largest balance whose contrast and style loss stay within bounds of the per-frame model."""
+    kept = [
+        r
+        for r in rows
+        if r["balance"] > 0 and r["contrast_vs_per_frame"] >= min_contrast and r["style_vs_per_frame"] <= max_style
     ]
+    return max(kept, key=lambda r: r["balance"], default=None)
 
 
-def _print_table(args: argparse.Namespace, rows: list[dict]) -> None:
+def _print_table(args: argparse.Namespace, rows: list[dict]) -> dict | None:
     print(
         f"\nclip {args.clip} ({rows[0]['frames']} frames, {rows[0]['size'][0]}x{rows[0]['size'][1]}), "
-        f"flow {args.flow_method}; losses raw (unweighted)"
+        f"flow {args.flow_method}; loss net {args.vgg_weights} VGG16, features x{args.feature_scale:g}; "
+        "ratios against the per-frame model (balance 0)"
     )
-    head = (
-        f"{'weight':>8} {'warp err':>10} {'floor':>10} {'/per-frame':>10} {'/floor':>8} {'style':>10} {'content':>10}"
+    print(
+        f"{'balance':>8} {'weight':>10} {'warp err':>10} {'warp ÷pf':>9} {'contrast':>9} {'contr ÷pf':>9} "
+        f"{'style ÷pf':>9} {'colour':>7} {'÷floor':>7}"
     )
-    head += f" {'val style':>10} {'val cont':>10} {'fps':>6}"
-    print(head)
     for r in rows:
         print(
-            f"{r['weight']:>8g} {r['warping_error']:>10.3e} {r['input_warping_error']:>10.3e} "
-            f"{r['ratio_to_per_frame']:>10.3f} {r['ratio_to_input']:>8.2f} {r.get('style_loss', float('nan')):>10.3e} "
-            f"{r.get('content_loss', float('nan')):>10.3e} {r['val_style']:>10.3e} {r['val_content']:>10.3e} "
-            f"{r['fps']:>6.1f}"
+            f"{r['balance']:>8g} {r['temporal_weight']:>10.3g} {r['warping_error']:>10.3e} "
+            f"{r['warp_vs_per_frame']:>9.3f} {r['contrast']:>9.4f} {r['contrast_vs_per_frame']:>9.3f} "
+            f"{r['style_vs_per_frame']:>9.3f} {r['colourfulness']:>7.4f} {r['ratio_to_input']:>7.2f}"
         )
-    if "note" in rows[0]:
-        print(f"note: {rows[0]['note']}")
+    chosen = choose_balance(rows)
+    if chosen is None:
+        print("no balance keeps contrast >= 0.8x and style loss <= 1.1x of the per-frame model")
+    else:
+        print(
+            f"chosen: balance {chosen['balance']:g} (largest with contrast >= 0.8x and style loss <= 1.1x the "
+            f"per-frame model's): warping error {chosen['warp_vs_per_frame']:.3f}x, "
+            f"contrast {chosen['contrast_vs_per_frame']:.3f}x"
+        )
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,9 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or results_dir / f"temporal-sweep-{label}.json"
     art_dir = results_dir / f"temporal-sweep-{label}-artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp())
     rows = _train_and_evaluate(args, device, art_dir)
-    _print_table(args, rows)
+    chosen = _print_table(args, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": label, "torch": torch.__version__}
+    payload["chosen_balance"] = None if chosen is None else chosen["balance"]
     out.write_text(json.dumps(payload | {"rows": rows}, indent=2, default=str))
     print(f"wrote {out}")
 
