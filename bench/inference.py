@@ -170,9 +170,8 @@ def measure_model_fps(
 ) -> dict[str, Any]:
     """Model-only throughput and peak memory of one configuration, run exactly as the Stylizer runs it.
 
-    The network goes through :meth:`inference.stylizer.Stylizer.run_network` of a Stylizer built with the same
-    device, precision, layout, compile and backend options as an end-to-end run (so on the CPU ``backend="auto"``
-    measures ONNX Runtime where the Stylizer would use it). The caller's network is not changed (a copy is used).
+    Through :meth:`inference.stylizer.Stylizer.run_network` of a Stylizer with the end-to-end run's device,
+    precision, layout, compile and backend options (a copy of ``net``: the caller's network is not changed).
 
     Args:
         net: A style network (``[B,3,H,W]`` in [0,1] to the same shape).
@@ -185,15 +184,12 @@ def measure_model_fps(
         compile: Wrap the network in ``torch.compile`` (compiled during warm-up).
         backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"``, as for the Stylizer.
         repeats: Timed repetitions after the warm-up (at least 3); the row reports their median and range.
-        warmup: Untimed calls first (default 1 on CPU, 5 on CUDA; compile adds 2).
-        min_time: Minimum timed seconds per repetition (default 1.0 on CPU, 0.5 on CUDA).
-        min_iters: Minimum timed calls per repetition (default 2 on CPU, 10 on CUDA).
-        max_iters: Maximum timed calls per repetition.
+        warmup, min_time, min_iters, max_iters: Untimed calls first (default 1 on CPU, 5 on CUDA, +2 compiled);
+            minimum seconds (1.0 CPU, 0.5 CUDA) and calls (2 CPU, 10 CUDA) and maximum calls per repetition.
 
     Returns:
-        Dict with the configuration, the resolved ``backend`` and ``precision``, ``fps`` (median frames/s over the
-        repetitions), ``fps_min``, ``fps_max``, ``repeats`` (each repetition's frames/s), ``ms_per_batch`` (median),
-        ``peak_mem_mb`` (see module doc), ``iters``, ``status`` (``"ok"``, ``"failed"`` or ``"oom"``) and ``note``.
+        The configuration, resolved ``backend`` and ``precision``, ``fps`` (median over repetitions), ``fps_min``,
+        ``fps_max``, ``repeats``, ``ms_per_batch``, ``peak_mem_mb``, ``iters``, ``status`` (ok/failed/oom), ``note``.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"

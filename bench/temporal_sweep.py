@@ -84,8 +84,8 @@ def _scale_features(module, scale: float) -> None:
     loss_net.forward = lambda x: {k: scale * v for k, v in forward(x).items()}
 
 
-def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
-    from inference.artifact import save_artifact
+def build_module(args, balance: float, device: torch.device):
+    """The LightningModule of one sweep point (balance 0: the per-frame model), loss-net features scaled if asked."""
     from styletrain.module import StyleTransferModule
 
     torch.manual_seed(args.seed)
@@ -107,6 +107,13 @@ def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.de
         ).to(device)
     if args.feature_scale != 1.0:
         _scale_features(module, args.feature_scale)
+    return module
+
+
+def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
+    from inference.artifact import save_artifact
+
+    module = build_module(args, balance, device)
     module.train()
     optimizer = torch.optim.Adam(module.net.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
