@@ -89,24 +89,26 @@ class VideoSource:
             yuv=self.colour.yuv_spec(*size) if self.planes else None,
         )
 
+    def _try_attach(self, hw) -> bool:
+        """Open the container with decoder ``hw``; ``False`` when a hardware decoder fails (software errors raise)."""
+        try:
+            self._attach(hw)
+        except MediaError:
+            if hw is None:
+                raise
+            return False
+        return True
+
     def _open(self, start: float | None, hwaccel: bool) -> None:
         """Open the container and decode the first frame, on NVDEC if it works, else in software."""
         for hw in _hwaccel_candidates(hwaccel):
-            try:
-                self._attach(hw)
-            except MediaError:
-                if hw is None:
-                    raise
+            if not self._try_attach(hw):
                 continue
             self._first = self._decode_first(start, seek=True)
             if self._first is None and start:
                 # Some demuxers (MPEG-TS with few keyframes) seek past the target: decode from the start instead.
                 self.container.close()
-                try:
-                    self._attach(hw)
-                except MediaError:
-                    if hw is None:
-                        raise
+                if not self._try_attach(hw):
                     continue
                 self._first = self._decode_first(start, seek=False)
             if self._first is not None or hw is None:
