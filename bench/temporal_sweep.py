@@ -170,7 +170,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--balances", default="0,0.03,0.1,0.3,1,3", help="comma-separated temporal balances (0: per-frame)")
-    p.add_argument("--calibration-steps", type=int, default=100, help="steps that calibrate the temporal weight")
+    p.add_argument("--calibration-steps", type=int, default=50, help="steps that calibrate the temporal weight")
     p.add_argument("--feature-scale", type=float, default=1.0, help="multiply the loss net's features by this")
     p.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG16 state_dict, or random")
     p.add_argument("--device", default="auto")

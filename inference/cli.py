@@ -126,7 +126,8 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
     )  # fmt: skip
     g.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-        help="auto: fp16 on CUDA, fp32 otherwise",
+        help="auto: on CUDA fp16, else bf16, else fp32, whichever first matches fp32 in a parity check when the "
+        "model loads; fp32 elsewhere",
     )  # fmt: skip
     g.add_argument(
         "--batch-size", type=ranged(int, 1), default=None,

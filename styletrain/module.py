@@ -91,7 +91,7 @@ class StyleTransferModule(pl.LightningModule):
         tv_weight: float = 1e-6,
         temporal_weight: float = 0.0,
         temporal_balance: float | None = None,
-        temporal_calibration_steps: int = 100,
+        temporal_calibration_steps: int = 50,
         temporal_feature_weight: float = 0.0,
         temporal_luminance: bool = False,
         motion: dict[str, Any] | None = None,
@@ -315,7 +315,7 @@ def _temporal_balance(weight: float, balance: float | None, steps: int) -> Tempo
     if weight > 0:
         raise UserError(
             "--model.temporal_weight and --model.temporal_balance are mutually exclusive: set one "
-            "(temporal_weight: 0 to use the balance)"
+            "(--model.temporal_balance null to use an absolute weight, e.g. over configs/video.yaml)"
         )
     try:
         return TemporalBalance(balance, steps)

@@ -1,12 +1,14 @@
-"""Evidence that the temporal loss works, and the validation-time temporal callback.
+"""Evidence that the temporal loss works without removing the style, and the validation-time temporal callback.
 
 Same data, steps and seed, tiny network and random loss-net weights: training with the temporal loss (synthetic
-motion on stills) must lower the warping error clearly on a clip that was never seen in training.
+motion on stills, at the balance of ``configs/video.yaml``) must lower the warping error clearly on a clip that was
+never seen in training, while the output keeps the per-frame model's contrast.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +16,19 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from styletrain.output_stats import clip_stats
 from styletrain.temporal.loss import clip_warping_error
 
 
-def _module(style_path, temporal_weight: float):
+def _video_balance() -> float:
+    """The temporal balance that ``configs/video.yaml`` ships (what the evidence below must hold for)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "video.yaml").read_text())
+    return float(config["model"]["temporal_balance"])
+
+
+def _module(style_path, temporal_weight: float = 0.0, **temporal):
     from styletrain.module import StyleTransferModule
 
     with warnings.catch_warnings():
@@ -31,12 +42,13 @@ def _module(style_path, temporal_weight: float):
             content_layers=("relu2_2",),
             style_layers=("relu1_2", "relu2_2"),
             temporal_weight=temporal_weight,
+            **temporal,
         )
 
 
-def _train(style_path, stills: torch.Tensor, temporal_weight: float, steps: int, seed: int = 0):
+def _train(style_path, stills: torch.Tensor, steps: int, seed: int = 0, **temporal):
     torch.manual_seed(seed)
-    module = _module(style_path, temporal_weight)
+    module = _module(style_path, **temporal)
     optimizer = torch.optim.Adam(module.net.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -62,16 +74,22 @@ def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image,
     stills = stills.permute(0, 3, 1, 2).float() / 255.0
     clip = make_clip_frames(8, size=(64, 96), shift=(3, 1), seed=7)  # unseen image, unseen size, real pan
 
+    # A 30-step run: the weight is calibrated over its first 10 steps (configs/video.yaml: 50 of a long run).
+    runs = {"per-frame": {}, "temporal": {"temporal_balance": _video_balance(), "temporal_calibration_steps": 10}}
     errors, contrast = {}, {}
-    for weight in (0.0, 1e5):
-        outputs = _stylize(_train(style, stills, weight, steps=30), clip)
-        errors[weight] = clip_warping_error(clip, outputs, method="dis")
-        contrast[weight] = float(np.std(np.stack(outputs)) / 255.0)
+    for name, temporal in runs.items():
+        outputs = _stylize(_train(style, stills, steps=30, **temporal), clip)
+        errors[name] = clip_warping_error(clip, outputs, method="dis")
+        contrast[name] = clip_stats(outputs)["contrast"]
     floor = clip_warping_error(clip, clip, method="dis")
-    ratio = errors[1e5] / errors[0.0]
-    assert ratio < 0.5, f"temporal / per-frame warping error {ratio:.3f} ({errors}, floor {floor:.2e})"
-    assert errors[1e5] > floor  # still a stylization, not the input
-    assert contrast[1e5] > 0.03  # stable because consistent, not because the output went flat
+    warp_ratio = errors["temporal"] / errors["per-frame"]
+    contrast_ratio = contrast["temporal"] / contrast["per-frame"]
+    # The issue's targets (<= 0.5x warping error, >= 0.8x contrast) are measured on a real clip after 200 steps by
+    # bench/temporal_sweep.py (README); this 30-step CI run at the same balance must show the same direction clearly.
+    assert warp_ratio < 0.6, f"temporal / per-frame warping error {warp_ratio:.3f} ({errors}, floor {floor:.2e})"
+    assert errors["temporal"] > floor  # still a stylization, not the input
+    # Stable because consistent, not because the output went flat.
+    assert contrast_ratio >= 0.8, f"temporal / per-frame contrast {contrast_ratio:.3f} ({contrast})"
 
 
 class _Stills(Dataset):
