@@ -87,6 +87,25 @@ def write_image_folder(directory: Path, n: int, size: tuple[int, int] = (96, 128
 
 
 @pytest.fixture
+def style_path(tmp_path: Path) -> Path:
+    """A small textured style image (80x96 PNG) for module-level training tests."""
+    from PIL import Image
+
+    path = tmp_path / "style.png"
+    Image.fromarray(textured_image(80, 96, seed=5)).save(path)
+    return path
+
+
+@pytest.fixture
+def content():
+    """Two textured content images as a float ``[2, 3, 48, 48]`` batch in [0, 1]."""
+    import torch
+
+    images = [torch.from_numpy(textured_image(48, 48, seed=s)).permute(2, 0, 1) for s in range(2)]
+    return torch.stack(images).float() / 255
+
+
+@pytest.fixture
 def make_image_folder() -> Callable[..., Path]:
     """Factory ``make_image_folder(directory, n, size=(h, w), ext="png") -> Path``."""
     return write_image_folder

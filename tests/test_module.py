@@ -6,25 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from inference.errors import UserError
 from styletrain.module import StyleTransferModule
 
 SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
-
-
-@pytest.fixture
-def style_path(tmp_path: Path, make_image) -> Path:
-    path = tmp_path / "style.png"
-    Image.fromarray(make_image(80, 96, seed=5)).save(path)
-    return path
-
-
-@pytest.fixture
-def content(make_image) -> torch.Tensor:
-    images = [torch.from_numpy(make_image(48, 48, seed=s)).permute(2, 0, 1) for s in range(2)]
-    return torch.stack(images).float() / 255
 
 
 def _module(style_path: Path, **overrides) -> StyleTransferModule:
