@@ -82,6 +82,14 @@ def _what_options(g: argparse._ActionsContainer) -> None:
         "--strength", type=ranged(float, 0, 1), default=1.0, help="0..1: blend of stylized and original (default 1)"
     )
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
+    g.add_argument(
+        "--stroke-scale", type=ranged(float, 0.25, 4), default=1.0, metavar="S",
+        help="0.25..4: strokes S times larger (the network runs on the frame resized by 1/S; same output size)",
+    )  # fmt: skip
+    g.add_argument(
+        "--stroke-detail", default="none", choices=["none", "guided"],
+        help="with --stroke-scale > 1, guided restores the frame's luminance detail lost when enlarging (default none)",
+    )  # fmt: skip
 
 
 def _encoding_options(g: argparse._ActionsContainer) -> None:
@@ -156,6 +164,8 @@ def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
         "strength": opts.strength,
         "preserve_color": opts.preserve_color,
         "backend": opts.backend,
+        "stroke_scale": opts.stroke_scale,
+        "stroke_detail": opts.stroke_detail,
     }
 
 

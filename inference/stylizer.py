@@ -25,6 +25,7 @@ from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
 from inference.precision import DTYPES, choose_precision
 from inference.stages import StageClock
+from inference.strokes import check_stroke_options, stroke_scaled
 
 if TYPE_CHECKING:
     from inference.artifact import ArtifactMetadata
@@ -83,6 +84,10 @@ class Stylizer:
         metadata: The artifact header the network came from (:meth:`from_artifact` sets it); ``None`` otherwise.
         cache_key: A stable identity of the weights (the artifact's sha256): the ONNX export is then cached on disk
             under this key (see :func:`inference.onnx_backend.cached_session`) instead of redone on every start.
+        stroke_scale: Run the network on the frame resized by ``1 / stroke_scale`` (in [0.25, 4]) and bring the
+            result back to the frame's size, so strokes grow that many times (see :mod:`inference.strokes`);
+            colour preservation and strength still use the full-size frame. 1 is the plain path.
+        stroke_detail: ``"none"`` or ``"guided"``: restore the frame's luminance detail lost when enlarging.
 
     Attributes:
         metadata: As given (always present; ``None`` when not built from an artifact).
@@ -104,7 +109,10 @@ class Stylizer:
         backend: str = "auto",
         metadata: ArtifactMetadata | None = None,
         cache_key: str | None = None,
+        stroke_scale: float = 1.0,
+        stroke_detail: str = "none",
     ) -> None:
+        check_stroke_options(stroke_scale, stroke_detail)
         if not 0.0 <= strength <= 1.0:
             raise UserError(f"--strength must be in [0, 1], got {strength}")
         if batch_size is not None and batch_size < 1:
@@ -128,6 +136,8 @@ class Stylizer:
             torch.compile(network, mode=self._compile_mode) if self.compiled else network
         )
         self.backend = self._select_backend(backend, cache_key)
+        # Around the backend (torch, compiled or ONNX Runtime): the resizing runs in torch on the device.
+        self._forward = stroke_scaled(self._forward, stroke_scale, stroke_detail)
 
     def _select_backend(self, backend: str, cache_key: str | None) -> str:
         """Resolve ``backend`` and, for ONNX Runtime, replace ``self._forward`` with the exported network."""
