@@ -82,6 +82,10 @@ def _what_options(g: argparse._ActionsContainer) -> None:
         "--strength", type=ranged(float, 0, 1), default=1.0, help="0..1: blend of stylized and original (default 1)"
     )
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
+    g.add_argument(
+        "--style", default=None, metavar="NAME[:W,...]",
+        help="style of a multi-style model: a name, or a blend such as a:0.3,b:0.7 (default: the first style)",
+    )  # fmt: skip
 
 
 def _encoding_options(g: argparse._ActionsContainer) -> None:
@@ -156,6 +160,7 @@ def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
         "strength": opts.strength,
         "preserve_color": opts.preserve_color,
         "backend": opts.backend,
+        "style": opts.style,
     }
 
 
