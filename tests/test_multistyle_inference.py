@@ -149,3 +149,23 @@ def test_onnx_export_takes_the_style_weights_as_an_input(tmp_path: Path) -> None
         with torch.no_grad():
             expected = net(x, style=style).numpy()
         assert np.abs(got - expected).max() < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_blend_matches_the_cpu(tmp_path: Path, make_image, precision: str) -> None:
+    path = _artifact(tmp_path)
+    frames = [make_image(72, 96, seed=i) for i in range(5)]
+    cpu = Stylizer.from_artifact(path, device="cpu", backend="torch", style="starry:0.3,wave:0.7")
+    gpu = Stylizer.from_artifact(path, device="cuda", precision=precision, batch_size=4, style="starry:0.3,wave:0.7")
+    diff = np.concatenate(
+        [
+            np.abs(a.astype(int) - b.astype(int)).ravel()
+            for a, b in zip(cpu.frames(frames), gpu.frames(frames), strict=True)
+        ]
+    )
+    assert np.percentile(diff, 99.9) <= {"fp16": 2, "bf16": 4}[precision]
+    gpu.set_style("wave")
+    cpu.set_style("wave")
+    assert np.abs(gpu.image(frames[0]).astype(int) - cpu.image(frames[0]).astype(int)).max() <= 12
