@@ -12,6 +12,9 @@ Usage (from the repository root)::
     python -m bench.inference                 # quick grid on the CPU, full grid on a GPU if present
     python -m bench.inference --full          # no skipping of slow CPU rows
     python -m bench.inference --devices cuda --compile both --time-budget 400
+    python -m bench.inference --networks johnson,light --sizes 640x360 --batches 1 --precisions fp32 \
+        --channels-last off --num-styles 1,4 --out 'bench/results/inference-multistyle-{device}.json'
+                                              # multi-style (conditional norm) networks against single-style ones
 
 Each device's rows go to ``bench/results/inference-<device>.json`` (written after every row, so an interrupted
 run keeps what it measured) and a table is printed. Other benchmarks reuse :func:`measure_model_fps`.
@@ -50,6 +53,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from inference.errors import UserError  # noqa: E402
 from inference.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
 from inference.stylizer import Stylizer  # noqa: E402
 
@@ -273,10 +277,16 @@ def _fmt(row: dict[str, Any]) -> str:
 
     spread = f"{num('fps_min', 7)}-{num('fps_max', 7).strip():<7}" if row.get("fps_min") is not None else f"{'-':>15}"
     return (
-        f"{row['network']:8} {row['device']:5} {row['size']:>9} {row['batch']:>3} {row['precision']:5} "
+        f"{_net_label(row):8} {row['device']:5} {row['size']:>9} {row['batch']:>3} {row['precision']:5} "
         f"{row['backend']:11} {'on' if row['channels_last'] else 'off':>3} {'on' if row['compile'] else 'off':>4} "
         f"{num('fps', 9)} {spread} {num('ms_per_batch', 9)} {num('peak_mem_mb', 8, 0)}  {row['status']:7} {row['note']}"
     )
+
+
+def _net_label(row: dict[str, Any]) -> str:
+    """The network name, with ``/S`` for a network of ``S > 1`` styles."""
+    styles = row.get("num_styles", 1)
+    return row["network"] + (f"/{styles}" if styles > 1 else "")
 
 
 HEADER = (
@@ -298,6 +308,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backends", default="auto", help="comma-separated: auto (the Stylizer's choice), torch, "
                         "onnxruntime")  # fmt: skip
     parser.add_argument("--channels-last", default="both", choices=["off", "on", "both"])
+    parser.add_argument("--num-styles", default="1", help="comma-separated style counts of the networks (default 1)")
     parser.add_argument(
         "--compile", default=None, choices=["off", "on", "both"], help="default: off on CPU, both on CUDA"
     )
@@ -322,14 +333,14 @@ def _grid(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     compile_batches = {int(b) for b in args.compile_batches.split(",")}
     compile_sizes = set(args.compile_sizes.split(","))
     rows = []
-    for compiled, name, precision, backend, size, batch, cl in itertools.product(
+    for compiled, name, precision, backend, size, batch, cl, styles in itertools.product(
         compile_modes, args.networks.split(","), args.precisions.split(","), args.backends.split(","),
-        args.sizes.split(","), batches, cls,
+        args.sizes.split(","), batches, cls, [int(n) for n in args.num_styles.split(",")],
     ):  # fmt: skip
         if compiled and (batch not in compile_batches or size not in compile_sizes):
             continue
         rows.append(dict(name=name, precision=precision, backend=backend, size=size, batch=batch, cl=cl,
-                         compile=compiled))  # fmt: skip
+                         compile=compiled, styles=styles))  # fmt: skip
     return rows
 
 
@@ -340,7 +351,7 @@ def _skip_reason(args: argparse.Namespace, device: str, spec: dict, elapsed: flo
         return cpu_supports(spec["precision"], args.full)[1]
     if args.time_budget is not None and elapsed > args.time_budget:
         return f"skipped: time budget {args.time_budget:.0f} s spent"
-    key = (spec["name"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
+    key = (spec["name"], spec["styles"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
     if device == "cpu" and not args.full and key in seconds_per_pixel:
         estimate = seconds_per_pixel[key] * width * height * spec["batch"]
         if estimate > args.max_iter_s:
@@ -353,15 +364,33 @@ def _run_row(args: argparse.Namespace, device: str, spec: dict, net: nn.Module, 
     config = dict(precision=spec["precision"], channels_last=spec["cl"], compile=spec["compile"])
     if skip:
         row = _base_row(net, torch.device(device), height, width, spec["batch"], backend=spec["backend"], **config)
-        row.update(status="skipped", note=skip)
+        row.update(status="skipped", note=skip, num_styles=spec["styles"])
         return row
     row = measure_model_fps(
         net, height, width, spec["batch"], device, backend=spec["backend"], repeats=args.repeats,
         min_time=args.min_time, **config,
     )  # fmt: skip
+    row["num_styles"] = spec["styles"]
     if device == "cpu" and row["status"] == "ok" and not row["note"]:
         row["note"] = cpu_supports(spec["precision"], args.full)[1]
     return row
+
+
+def _bench_network(name: str, num_styles: int) -> nn.Module | None:
+    """A network of the registry; a multi-style one gets distinct per-style parameters, as a trained one has (the
+    speed does not depend on them, the conditional norms' code path does). ``None``: no multi-style variant
+    (``identity``)."""
+    if num_styles == 1:
+        return build_network(name)
+    try:
+        net = build_network(name, num_styles=num_styles)
+    except UserError:
+        return None
+    with torch.no_grad():
+        for param in net.parameters():
+            if param.dim() == 2 and param.shape[0] == num_styles:
+                param.add_(0.1 * torch.randn_like(param))
+    return net
 
 
 def _write(record: dict[str, Any], out: Path) -> None:
@@ -376,14 +405,20 @@ def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
         torch.backends.cudnn.benchmark = True  # fixed shapes per row: let cuDNN pick its fastest kernels
     out = Path(args.out.format(device=device))
     out.parent.mkdir(parents=True, exist_ok=True)
-    nets = {name: build_network(name) for name in args.networks.split(",")}
+    styles = sorted({int(n) for n in args.num_styles.split(",")})
+    nets = {(name, n): _bench_network(name, n) for name in args.networks.split(",") for n in styles}
+    nets = {key: net for key, net in nets.items() if net is not None}
     record: dict[str, Any] = {
         "benchmark": "inference (model only, through Stylizer.run_network)",
         "machine": machine_info(device),
         "networks": {
-            n: {"params": count_parameters(m), "flops_per_pixel": flops_per_pixel(m), "config": m.config}
-            for n, m in nets.items()
-        },
+            _net_label({"network": n, "num_styles": k}): {
+                "params": count_parameters(m),
+                "flops_per_pixel": flops_per_pixel(m),
+                "config": m.config,
+            }
+            for (n, k), m in nets.items()
+        },  # fmt: skip
         "rows": [],
     }
     seconds_per_pixel: dict[tuple, float] = {}  # per (network, precision, backend, cl, compile): CPU skip estimates
@@ -392,11 +427,13 @@ def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
           f"{record['machine']['torch_threads']} torch threads")  # fmt: skip
     print(HEADER)
     for spec in _grid(args, device):
+        if (spec["name"], spec["styles"]) not in nets:
+            continue
         skip = _skip_reason(args, device, spec, time.perf_counter() - start, seconds_per_pixel)
-        row = _run_row(args, device, spec, nets[spec["name"]], skip)
+        row = _run_row(args, device, spec, nets[spec["name"], spec["styles"]], skip)
         if device == "cpu" and row["status"] == "ok":
             width, height = (int(v) for v in spec["size"].split("x"))
-            key = (spec["name"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
+            key = (spec["name"], spec["styles"], spec["precision"], spec["backend"], spec["cl"], spec["compile"])
             seconds_per_pixel[key] = row["ms_per_batch"] / 1000 / (width * height * spec["batch"])
         print(_fmt(row), flush=True)
         record["rows"].append(row)

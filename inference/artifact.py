@@ -4,11 +4,13 @@ Header metadata (all strings, as safetensors requires):
 
 ========================  ==============================================================================
 ``format``                ``"styletrain-artifact"``: tells our files from other safetensors files
-``format_version``        ``"1"``; readers refuse newer versions
+``format_version``        ``"2"``; readers refuse newer versions and still read version 1 (single-style)
 ``network``               registry name, e.g. ``"johnson"``
 ``network_kwargs``        JSON object: ``build_network(network, **network_kwargs)`` rebuilds the module
-``style_name``            human-readable style name (usually the style image's file stem)
-``style_sha256``          sha256 of the style image's bytes
+``styles``                JSON list, in the network's style order, of ``{"name": ..., "sha256": ...}``: each
+                          style's name (usually the style image's file stem) and its image's sha256 (version 2)
+``style_name``            the first style's name (version 1: the only style)
+``style_sha256``          the first style image's sha256
 ``config``                JSON of the full resolved training config
 ``temporal``              ``"true"`` / ``"false"``: trained with a temporal loss
 ``versions``              JSON: torch, safetensors, styletrain, python versions that wrote the file
@@ -24,7 +26,7 @@ import json
 import os
 import platform
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,13 +39,21 @@ from inference.errors import ArtifactError, UserError
 from inference.networks import build_network
 
 FORMAT = "styletrain-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _WRAPPER_PREFIXES = ("_orig_mod", "module")  # torch.compile and DDP / DataParallel wrappers
 
 
 @dataclass(frozen=True)
+class StyleEntry:
+    """One style of an artifact: its name and its image's sha256 hex digest (may be empty when unknown)."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ArtifactMetadata:
-    """Decoded artifact header."""
+    """Decoded artifact header. ``style_name`` / ``style_sha256`` are the first style's; ``styles`` lists all."""
 
     format_version: int
     network: str
@@ -53,6 +63,12 @@ class ArtifactMetadata:
     config: dict[str, Any]
     temporal: bool
     versions: dict[str, str] = field(default_factory=dict)
+    styles: tuple[StyleEntry, ...] = ()
+
+    @property
+    def style_names(self) -> list[str]:
+        """The style names in the network's order."""
+        return [s.name for s in self.styles]
 
 
 @dataclass
@@ -124,20 +140,24 @@ def save_artifact(
     path: str | os.PathLike[str],
     net: nn.Module,
     *,
-    style_name: str,
-    style_sha256: str,
+    style_name: str = "",
+    style_sha256: str = "",
     config: dict[str, Any],
     temporal: bool,
+    styles: Sequence[tuple[str, str]] | None = None,
 ) -> Path:
     """Write ``net`` and its metadata to a ``.safetensors`` artifact, atomically.
 
     Args:
         path: Destination file; parent folders are created. Written to a temporary file beside it, then renamed.
         net: A registered network (``net.name`` and ``net.config`` set), possibly wrapped by ``torch.compile``.
-        style_name: Human-readable style name.
-        style_sha256: sha256 hex digest of the style image's bytes.
+        style_name: Human-readable style name of a single-style network (ignored when ``styles`` is given).
+        style_sha256: sha256 hex digest of that style image's bytes.
         config: The full resolved training config; values JSON cannot hold are stored as ``str(value)``.
         temporal: Whether the network was trained with a temporal loss.
+        styles: ``(name, sha256)`` of every style, in the network's style order; default
+            ``[(style_name, style_sha256)]``. Its length must equal the network's ``num_styles`` and names must be
+            unique and non-empty.
 
     Returns:
         The destination path.
@@ -148,14 +168,17 @@ def save_artifact(
     name, kwargs = getattr(module, "name", ""), getattr(module, "config", None)
     if not name or not isinstance(kwargs, dict):
         raise ValueError("save_artifact needs a network from inference.networks.build_network (name and config)")
+    entries = [StyleEntry(str(n), str(h)) for n, h in (styles if styles is not None else [(style_name, style_sha256)])]
+    _check_styles(entries, int(getattr(module, "num_styles", 1)), styles is None)
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in clean_state_dict(module.state_dict()).items()}
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "network": name,
         "network_kwargs": json.dumps(kwargs, sort_keys=True),
-        "style_name": str(style_name),
-        "style_sha256": str(style_sha256),
+        "styles": json.dumps([{"name": e.name, "sha256": e.sha256} for e in entries]),
+        "style_name": entries[0].name,
+        "style_sha256": entries[0].sha256,
         "config": json.dumps(config, sort_keys=True, default=str),
         "temporal": "true" if temporal else "false",
         "versions": json.dumps(_versions(), sort_keys=True),
@@ -165,6 +188,15 @@ def save_artifact(
     with atomic_output(dest, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return dest
+
+
+def _check_styles(entries: list[StyleEntry], num_styles: int, legacy: bool) -> None:
+    """Refuse style lists that do not match the network; a single unnamed style is allowed for old callers."""
+    if len(entries) != num_styles:
+        raise ValueError(f"the network has {num_styles} styles but {len(entries)} style entries were given")
+    names = [e.name for e in entries]
+    if (not legacy and any(not n for n in names)) or len(set(names)) != len(names):
+        raise ValueError(f"style names must be unique and non-empty, got {names}")
 
 
 def _check_file(path: Path) -> None:
@@ -215,16 +247,41 @@ def _parse_metadata(path: Path, raw: dict[str, str] | None) -> ArtifactMetadata:
         raise ArtifactError(f"{path}: metadata has no 'network' field")
     if raw.get("temporal", "false") not in ("true", "false"):
         raise ArtifactError(f"{path}: metadata field 'temporal' must be 'true' or 'false'")
+    styles = _parse_styles(path, raw, version)
     return ArtifactMetadata(
         format_version=version,
         network=raw["network"],
         network_kwargs=decoded["network_kwargs"],
-        style_name=raw.get("style_name", ""),
-        style_sha256=raw.get("style_sha256", ""),
+        style_name=styles[0].name,
+        style_sha256=styles[0].sha256,
         config=decoded["config"],
         temporal=raw.get("temporal") == "true",
         versions={str(k): str(v) for k, v in decoded["versions"].items()},
+        styles=styles,
     )
+
+
+def _parse_styles(path: Path, raw: dict[str, str], version: int) -> tuple[StyleEntry, ...]:
+    """The style list: version 1 has one style in ``style_name``/``style_sha256``; version 2 a ``styles`` list."""
+    if version == 1:
+        return (StyleEntry(raw.get("style_name", ""), raw.get("style_sha256", "")),)
+    try:
+        items = json.loads(raw.get("styles", ""))
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{path}: metadata field 'styles' is missing or not valid JSON") from None
+    valid = (
+        isinstance(items, list)
+        and items
+        and all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("sha256"), str) for i in items
+        )
+    )
+    if not valid:
+        raise ArtifactError(f"{path}: metadata field 'styles' must be a non-empty list of {{name, sha256}} objects")
+    names = [i["name"] for i in items]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{path}: metadata field 'styles' repeats a name: {names}")
+    return tuple(StyleEntry(i["name"], i["sha256"]) for i in items)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ArtifactMetadata:
@@ -268,6 +325,11 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
         net = build_network(metadata.network, **metadata.network_kwargs)
     except UserError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+    if len(metadata.styles) != getattr(net, "num_styles", 1):
+        raise ArtifactError(
+            f"{path}: metadata lists {len(metadata.styles)} styles but network {metadata.network!r} has "
+            f"{getattr(net, 'num_styles', 1)}"
+        )
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:

@@ -90,6 +90,10 @@ def _what_options(g: argparse._ActionsContainer) -> None:
         "--stroke-detail", default="none", choices=["none", "guided"],
         help="with --stroke-scale > 1, guided restores the frame's luminance detail lost when enlarging (default none)",
     )  # fmt: skip
+    g.add_argument(
+        "--style", default=None, metavar="NAME[:W,...]",
+        help="style of a multi-style model: a name, or a blend such as a:0.3,b:0.7 (default: the first style)",
+    )  # fmt: skip
 
 
 def _encoding_options(g: argparse._ActionsContainer) -> None:
@@ -166,6 +170,7 @@ def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
         "backend": opts.backend,
         "stroke_scale": opts.stroke_scale,
         "stroke_detail": opts.stroke_detail,
+        "style": opts.style,
     }
 
 

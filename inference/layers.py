@@ -1,4 +1,5 @@
-"""Building blocks of the style networks: padded convolutions, residual blocks, upsampling.
+"""Building blocks of the style networks: padded convolutions, (conditional) instance norm, residual blocks,
+upsampling.
 
 All blocks take and return float feature maps ``[B, C, H, W]``; none of them modifies its input in place, so a
 caller's tensor (and autograd's saved activations) are never overwritten.
@@ -9,6 +10,63 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with one scale and shift per style, mixed by style weights (Dumoulin et al. 2017, "A Learned
+    Representation for Artistic Style").
+
+    The network sets :attr:`style` before each forward pass (see :meth:`inference.networks.StyleNetwork.forward`):
+    ``[S]`` weights mix one scale/shift ``[C]`` for the whole batch (inference and blends: a single fused
+    ``instance_norm``, as fast as the single-style layer), ``[B, S]`` gives every sample its own mixture (training,
+    where each sample has its own style).
+
+    Args:
+        channels: Channels ``C``.
+        num_styles: Styles ``S`` (>= 1).
+        eps: Added to the variance.
+
+    Attributes:
+        weight: ``[S, C]`` per-style scale (initialised to 1).
+        bias: ``[S, C]`` per-style shift (initialised to 0).
+        style: The current style weights, ``[S]`` or ``[B, S]`` (non-negative, summing to 1), or ``None``.
+    """
+
+    def __init__(self, channels: int, num_styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if int(num_styles) < 1:
+            raise ValueError(f"num_styles must be >= 1, got {num_styles}")
+        self.num_styles = int(num_styles)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.num_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(self.num_styles, channels))
+        self.style: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, C, H, W]``, normalised per sample and channel, then scaled and shifted."""
+        if self.style is None:
+            raise RuntimeError("ConditionalInstanceNorm2d.style is not set; call it through its StyleNetwork")
+        style = self.style.to(self.weight.dtype)
+        scale, shift = style @ self.weight, style @ self.bias
+        if scale.dim() == 1:
+            return F.instance_norm(x, weight=scale, bias=shift, eps=self.eps)
+        # Per-sample parameters: B*C channels of one sample are normalised exactly like C channels of B samples,
+        # so the scale and shift stay fused into the one normalisation pass.
+        batch, channels, height, width = x.shape
+        flat = x.reshape(1, batch * channels, height, width)
+        out = F.instance_norm(flat, weight=scale.reshape(-1), bias=shift.reshape(-1), eps=self.eps)
+        return out.reshape(batch, channels, height, width)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, num_styles={self.num_styles}, eps={self.eps}"
+
+
+def instance_norm(channels: int, num_styles: int = 1) -> nn.Module:
+    """The affine instance norm for ``num_styles``: the plain ``InstanceNorm2d`` for one style (so single-style
+    networks keep their modules and state-dict keys), :class:`ConditionalInstanceNorm2d` for several."""
+    if num_styles == 1:
+        return nn.InstanceNorm2d(channels, affine=True)
+    return ConditionalInstanceNorm2d(channels, num_styles)
 
 
 class ConvNormAct(nn.Sequential):
@@ -24,11 +82,12 @@ class ConvNormAct(nn.Sequential):
         kernel: Square kernel size (odd).
         stride: Convolution stride.
         groups: Convolution groups (``in_ch`` gives a depthwise convolution).
-        norm: Add ``InstanceNorm2d(out_ch, affine=True)``.
+        norm: Add an affine instance norm (:func:`instance_norm`).
         act: Add ``ReLU``.
         bias: Give the convolution a bias; default ``not norm``. A bias directly (or through further linear
             layers) before an instance norm is removed by its mean subtraction, so it would be a dead parameter
             that never learns (and fails the "every parameter gets a gradient" contract).
+        num_styles: Styles of the norm's scale and shift (1: a plain ``InstanceNorm2d``).
     """
 
     def __init__(
@@ -42,6 +101,7 @@ class ConvNormAct(nn.Sequential):
         norm: bool = True,
         act: bool = True,
         bias: bool | None = None,
+        num_styles: int = 1,
     ) -> None:
         layers: list[nn.Module] = []
         if kernel > 1:
@@ -49,7 +109,7 @@ class ConvNormAct(nn.Sequential):
         bias = not norm if bias is None else bias
         layers.append(nn.Conv2d(in_ch, out_ch, kernel, stride, groups=groups, bias=bias))
         if norm:
-            layers.append(nn.InstanceNorm2d(out_ch, affine=True))
+            layers.append(instance_norm(out_ch, num_styles))
         if act:
             # In place: its input is the conv's or norm's fresh output, which no one else reads (saves a pass).
             layers.append(nn.ReLU(inplace=True))
@@ -61,13 +121,14 @@ class ResidualBlock(nn.Module):
 
     Args:
         channels: Channels in and out.
+        num_styles: Styles of the norms (see :class:`ConvNormAct`).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, num_styles: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3),
-            ConvNormAct(channels, channels, 3, act=False),
+            ConvNormAct(channels, channels, 3, num_styles=num_styles),
+            ConvNormAct(channels, channels, 3, act=False, num_styles=num_styles),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,15 +145,16 @@ class SeparableResidualBlock(nn.Module):
 
     Args:
         channels: Channels in and out.
+        num_styles: Styles of the norms (see :class:`ConvNormAct`).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, num_styles: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
             ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
-            ConvNormAct(channels, channels, 1),
+            ConvNormAct(channels, channels, 1, num_styles=num_styles),
             ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
-            ConvNormAct(channels, channels, 1, act=False),
+            ConvNormAct(channels, channels, 1, act=False, num_styles=num_styles),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,11 @@ Pixel contract of every network (it lives here, in the model, not in the callers
 * input ``x``: float ``[B, 3, H, W]``, RGB in [0, 1], any ``H, W >= 1``; it is never modified in place;
 * output: ``[B, 3, H, W]`` RGB in [0, 1] (a sigmoid; see :meth:`StyleNetwork.forward`);
 * ``forward(x, return_features=True)`` also returns a feature map at 1/4 resolution,
-  ``[B, C, ceil(H/4), ceil(W/4)]``, used by the temporal feature loss.
+  ``[B, C, ceil(H/4), ceil(W/4)]``, used by the temporal feature loss;
+* ``forward(x, style=w)``: a network built with ``num_styles=S > 1`` carries one set of normalisation scales and
+  shifts per style (conditional instance norm, Dumoulin et al. 2017); ``w`` is ``[S]`` (one mixture for the batch)
+  or ``[B, S]`` (one per sample) non-negative weights summing to 1. Without it the network uses the mixture set by
+  :meth:`StyleNetwork.set_style` (the first style by default).
 
 Inside, the input is padded to a multiple of the network's total stride (reflection where the image is large
 enough, replication otherwise) and the output is cropped back, so odd frame sizes such as 1080 rows work.
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.errors import UserError
-from inference.layers import ConvNormAct, ResidualBlock, SeparableResidualBlock, Upsample
+from inference.layers import ConditionalInstanceNorm2d, ConvNormAct, ResidualBlock, SeparableResidualBlock, Upsample
 
 _REGISTRY: dict[str, type[StyleNetwork]] = {}
 
@@ -83,34 +87,81 @@ class StyleNetwork(nn.Module):
     """Base class: input checks, padding to the stride, cropping and the [0, 1] output map.
 
     Subclasses set ``stride`` (total downsampling) and implement :meth:`_forward_padded`; ``config`` holds the
-    constructor keyword arguments as JSON-friendly values, so ``build_network(net.name, **net.config)`` rebuilds it.
+    constructor keyword arguments as JSON-friendly values, so ``build_network(net.name, **net.config)`` rebuilds it
+    (``num_styles`` appears in it only when above 1, so single-style configs are unchanged).
+
+    Attributes:
+        num_styles: Styles the network carries (1: plain instance norms).
+        style_weights: ``[S]`` buffer (not saved) with the mixture used when ``forward`` gets no ``style``.
     """
 
     name: str = ""
     stride: int = 4
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, num_styles: int = 1, **config: Any) -> None:
         super().__init__()
-        self.config: dict[str, Any] = config
+        if int(num_styles) < 1:
+            raise ValueError(f"num_styles must be >= 1, got {num_styles}")
+        self.num_styles = int(num_styles)
+        self.config: dict[str, Any] = config | ({"num_styles": self.num_styles} if self.num_styles > 1 else {})
+        self.register_buffer("style_weights", F.one_hot(torch.tensor(0), self.num_styles).float(), persistent=False)
+        self._style_layers: list[ConditionalInstanceNorm2d] | None = None
+
+    def set_style(self, weights: Sequence[float] | torch.Tensor) -> None:
+        """Set the style mixture used when ``forward`` gets no ``style``.
+
+        Args:
+            weights: ``[S]`` non-negative finite weights with a positive sum; they are normalised to sum to 1.
+
+        Raises:
+            ValueError: Wrong length, negative or non-finite weight, or zero total.
+        """
+        w = torch.as_tensor(weights, dtype=torch.float32).flatten()
+        if w.numel() != self.num_styles:
+            raise ValueError(f"expected {self.num_styles} style weights, got {w.numel()}")
+        if not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
+            raise ValueError(f"style weights must be finite, non-negative and not all zero, got {w.tolist()}")
+        self.style_weights.copy_(w / w.sum())
+
+    def bind_style(self, style: torch.Tensor | None, batch: int) -> None:
+        """Hand the style weights to every conditional norm before a pass over ``_forward_padded``.
+
+        Args:
+            style: ``[S]`` or ``[B, S]`` weights, or ``None`` for :attr:`style_weights`.
+            batch: The batch size ``B`` (checked against a ``[B, S]`` style).
+        """
+        if self.num_styles == 1:
+            return
+        style = self.style_weights if style is None else style.to(self.style_weights.device)
+        if style.shape[-1] != self.num_styles or style.dim() > 2 or (style.dim() == 2 and style.shape[0] != batch):
+            raise ValueError(
+                f"style must be [{self.num_styles}] or [{batch}, {self.num_styles}], got {list(style.shape)}"
+            )
+        if self._style_layers is None:
+            self._style_layers = [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+        for layer in self._style_layers:
+            layer.style = style
 
     def _forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return pre-activation output ``[B, 3, H, W]`` and 1/4-resolution features for a padded input."""
         raise NotImplementedError
 
     def forward(
-        self, x: torch.Tensor, return_features: bool = False
+        self, x: torch.Tensor, return_features: bool = False, style: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Stylize a batch.
 
         Args:
             x: ``[B, 3, H, W]`` float RGB in [0, 1]; not modified.
             return_features: Also return the 1/4-resolution features.
+            style: ``[S]`` or ``[B, S]`` style weights (non-negative, summing to 1); ``None``: :attr:`style_weights`.
 
         Returns:
             ``[B, 3, H, W]`` RGB in [0, 1], or ``(output, features [B, C, ceil(H/4), ceil(W/4)])``.
         """
         if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"expected a float tensor [B, 3, H, W], got {tuple(x.shape)} {x.dtype}")
+        self.bind_style(style, x.shape[0])
         height, width = x.shape[-2:]
         padded = _pad_to(x, self.stride, min_size=2 * self.stride)
         logits, features = self._forward_padded(padded)
@@ -148,26 +199,28 @@ class JohnsonNet(StyleNetwork):
     Args:
         channels: ``(c1, c2, c3)``, default ``(32, 64, 128)`` as in the paper.
         num_residual: Number of residual blocks, default 5 as in the paper.
+        num_styles: Styles (conditional instance norms when above 1).
     """
 
     stride = 4
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5) -> None:
+    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, num_styles: int = 1) -> None:
         c1, c2, c3 = _channels(channels, 3)
         if int(num_residual) < 0:
             raise ValueError(f"num_residual must be >= 0, got {num_residual}")
-        super().__init__(channels=[c1, c2, c3], num_residual=int(num_residual))
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=int(num_residual))
+        s = self.num_styles
         self.encoder = nn.Sequential(
-            ConvNormAct(3, c1, 9),
-            ConvNormAct(c1, c2, 3, stride=2),
-            ConvNormAct(c2, c3, 3, stride=2),
+            ConvNormAct(3, c1, 9, num_styles=s),
+            ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
+            ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
         )
-        self.residual = nn.Sequential(*(ResidualBlock(c3) for _ in range(int(num_residual))))
+        self.residual = nn.Sequential(*(ResidualBlock(c3, s) for _ in range(int(num_residual))))
         self.decoder = nn.Sequential(
             Upsample(2),
-            ConvNormAct(c3, c2, 3),
+            ConvNormAct(c3, c2, 3, num_styles=s),
             Upsample(2),
-            ConvNormAct(c2, c1, 3),
+            ConvNormAct(c2, c1, 3, num_styles=s),
             ConvNormAct(c1, 3, 9, norm=False, act=False),
         )
 
@@ -180,8 +233,8 @@ class JohnsonNet(StyleNetwork):
 class TinyNet(JohnsonNet):
     """A very small :class:`JohnsonNet` (8/16/16 channels, one residual block) for fast tests."""
 
-    def __init__(self, channels: Sequence[int] = (8, 16, 16), num_residual: int = 1) -> None:
-        super().__init__(channels=channels, num_residual=num_residual)
+    def __init__(self, channels: Sequence[int] = (8, 16, 16), num_residual: int = 1, num_styles: int = 1) -> None:
+        super().__init__(channels=channels, num_residual=num_residual, num_styles=num_styles)
 
 
 @register_network("light")
@@ -199,23 +252,25 @@ class LightNet(StyleNetwork):
     Args:
         channels: ``(c1, c2, c3)``, default ``(16, 48, 96)``.
         num_residual: Number of separable residual blocks at 1/8 resolution, default 5.
+        num_styles: Styles (conditional instance norms when above 1).
     """
 
     stride = 8
 
     # The defaults trade speed for capacity: narrower trunks ran faster on a 2-core CPU but hold less of a style;
     # bench/inference.py and the README have the measured frame rates.
-    def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5) -> None:
+    def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5, num_styles: int = 1) -> None:
         c1, c2, c3 = _channels(channels, 3)
         if int(num_residual) < 0:
             raise ValueError(f"num_residual must be >= 0, got {num_residual}")
-        super().__init__(channels=[c1, c2, c3], num_residual=int(num_residual))
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=int(num_residual))
+        s = self.num_styles
         self.encoder = nn.Sequential(
-            ConvNormAct(3, c1, 3, stride=2),
-            ConvNormAct(c1, c2, 3, stride=2),
-            ConvNormAct(c2, c3, 3, stride=2),
+            ConvNormAct(3, c1, 3, stride=2, num_styles=s),
+            ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
+            ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
         )
-        self.residual = nn.Sequential(*(SeparableResidualBlock(c3) for _ in range(int(num_residual))))
+        self.residual = nn.Sequential(*(SeparableResidualBlock(c3, s) for _ in range(int(num_residual))))
         self.up_quarter = nn.Sequential(
             # The ReLU makes the decoder non-linear before its first norm; without it, the residual blocks' last
             # norm biases would only shift every channel by a constant that the next norm removes, and never learn.
@@ -224,13 +279,13 @@ class LightNet(StyleNetwork):
             ConvNormAct(c3, c2, 1, norm=False, act=False, bias=False),
             Upsample(2),
             ConvNormAct(c2, c2, 3, groups=c2, norm=False, act=False, bias=False),
-            ConvNormAct(c2, c2, 1),
+            ConvNormAct(c2, c2, 1, num_styles=s),
         )
         self.up_half = nn.Sequential(
             ConvNormAct(c2, c1, 1, norm=False, act=False, bias=False),
             Upsample(2),
             ConvNormAct(c1, c1, 3, groups=c1, norm=False, act=False, bias=False),
-            ConvNormAct(c1, c1, 1),
+            ConvNormAct(c1, c1, 1, num_styles=s),
             ConvNormAct(c1, 3 * 4, 3, norm=False, act=False),
             nn.PixelShuffle(2),
         )
@@ -254,10 +309,11 @@ class IdentityNet(StyleNetwork):
         return x, F.avg_pool2d(x, 4, ceil_mode=True)
 
     def forward(
-        self, x: torch.Tensor, return_features: bool = False
+        self, x: torch.Tensor, return_features: bool = False, style: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``x`` itself (``[B, 3, H, W]`` float in [0, 1]; not copied, so callers must not modify the result in
-        place), and with ``return_features`` its 4x4 average pool ``[B, 3, ceil(H/4), ceil(W/4)]``."""
+        place; ``style`` is ignored: one style), and with ``return_features`` its 4x4 average pool
+        ``[B, 3, ceil(H/4), ceil(W/4)]``."""
         if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"expected a float tensor [B, 3, H, W], got {tuple(x.shape)} {x.dtype}")
         return self._forward_padded(x) if return_features else x

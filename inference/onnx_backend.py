@@ -7,6 +7,10 @@ optional: they are imported lazily here, and :func:`available` says whether both
 Exports of artifacts are cached on disk, keyed by the artifact's sha256 (:func:`cached_session`), so a start-up does
 not trace the network again. :func:`export_onnx_model` is also what ``styletrain export -o OUT.onnx`` writes (one
 exporter, not two).
+
+A multi-style network (``num_styles > 1``) is exported as one graph with a second input, ``style``: float32 ``[S]``
+weights (non-negative, summing to 1) that mix the per-style normalisation parameters, so one file serves every style
+and every blend. Single-style networks have the one input ``image``, as before.
 """
 
 from __future__ import annotations
@@ -57,8 +61,9 @@ class DynamicPadCrop(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` float RGB in [0, 1] -> same shape and range."""
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, 3, H, W]`` float RGB in [0, 1] (and ``[S]`` style weights) -> same shape and range."""
+        self.net.bind_style(style, x.shape[0])
         height, width = x.shape[-2], x.shape[-1]
         stride = self.net.stride
         pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
@@ -66,8 +71,14 @@ class DynamicPadCrop(nn.Module):
         return torch.sigmoid(logits[..., :height, :width])
 
 
+def num_styles(net: nn.Module) -> int:
+    """Styles of a (possibly ``torch.compile``-wrapped) network: 1 unless it has conditional norms."""
+    return int(getattr(getattr(net, "_orig_mod", net), "num_styles", 1))
+
+
 def export_onnx_model(net: nn.Module, f: str | os.PathLike[str] | IO[bytes]) -> None:
-    """Export ``net`` to ONNX with dynamic batch, height and width (input ``image``, output ``stylized``).
+    """Export ``net`` to ONNX with dynamic batch, height and width (input ``image``, output ``stylized``; a
+    multi-style network also takes ``style``, ``[S]`` float32 weights).
 
     Args:
         net: A registered style network (``stride`` and ``_forward_padded``); it is used in eval mode, fp32, CPU,
@@ -78,14 +89,19 @@ def export_onnx_model(net: nn.Module, f: str | os.PathLike[str] | IO[bytes]) -> 
     # Stride 1 (identity) needs no padding, and the network's own forward has no size arithmetic to freeze.
     graph = DynamicPadCrop(net) if int(net.stride) > 1 else net
     dynamic = {0: "batch", 2: "height", 3: "width"}
+    styles = num_styles(net)
+    example: tuple[torch.Tensor, ...] = (torch.rand(1, 3, *EXAMPLE_SIZE),)
+    names = ["image"]
+    if styles > 1:
+        example, names = (*example, torch.full((styles,), 1.0 / styles)), ["image", "style"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about the (checked) size arithmetic
         # The TorchScript-based exporter: the dynamo one needs onnxscript and is not needed for these ops.
         torch.onnx.export(
             graph,
-            (torch.rand(1, 3, *EXAMPLE_SIZE),),
+            example,
             f,
-            input_names=["image"],
+            input_names=names,
             output_names=["stylized"],
             dynamic_axes={"image": dynamic, "stylized": dynamic},
             opset_version=OPSET,
@@ -169,6 +185,9 @@ class OrtNetwork:
         cache_key: The weights' identity (an artifact's sha256): reuse or write the on-disk export cache
             (:func:`cached_session`); ``None`` exports into memory.
 
+    A multi-style network is run with its current :attr:`~inference.networks.StyleNetwork.style_weights` (set with
+    ``net.set_style``), read at every call, so changing the style between frames needs no new export.
+
     Raises:
         ImportError: ``onnx``/``onnxruntime`` missing. Any exporter error propagates (the caller may fall back).
     """
@@ -188,6 +207,8 @@ class OrtNetwork:
         if min(x.shape[-2:]) < 2 * self.stride:
             with torch.no_grad():
                 return self.net(x.float())
-        array = np.ascontiguousarray(x.detach().cpu().float().numpy())
-        (out,) = self.session.run(["stylized"], {"image": array})
+        feeds = {"image": np.ascontiguousarray(x.detach().cpu().float().numpy())}
+        if num_styles(self.net) > 1:
+            feeds["style"] = self.net.style_weights.detach().cpu().float().numpy()
+        (out,) = self.session.run(["stylized"], feeds)
         return torch.from_numpy(out)

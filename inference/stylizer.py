@@ -26,6 +26,7 @@ from inference.errors import UserError
 from inference.precision import DTYPES, choose_precision
 from inference.stages import StageClock
 from inference.strokes import check_stroke_options, stroke_scaled
+from inference.styles import StyleSpec, style_weights
 
 if TYPE_CHECKING:
     from inference.artifact import ArtifactMetadata
@@ -88,11 +89,15 @@ class Stylizer:
             result back to the frame's size, so strokes grow that many times (see :mod:`inference.strokes`);
             colour preservation and strength still use the full-size frame. 1 is the plain path.
         stroke_detail: ``"none"`` or ``"guided"``: restore the frame's luminance detail lost when enlarging.
+        style: Which style of a multi-style network: ``None`` (the first), a name (``"starry"``), a blend spec
+            (``"starry:0.3,wave:0.7"``) or a mapping (``{"starry": 0.3, "wave": 0.7}``); see :meth:`set_style`.
 
     Attributes:
         metadata: As given (always present; ``None`` when not built from an artifact).
         precision_report: A :class:`~inference.precision.PrecisionReport`: the precision, why, and the parity errors.
         backend: ``"torch"`` or ``"onnxruntime"``, as resolved.
+        style_names: The network's style names in order (from the metadata; ``"0"``, ``"1"``, ... without it).
+        style_weights: The current weight of each style (non-negative, summing to 1).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Stylizer:
         cache_key: str | None = None,
         stroke_scale: float = 1.0,
         stroke_detail: str = "none",
+        style: StyleSpec | None = None,
     ) -> None:
         check_stroke_options(stroke_scale, stroke_detail)
         if not 0.0 <= strength <= 1.0:
@@ -118,6 +124,8 @@ class Stylizer:
         if batch_size is not None and batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {batch_size}")
         self.metadata = metadata
+        self.style_names = _style_names(network, metadata)
+        self.style_weights = style_weights(style, self.style_names)
         self.device = resolve_device(device)
         self._cuda = self.device.type == "cuda"
         self.batch_size = int(batch_size) if batch_size is not None else (8 if self._cuda else 1)
@@ -132,6 +140,7 @@ class Stylizer:
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.network = network
+        self.set_style(style)
         self._forward: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(network, mode=self._compile_mode) if self.compiled else network
         )
@@ -173,13 +182,31 @@ class Stylizer:
             return "torch"
         return "onnxruntime"
 
+    def set_style(self, style: StyleSpec | None) -> None:
+        """Choose or blend the styles of a multi-style network; the frames computed after the call use it.
+
+        Blends interpolate the per-style normalisation parameters, so any mixture costs the same as one style, on
+        every backend (ONNX Runtime takes the weights as an input: no new export).
+
+        Args:
+            style: ``None`` (the first style), a style name, a ``"a:0.3,b:0.7"`` spec or a name -> weight mapping;
+                weights are normalised to sum to 1. A single-style network accepts only its own name.
+
+        Raises:
+            UserError: Unknown name (the message lists the available ones), negative or non-finite weight, or a zero
+                total (one line).
+        """
+        self.style_weights = style_weights(style, self.style_names)
+        if len(self.style_names) > 1:
+            self.network.set_style(self.style_weights)
+
     @classmethod
     def from_artifact(cls, path: str | Path, **kwargs: Any) -> Stylizer:
         """Load an exported ``.safetensors`` artifact (see :func:`inference.artifact.load_artifact`).
 
         Args:
             path: The artifact file.
-            **kwargs: Constructor options (``device``, ``precision``, ``batch_size``, ...).
+            **kwargs: Constructor options (``device``, ``precision``, ``batch_size``, ``style``, ...).
         """
         from inference.artifact import load_artifact
 
@@ -365,6 +392,13 @@ class Stylizer:
         if self.preserve_color:
             y = preserve_color(y, x)
         return blend(y, x, self.strength)
+
+
+def _style_names(network: nn.Module, metadata: ArtifactMetadata | None) -> list[str]:
+    """The style names: the artifact's, else ``"0"``, ``"1"``, ... for a network built in Python."""
+    if metadata is not None and metadata.styles:
+        return metadata.style_names
+    return [str(i) for i in range(int(getattr(network, "num_styles", 1)))]
 
 
 def _compile_mode(compile: bool | str) -> str | None:

@@ -69,8 +69,16 @@ def _log_image(trainer: pl.Trainer, key: str, image: np.ndarray, caption: str, f
     Image.fromarray(image).save(folder / filename)
 
 
+def _style_names(pl_module: pl.LightningModule) -> list[str]:
+    """The module's style names (several for a multi-style network), or the one style path's stem."""
+    names = getattr(pl_module, "style_names", None)
+    return list(names) if names else [pl_module.style_path.stem]
+
+
 class StyleSamples(Callback):
     """Log the style image once and a grid of stylized validation images at each validation (and every N steps).
+
+    A multi-style network gets every style image (``style/<name>``) and one grid per style (``samples/<name>``).
 
     Args:
         every_n_steps: Also log the grid every this many training steps (0: only at validation).
@@ -83,20 +91,36 @@ class StyleSamples(Callback):
         self._content: Tensor | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero and getattr(pl_module, "style_image", None) is not None:
-            style = pl_module.style_image[0]
-            _log_image(trainer, "style", _to_uint8(style), pl_module.style_path.name, "style.png")
+        if not trainer.is_global_zero or getattr(pl_module, "style_image", None) is None:
+            return
+        images = getattr(pl_module, "style_images", None) or [pl_module.style_image]
+        paths = getattr(pl_module, "style_paths", None) or [pl_module.style_path]
+        if len(images) == 1:
+            _log_image(trainer, "style", _to_uint8(images[0][0]), paths[0].name, "style.png")
+            return
+        for name, image, path in zip(_style_names(pl_module), images, paths, strict=True):
+            _log_image(trainer, f"style/{name}", _to_uint8(image[0]), path.name, f"style_{name}.png")
 
     def _log_grid(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._content is None:
             return
         was_training = pl_module.training
         pl_module.eval()
+        names = _style_names(pl_module)
         with torch.no_grad():
-            stylized = pl_module(self._content.to(pl_module.device))
+            content = self._content.to(pl_module.device)
+            stylized = [
+                pl_module(content, style=i) if len(names) > 1 else pl_module(content) for i in range(len(names))
+            ]
         pl_module.train(was_training)
         step = trainer.global_step
-        _log_image(trainer, "samples", sample_grid(self._content, stylized), f"step {step}", f"step_{step:07d}.png")
+        for name, images in zip(names, stylized, strict=True):
+            key, filename = (
+                ("samples", f"step_{step:07d}.png")
+                if len(names) == 1
+                else (f"samples/{name}", f"step_{step:07d}_{name}.png")
+            )
+            _log_image(trainer, key, sample_grid(self._content, images), f"step {step} {name}", filename)
 
     def on_validation_batch_end(
         self,
@@ -183,7 +207,8 @@ class ExportArtifact(Callback):
     Exported from the best checkpoint (lowest ``val/total``) when one exists, else from the current weights.
 
     Args:
-        path: Destination; default ``--model.export_path`` or ``artifacts/<style-stem>.safetensors``.
+        path: Destination; default ``--model.export_path`` or ``artifacts/<style-stem>.safetensors`` (the stems
+            joined by ``+`` for several styles).
         use_best: Prefer the best checkpoint over the final weights.
     """
 
@@ -195,7 +220,7 @@ class ExportArtifact(Callback):
     def destination(self, pl_module: pl.LightningModule) -> Path:
         """Where the artifact goes, in order: this callback's ``path``, ``--model.export_path``, the default."""
         explicit = self.path or getattr(pl_module.hparams, "export_path", None)
-        return Path(explicit) if explicit else Path("artifacts") / f"{pl_module.style_path.stem}.safetensors"
+        return Path(explicit) if explicit else Path("artifacts") / f"{'+'.join(_style_names(pl_module))}.safetensors"
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -220,11 +245,13 @@ class ExportArtifact(Callback):
         import wandb
 
         meta = pl_module.artifact_metadata()
+        names = "+".join(_style_names(pl_module))
         artifact = wandb.Artifact(
-            name=_artifact_name(meta["style_name"]),
+            name=_artifact_name(names),
             type="model",
-            description=f"styletrain {meta['network']} network for style {meta['style_name']} ({source})",
-            metadata={k: meta[k] for k in ("network", "network_kwargs", "style_name", "style_sha256", "temporal")},
+            description=f"styletrain {meta['network']} network for style {names} ({source})",
+            metadata={k: meta[k] for k in ("network", "network_kwargs", "style_name", "style_sha256", "temporal")}
+            | {"styles": meta.get("styles", [])},
         )
         artifact.add_file(str(dest), name=dest.name)
         trainer.logger.experiment.log_artifact(artifact)

@@ -52,7 +52,8 @@ HELP = (
 )
 
 SUBCOMMAND_DESCRIPTIONS = {
-    "fit": "Train a network for one style image. --style PATH (required) is a shortcut for --model.style PATH. "
+    "fit": "Train a network for one style image. --style PATH (required) is a shortcut for --model.style PATH; "
+    "repeat it (--style a.jpg --style b.jpg) to train one network for several styles. "
     "Each run writes its checkpoints to <default_root_dir>/checkpoints/<style-stem>/<run-id>/; --ckpt_path last "
     "resumes the newest run of the style.",
     "validate": "Compute the validation losses of a checkpoint (--ckpt_path CKPT, or last). --style PATH is a "
@@ -178,8 +179,9 @@ class StyleTrainCLI(LightningCLI):
         config = self.config[self.subcommand]
         _check_logger_extras(config)
         style = config.model.get("style")
-        if style and not Path(style).is_file():
-            raise UserError(f"--style {style}: file not found")
+        for path in [style] if isinstance(style, str) else style or []:
+            if not Path(path).is_file():
+                raise UserError(f"--style {path}: file not found")
         if any(str(getattr(lg, "class_path", "")).endswith("WandbLogger") for lg in _loggers(config)):
             configure_wandb_mode()
 
@@ -216,16 +218,40 @@ def _quiet_wandb_logger(logger: Any) -> None:
         Path(logger.save_dir).mkdir(parents=True, exist_ok=True)
 
 
+def _rewrite_style_shortcut(args: list[str]) -> list[str]:
+    """``--style X`` -> ``--model.style X``; repeated (``--style a.jpg --style b.jpg``) -> one list, in order, where
+    the first ``--style`` was (a multi-style network)."""
+    values: list[str] = []
+    out: list[str] = []
+    first = None
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name != "--style":
+            out.append(args[i])
+        elif eq or i + 1 < len(args):
+            values.append(value if eq else args[i + 1])
+            i += 0 if eq else 1
+            first = len(out) if first is None else first
+        else:
+            out.append(args[i])  # a trailing --style without a value: the parser reports it
+        i += 1
+    if first is not None:
+        joined = values[0] if len(values) == 1 else json.dumps(values)
+        out[first:first] = ["--model.style", joined]
+    return out
+
+
 def _rewrite_args(args: list[str]) -> list[str]:
-    """``--style X`` -> ``--model.style X``; ``--data.video_pairs a b`` (any of :data:`LIST_OPTIONS`) -> a list."""
+    """``--style X`` (repeatable, see :func:`_rewrite_style_shortcut`) -> ``--model.style X``;
+    ``--data.video_pairs a b`` (any of :data:`LIST_OPTIONS`) -> a list."""
+    args = _rewrite_style_shortcut(args)
     out: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         name, eq, value = arg.partition("=")
-        if name == "--style":
-            out.append("--model.style" + eq + value)
-        elif name in LIST_OPTIONS:
+        if name in LIST_OPTIONS:
             values = [value] if eq else []
             while not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 i += 1

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from inference.errors import UserError
-from inference.onnx_backend import export_onnx_model
+from inference.onnx_backend import export_onnx_model, num_styles
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Pat
     return save_artifact(
         path,
         module.net,
-        style_name=meta["style_name"],
-        style_sha256=meta["style_sha256"],
+        styles=[(s["name"], s["sha256"]) for s in _style_list(meta)],
         config=meta["config"],
         temporal=meta["temporal"],
     )
@@ -189,11 +188,18 @@ def export_onnx(
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         worst = 0.0
         generator = torch.Generator().manual_seed(0)
+        styles = num_styles(net)
         for batch, (height, width) in enumerate(ONNX_CHECK_SIZES, start=1):
             x = torch.rand(batch, 3, height, width, generator=generator)
+            feeds = {"image": x.numpy()}
+            # A multi-style graph is checked on a blend of all its styles, which exercises every style's parameters.
+            style = torch.rand(styles, generator=generator) + 0.1
+            style = style / style.sum()
+            if styles > 1:
+                feeds["style"] = style.numpy()
             with torch.no_grad():
-                expected = net(x).numpy()
-            got = session.run(None, {"image": x.numpy()})[0]
+                expected = net(x, style=style if styles > 1 else None).numpy()
+            got = session.run(None, feeds)[0]
             if got.shape != expected.shape:
                 raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
             worst = max(worst, float(np.abs(got - expected).max()))
@@ -234,7 +240,8 @@ def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol:
             net,
             output,
             metadata={k: meta[k] for k in ("network", "style_name", "style_sha256", "temporal")}
-            | {"network_kwargs": meta.get("network_kwargs", {}), "config": meta.get("config", {})},
+            | {"network_kwargs": meta.get("network_kwargs", {}), "config": meta.get("config", {})}
+            | {"styles": _style_list(meta)},
             atol=atol,
         )
         return output
@@ -243,11 +250,18 @@ def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol:
     return save_artifact(
         output,
         net,
-        style_name=meta["style_name"],
-        style_sha256=meta["style_sha256"],
+        styles=[(s["name"], s["sha256"]) for s in _style_list(meta)],
         config=meta["config"],
         temporal=bool(meta["temporal"]),
     )
+
+
+def _style_list(meta: dict[str, Any]) -> list[dict[str, str]]:
+    """The ``[{name, sha256}, ...]`` style list of artifact or checkpoint metadata (one style when none is listed)."""
+    styles = meta.get("styles") or [(meta["style_name"], meta["style_sha256"])]
+    # Artifact metadata holds StyleEntry objects; checkpoints and the module hold JSON [name, sha256] pairs.
+    pairs = [(s.name, s.sha256) if hasattr(s, "name") else (s[0], s[1]) for s in styles]
+    return [{"name": str(name), "sha256": str(digest)} for name, digest in pairs]
 
 
 class _OneLineParser(argparse.ArgumentParser):

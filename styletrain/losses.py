@@ -260,13 +260,21 @@ class PerceptualLoss(nn.Module):
         for layer in self.style_layers:
             self.register_buffer(f"style_gram_{layer}", gram_matrix(feats[layer]).detach(), persistent=False)
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor, with_style: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        output: torch.Tensor,
+        content: torch.Tensor,
+        with_style: bool = True,
+        style_grams: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Compute the raw loss terms.
 
         Args:
             output: Stylized images ``[B, 3, H, W]`` in [0, 1] (gradients flow through it).
             content: The content images the output was made from, same shape, in [0, 1] (used as a fixed target).
             with_style: Include the style term (``False`` where no style image is known, e.g. ``evaluate``).
+            style_grams: Targets ``{layer: [B, C, C]}`` used instead of the stored ones: each sample's own style in a
+                multi-style run.
 
         Returns:
             Unweighted float32 scalars ``content``, ``style`` (when ``with_style``) and ``tv``, each a mean over the
@@ -275,7 +283,7 @@ class PerceptualLoss(nn.Module):
         _check_image(output, "output")
         if content.shape != output.shape:
             raise ValueError(f"content {tuple(content.shape)} and output {tuple(output.shape)} differ in shape")
-        grams = self.style_grams if with_style else None
+        grams = (style_grams if style_grams is not None else self.style_grams) if with_style else None
         batch = output.shape[0]
         # One VGG pass over output and content together: fewer, larger kernels than two passes.
         feats = self.loss_network(torch.cat([output, content.detach().to(output.dtype)], dim=0))

@@ -1,4 +1,4 @@
-"""The LightningModule: one transformer net trained against one style image.
+"""The LightningModule: one transformer net trained against one style image, or several (one multi-style net).
 
 Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI. The network architecture is owned
 by the runtime (:func:`inference.networks.build_network`); this module wraps it as ``self.net`` and adds the frozen
@@ -9,6 +9,10 @@ Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``t
 others, and :meth:`StyleTransferModule.loss_terms` merges them with ``total = sum(weight[k] * term[k])``
 (:func:`styletrain.losses.weighted_sum`). Adding a term means one loss and one weight.
 
+With several style images the net gets one set of normalisation scales and shifts per style (conditional instance
+norm, :mod:`inference.layers`); every batch cycles through the styles sample by sample, so each style gets an equal
+share, and each sample's style loss uses its own style's Grams (computed once per style).
+
 Checkpoints hold only ``net.*``: the VGG loss network is frozen and rebuilt from its weights argument, and the style
 Gram matrices are non-persistent buffers recomputed at start-up, so a checkpoint of the standard net is ~7 MB.
 """
@@ -18,16 +22,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from inference.errors import UserError
 from inference.networks import build_network
-from styletrain.data.images import load_style_image, sha256_of_file
+from styletrain.data.images import load_style_image, sha256_of_file, style_paths
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast
 from styletrain.temporal.balance import TemporalBalance
@@ -42,7 +46,8 @@ class StyleTransferModule(pl.LightningModule):
     """Train a feed-forward style network with perceptual (and optionally temporal) losses.
 
     Args:
-        style: Path to the style image (any size, grayscale/RGBA/16-bit are converted).
+        style: Path to the style image (any size, grayscale/RGBA/16-bit are converted), or a list of paths to
+            train one network for several styles (named by their file stems, which must differ).
         style_size: Longest side the style image is resized to before computing its Gram matrices; None keeps it.
         network: Registry name of the transformer net (``johnson``, ``light``, ``tiny``).
         network_kwargs: Constructor arguments of that network (e.g. ``{"channels": [16, 32, 64]}``).
@@ -78,7 +83,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def __init__(
         self,
-        style: str,
+        style: list[str] | str,
         style_size: int | None = 512,
         network: str = "johnson",
         network_kwargs: dict[str, Any] | None = None,
@@ -108,11 +113,10 @@ class StyleTransferModule(pl.LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr_schedule {lr_schedule!r}; available: constant, cosine")
-        self.net = _build_net(network, network_kwargs, channels_last, compile)
-        # Read the style image now so that a bad path fails before any training machinery starts.
-        self.style_path = Path(style)
-        self.style_image: Tensor = load_style_image(style, style_size)  # [1, 3, H, W] in [0, 1]; not a buffer
-        self.style_sha256 = sha256_of_file(style)
+        # Read the style images now so that a bad path fails before any training machinery starts.
+        self._load_styles(style, style_size)
+        self.net = _build_net(network, _with_styles(network_kwargs, self.num_styles), channels_last, compile)
+        self._all_grams: dict[str, Tensor] | None = None  # {layer: [S, C, C]}, on the module's device
         # Its VGG weights and style Grams are never in checkpoints nor artifacts (see PerceptualLoss).
         self.perceptual = PerceptualLoss(
             content_weight, style_weight, tv_weight, content_layers, style_layers, arch=vgg, vgg_weights=vgg_weights
@@ -131,18 +135,36 @@ class StyleTransferModule(pl.LightningModule):
         # The full resolved CLI config (set by the CLI); saved in checkpoints and artifacts.
         self.run_config: dict[str, Any] | None = None
 
+    def _load_styles(self, style: list[str] | str, style_size: int | None) -> None:
+        """Read every style image (``[1, 3, H, W]`` in [0, 1], not buffers) with its name and sha256."""
+        self.style_paths = style_paths(style)
+        self.num_styles = len(self.style_paths)
+        self.style_names = [p.stem for p in self.style_paths]
+        self.style_images = [load_style_image(p, style_size) for p in self.style_paths]
+        self.style_sha256s = [sha256_of_file(p) for p in self.style_paths]
+        # The first style under the single-style names that callers and callbacks use.
+        self.style_path, self.style_image, self.style_sha256 = (
+            self.style_paths[0],
+            self.style_images[0],
+            self.style_sha256s[0],
+        )
+
     # ----------------------------------------------------------------------------------------------- forward
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Stylize ``x`` ``[B, 3, H, W]`` in [0, 1]; returns ``[B, 3, H, W]`` in [0, 1]."""
-        return self._stylize(x, features=False)[0]
+    def forward(self, x: Tensor, style: int | None = None) -> Tensor:
+        """Stylize ``x`` ``[B, 3, H, W]`` in [0, 1] with style number ``style`` (default the first); returns
+        ``[B, 3, H, W]`` in [0, 1]."""
+        styles = None if style is None else torch.full((x.shape[0],), int(style), device=x.device)
+        return self._stylize(x, features=False, styles=styles)[0]
 
-    def _stylize(self, x: Tensor, features: bool) -> tuple[Tensor, Tensor | None]:
+    def _stylize(self, x: Tensor, features: bool, styles: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Run the net; ``styles`` is the ``[B]`` style index of each sample (multi-style nets only)."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        weights = None if styles is None or self.num_styles == 1 else F.one_hot(styles, self.num_styles).float()
         if features:
-            return self.net(x, return_features=True)
-        return self.net(x), None
+            return self.net(x, return_features=True, style=weights)
+        return self.net(x, style=weights), None
 
     # ----------------------------------------------------------------------------------------------- losses
 
@@ -152,9 +174,32 @@ class StyleTransferModule(pl.LightningModule):
         return self.perceptual.style_grams
 
     def _ensure_style_targets(self) -> None:
+        """Compute the Gram targets once per style (again only after a move to another device)."""
         perceptual = self.perceptual
-        if not perceptual.has_style or next(iter(perceptual.style_grams.values())).device != self.device:
-            perceptual.set_style(self.style_image)
+        if self._all_grams is not None and next(iter(self._all_grams.values())).device == self.device:
+            return
+        per_style = []
+        for image in reversed(self.style_images):  # the first style last: the loss keeps it as its default target
+            perceptual.set_style(image)
+            per_style.append(perceptual.style_grams)
+        per_style.reverse()
+        self._all_grams = {layer: torch.cat([g[layer] for g in per_style]) for layer in perceptual.style_layers}
+
+    def style_indices(self, batch_size: int, offset: int) -> Tensor | None:
+        """``[B]`` style index of each sample, cycling through the styles from ``offset`` (``None`` for one style).
+
+        Consecutive samples get consecutive styles and the offset moves on with every batch, so all styles get the
+        same share even when a batch is smaller than the number of styles.
+        """
+        if self.num_styles == 1:
+            return None
+        return (torch.arange(batch_size, device=self.device) + offset) % self.num_styles
+
+    def _targets(self, styles: Tensor | None) -> dict[str, Tensor] | None:
+        """Each sample's own style Grams ``{layer: [B, C, C]}``, or ``None`` (the loss's stored single style)."""
+        if styles is None or self._all_grams is None:
+            return None
+        return {layer: grams[styles] for layer, grams in self._all_grams.items()}
 
     def _pair(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> tuple[Tensor, ...] | None:
         """``(frame1, frame2, flow, mask)`` for the temporal loss, or None when training on stills only."""
@@ -165,29 +210,35 @@ class StyleTransferModule(pl.LightningModule):
         pair = random_motion_pair(batch["content"], generator=generator, config=self.motion)
         return pair.frame1, pair.frame2, pair.flow, pair.mask
 
-    def loss_terms(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def loss_terms(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None, style_offset: int = 0
+    ) -> dict[str, Tensor]:
         """All loss terms for one batch, raw, plus the weighted ``total``.
 
         Args:
             batch: ``{"content": [B, 3, H, W]}`` or ``{"frame1", "frame2", "flow", "mask"}`` (see the flow convention
                 in :mod:`styletrain.temporal.loss`), images in [0, 1].
             generator: Random generator for synthetic motion (fixed for validation).
+            style_offset: Style of the first sample in a multi-style run (see :meth:`style_indices`); both frames of
+                a pair get the same style.
 
         Returns:
             ``{"content", "style", "tv"[, "temporal"[, "temporal_feature"]], "total"}`` scalar tensors.
         """
         self._ensure_style_targets()
         pair = self._pair(batch, generator)
+        styles = self.style_indices(_batch_size(batch), style_offset)
         if pair is None:
             content = batch["content"]
-            out, _ = self._stylize(content, features=False)
-            terms = self.perceptual(out, content)
+            out, _ = self._stylize(content, features=False, styles=styles)
+            terms = self.perceptual(out, content, style_grams=self._targets(styles))
         else:
             frame1, frame2, flow, mask = pair
             inputs = torch.cat([frame1, frame2])
+            styles = None if styles is None else torch.cat([styles, styles])
             # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
-            out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0)
-            terms = self.perceptual(out, inputs)
+            out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0, styles=styles)
+            terms = self.perceptual(out, inputs, style_grams=self._targets(styles))
             if self.temporal_on:
                 out1, out2 = out.float().chunk(2)
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
@@ -214,8 +265,8 @@ class StyleTransferModule(pl.LightningModule):
         self._ensure_style_targets()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        terms = self.loss_terms(batch)
         size = _batch_size(batch)
+        terms = self.loss_terms(batch, style_offset=self.global_step * size)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "total"}, batch_size=size)
         self.log("train/total", terms["total"].detach(), prog_bar=True, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
@@ -226,8 +277,8 @@ class StyleTransferModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # A fixed generator per batch: the synthetic motion, hence val/temporal, is the same at every validation.
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx) if self.temporal_on else None
-        terms = self.loss_terms(batch, generator=generator)
         size = _batch_size(batch)
+        terms = self.loss_terms(batch, generator=generator, style_offset=batch_idx * size)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
         # The guard against a fading style: a temporal loss must not buy its stability by flattening the output.
         frames = batch["frame1"] if "frame1" in batch else batch["content"]
@@ -268,8 +319,9 @@ class StyleTransferModule(pl.LightningModule):
         return {
             "network": self.net.name,
             "network_kwargs": json.loads(json.dumps(self.net.config, default=list)),
-            "style_name": self.style_path.stem,
+            "style_name": self.style_names[0],
             "style_sha256": self.style_sha256,
+            "styles": [[name, digest] for name, digest in zip(self.style_names, self.style_sha256s, strict=True)],
             "config": json.loads(json.dumps(config, default=str)) | self._calibration(),
             "temporal": bool(self.temporal_on),
         }
@@ -306,6 +358,15 @@ def _build_net(
         # In-place Module.compile keeps the state-dict keys free of the ``_orig_mod.`` prefix.
         net.compile()
     return net
+
+
+def _with_styles(network_kwargs: dict[str, Any] | None, num_styles: int) -> dict[str, Any]:
+    """The network arguments with ``num_styles`` for a multi-style run (it must agree with the style images)."""
+    kwargs = dict(network_kwargs or {})
+    given = kwargs.pop("num_styles", num_styles)
+    if int(given) != num_styles:
+        raise UserError(f"--model.network_kwargs num_styles={given} but {num_styles} style images were given")
+    return kwargs | ({"num_styles": num_styles} if num_styles > 1 else {})
 
 
 def _temporal_balance(weight: float, balance: float | None, steps: int) -> TemporalBalance | None:

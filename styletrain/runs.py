@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from styletrain.data.images import styles_stem
 from styletrain.loggers import configure_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,10 @@ RUN_ID_ENV = "STYLETRAIN_RUN_ID"
 """Environment variable carrying the run id to DDP worker processes (they re-run the command line)."""
 
 
-def checkpoint_root(default_root_dir: str | None, style: str) -> Path:
-    """``<default_root_dir>/checkpoints/<style-stem>``: the folder holding one sub-folder per run of a style."""
-    return Path(default_root_dir or ".") / "checkpoints" / Path(style).stem
+def checkpoint_root(default_root_dir: str | None, style: str | list[str]) -> Path:
+    """``<default_root_dir>/checkpoints/<style-stem>``: the folder holding one sub-folder per run of a style (the
+    stems joined by ``+`` for several styles)."""
+    return Path(default_root_dir or ".") / "checkpoints" / styles_stem(style)
 
 
 def new_run_id(parent: Path, now: float | None = None) -> str:
@@ -84,7 +86,7 @@ def _resolve_checkpoints(config: Any, root: str, run_id: str | None) -> None:
     style = config.get("model", {}).get("style")
     if not style or config.get("checkpoint") is None or config.checkpoint.get("dirpath") is not None:
         return
-    parent = checkpoint_root(root, str(style))
+    parent = checkpoint_root(root, style if isinstance(style, list) else str(style))
     if config.get("ckpt_path") == "last":
         last = newest_last_checkpoint(parent)
         if last is None:

@@ -26,6 +26,27 @@ MAX_STYLE_PIXELS = 1 << 30
 MIN_STYLE_SIDE = 64
 
 
+def style_paths(style: str | Path | list[str] | tuple[str, ...]) -> list[Path]:
+    """The style image paths of ``--model.style``: one path, or a list of them for a multi-style network.
+
+    Raises:
+        UserError: An empty list, or two images with the same file stem (the stems name the styles).
+    """
+    paths = [Path(style)] if isinstance(style, str | Path) else [Path(s) for s in style]
+    if not paths:
+        raise UserError("--style: give at least one style image")
+    stems = [p.stem for p in paths]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise UserError(f"--style: two style images are named {repeated[0]!r}; styles are named by file stem")
+    return paths
+
+
+def styles_stem(style: str | Path | list[str] | tuple[str, ...]) -> str:
+    """The name of a run's style(s) in folder and file names: the file stem, or the stems joined by ``+``."""
+    return "+".join(p.stem for p in style_paths(style))
+
+
 def sha256_of_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (recorded in artifacts to identify the style image)."""
     digest = hashlib.sha256()
