@@ -1,0 +1,65 @@
+"""Make ``docs/style-blend.jpg``: one two-style network, each style alone and blends between them.
+
+A blend interpolates each style's normalisation scales and shifts (conditional instance norm). No trained multi-style
+artifact ships with the repository (training here has only random VGG weights), so the network is ``johnson`` with
+fixed random convolutions and two random sets of per-style scales and shifts: the picture shows the mechanism (one
+network, a continuous path from style 0 to style 1 at the speed of one style), not trained paintings.
+
+    PYTHONPATH=. python docs/style_blend_figure.py
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from inference.layers import ConditionalInstanceNorm2d
+from inference.networks import build_network
+from inference.stylizer import Stylizer
+
+BLENDS = (1.0, 0.75, 0.5, 0.25, 0.0)  # weight of style 0; style 1 gets the rest
+TILE_WIDTH = 240  # six 1:1 crops side by side: 1440 px
+
+
+@torch.no_grad()
+def two_style_network(seed: int) -> torch.nn.Module:
+    """``johnson`` with 2 styles whose per-style norm scales and shifts differ (random, fixed by ``seed``)."""
+    torch.manual_seed(seed)
+    net = build_network("johnson", num_styles=2)
+    for module in net.modules():
+        if isinstance(module, ConditionalInstanceNorm2d):
+            module.weight.copy_(1.0 + 0.6 * torch.randn_like(module.weight))
+            module.bias.copy_(0.4 * torch.randn_like(module.bias))
+    return net
+
+
+def main() -> None:
+    """Stylize the photo with each blend and write the picture."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--image", default="data/samples/content/kodim23_parrots.jpg")
+    p.add_argument("--output", default="docs/style-blend.jpg")
+    p.add_argument("--seed", type=int, default=0)
+    opts = p.parse_args()
+    img = np.asarray(Image.open(opts.image).convert("RGB"))
+    stylizer = Stylizer(two_style_network(opts.seed), device="cpu", backend="torch")
+    panels = [("original", img)]
+    for w in BLENDS:
+        stylizer.set_style({"0": w, "1": 1.0 - w})
+        label = "style 0" if w == 1.0 else "style 1" if w == 0.0 else f"0:{w:g},1:{1 - w:g}"
+        panels.append((label, stylizer.image(img)))
+    height, width = img.shape[:2]
+    x0 = max(0, (width - TILE_WIDTH) // 2)
+    canvas = Image.new("RGB", (TILE_WIDTH * len(panels), height + 20), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, rgb) in enumerate(panels):
+        canvas.paste(Image.fromarray(rgb[:, x0 : x0 + TILE_WIDTH]), (i * TILE_WIDTH, 20))
+        draw.text((i * TILE_WIDTH + 6, 4), label, fill="black")
+    canvas.save(opts.output, quality=90)
+    print(f"wrote {opts.output}")
+
+
+if __name__ == "__main__":
+    main()
