@@ -15,7 +15,8 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
+from side_by_side import save_side_by_side  # docs/side_by_side.py, beside this script
 
 from inference.networks import build_network
 from inference.strokes import luminance
@@ -47,15 +48,9 @@ def main() -> None:
             build_network("johnson"), device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail
         )
         panels.append((label, stylizer.image(img)))
-    height, width = img.shape[:2]
-    x0 = max(0, (width - TILE_WIDTH) // 2)
-    canvas = Image.new("RGB", (TILE_WIDTH * len(panels), height + 20), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (label, rgb) in enumerate(panels):
+    for label, rgb in panels:
         print(f"{label:18s} laplacian energy {laplacian_energy(rgb):.5f}")
-        canvas.paste(Image.fromarray(rgb[:, x0 : x0 + TILE_WIDTH]), (i * TILE_WIDTH, 20))
-        draw.text((i * TILE_WIDTH + 6, 4), label, fill="black")
-    canvas.save(opts.output, quality=90)
+    save_side_by_side(panels, opts.output, TILE_WIDTH)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import argparse
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+from side_by_side import save_side_by_side  # docs/side_by_side.py, beside this script
 
 from inference.layers import ConditionalInstanceNorm2d
 from inference.networks import build_network
@@ -50,14 +51,7 @@ def main() -> None:
         stylizer.set_style({"0": w, "1": 1.0 - w})
         label = "style 0" if w == 1.0 else "style 1" if w == 0.0 else f"0:{w:g},1:{1 - w:g}"
         panels.append((label, stylizer.image(img)))
-    height, width = img.shape[:2]
-    x0 = max(0, (width - TILE_WIDTH) // 2)
-    canvas = Image.new("RGB", (TILE_WIDTH * len(panels), height + 20), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (label, rgb) in enumerate(panels):
-        canvas.paste(Image.fromarray(rgb[:, x0 : x0 + TILE_WIDTH]), (i * TILE_WIDTH, 20))
-        draw.text((i * TILE_WIDTH + 6, 4), label, fill="black")
-    canvas.save(opts.output, quality=90)
+    save_side_by_side(panels, opts.output, TILE_WIDTH)
     print(f"wrote {opts.output}")
 
 

@@ -1,0 +1,24 @@
+"""Labelled side-by-side crops for the README's pictures (used by the ``*_figure.py`` scripts beside this file)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def save_side_by_side(panels: list[tuple[str, np.ndarray]], path: str, tile_width: int = 240) -> None:
+    """Write 1:1 centre crops of ``uint8 [H, W, 3]`` images, ``tile_width`` wide each, labelled above, as one image.
+
+    Args:
+        panels: ``(label, image)`` pairs, all of the same size, left to right.
+        path: The output file (JPEG quality 90 for ``.jpg``).
+        tile_width: Width of each crop in pixels.
+    """
+    height, width = panels[0][1].shape[:2]
+    x0 = max(0, (width - tile_width) // 2)
+    canvas = Image.new("RGB", (tile_width * len(panels), height + 20), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, rgb) in enumerate(panels):
+        canvas.paste(Image.fromarray(rgb[:, x0 : x0 + tile_width]), (i * tile_width, 20))
+        draw.text((i * tile_width + 6, 4), label, fill="black")
+    canvas.save(path, quality=90)
