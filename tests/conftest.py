@@ -106,6 +106,21 @@ def content():
 
 
 @pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A ``tiny`` network's artifact with fixed weights (seed 0): what ``stylize-video -m`` takes."""
+    import torch
+
+    from inference.artifact import save_artifact
+    from inference.networks import build_network
+
+    torch.manual_seed(0)
+    net = build_network("tiny")
+    return save_artifact(
+        tmp_path / "m.safetensors", net, style_name="s", style_sha256="0" * 64, config={}, temporal=False
+    )
+
+
+@pytest.fixture
 def make_image_folder() -> Callable[..., Path]:
     """Factory ``make_image_folder(directory, n, size=(h, w), ext="png") -> Path``."""
     return write_image_folder

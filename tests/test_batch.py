@@ -9,24 +9,9 @@ import av
 import pytest
 import torch
 
-from inference.artifact import save_artifact
 from inference.batch import Job, Outcome, plan_jobs, video_folder_files, worker_devices
 from inference.cli import main
 from inference.errors import UserError
-from inference.networks import build_network
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    return save_artifact(
-        tmp_path / "m.safetensors",
-        build_network("tiny"),
-        style_name="s",
-        style_sha256="0" * 64,
-        config={},
-        temporal=False,
-    )
 
 
 def _run(*args) -> int:

@@ -17,7 +17,6 @@ from torch import nn
 import inference.convert as convert
 import inference.io.encoders as encoders
 import inference.io.video_reader as video_reader
-from inference.artifact import save_artifact
 from inference.cli import main
 from inference.convert import stylize_file
 from inference.errors import MediaError, UserError
@@ -26,7 +25,6 @@ from inference.io.encoders import nvenc_options, resolve_encoder
 from inference.io.readers import open_source
 from inference.io.video_writer import VideoSink
 from inference.io.writers import EncodeOptions
-from inference.networks import build_network
 from inference.stages import STAGES
 from inference.stylizer import Stylizer
 
@@ -202,15 +200,6 @@ def test_x264_uses_frame_threads_on_every_core(tmp_path, make_video):
     assert ctx.thread_type.name == "FRAME" and ctx.thread_count == 0
     sink.abort()
     src.close()
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    return save_artifact(
-        tmp_path / "m.safetensors", build_network("tiny"), style_name="s", style_sha256="0" * 64, config={},
-        temporal=False,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

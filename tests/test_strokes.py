@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import av
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference.artifact import save_artifact
 from inference.cli import main
 from inference.colour import rgb_to_ycbcr
 from inference.errors import UserError
@@ -42,15 +40,6 @@ def _stripes_network(x: torch.Tensor) -> torch.Tensor:
 def _laplacian_energy(rgb: torch.Tensor) -> float:
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     return F.conv2d(luminance(rgb.float()), kernel).pow(2).mean().item()
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    net = build_network("tiny")
-    return save_artifact(
-        tmp_path / "m.safetensors", net, style_name="s", style_sha256="0" * 64, config={}, temporal=False
-    )
 
 
 # ------------------------------------------------------------------------------------------------ the function

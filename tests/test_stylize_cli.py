@@ -15,18 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.artifact import save_artifact
 from inference.cli import main
-from inference.networks import build_network
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    net = build_network("tiny")
-    return save_artifact(
-        tmp_path / "m.safetensors", net, style_name="s", style_sha256="0" * 64, config={}, temporal=False
-    )
 
 
 def _run(*args) -> int:

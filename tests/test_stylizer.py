@@ -21,12 +21,9 @@ from inference.stylizer import Stylizer, resolve_device
 
 
 @pytest.fixture
-def artifact(tmp_path) -> Path:
-    torch.manual_seed(0)
-    return save_artifact(
-        tmp_path / "tiny.safetensors", build_network("tiny"), style_name="s", style_sha256="0" * 64, config={},
-        temporal=False,
-    )  # fmt: skip
+def artifact(model) -> Path:
+    """The shared tiny artifact (``model`` in conftest)."""
+    return model
 
 
 class _FailOnBatch(nn.Module):
