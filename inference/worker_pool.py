@@ -132,21 +132,11 @@ def _stop(procs: list[Any], *, gently: bool) -> None:
             proc.join()
 
 
-def _worker(
-    wid: int,
-    model: str,
-    device: str,
-    stylizer_options: dict[str, Any],
-    file_options: dict[str, Any],
-    threads: int | None,
-    quiet: bool,
-    tasks: Any,
-    results: Any,
-) -> None:
-    """A worker process: load the model once, then stylize files from ``tasks`` until the ``None`` marker."""
+def _worker(*args: Any) -> None:
+    """A worker process: :func:`_serve` (same arguments) with SIGTERM and Ctrl-C turned into a clean exit."""
     try:
         with terminate_on_sigterm():
-            _serve(wid, model, device, stylizer_options, file_options, threads, quiet, tasks, results)
+            _serve(*args)
     except KeyboardInterrupt as exc:  # Ctrl-C reaches every process of the terminal; SIGTERM comes from the parent.
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
