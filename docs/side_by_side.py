@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -22,3 +24,13 @@ def save_side_by_side(panels: list[tuple[str, np.ndarray]], path: str, tile_widt
         canvas.paste(Image.fromarray(rgb[:, x0 : x0 + tile_width]), (i * tile_width, 20))
         draw.text((i * tile_width + 6, 4), label, fill="black")
     canvas.save(path, quality=90)
+
+
+def figure_options(description: str, output: str) -> tuple[argparse.Namespace, np.ndarray]:
+    """A figure script's --image, --output and --seed, and the uint8 [H, W, 3] image."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--image", default="data/samples/content/kodim23_parrots.jpg")
+    p.add_argument("--output", default=output)
+    p.add_argument("--seed", type=int, default=0)
+    opts = p.parse_args()
+    return opts, np.asarray(Image.open(opts.image).convert("RGB"))

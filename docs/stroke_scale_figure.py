@@ -10,13 +10,10 @@ squared Laplacian) of every panel.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from side_by_side import save_side_by_side  # docs/side_by_side.py, beside this script
+from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
 from inference.networks import build_network
 from inference.strokes import luminance
@@ -35,12 +32,7 @@ def laplacian_energy(rgb: np.ndarray) -> float:
 
 def main() -> None:
     """Stylize, print the energies, write the picture."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--image", default="data/samples/content/kodim23_parrots.jpg")
-    p.add_argument("--output", default="docs/stroke-scale.jpg")
-    p.add_argument("--seed", type=int, default=0)
-    opts = p.parse_args()
-    img = np.asarray(Image.open(opts.image).convert("RGB"))
+    opts, img = figure_options(__doc__.splitlines()[0], "docs/stroke-scale.jpg")
     panels = [("original", img)]
     for label, scale, detail in PANELS:
         torch.manual_seed(opts.seed)  # the same weights in every panel

@@ -10,12 +10,8 @@ network, a continuous path from style 0 to style 1 at the speed of one style), n
 
 from __future__ import annotations
 
-import argparse
-
-import numpy as np
 import torch
-from PIL import Image
-from side_by_side import save_side_by_side  # docs/side_by_side.py, beside this script
+from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
 from inference.layers import ConditionalInstanceNorm2d
 from inference.networks import build_network
@@ -39,12 +35,7 @@ def two_style_network(seed: int) -> torch.nn.Module:
 
 def main() -> None:
     """Stylize the photo with each blend and write the picture."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--image", default="data/samples/content/kodim23_parrots.jpg")
-    p.add_argument("--output", default="docs/style-blend.jpg")
-    p.add_argument("--seed", type=int, default=0)
-    opts = p.parse_args()
-    img = np.asarray(Image.open(opts.image).convert("RGB"))
+    opts, img = figure_options(__doc__.splitlines()[0], "docs/style-blend.jpg")
     stylizer = Stylizer(two_style_network(opts.seed), device="cpu", backend="torch")
     panels = [("original", img)]
     for w in BLENDS:
