@@ -213,7 +213,13 @@ class StyleTransferModule(pl.LightningModule):
     def loss_terms(
         self, batch: dict[str, Tensor], generator: torch.Generator | None = None, style_offset: int = 0
     ) -> dict[str, Tensor]:
-        """All loss terms for one batch, raw, plus the weighted ``total``.
+        """All loss terms for one batch, raw, plus the weighted ``total`` (see :meth:`stylized_terms`)."""
+        return self.stylized_terms(batch, generator, style_offset)[0]
+
+    def stylized_terms(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None, style_offset: int = 0
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """All loss terms for one batch, raw, plus the weighted ``total``, and the stylized frames they came from.
 
         Args:
             batch: ``{"content": [B, 3, H, W]}`` or ``{"frame1", "frame2", "flow", "mask"}`` (see the flow convention
@@ -223,7 +229,8 @@ class StyleTransferModule(pl.LightningModule):
                 a pair get the same style.
 
         Returns:
-            ``{"content", "style", "tv"[, "temporal"[, "temporal_feature"]], "total"}`` scalar tensors.
+            ``({"content", "style", "tv"[, "temporal"[, "temporal_feature"]], "total"}`` scalar tensors, the outputs
+            ``[B, 3, H, W]`` in [0, 1]; for a pair batch ``[2B, ...]``, the first frames first).
         """
         self._ensure_style_targets()
         pair = self._pair(batch, generator)
@@ -245,7 +252,7 @@ class StyleTransferModule(pl.LightningModule):
                 with torch.autocast(self.device.type, enabled=False):
                     terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
         terms["total"] = weighted_sum(terms, self._weights(terms))
-        return terms
+        return terms, out
 
     def _weights(self, terms: dict[str, Tensor]) -> dict[str, Any]:
         """The loss weights; with a temporal balance, the temporal weight is calibrated from this step's terms while
@@ -278,11 +285,10 @@ class StyleTransferModule(pl.LightningModule):
         # A fixed generator per batch: the synthetic motion, hence val/temporal, is the same at every validation.
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx) if self.temporal_on else None
         size = _batch_size(batch)
-        terms = self.loss_terms(batch, generator=generator, style_offset=batch_idx * size)
+        terms, out = self.stylized_terms(batch, generator=generator, style_offset=batch_idx * size)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
         # The guard against a fading style: a temporal loss must not buy its stability by flattening the output.
-        frames = batch["frame1"] if "frame1" in batch else batch["content"]
-        self.log("val/contrast", contrast(self(frames)), batch_size=size, sync_dist=True)
+        self.log("val/contrast", contrast(out[:size].float()), batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

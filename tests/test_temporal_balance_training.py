@@ -115,3 +115,19 @@ def test_calibrated_training_is_invariant_to_the_loss_nets_feature_scale(style_p
     # An absolute weight does not carry over: the same feature scale changes what is trained.
     absolute, moved = _trained_difference(style_path, content, temporal_weight=1e4, **base)
     assert absolute > 0.2 * moved, (absolute, moved)
+
+
+def test_validation_logs_the_contrast_of_its_outputs(style_path, content):
+    from styletrain.output_stats import contrast
+
+    module = _module(style_path, temporal_balance=1.0).eval()
+    logged = {}
+    module.log_dict = lambda values, **kwargs: logged.update(values)
+    module.log = lambda name, value, **kwargs: logged.update({name: value})
+    module.validation_step({"content": content}, batch_idx=0)
+    assert {"val/total", "val/temporal", "val/contrast"} <= set(logged)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1000)  # the validation step's fixed motion for batch 0
+        _, out = module.stylized_terms({"content": content}, generator=generator)
+    expected = contrast(out[: len(content)])
+    assert float(logged["val/contrast"]) == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0.01
