@@ -4,13 +4,15 @@ For each ``--model`` it prints one JSON object on its own line::
 
     {"model": ..., "style": ..., "temporal": ..., "clip": ..., "frames": 48, "size": [640, 360],
      "flow_method": "dis", "warping_error": 0.0123, "input_warping_error": 0.0031, "ratio_to_input": 3.97,
-     "contrast": 0.21, "colourfulness": 0.18, "input_contrast": 0.19,
+     "contrast": 0.21, "colourfulness": 0.18, "content_kept": 0.55, "input_contrast": 0.19,
      "content_loss": ..., "style_loss": ..., "loss_net": "vgg16 imagenet", "fps": 3.2}
 
 With several models, each line also has ``<metric>_ratio`` against the first model (warping error, contrast,
 colourfulness, style and content loss), and a one-line warning goes to stderr for a model whose output contrast
 falls under 0.7x the per-frame model's (the first model trained without the temporal loss) or under 0.5x the input's
-(:mod:`styletrain.output_stats`): stability bought by removing the style.
+(:mod:`styletrain.output_stats`): stability bought by removing the style. ``content_kept`` is the correlation of
+the output's edges with the input's (:func:`styletrain.output_stats.content_kept`): near 0 when the style has
+painted the content away.
 
 The warping error (Lai et al. 2018, :mod:`styletrain.temporal.loss`) uses flow estimated on the INPUT clip, once, shared
 by all models; ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output reaches.
@@ -182,7 +184,7 @@ def evaluate_models(
     return results
 
 
-_COMPARED = ("warping_error", "contrast", "colourfulness", "style_loss", "content_loss")
+_COMPARED = ("warping_error", "contrast", "colourfulness", "content_kept", "style_loss", "content_loss")
 
 
 def _compare(results: list[dict[str, Any]], source: dict[str, float]) -> None:
@@ -252,7 +254,7 @@ def _evaluate_model(
     result: dict[str, Any] = {"model": str(path), "style": meta.style_name, "network": meta.network}
     result |= {"temporal": meta.temporal, **clip.facts, "warping_error": error, "input_warping_error": floor}
     result["ratio_to_input"] = error / floor if floor > 0 else None
-    result |= clip_stats(outputs)
+    result |= clip_stats(outputs, inputs=frames)  # + content_kept: edges of output vs input
     arch = cfg.get("vgg", "vgg16")
     content_layers = cfg.get("content_layers", list(DEFAULT_CONTENT_LAYERS))
     style_layers = cfg.get("style_layers", list(DEFAULT_STYLE_LAYERS))

@@ -1,7 +1,9 @@
-"""How much style an output still carries: contrast and colourfulness, the guard against a fading style.
+"""How much style an output still carries (contrast, colourfulness) and how much content (``content_kept``).
 
 A temporal loss can buy stability by flattening the output (a grey frame never flickers). These statistics expose
 that: a temporally stable model whose outputs keep the per-frame model's contrast and colourfulness kept its style.
+The opposite failure, a style so strong that the content is gone (pure texture), is exposed by :func:`content_kept`,
+which compares an output's edges with its input's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from inference.colour import BT601_LUMA
@@ -17,6 +20,8 @@ from inference.colour import BT601_LUMA
 # Below these ratios an output counts as flat (issue 12): against the per-frame model's contrast, and the input's.
 FLAT_VS_PER_FRAME = 0.7
 FLAT_VS_INPUT = 0.5
+# content_kept's area-averaging block (px): strokes finer than this are texture, coarser structure is content.
+CONTENT_KEPT_POOL = 4
 
 
 def _check(frames: Tensor) -> None:
@@ -60,16 +65,75 @@ def colourfulness(frames: Tensor) -> Tensor:
     return (spread + 0.3 * centre).mean()
 
 
-def clip_stats(frames: Sequence[np.ndarray], batch_size: int = 16) -> dict[str, float]:
-    """Contrast and colourfulness of a clip of ``uint8 [H, W, 3]`` RGB frames (mean over frames)."""
+def _luma(frames: Tensor) -> Tensor:
+    """``[B, 1, H, W]`` BT.601 luma of ``[B, 3, H, W]`` RGB frames."""
+    return (frames.float() * frames.new_tensor(BT601_LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def sobel_magnitude(frames: Tensor) -> Tensor:
+    """Sobel gradient magnitude of the luma, ``[B, H, W]`` (replicate padding: no false edge at the border).
+
+    Args:
+        frames: ``[B, 3, H, W]`` RGB in [0, 1].
+    """
+    _check(frames)
+    luma = F.pad(_luma(frames), (1, 1, 1, 1), mode="replicate")
+    kx = luma.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+    gx, gy = F.conv2d(luma, kx), F.conv2d(luma, kx.transpose(2, 3))
+    return (gx.square() + gy.square()).sqrt()[:, 0]
+
+
+def content_kept(inputs: Tensor, outputs: Tensor, pool: int = CONTENT_KEPT_POOL) -> Tensor:
+    """How much of the input's structure an output keeps: the correlation of their edge maps.
+
+    Per frame, the luma of input and output is area-averaged over ``pool x pool`` blocks, which removes the
+    brush-stroke texture a style adds at the finest scale while keeping object outlines, then the Pearson correlation
+    of the two Sobel gradient magnitudes is taken. Outlines are what a viewer reads as "the content"; the measure
+    needs no loss network, so it compares models trained with any loss net. 1: the input itself (or any
+    brightness/contrast change of it); about 0 for a flat output or texture unrelated to the input; negative values
+    are possible but rare (edges moved off the input's).
+
+    Args:
+        inputs: ``[B, 3, H, W]`` RGB in [0, 1], the frames the outputs were made from.
+        outputs: Stylized frames, same shape, RGB in [0, 1].
+        pool: Block size of the area averaging (>= 1).
+
+    Returns:
+        Scalar, mean over frames, in [-1, 1].
+    """
+    _check(inputs)
+    _check(outputs)
+    if inputs.shape != outputs.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and outputs {tuple(outputs.shape)} differ in shape")
+    a, b = (sobel_magnitude(F.avg_pool2d(x.float(), pool) if pool > 1 else x).flatten(1) for x in (inputs, outputs))
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    denominator = a.norm(dim=1) * b.norm(dim=1)
+    # A flat frame has no edges to correlate: it kept none of the content (0, not NaN).
+    corr = torch.where(denominator > 0, (a * b).sum(1) / denominator.clamp_min(1e-12), torch.zeros_like(denominator))
+    return corr.mean()
+
+
+def clip_stats(
+    frames: Sequence[np.ndarray], batch_size: int = 16, inputs: Sequence[np.ndarray] | None = None
+) -> dict[str, float]:
+    """Contrast and colourfulness of a clip of ``uint8 [H, W, 3]`` RGB frames (mean over frames); with ``inputs``
+    (the frames they were made from, same shapes) also :func:`content_kept`."""
     if not frames:
         raise ValueError("clip_stats needs at least one frame")
-    totals = {"contrast": 0.0, "colourfulness": 0.0}
+    if inputs is not None and len(inputs) != len(frames):
+        raise ValueError(f"clip_stats: {len(inputs)} input frames for {len(frames)} output frames")
+    totals = {"contrast": 0.0, "colourfulness": 0.0} | ({"content_kept": 0.0} if inputs is not None else {})
     for i in range(0, len(frames), batch_size):
-        chunk = torch.from_numpy(np.stack(frames[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+        chunk = _as_tensor(frames[i : i + batch_size])
         totals["contrast"] += float(contrast(chunk)) * len(chunk)
         totals["colourfulness"] += float(colourfulness(chunk)) * len(chunk)
+        if inputs is not None:
+            totals["content_kept"] += float(content_kept(_as_tensor(inputs[i : i + batch_size]), chunk)) * len(chunk)
     return {k: v / len(frames) for k, v in totals.items()}
+
+
+def _as_tensor(frames: Sequence[np.ndarray]) -> Tensor:
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def fading_warnings(name: str, stats: dict[str, float], reference: dict[str, float] | None, source: dict[str, float]):
