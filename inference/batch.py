@@ -1,18 +1,20 @@
 """Many inputs in one ``stylize-video`` run: which files, where their outputs go, on which devices, and the summary.
 
 Several inputs, or one folder holding videos (and no images, which would make it a folder of frames), make a
-batch: every input gets an output of the same stem in the ``-o`` folder. The files are spread over worker
-processes (:mod:`inference.worker_pool`), one or more per device, each loading the artifact once; with a single
-worker they run in this process. A file that fails is reported and the others go on.
+batch: every input gets an output of the same stem in the ``-o`` folder. This module is the planner: inputs,
+output names, ``--skip-existing``, the line per file, the summary and the exit status. An executor runs the files:
+:mod:`inference.local_executor` (this machine's devices, the default) or :mod:`inference.ray_executor` (a Ray
+cluster). A file that fails is reported and the others go on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +23,17 @@ from inference.io.image_reader import natural_key
 from inference.io.media import IMAGE_EXTENSIONS
 from inference.io.writers import VIDEO_EXTENSIONS
 
+# Re-exported: the job types and the per-file runner moved to inference.jobs, shared with the executors.
+from inference.jobs import Executor, Job, Outcome, load_stylizer, run_job  # noqa: F401
+
+log = logging.getLogger("inference")
+
 # Extensions that mark a file in an input folder as a video to stylize (anything FFmpeg reads would do; these are
 # the common ones, so that sidecar files such as subtitles or notes are not mistaken for broken videos).
 INPUT_VIDEO_EXTENSIONS = VIDEO_EXTENSIONS | {".gif", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
 _WRITABLE = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | {".gif"}
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and the output it goes to."""
-
-    src: Path
-    dst: Path
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one job.
-
-    Attributes:
-        status: ``"written"``, ``"skipped"`` or ``"failed"``.
-        message: The error for failures (one line, naming the file), else ``""``.
-        frames: Frames written.
-        seconds: Wall-clock time of the file.
-        device: The device that ran it.
-    """
-
-    status: str
-    message: str = ""
-    frames: int = 0
-    seconds: float = 0.0
-    device: str = ""
+# Memory one worker process needs at least (torch, the network, a few frames in flight), for cap_workers.
+WORKER_MEMORY = 1 << 30
 
 
 def video_folder_files(path: Path) -> list[Path] | None:
@@ -177,40 +159,6 @@ def worker_devices(spec: str | None, device: str = "auto", workers: int = 1) -> 
     return [name for name in found for _ in range(workers)]
 
 
-def load_stylizer(model: str, **kwargs: Any):
-    """Load the artifact into a :class:`~inference.stylizer.Stylizer`, with cuDNN autotuning on CUDA.
-
-    Args:
-        model: The ``.safetensors`` artifact.
-        **kwargs: Stylizer options (``device``, ``precision``, ``batch_size``, ...).
-    """
-    import torch
-
-    from inference.stylizer import Stylizer, resolve_device
-
-    if resolve_device(kwargs.get("device", "auto")).type == "cuda":
-        # Every batch of a video has the same shape: let cuDNN time its algorithms once and reuse the fastest.
-        torch.backends.cudnn.benchmark = True
-    return Stylizer.from_artifact(model, **kwargs)
-
-
-def run_job(stylizer, job: Job, options: dict[str, Any]) -> Outcome:
-    """Stylize one file; any error becomes a failed :class:`Outcome` (Ctrl-C and SIGTERM still propagate)."""
-    from inference.convert import stylize_file
-
-    t0 = time.perf_counter()
-    device = str(stylizer.device)
-    try:
-        result = stylize_file(stylizer, job.src, job.dst, **options)
-    except UserError as exc:
-        return Outcome("failed", str(exc), seconds=time.perf_counter() - t0, device=device)
-    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the summary names it.
-        text = " ".join(str(exc).split())[:300]
-        message = f"{job.src}: {type(exc).__name__}: {text}"
-        return Outcome("failed", message, seconds=time.perf_counter() - t0, device=device)
-    return Outcome("written", frames=result.frames, seconds=result.seconds, device=device)
-
-
 def format_line(done: int, total: int, job: Job, outcome: Outcome) -> str:
     """The progress line of one finished file, e.g. ``[2/5] a.mp4 -> out/a.mp4: 240 frames in 3.1s (...)``."""
     head = f"[{done}/{total}] {job.src}"
@@ -242,22 +190,22 @@ def summarize(jobs: list[Job], outcomes: list[Outcome], seconds: float, *, quiet
 
 def run_batch(
     jobs: list[Job],
-    model: str,
-    devices: list[str],
-    stylizer_options: dict[str, Any],
+    make_executor: Callable[[list[Job]], Executor],
     file_options: dict[str, Any],
     *,
     skip_existing: bool = False,
     quiet: bool = False,
 ) -> int:
-    """Stylize every job, spread over ``devices`` (one worker per entry), and print a line per file and a summary.
+    """Stylize every job with the executor ``make_executor`` returns; print a line per file and a summary.
+
+    Everything that can be checked is checked before the output folder is created (the encoder options here, the
+    model and the workers in the executor's ``start``); a folder this run created is removed again when the run
+    writes nothing into it, so a refused batch leaves nothing behind.
 
     Args:
         jobs: From :func:`plan_jobs`; the output folder is created if missing.
-        model: The artifact, loaded once per worker.
-        devices: One entry per worker, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``.
-        stylizer_options: :class:`~inference.stylizer.Stylizer` options except ``device``.
-        file_options: :func:`~inference.convert.stylize_file` options.
+        make_executor: Called once with the jobs left to run (after ``--skip-existing``), e.g. to size its workers.
+        file_options: :func:`~inference.convert.stylize_file` options (checked here once, not once per file).
         skip_existing: Leave jobs whose output exists alone.
         quiet: Print only failures.
 
@@ -265,26 +213,41 @@ def run_batch(
         The exit status: 0, or 2 when any file failed.
     """
     t0 = time.perf_counter()
-    outcomes: dict[int, Outcome] = {}
-    done = 0
-
-    def report(index: int, outcome: Outcome) -> None:
-        nonlocal done
-        done += 1
-        outcomes[index] = outcome
-        if not quiet:
-            print(format_line(done, len(jobs), jobs[index], outcome), file=sys.stderr, flush=True)
-
+    progress = _Progress(jobs, quiet)
     todo = []
     for i, job in enumerate(jobs):
         if skip_existing and output_exists(job.dst):
-            report(i, Outcome("skipped"))
+            progress.report(i, Outcome("skipped"))
         else:
             todo.append(i)
     if todo:
         _check_encoders([jobs[i] for i in todo], file_options)
-        _dispatch(jobs, todo, model, devices, stylizer_options, file_options, report, quiet)
-    return summarize(jobs, [outcomes[i] for i in range(len(jobs))], time.perf_counter() - t0, quiet=quiet)
+        executor = make_executor([jobs[i] for i in todo])
+        try:
+            executor.start()
+            with _output_folder(jobs[todo[0]].dst.parent):
+                executor.run([(i, jobs[i]) for i in todo], progress.report)
+        finally:
+            executor.close()
+    return summarize(jobs, progress.in_order(), time.perf_counter() - t0, quiet=quiet)
+
+
+class _Progress:
+    """Collects outcomes and prints the ``[done/total]`` line of each file as it finishes."""
+
+    def __init__(self, jobs: list[Job], quiet: bool) -> None:
+        self.jobs, self.quiet = jobs, quiet
+        self.outcomes: dict[int, Outcome] = {}
+
+    def report(self, index: int, outcome: Outcome) -> None:
+        self.outcomes[index] = outcome
+        if not self.quiet:
+            print(
+                format_line(len(self.outcomes), len(self.jobs), self.jobs[index], outcome), file=sys.stderr, flush=True
+            )
+
+    def in_order(self) -> list[Outcome]:
+        return [self.outcomes[i] for i in range(len(self.jobs))]
 
 
 def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
@@ -302,36 +265,63 @@ def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
         )
 
 
-def _make_folder(folder: Path) -> None:
+@contextmanager
+def _output_folder(folder: Path) -> Iterator[None]:
+    """Create ``folder`` if missing; remove it again afterwards if this run created it and left it empty."""
+    created = not folder.exists()
     try:
         folder.mkdir(exist_ok=True)
     except FileNotFoundError:
         raise UserError(f"{folder}: its parent folder does not exist") from None
     except OSError as exc:
         raise UserError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    try:
+        yield
+    finally:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
-def _dispatch(
-    jobs: list[Job],
-    todo: list[int],
-    model: str,
-    devices: list[str],
-    stylizer_options: dict[str, Any],
-    file_options: dict[str, Any],
-    report: Callable[[int, Outcome], None],
-    quiet: bool,
-) -> None:
-    folder = jobs[todo[0]].dst.parent
-    if len(devices) == 1:
-        # One worker: no process to spawn, and Ctrl-C / SIGTERM clean up through the usual exception path.
-        stylizer = load_stylizer(model, device=devices[0], **stylizer_options)
-        _make_folder(folder)
-        for i in todo:
-            report(i, run_job(stylizer, jobs[i], file_options))
-        return
-    from inference.artifact import load_artifact
-    from inference.worker_pool import run_pool
+def cap_workers(devices: list[str], files: int) -> list[str]:
+    """Keep at most one worker per file, per usable CPU core (for CPU workers) and per share of free memory.
 
-    load_artifact(model)  # A bad artifact fails here, once, before any folder or worker is made.
-    _make_folder(folder)
-    run_pool([(i, jobs[i]) for i in todo], model, devices, stylizer_options, file_options, report, quiet=quiet)
+    Args:
+        devices: One entry per requested worker, e.g. ``["cpu"] * 1000`` or ``["cuda:0", "cuda:0", "cuda:1"]``.
+        files: Files left to stylize.
+
+    Returns:
+        The entries kept, taken round-robin over the devices so each keeps its share. A ``warning:`` line says so
+        when any is dropped.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    free = _available_memory()
+    limits = {f"{files} files": files, f"{free / 2**30:.1f} GiB free memory": max(1, free // WORKER_MEMORY)}
+    # Round-robin order: the n-th worker of every device before the (n+1)-th of any.
+    ranked = sorted(range(len(devices)), key=lambda i: (devices[:i].count(devices[i]), i))
+    kept: list[str] = []
+    for i in ranked:
+        if len(kept) == min(limits.values()):
+            break
+        if devices[i] != "cpu" or kept.count("cpu") < cores:  # CPU workers beyond the cores only contend
+            kept.append(devices[i])
+    if len(kept) < len(devices):
+        reasons = [name for name, limit in limits.items() if limit == len(kept)]
+        if kept.count("cpu") == cores < devices.count("cpu"):
+            reasons.append(f"{cores} CPU cores")
+        log.warning("--workers: %d worker processes lowered to %d (%s)", len(devices), len(kept), ", ".join(reasons))
+    return kept
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``; elsewhere free physical pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62

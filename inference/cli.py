@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _what_options(p.add_argument_group("what to stylize"))
     _encoding_options(p.add_argument_group("output encoding"))
     _runtime_options(p.add_argument_group("runtime"))
+    _cluster_options(p.add_argument_group("batch on a cluster"))
     return p
 
 
@@ -158,6 +159,28 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
+def _cluster_options(g: argparse._ActionsContainer) -> None:
+    g.add_argument(
+        "--cluster", default="local", choices=["local", "ray"],
+        help="batch: run the files on this machine's devices (local, default) or on a Ray cluster (ray; needs "
+        "pip install 'styletrain[cluster]'; inputs and -o on a filesystem every node sees)",
+    )  # fmt: skip
+    g.add_argument(
+        "--ray-address", default=None, metavar="ADDR",
+        help="with --cluster ray: the cluster to join, e.g. auto or ray://head:10001 (default: $RAY_ADDRESS, else "
+        "a Ray instance started on this machine)",
+    )  # fmt: skip
+    g.add_argument(
+        "--retries", type=ranged(int, 0), default=2, metavar="N",
+        help="with --cluster ray: times a file is redone on another worker when its worker dies (default 2)",
+    )  # fmt: skip
+    g.add_argument(
+        "--cpus-per-worker", type=ranged(int, 1), default=1, metavar="N",
+        help="with --cluster ray on nodes without GPUs: one worker per N CPUs, each running N threads (default 1); "
+        "with GPUs there is one worker per GPU",
+    )  # fmt: skip
+
+
 def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
     """:class:`~inference.stylizer.Stylizer` options except the device."""
     return {
@@ -231,6 +254,8 @@ def main(args: Sequence[str] | None = None) -> int:
 
         if is_batch(opts.inputs):
             return _run_batch(opts)
+        if opts.cluster != "local":
+            raise UserError("--cluster ray runs a batch (several inputs or a folder of videos); one input runs here")
         if opts.ext is not None:
             raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
         return _run_single(opts)
@@ -263,7 +288,7 @@ def _run_single(opts: argparse.Namespace) -> int:
 def _run_batch(opts: argparse.Namespace) -> int:
     """Several inputs (or a folder of videos) into the ``-o`` folder, spread over the devices."""
     from inference.artifact import read_metadata
-    from inference.batch import plan_jobs, run_batch, worker_devices
+    from inference.batch import plan_jobs, run_batch
 
     ext = None if opts.ext is None else "." + opts.ext.lower().lstrip(".")
     if ext == ".":
@@ -271,14 +296,40 @@ def _run_batch(opts: argparse.Namespace) -> int:
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
     _check_crf(opts.crf, opts.codec, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
+    make = _ray_executor(opts) if opts.cluster == "ray" else _local_executor(opts)
+    return run_batch(jobs, make, _file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)
+
+
+def _local_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
+    """The executor factory for this machine's devices (checked now, before anything is created)."""
+    from inference.batch import cap_workers, worker_devices
+    from inference.jobs import check_stylizer_options
+    from inference.local_executor import LocalExecutor
+
     devices = worker_devices(opts.devices, opts.device, opts.workers)
-    return run_batch(
-        jobs,
+    check_stylizer_options(opts.model, devices, _stylizer_options(opts))
+    return lambda todo: LocalExecutor(
+        opts.model, cap_workers(devices, len(todo)), _stylizer_options(opts), _file_options(opts), quiet=opts.quiet
+    )
+
+
+def _ray_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
+    """The executor factory for a Ray cluster; one line naming the extra when Ray is not installed."""
+    from inference.jobs import check_stylizer_options
+    from inference.ray_executor import RayExecutor, require_ray
+
+    if opts.devices is not None or opts.workers != 1:
+        raise UserError("--devices and --workers choose local workers; with --cluster ray use --cpus-per-worker")
+    require_ray()
+    check_stylizer_options(opts.model, [], _stylizer_options(opts))  # Precision is checked on the workers' devices.
+    return lambda todo: RayExecutor(
         opts.model,
-        devices,
         _stylizer_options(opts),
         _file_options(opts),
-        skip_existing=opts.skip_existing,
+        address=opts.ray_address,
+        retries=opts.retries,
+        cpus_per_worker=opts.cpus_per_worker,
+        max_workers=len(todo),
         quiet=opts.quiet,
     )
 

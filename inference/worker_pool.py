@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.batch import Job, Outcome, load_stylizer, run_job
 from inference.errors import UserError, terminate_on_sigterm
+from inference.jobs import Job, Outcome, load_stylizer, run_job
 
 _POLL_S = 0.5  # How often the parent checks that its workers are alive while no result arrives.
 _STOP_S = 30.0  # How long stopped workers get to remove their temporary outputs before they are killed.
