@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -114,10 +116,15 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
+            handler = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserError(f"--ray-address {self.address or os.environ.get('RAY_ADDRESS', '')}: {exc}") from None
+            finally:
+                # ray.init installs its own SIGTERM handler (a bare exit); keep ours, which cleans up like Ctrl-C.
+                if handler is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, handler)
             self._owns_ray = True
         self._artifact = ray.put(Path(self.model).read_bytes())
         slots = self._slots()

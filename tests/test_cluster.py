@@ -1,0 +1,95 @@
+"""``stylize-video --cluster ray``: the same planner as the local batch, with the files run on Ray actors.
+
+One local Ray instance with 2 CPUs serves the whole module (starting Ray costs seconds); the executor uses an
+already initialised Ray as it is, which is also how a notebook would call it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from inference.cli import main
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Starting Ray and its workers takes several seconds on a small machine.
+
+
+def _run(*args) -> int:
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+
+
+def _decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def clips(tmp_path, make_video) -> Path:
+    """A folder with two good clips and a broken file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_video(folder / "a.mp4", n_frames=5, size=(64, 48))
+    make_video(folder / "b.mkv", n_frames=7, size=(48, 32), audio=False)
+    (folder / "broken.mp4").write_bytes(b"not a video " * 100)
+    return folder
+
+
+def test_three_clips_one_broken_then_skip_existing(clips, model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mkv"]  # nothing partial, nothing hidden
+    assert len(_decoded(out / "a.mp4")) == 5 and len(_decoded(out / "b.mkv")) == 7
+    progress = [line for line in err if line.startswith("[")]
+    assert len(progress) == 3 and all("on cpu@" in line for line in progress if "->" in line), err
+    assert any(f"{clips / 'broken.mp4'}: failed: " in line for line in progress), err
+    assert err[-2].endswith(": 2 written, 0 skipped, 1 failed") and err[-1].startswith(f"error: {clips / 'broken.mp4'}")
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray", "--skip-existing") == 2  # the broken one again
+    assert capsys.readouterr().err.splitlines()[-2].endswith(": 0 written, 2 skipped, 1 failed")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+
+def test_ray_and_local_executors_write_identical_frames(clips, model, tmp_path):
+    (clips / "broken.mp4").unlink()
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert _run(clips, "-m", model, "-o", local, "--device", "cpu", "-q") == 0
+    assert _run(clips, "-m", model, "-o", remote, "--cluster", "ray", "-q") == 0
+    for name in ("a.mp4", "b.mkv"):
+        ours, theirs = _decoded(local / name), _decoded(remote / name)
+        assert len(ours) == len(theirs) > 0
+        assert all(np.array_equal(x, y) for x, y in zip(ours, theirs, strict=True)), name
+
+
+@pytest.mark.parametrize(
+    ("option", "message"), [("--precision=fp16", "needs a GPU"), ("--style=nope", "unknown style")]
+)
+def test_a_refused_ray_batch_leaves_no_folder(clips, model, tmp_path, capsys, option, message):
+    out = tmp_path / "styled"
+    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray", option) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_without_ray_the_error_names_the_extra(clips, model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError, as when it is not installed
+    assert _run(clips, "-m", model, "-o", tmp_path / "o", "--cluster", "ray") == 2
+    assert capsys.readouterr().err == "error: --cluster ray needs Ray: pip install 'styletrain[cluster]'\n"
+    assert not (tmp_path / "o").exists()
