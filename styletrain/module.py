@@ -32,6 +32,7 @@ from torch import Tensor
 from inference.errors import UserError
 from inference.networks import build_network
 from styletrain.data.images import load_style_image, sha256_of_file, style_paths
+from styletrain.loss_scale import REFERENCE_KEYS, PerceptualBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast
 from styletrain.temporal.balance import TemporalBalance
@@ -58,6 +59,13 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: Weight of the content loss.
         style_weight: Weight of the style loss (Grams normalised by C*H*W).
         tv_weight: Weight of the total-variation regulariser.
+        style_balance: Relative perceptual weights (:mod:`styletrain.loss_scale`): ``None`` keeps ``style_weight``
+            and ``tv_weight`` absolute (their meaning depends on the loss net's feature scale); a number sets the
+            style weight so that, on the content images, the weighted style term is this multiple of the weighted
+            content energy (calibrated over ``perceptual_calibration_steps`` batches, then frozen), which means the
+            same for any loss net.
+        tv_balance: With ``style_balance``: the weighted TV term as a multiple of the weighted content energy.
+        perceptual_calibration_steps: Training batches averaged to calibrate ``style_balance`` and ``tv_balance``.
         temporal_weight: Absolute weight of the output-level temporal loss; > 0 trains on frame pairs (synthetic
             motion for still images, real pairs when the data module provides them). Its meaning depends on the loss
             network's scale; prefer ``temporal_balance``. Mutually exclusive with it.
@@ -70,6 +78,9 @@ class StyleTransferModule(pl.LightningModule):
         temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
         motion: Overrides of :class:`styletrain.temporal.motion.MotionConfig` for synthetic pairs, e.g.
             ``{"max_translation": 8}``.
+        motion_seed: Seed of the synthetic motion's private random generator. Private, so the motion draws no
+            numbers from the global generator: a run with the temporal term starts from the same weights and sees
+            the same images in the same order as the same run without it (a matched comparison).
         lr: Adam learning rate.
         betas: Adam betas.
         weight_decay: Adam L2 weight decay.
@@ -94,12 +105,16 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: float = 1e5,
         style_weight: float = 1e10,
         tv_weight: float = 1e-6,
+        style_balance: float | None = None,
+        tv_balance: float = 0.0,
+        perceptual_calibration_steps: int = 10,
         temporal_weight: float = 0.0,
         temporal_balance: float | None = None,
         temporal_calibration_steps: int = 50,
         temporal_feature_weight: float = 0.0,
         temporal_luminance: bool = False,
         motion: dict[str, Any] | None = None,
+        motion_seed: int = 0,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -121,7 +136,9 @@ class StyleTransferModule(pl.LightningModule):
         self.perceptual = PerceptualLoss(
             content_weight, style_weight, tv_weight, content_layers, style_layers, arch=vgg, vgg_weights=vgg_weights
         )
+        self.perceptual_balance = _perceptual_balance(style_balance, tv_balance, perceptual_calibration_steps)
         self.temporal_balance = _temporal_balance(temporal_weight, temporal_balance, temporal_calibration_steps)
+        self._motion_gen: torch.Generator | None = None  # created on the training device at first use
         self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0 or self.temporal_balance is not None
         self.temporal = TemporalLoss(
             output_weight=1.0, feature_weight=1.0 if temporal_feature_weight > 0 else 0.0, luminance=temporal_luminance
@@ -235,33 +252,50 @@ class StyleTransferModule(pl.LightningModule):
         self._ensure_style_targets()
         pair = self._pair(batch, generator)
         styles = self.style_indices(_batch_size(batch), style_offset)
+        refs = self.training and self.perceptual_balance is not None and not self.perceptual_balance.frozen
         if pair is None:
             content = batch["content"]
             out, _ = self._stylize(content, features=False, styles=styles)
-            terms = self.perceptual(out, content, style_grams=self._targets(styles))
+            terms = self.perceptual(out, content, style_grams=self._targets(styles), with_reference=refs)
         else:
             frame1, frame2, flow, mask = pair
             inputs = torch.cat([frame1, frame2])
             styles = None if styles is None else torch.cat([styles, styles])
             # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
             out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0, styles=styles)
-            terms = self.perceptual(out, inputs, style_grams=self._targets(styles))
+            terms = self.perceptual(out, inputs, style_grams=self._targets(styles), with_reference=refs)
             if self.temporal_on:
                 out1, out2 = out.float().chunk(2)
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
                 with torch.autocast(self.device.type, enabled=False):
                     terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
-        terms["total"] = weighted_sum(terms, self._weights(terms))
+        references = {k: terms.pop(k) for k in REFERENCE_KEYS if k in terms}
+        terms["total"] = weighted_sum(terms, self._weights(terms, references))
         return terms, out
 
-    def _weights(self, terms: dict[str, Tensor]) -> dict[str, Any]:
-        """The loss weights; with a temporal balance, the temporal weight is calibrated from this step's terms while
-        training (see :class:`TemporalBalance`) and read from its frozen state otherwise."""
+    def _weights(self, terms: dict[str, Tensor], references: dict[str, Tensor] | None = None) -> dict[str, Any]:
+        """The loss weights. With relative perceptual weights, style and TV weights come from the content images'
+        reference terms (:class:`PerceptualBalance`); with a temporal balance, the temporal weight is calibrated from
+        this step's terms while training (see :class:`TemporalBalance`). Both read their frozen state otherwise."""
+        weights = dict(self.loss_weights)
+        if self.perceptual_balance is not None:
+            if references and len(references) == len(REFERENCE_KEYS):
+                self.perceptual_balance.observe(references)
+            weights |= self.perceptual_balance.weights(weights["content"])
         if self.temporal_balance is None or "temporal" not in terms:
-            return self.loss_weights
+            return weights
         if self.training:
-            self.temporal_balance.observe(self.loss_weights["content"] * terms["content"], terms["temporal"])
-        return self.loss_weights | {"temporal": self.temporal_balance.weight.float()}
+            self.temporal_balance.observe(weights["content"] * terms["content"], terms["temporal"])
+        return weights | {"temporal": self.temporal_balance.weight.float()}
+
+    def motion_generator(self) -> torch.Generator:
+        """The synthetic motion's private generator on the module's device, seeded from ``motion_seed``, this
+        process's rank and the step it is created at (so resumed and DDP runs draw fresh, reproducible motion)."""
+        if self._motion_gen is None or self._motion_gen.device != self.device:
+            rank = self.global_rank if self._trainer is not None else 0
+            seed = (int(self.hparams.motion_seed) * 1_000_003 + rank * 7919 + self.global_step) % (1 << 63)
+            self._motion_gen = torch.Generator(device=self.device).manual_seed(seed)
+        return self._motion_gen
 
     # ----------------------------------------------------------------------------------------------- steps
 
@@ -273,12 +307,15 @@ class StyleTransferModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         size = _batch_size(batch)
-        terms = self.loss_terms(batch, style_offset=self.global_step * size)
+        generator = self.motion_generator() if self.temporal_on else None
+        terms = self.loss_terms(batch, generator=generator, style_offset=self.global_step * size)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "total"}, batch_size=size)
         self.log("train/total", terms["total"].detach(), prog_bar=True, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         if self.temporal_balance is not None:
             self.log("train/temporal_weight", self.temporal_balance.weight.float(), batch_size=size)
+        if self.perceptual_balance is not None:
+            self.log("train/style_weight", self.perceptual_balance.weights(1.0)["style"], batch_size=size)
         return terms["total"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -333,11 +370,21 @@ class StyleTransferModule(pl.LightningModule):
         }
 
     def _calibration(self) -> dict[str, Any]:
-        """The calibrated temporal weight, recorded in artifacts next to the config (empty without a balance)."""
+        """The calibrated weights, recorded in artifacts next to the config (empty without balances)."""
+        out: dict[str, Any] = {}
+        if (pb := self.perceptual_balance) is not None:
+            weights = pb.weights(float(self.loss_weights["content"]))
+            out["perceptual_calibration"] = {
+                "style_balance": pb.style_balance,
+                "tv_balance": pb.tv_balance,
+                "steps_seen": int(pb.seen),
+                "style_weight": float(weights["style"]),
+                "tv_weight": float(weights["tv"]),
+            }
         if self.temporal_balance is None:
-            return {}
+            return out
         tb = self.temporal_balance
-        return {
+        return out | {
             "temporal_calibration": {
                 "balance": tb.balance,
                 "steps": tb.steps,
@@ -388,6 +435,16 @@ def _temporal_balance(weight: float, balance: float | None, steps: int) -> Tempo
         return TemporalBalance(balance, steps)
     except ValueError as exc:
         raise UserError(f"invalid --model.temporal_balance settings: {exc}") from None
+
+
+def _perceptual_balance(style_balance: float | None, tv_balance: float, steps: int) -> PerceptualBalance | None:
+    """The calibrator for ``--model.style_balance`` (None keeps the style and TV weights absolute)."""
+    if style_balance is None:
+        return None
+    try:
+        return PerceptualBalance(style_balance, tv_balance, steps)
+    except ValueError as exc:
+        raise UserError(f"invalid --model.style_balance settings: {exc}") from None
 
 
 def _batch_size(batch: dict[str, Tensor]) -> int:

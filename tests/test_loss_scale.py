@@ -1,0 +1,74 @@
+"""Relative perceptual weights (styletrain.loss_scale): the balance of the terms does not depend on the loss net's
+feature scale, while absolute weights shift it by the square of the scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference.errors import UserError
+from styletrain.module import StyleTransferModule
+
+SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
+
+
+def _module(style_path: Path, feature_scale: float = 1.0, **overrides) -> StyleTransferModule:
+    torch.manual_seed(0)
+    module = StyleTransferModule(style=str(style_path), **(SMALL | overrides))
+    if feature_scale != 1.0:
+        # The same loss net with every feature map multiplied by a constant: a loss net of another scale.
+        loss_net = module.perceptual.loss_network
+        original = loss_net.forward
+        loss_net.forward = lambda x: {k: feature_scale * v for k, v in original(x).items()}
+    return module.train()
+
+
+def _weighted_ratios(module: StyleTransferModule, content: torch.Tensor, steps: int) -> list[dict[str, float]]:
+    """Train ``steps`` steps; per step, the weighted style and TV terms as multiples of the weighted content term."""
+    optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-2)
+    ratios = []
+    for _ in range(steps):
+        terms = module.loss_terms({"content": content})
+        weights = module._weights(terms)  # the frozen weights the step used (calibration is over by then)
+        weighted = {k: float(weights[k] * terms[k].detach()) for k in ("content", "style", "tv")}
+        ratios.append({k: weighted[k] / weighted["content"] for k in ("style", "tv")})
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    return ratios
+
+
+def test_relative_weights_give_the_same_balance_for_a_loss_net_scaled_by_10(style_path, content):
+    relative = {"style_balance": 3.0, "tv_balance": 0.01, "perceptual_calibration_steps": 1}
+    plain, scaled = (_weighted_ratios(_module(style_path, s, **relative), content, steps=4) for s in (1.0, 10.0))
+    for a, b in zip(plain, scaled, strict=True):
+        assert b["style"] == pytest.approx(a["style"], rel=1e-3) and b["tv"] == pytest.approx(a["tv"], rel=1e-3)
+    # Absolute (default) weights: the same nets, the style term's share moves by 10**2.
+    plain, scaled = (_weighted_ratios(_module(style_path, s), content, steps=1) for s in (1.0, 10.0))
+    assert scaled[0]["style"] == pytest.approx(100.0 * plain[0]["style"], rel=1e-3)
+
+
+def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(style_path, content):
+    module = _module(style_path, style_balance=2.0, tv_balance=0.5, perceptual_calibration_steps=1)
+    with torch.no_grad():
+        module.loss_terms({"content": content})  # the first training batch calibrates
+        references = module.perceptual(content, content, with_reference=True)
+    weights = module._weights({})
+    energy = module.loss_weights["content"] * float(references["ref_content"])
+    assert float(weights["style"] * references["ref_style"]) == pytest.approx(2.0 * energy, rel=1e-4)
+    assert float(weights["tv"] * references["ref_tv"]) == pytest.approx(0.5 * energy, rel=1e-4)
+    assert module.perceptual_balance.frozen
+    calibration = module.artifact_metadata()["config"]["perceptual_calibration"]
+    assert calibration["style_balance"] == 2.0 and calibration["style_weight"] == pytest.approx(float(weights["style"]))
+    # Evaluation neither calibrates nor changes the weights.
+    module.eval().loss_terms({"content": content.flip(-1)})
+    assert float(module._weights({})["style"]) == float(weights["style"])
+
+
+def test_invalid_balances_are_user_errors(style_path):
+    with pytest.raises(UserError, match="style_balance"):
+        _module(style_path, style_balance=0.0)
+    with pytest.raises(UserError, match="style_balance"):
+        _module(style_path, style_balance=1.0, tv_balance=-1.0)
