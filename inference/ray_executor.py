@@ -23,7 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from inference.errors import UserError
+from inference.errors import Terminated, UserError
 from inference.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
 
 log = logging.getLogger("inference")
@@ -156,7 +156,14 @@ class RayExecutor:
     def run(self, tasks: list[tuple[int, Job]], report: Report) -> None:
         """Stylize ``tasks`` longest first, calling ``report(index, outcome)`` as each file finishes."""
         assert self.pool is not None, "start() first"
-        _Schedule(self.pool, tasks, report, self.retries).run()
+        try:
+            _Schedule(self.pool, tasks, report, self.retries).run()
+        except KeyboardInterrupt as exc:
+            # Ray's blocking calls turn any exception from a signal handler into a plain KeyboardInterrupt; our
+            # SIGTERM handler ignores further SIGTERMs once it has fired, which tells the two apart.
+            if not isinstance(exc, Terminated) and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+                raise Terminated from None
+            raise
 
     def close(self) -> None:
         """Stop the actors; remove what a killed attempt left; shut Ray down if this run started it."""
