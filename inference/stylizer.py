@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
+from inference.cuda_errors import is_out_of_memory, is_retryable_batch_error
 from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
+from inference.index_limit import PeakTensor
 from inference.precision import DTYPES, choose_precision
 from inference.stages import StageClock
 from inference.strokes import check_stroke_options, stroke_scaled
@@ -134,7 +136,13 @@ class Stylizer:
         self.channels_last = channels_last
         self._compile_mode = _compile_mode(compile)
         self.compiled = self._compile_mode is not None
-        self.precision_report = choose_precision(network, precision, self.device)
+        self.index_limited = self._cuda  # only CUDA kernels index with 32 bits (inference.index_limit)
+        self._peak: PeakTensor | None = None
+        self._index_caps: dict[tuple[int, int, float], int] = {}
+        if len(self.style_names) > 1:
+            network.set_style(self.style_weights)  # the parity probe must see the style the frames will get
+        runner = self._probe_runner(stroke_scale, stroke_detail)
+        self.precision_report = choose_precision(network, precision, self.device, runner)
         self.dtype = DTYPES[self.precision_report.chosen]
         network = network.eval().requires_grad_(False).to(self.device, self.dtype)
         if channels_last:
@@ -146,7 +154,21 @@ class Stylizer:
         )
         self.backend = self._select_backend(backend, cache_key)
         # Around the backend (torch, compiled or ONNX Runtime): the resizing runs in torch on the device.
-        self._forward = stroke_scaled(self._forward, stroke_scale, stroke_detail)
+        self._backend_forward = self._forward
+        self.set_strokes(stroke_scale, stroke_detail)
+
+    def _probe_runner(self, scale: float, detail: str) -> Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]:
+        """How the precision probe runs a cast copy of the network: with the frames' memory layout, compile mode and
+        stroke scale, since each changes which kernels run and so the reduced-precision error."""
+
+        def runner(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+            layout = torch.channels_last if self.channels_last else torch.contiguous_format
+            net = net.to(memory_format=layout)
+            # With compile, each probed precision compiles its own copy: a slower start, which compile has anyway.
+            compiled = torch.compile(net, mode=self._compile_mode) if self.compiled else net
+            return stroke_scaled(lambda x: compiled(x.contiguous(memory_format=layout)), scale, detail)
+
+        return runner
 
     def _select_backend(self, backend: str, cache_key: str | None) -> str:
         """Resolve ``backend`` and, for ONNX Runtime, replace ``self._forward`` with the exported network."""
@@ -199,6 +221,16 @@ class Stylizer:
         self.style_weights = style_weights(style, self.style_names)
         if len(self.style_names) > 1:
             self.network.set_style(self.style_weights)
+
+    def set_strokes(self, scale: float = 1.0, detail: str = "none") -> None:
+        """Change the stroke scale and detail mode (see :mod:`inference.strokes`); the frames computed after the call
+        use them. No re-export or recompile: only the resizing around the backend changes.
+
+        Raises:
+            UserError: ``scale`` outside [0.25, 4] or an unknown ``detail`` (one line).
+        """
+        self._forward = stroke_scaled(self._backend_forward, scale, detail)
+        self.stroke_scale, self.stroke_detail = float(scale), detail
 
     @classmethod
     def from_artifact(cls, path: str | Path, **kwargs: Any) -> Stylizer:
@@ -320,23 +352,50 @@ class Stylizer:
             engine.close()
 
     def _submit(self, engine: HostEngine | CudaEngine, arrays: list[np.ndarray], metas: list, compute) -> Iterator:
-        """Submit a batch; on CUDA out-of-memory halve the batch size and retry in smaller pieces."""
+        """Submit a batch; on out-of-memory or a 32-bit index overflow halve the batch size and retry in smaller
+        pieces (see :mod:`inference.cuda_errors`). On CUDA the batch is first capped so that no tensor of the network
+        exceeds 2^31 elements (:mod:`inference.index_limit`)."""
         n = len(arrays)
+        h, w = _frame_size(arrays[0])
+        cap = self._index_cap(h, w)
+        if n > cap:
+            for i in range(0, n, cap):
+                yield from self._submit(engine, arrays[i : i + cap], metas[i : i + cap], compute)
+            return
         if self.compiled and n < self.batch_size:
             # A fixed batch shape avoids recompiling for the last, partial batch.
             arrays = arrays + [arrays[-1]] * (self.batch_size - n)
         try:
             yield from engine.submit(arrays, metas, n, compute)
-        except torch.OutOfMemoryError:
+        except Exception as exc:
+            if not is_retryable_batch_error(exc):
+                raise
+            what = "out of GPU memory" if is_out_of_memory(exc) else "over CUDA's 32-bit index limit"
             if n == 1:
-                h, w = arrays[0].shape[:2] if arrays[0].ndim == 3 else (arrays[0].shape[0] * 2 // 3, arrays[0].shape[1])
-                raise UserError(f"out of GPU memory even for one {w}x{h} frame; use --max-side or --size") from None
+                raise UserError(f"{what} even for one {w}x{h} frame; use --max-side or --size") from None
             if self._cuda:
                 torch.cuda.empty_cache()
             self.batch_size = half = max(1, n // 2)
-            log.warning("CUDA out of memory: batch size reduced to %d", self.batch_size)
+            log.warning("%s: batch size reduced to %d", what, self.batch_size)
             yield from self._submit(engine, arrays[:half], metas[:half], compute)
             yield from self._submit(engine, arrays[half:n], metas[half:], compute)
+
+    def _index_cap(self, height: int, width: int) -> int:
+        """The most frames of this size per batch that keep every network tensor under 2^31 elements (on CUDA;
+        elsewhere the batch size). Lowers :attr:`batch_size` to it, so later batches are formed at that size."""
+        if not self.index_limited:
+            return self.batch_size
+        key = (height, width, self.stroke_scale)
+        if key not in self._index_caps:
+            if self._peak is None:
+                self._peak = PeakTensor(self.network)
+            self._index_caps[key] = self._peak.max_batch(height, width, self.stroke_scale)
+            if self._index_caps[key] < self.batch_size:
+                log.info("batch size %d -> %d for %dx%d frames (32-bit index limit)", self.batch_size,
+                         self._index_caps[key], width, height)  # fmt: skip
+        cap = self._index_caps[key]
+        self.batch_size = min(self.batch_size, cap)
+        return cap
 
     # ---------------------------------------------------------------------------------------- device compute
     def _compute(
@@ -418,8 +477,9 @@ def _check_tensor(batch: torch.Tensor, yuv_in: YuvSpec | None) -> None:
     if shape is None:
         raise UserError(f"expected a torch tensor, got {type(batch).__name__}")
     if yuv_in is not None:
-        # H * 3 / 2 rows with H even: a multiple of 3 rows whose two thirds are even, i.e. a multiple of 6.
-        if batch.dtype != torch.uint8 or batch.dim() != 3 or shape[1] % 6 or shape[2] % 2:
+        # H * 3 / 2 rows with H even: exactly the row counts that are multiples of 3 (H = 2 k gives 3 k rows, any
+        # k; requiring a multiple of 6 would refuse H = 2 mod 4, such as 1280x534).
+        if batch.dtype != torch.uint8 or batch.dim() != 3 or shape[1] % 3 or shape[2] % 2:
             raise UserError(f"I420 input must be uint8 [B, H * 3 / 2, W] with H and W even, got {shape} {batch.dtype}")
     elif batch.dtype == torch.uint8:
         if batch.dim() != 4 or shape[3] != 3:
@@ -431,6 +491,11 @@ def _check_tensor(batch: torch.Tensor, yuv_in: YuvSpec | None) -> None:
         raise UserError(f"expected uint8 or floating tensors, got {batch.dtype}")
     if shape[0] < 1:
         raise UserError("the batch is empty")
+
+
+def _frame_size(array: np.ndarray) -> tuple[int, int]:
+    """``(height, width)`` of an RGB ``[H, W, 3]`` frame or of ``[H * 3 / 2, W]`` I420 planes."""
+    return (array.shape[0], array.shape[1]) if array.ndim == 3 else (array.shape[0] * 2 // 3, array.shape[1])
 
 
 def _batches(items: Iterable[tuple[np.ndarray, Any]], size) -> Iterator[tuple[list[np.ndarray], list]]:

@@ -1,0 +1,184 @@
+"""The artifacts a server offers, and the per-request controls (style, strength, colour, strokes) applied to them.
+
+``-m`` names one artifact or a folder of them; each is known by its file stem. Headers are read at start (cheap:
+no weights), stylizers are loaded on first use and kept, so switching artifacts on the page costs one load.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from inference.errors import UserError
+from inference.strokes import DETAIL_MODES, STROKE_SCALE_RANGE
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the page's controls (or an API call's form fields) ask for; applied to the next frame.
+
+    Attributes:
+        artifact: The artifact's name (its file stem) in the catalog.
+        style: A style name or a ``"a:0.3,b:0.7"`` blend of a multi-style artifact; ``None`` for the first style.
+        strength: In [0, 1]: 1 the full style, 0 the original frame.
+        preserve_color: Keep the input's colours, take only the luminance from the style.
+        stroke_scale: In [0.25, 4]: strokes this many times larger.
+        stroke_detail: ``"none"`` or ``"guided"``.
+        consistency: The temporal consistency level for streams and videos (``None``: the runtime's default).
+    """
+
+    artifact: str
+    style: str | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+    stroke_scale: float = 1.0
+    stroke_detail: str = "none"
+    consistency: str | None = None
+
+
+_FIELDS = ("artifact", "style", "strength", "preserve_color", "stroke_scale", "stroke_detail", "consistency")
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise UserError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no", ""):
+        return False
+    raise UserError(f"{name}: expected true or false, got {value!r}")
+
+
+class Catalog:
+    """The artifacts under ``-m`` and their loaded stylizers.
+
+    Args:
+        path: One ``.safetensors`` artifact, or a folder holding several (each known by its stem).
+        stylizer_options: :class:`~inference.stylizer.Stylizer` options shared by every artifact (device, precision,
+            backend, batch size).
+
+    Raises:
+        UserError: The path does not exist, holds no artifact, or an artifact's header is invalid (one line).
+    """
+
+    def __init__(self, path: str | Path, stylizer_options: dict[str, Any] | None = None) -> None:
+        from inference.artifact import read_metadata
+
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(path.glob("*.safetensors"))
+            if not files:
+                raise UserError(f"{path}: no .safetensors artifacts in this folder")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise UserError(f"{path}: no such artifact or folder")
+        self.paths = {f.stem: f for f in files}
+        self.metadata = {name: read_metadata(f) for name, f in self.paths.items()}
+        self.options = dict(stylizer_options or {})
+        self.default = next(iter(self.paths))
+        self._stylizers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One entry per artifact: ``name``, ``architecture``, ``styles`` (in the network's order), ``temporal``."""
+        return [
+            {"name": name, "architecture": meta.network, "styles": meta.style_names, "temporal": meta.temporal}
+            for name, meta in self.metadata.items()
+        ]
+
+    def controls(self, fields: dict[str, Any], base: Controls | None = None) -> Controls:
+        """Validate form or JSON fields into :class:`Controls`; absent fields keep ``base``'s (or the defaults).
+
+        Raises:
+            UserError: An unknown field, artifact or style, or a value out of range (one line naming the field).
+        """
+        base = base or Controls(self.default)
+        unknown = sorted(set(fields) - set(_FIELDS))
+        if unknown:
+            raise UserError(f"unknown control {unknown[0]!r}; known: {', '.join(_FIELDS)}")
+        changes: dict[str, Any] = {}
+        if "artifact" in fields:
+            name = str(fields["artifact"])
+            if name not in self.paths:
+                raise UserError(f"artifact: unknown artifact {name!r}; available: {', '.join(self.paths)}")
+            changes["artifact"] = name
+            changes.setdefault("style", None)  # Another artifact has other styles.
+        if "style" in fields:
+            changes["style"] = str(fields["style"]).strip() or None if fields["style"] is not None else None
+        if "strength" in fields:
+            changes["strength"] = _number("strength", fields["strength"], 0.0, 1.0)
+        if "preserve_color" in fields:
+            changes["preserve_color"] = _flag("preserve_color", fields["preserve_color"])
+        if "stroke_scale" in fields:
+            changes["stroke_scale"] = _number("stroke_scale", fields["stroke_scale"], *STROKE_SCALE_RANGE)
+        if "stroke_detail" in fields:
+            if fields["stroke_detail"] not in DETAIL_MODES:
+                raise UserError(
+                    f"stroke_detail: expected one of {', '.join(DETAIL_MODES)}, got {fields['stroke_detail']!r}"
+                )
+            changes["stroke_detail"] = fields["stroke_detail"]
+        if "consistency" in fields:
+            changes["consistency"] = _consistency(fields["consistency"])
+        controls = replace(base, **changes)
+        self._check_style(controls)
+        return controls
+
+    def _check_style(self, controls: Controls) -> None:
+        from inference.styles import style_weights
+
+        style_weights(controls.style, self.metadata[controls.artifact].style_names)
+
+    def stylizer(self, name: str):
+        """The artifact's :class:`~inference.stylizer.Stylizer`, loaded on first use and kept (thread-safe)."""
+        with self._lock:
+            if name not in self._stylizers:
+                self._stylizers[name] = self.load(name)
+            return self._stylizers[name]
+
+    def load(self, name: str, controls: Controls | None = None):
+        """A new Stylizer for artifact ``name`` (video jobs get their own, so page changes never alter a running
+        job), configured by ``controls`` when given."""
+        from inference.stylizer import Stylizer
+
+        stylizer = Stylizer.from_artifact(self.paths[name], **self.options)
+        if controls is not None:
+            apply_controls(stylizer, controls)
+        return stylizer
+
+
+def apply_controls(stylizer, controls: Controls) -> None:
+    """Set ``stylizer``'s strength, colour, style and strokes to ``controls`` (no reload, no re-export); settings
+    that did not change since the last call cost nothing."""
+    previous: Controls | None = getattr(stylizer, "serve_controls", None)
+    if previous == controls:
+        return
+    stylizer.strength = controls.strength
+    stylizer.preserve_color = controls.preserve_color
+    if previous is None or previous.style != controls.style:
+        stylizer.set_style(controls.style)
+    strokes = (controls.stroke_scale, controls.stroke_detail)
+    if previous is None or (previous.stroke_scale, previous.stroke_detail) != strokes:
+        stylizer.set_strokes(*strokes)
+    stylizer.serve_controls = controls
+
+
+def _consistency(value: Any) -> str | None:
+    """The consistency level as given (checked where it is used: the runtime's consistency stage knows its levels)."""
+    if value is None or str(value).strip() in ("", "none", "off"):
+        return None
+    return str(value).strip()

@@ -1,0 +1,104 @@
+"""``stylize-serve``: a local web page and HTTP API around one artifact or a folder of them.
+
+Example::
+
+    stylize-serve -m starry.safetensors            # then open http://127.0.0.1:8000
+    stylize-serve -m artifacts/ --max-upload-mb 50 --max-jobs 1
+
+Needs the ``serve`` extra (``pip install 'styletrain[serve]'``: FastAPI, uvicorn, WebSockets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+
+from inference.argtypes import ranged
+from inference.cli import _Parser
+from inference.console import setup_logging
+from inference.errors import UserError, exit_on_user_error
+
+log = logging.getLogger("inference")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    p = _Parser(
+        prog="stylize-serve",
+        description="Serve a web page (webcam, image and video stylization with live controls) and an HTTP API for "
+        "a style artifact or a folder of artifacts. Listens on 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("-m", "--model", required=True, help="a style artifact (.safetensors) or a folder of them")
+    p.add_argument(
+        "--host", default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only); 0.0.0.0 opens it to the network",
+    )  # fmt: skip
+    p.add_argument("--port", type=ranged(int, 0, 65535), default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument(
+        "--max-upload-mb", type=ranged(float, 0, low_open=True), default=200.0, metavar="MB",
+        help="largest image or video upload accepted (default 200)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-jobs", type=ranged(int, 1), default=2, metavar="N",
+        help="video jobs queued or running at once; more are refused until one finishes (default 2)",
+    )  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
+    p.add_argument(
+        "--batch-size", type=ranged(int, 1), default=None,
+        help="largest batch of concurrent frames (default: 8 on CUDA, 1 on the CPU)",
+    )  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    return p
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches this machine only (``localhost``, ``127.x``, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@exit_on_user_error
+def main(args: Sequence[str] | None = None) -> int:
+    """Start the server; returns when it is stopped (Ctrl-C or SIGTERM)."""
+    opts = build_parser().parse_args(args)
+    setup_logging(opts.quiet)
+    try:
+        import uvicorn
+
+        from inference.serve.app import ServeConfig, create_app
+    except ImportError as exc:
+        raise UserError(
+            f"stylize-serve needs the serve extra: pip install 'styletrain[serve]' ({exc.name} missing)"
+        ) from None
+    from inference.serve.catalog import Catalog
+
+    catalog = Catalog(opts.model, _stylizer_options(opts))
+    if not is_loopback(opts.host):
+        log.warning(
+            "listening on %s: anyone who can reach port %d can upload files and use this machine's GPU/CPU",
+            opts.host,
+            opts.port,
+        )
+    config = ServeConfig(max_upload_bytes=int(opts.max_upload_mb * 2**20), max_jobs=opts.max_jobs)
+    app = create_app(catalog, config)
+    if not opts.quiet:
+        print(f"stylize-serve: {len(catalog.paths)} artifact(s) from {opts.model}", file=sys.stderr)
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning" if opts.quiet else "info", ws_max_size=2**24)
+    return 0
+
+
+def _stylizer_options(opts: argparse.Namespace) -> dict:
+    return {"device": opts.device, "precision": opts.precision, "backend": opts.backend, "batch_size": opts.batch_size}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""One thread that owns the stylizers: webcam frames and uploaded images queue here and come back as futures.
+
+A :class:`~inference.stylizer.Stylizer` is not thread-safe (its controls change between frames), so every frame runs
+on this one thread. Requests waiting at the same time that share the artifact, the controls and the frame size run
+as one batch, up to the stylizer's batch size (8 on CUDA, 1 on the CPU, where wider batches gain nothing), so several
+webcams on one GPU share its forward passes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.errors import UserError
+from inference.serve.catalog import Catalog, Controls, apply_controls
+
+log = logging.getLogger("inference")
+
+#: JPEG quality of stylized webcam frames: the page shows them at once and drops them; 80 halves the bytes of 95
+#: at no visible cost on painted textures.
+STREAM_JPEG_QUALITY = 80
+
+
+@dataclass
+class _Request:
+    array: np.ndarray
+    controls: Controls
+    future: Future
+
+
+class FrameService:
+    """Stylize frames on one worker thread, batching requests that can share a forward pass.
+
+    Args:
+        catalog: Where the stylizers come from.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.batches = 0  # Forward passes run (a batch counts once): how much batching happened.
+        self.frames = 0
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="stylize-frames", daemon=True)
+        self._thread.start()
+
+    def submit(self, array: np.ndarray, controls: Controls) -> Future:
+        """Queue ``uint8 [H, W, 3]`` RGB; the future gives ``uint8 [H, W, 3]`` RGB, or raises :class:`UserError`."""
+        future: Future = Future()
+        self._queue.put(_Request(array, controls, future))
+        return future
+
+    def close(self) -> None:
+        """Finish the queued requests and stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        pending: list[_Request] = []
+        while True:
+            first = pending.pop(0) if pending else self._queue.get()
+            if first is None:
+                return
+            batch, pending = self._gather(first, pending)
+            self._run(batch)
+
+    def _gather(self, first: _Request, pending: list[_Request]) -> tuple[list[_Request], list[_Request]]:
+        """``first`` and the waiting requests that can share its forward pass; the rest stay pending in order."""
+        limit = self.catalog.stylizer(first.controls.artifact).batch_size
+        while True:  # Take everything already waiting; never wait for more (latency first).
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # Stop after these.
+                break
+            pending.append(item)
+        batch, rest = [first], []
+        for item in pending:
+            fits = item.controls == first.controls and item.array.shape == first.array.shape
+            (batch if fits and len(batch) < limit else rest).append(item)
+        return batch, rest
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            stylizer = self.catalog.stylizer(batch[0].controls.artifact)
+            apply_controls(stylizer, batch[0].controls)
+            outputs = list(stylizer.frames(r.array for r in batch))
+        except UserError as exc:
+            for r in batch:
+                r.future.set_exception(exc)
+            return
+        except Exception as exc:  # Never kill the thread: the page gets one line, the log gets the trace.
+            log.exception("stylizing a frame failed")
+            for r in batch:
+                r.future.set_exception(UserError(f"internal error while stylizing ({type(exc).__name__}: {exc})"))
+            return
+        self.batches += 1
+        self.frames += len(batch)
+        for r, out in zip(batch, outputs, strict=True):
+            r.future.set_result(out)
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """Decode an uploaded image (any format Pillow reads) to ``uint8 [H, W, 3]`` RGB, EXIF orientation applied.
+
+    Raises:
+        UserError: Not an image, or an empty or truncated one (one line naming ``name``).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise UserError(f"{name}: empty upload")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(img.convert("RGB"))
+    except UnidentifiedImageError:
+        raise UserError(f"{name}: not an image (Pillow cannot identify it)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{name}: cannot decode the image ({exc})") from None
+
+
+def encode_image(array: np.ndarray, fmt: str = "JPEG", quality: int = 90) -> bytes:
+    """``uint8 [H, W, 3]`` RGB -> JPEG (or PNG, WEBP) bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"compress_level": 3}
+    Image.fromarray(array).save(buf, format=fmt, **kwargs)
+    return buf.getvalue()

@@ -1,0 +1,123 @@
+"""The webcam WebSocket: JPEG frames in, stylized JPEG frames out, the latest frame always winning.
+
+Protocol (``/ws/live``):
+
+- client -> server, binary: an 8-byte little-endian float64 tag (the page sends its capture time in ms) followed by
+  a JPEG (or PNG) frame.
+- client -> server, text: ``{"type": "controls", "strength": 0.5, ...}`` (any :class:`Controls` field); applies to
+  the next frame. Answered by ``{"type": "controls", "controls": {...}}`` or ``{"type": "error", "error": "..."}``.
+- server -> client, binary: the 8-byte tag echoed, a float32 server time in ms (decode + stylize + encode), a uint32
+  count of frames dropped so far, then the stylized JPEG.
+- server -> client, text: ``{"type": "error", "error": "<one line>"}`` for a frame that is not an image.
+
+A frame that arrives while the previous one is still being stylized waits in a one-frame slot; a newer frame
+replaces it (and counts as dropped). Nothing queues, so latency stays one frame's work however slow the model is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import struct
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from inference.errors import UserError
+from inference.serve.catalog import Catalog, Controls
+from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
+
+TAG = struct.Struct("<d")
+REPLY_HEADER = struct.Struct("<dfI")
+
+
+class _Slot:
+    """The newest frame not yet taken; putting over an untaken frame drops it."""
+
+    def __init__(self) -> None:
+        self.item: tuple[bytes, Controls] | None = None
+        self.dropped = 0
+        self.ready = asyncio.Event()
+        self.closed = False
+
+    def put(self, item: tuple[bytes, Controls]) -> None:
+        self.dropped += self.item is not None
+        self.item = item
+        self.ready.set()
+
+    async def take(self) -> tuple[bytes, Controls] | None:
+        await self.ready.wait()
+        self.ready.clear()
+        item, self.item = self.item, None
+        return item
+
+
+async def serve_live(websocket: WebSocket, catalog: Catalog, frames: FrameService) -> None:
+    """Run one webcam connection until the client goes away."""
+    await websocket.accept()
+    slot = _Slot()
+    worker = asyncio.create_task(_stylize_loop(websocket, slot, frames))
+    controls = catalog.controls({})
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                slot.put((message["bytes"], controls))
+            elif message.get("text") is not None:
+                controls = await _controls_message(websocket, catalog, message["text"], controls)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        slot.closed = True
+        slot.ready.set()
+        worker.cancel()
+
+
+async def _controls_message(websocket: WebSocket, catalog: Catalog, text: str, controls: Controls) -> Controls:
+    """Apply a ``controls`` message; on a bad one keep the old controls and answer one line."""
+    try:
+        message = json.loads(text)
+        if not isinstance(message, dict) or message.pop("type", None) != "controls":
+            raise UserError('expected {"type": "controls", ...}')
+        controls = catalog.controls(message, base=controls)
+        await websocket.send_text(json.dumps({"type": "controls", "controls": dataclasses.asdict(controls)}))
+    except (UserError, ValueError) as exc:
+        await websocket.send_text(json.dumps({"type": "error", "error": " ".join(str(exc).split())}))
+    return controls
+
+
+async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService) -> None:
+    """Take the newest frame, stylize it, send it; encoding and sending overlap the next frame's work."""
+    sending: asyncio.Task | None = None
+    loop = asyncio.get_running_loop()
+    while not slot.closed:
+        item = await slot.take()
+        if item is None:
+            continue
+        data, controls = item
+        t0 = loop.time()
+        if len(data) <= TAG.size:
+            await websocket.send_text(json.dumps({"type": "error", "error": "frame: empty message"}))
+            continue
+        tag = data[: TAG.size]
+        try:
+            array = await asyncio.to_thread(decode_image, data[TAG.size :], "frame")
+            out = await asyncio.wrap_future(frames.submit(array, controls))
+        except UserError as exc:
+            await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
+            continue
+        if sending is not None:
+            await sending  # Frames go out in order.
+        sending = asyncio.create_task(_send(websocket, tag, out, t0, slot))
+
+
+async def _send(websocket: WebSocket, tag: bytes, out, t0: float, slot: _Slot) -> None:
+    jpeg = await asyncio.to_thread(encode_image, out, "JPEG", STREAM_JPEG_QUALITY)
+    server_ms = (asyncio.get_running_loop().time() - t0) * 1000.0
+    (client_tag,) = TAG.unpack(tag)
+    try:
+        await websocket.send_bytes(REPLY_HEADER.pack(client_tag, server_ms, slot.dropped) + jpeg)
+    except (WebSocketDisconnect, RuntimeError):
+        slot.closed = True  # The client left while this frame was in flight.

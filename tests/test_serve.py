@@ -1,0 +1,286 @@
+"""``stylize-serve``'s HTTP API and webcam WebSocket, in process through FastAPI's TestClient (no port, no browser).
+
+The browser drives the same routes in ``test_serve_browser.py``; here every answer is checked against the Stylizer
+run directly on the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'styletrain[serve]')")
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (dev extra)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from inference.serve.app import ServeConfig, create_app  # noqa: E402
+from inference.serve.catalog import Catalog, Controls  # noqa: E402
+from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, encode_image  # noqa: E402
+from inference.serve.live_socket import REPLY_HEADER, TAG, _Slot  # noqa: E402
+from inference.stylizer import Stylizer  # noqa: E402
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.fixture
+def multi(tmp_path: Path) -> Path:
+    """A two-style tiny artifact ("dots", "waves") beside the single-style one."""
+    import torch
+
+    from inference.artifact import save_artifact
+    from inference.networks import build_network
+
+    torch.manual_seed(1)
+    net = build_network("tiny", num_styles=2)
+    with torch.no_grad():  # Make the two styles differ (fresh conditional norms are identical).
+        for p in net.parameters():
+            if p.dim() == 2 and p.shape[0] == 2:
+                p[1].mul_(-1.5)
+    return save_artifact(
+        tmp_path / "arts" / "multi.safetensors", net, config={}, temporal=False,
+        styles=[("dots", "0" * 64), ("waves", "1" * 64)],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def client(model: Path, tmp_path: Path):
+    catalog = Catalog(model, {"device": "cpu", "backend": "torch"})
+    config = ServeConfig(max_upload_bytes=200_000, max_jobs=1, jobs_folder=tmp_path / "jobs")
+    (tmp_path / "jobs").mkdir()
+    with TestClient(create_app(catalog, config)) as c:
+        yield c
+
+
+def test_info_lists_the_artifact_and_limits(client):
+    info = client.get("/api/info").json()
+    assert info["artifacts"] == [{"name": "m", "architecture": "tiny", "styles": ["s"], "temporal": False}]
+    assert info["default"] == "m" and info["device"] == "cpu"
+    assert info["max_upload_bytes"] == 200_000 and info["max_jobs"] == 1
+
+
+def test_image_in_image_out_matches_the_stylizer(client, model, make_image):
+    image = make_image(48, 64, seed=3)
+    r = client.post("/api/image", files={"image": ("photo.png", png(image))}, data={"format": "png"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    expected = Stylizer.from_artifact(model, device="cpu", backend="torch").image(image)
+    np.testing.assert_array_equal(decoded(r.content), expected)
+    assert np.abs(expected.astype(int) - image).mean() > 5  # The network really changed the picture.
+
+
+def test_controls_apply_per_request(client, make_image):
+    image = make_image(32, 32, seed=4)
+    r = client.post("/api/image", files={"image": ("a.png", png(image))}, data={"format": "png", "strength": "0"})
+    np.testing.assert_array_equal(decoded(r.content), image)  # strength 0: the original frame
+    r = client.post("/api/image", files={"image": ("a.png", png(image))}, data={"format": "png"})
+    assert np.abs(decoded(r.content).astype(int) - image).mean() > 5  # and the next request is stylized again
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status", "words"),
+    [
+        ({"image": ("notes.txt", b"hello, not a picture")}, {}, 400, "notes.txt: not an image"),
+        ({"image": ("a.png", None)}, {"style": "nope"}, 400, "unknown style 'nope'; this model has: 's'"),
+        ({"image": ("a.png", None)}, {"artifact": "other"}, 400, "unknown artifact 'other'; available: m"),
+        ({"image": ("a.png", None)}, {"strength": "2"}, 400, "strength: expected a number in [0, 1]"),
+        ({"image": ("a.png", None)}, {"format": "tiff"}, 400, "format: expected one of"),
+        ({"image": ("a.png", None)}, {"colour": "1"}, 400, "unknown control 'colour'"),
+        ({}, {"strength": "1"}, 400, "expected one file"),
+    ],
+)
+def test_bad_input_is_one_line(client, make_image, files, data, status, words):
+    files = {k: (n, b if b is not None else png(make_image(16, 16))) for k, (n, b) in files.items()}
+    r = client.post("/api/image", files=files or None, data=data)
+    assert r.status_code == status
+    message = r.json()["error"]
+    assert words in message and "\n" not in message and "Traceback" not in message
+
+
+def test_too_large_upload_is_refused(client):
+    r = client.post("/api/image", files={"image": ("big.png", b"\0" * 300_000)})
+    assert r.status_code == 413
+    assert r.json()["error"] == "upload too large: the limit is 0.190735 MB (stylize-serve --max-upload-mb)"
+
+    def chunks():  # No Content-Length: the limit still holds on the bytes received.
+        for _ in range(40):
+            yield b"\0" * 10_000
+
+    r = client.post("/api/image", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and "upload too large" in r.json()["error"]
+
+
+def wait_for(client, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/videos/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_video_job_with_sound(client, make_video, tmp_path):
+    import av
+
+    clip = make_video(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), audio=True)
+    r = client.post("/api/videos", files={"video": ("holiday.mp4", clip.read_bytes())}, data={"strength": "0.7"})
+    assert r.status_code == 202
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["total_frames"] == 12
+    job = wait_for(client, job["id"])
+    assert job["status"] == "done" and job["frames"] == 12 and job["progress"] == 1.0, job
+    r = client.get(job["result"])
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert 'filename="holiday-stylized.mp4"' in r.headers["content-disposition"]
+    out = tmp_path / "out.mp4"
+    out.write_bytes(r.content)
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    assert not any(p.name.endswith("-in.mp4") for p in (tmp_path / "jobs").iterdir())  # the upload is removed
+
+
+def test_video_job_errors_are_one_line(client):
+    r = client.post("/api/videos", files={"video": ("broken.mp4", b"not a video at all" * 10)})
+    job = wait_for(client, r.json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("broken.mp4: ") and "\n" not in job["error"] and "/tmp" not in job["error"]
+    r = client.get(f"/api/videos/{job['id']}/result")
+    assert r.status_code == 409 and "failed" in r.json()["error"]
+    r = client.get("/api/videos/0123")
+    assert r.status_code == 404 and r.json()["error"] == "unknown video job '0123'"
+
+
+def test_concurrent_job_limit(client):
+    jobs = client.app.app.state.jobs  # UploadLimit wraps the FastAPI app
+    job_id, path = jobs.new_upload("a.mp4")
+    path.write_bytes(b"x")
+    hold = threading.Event()
+    jobs._pool.submit(hold.wait)  # Occupy the only worker so the job stays queued.
+    jobs.start(job_id, "a.mp4", path, Controls("m"))
+    r = client.post("/api/videos", files={"video": ("b.mp4", b"y")})
+    hold.set()
+    assert r.status_code == 400
+    assert r.json()["error"] == "1 video jobs are already running (the --max-jobs limit); try again later"
+
+
+def frame_message(tag: float, array: np.ndarray) -> bytes:
+    return TAG.pack(tag) + png(array)
+
+
+def test_webcam_socket_stylizes_frames_and_applies_controls(client, model, make_image):
+    image = make_image(40, 56, seed=5)
+    expected = Stylizer.from_artifact(model, device="cpu", backend="torch").image(image)
+    with client.websocket_connect("/ws/live") as ws:
+        ws.send_bytes(frame_message(1.5, image))
+        reply = ws.receive_bytes()
+        tag, server_ms, dropped = REPLY_HEADER.unpack(reply[: REPLY_HEADER.size])
+        assert tag == 1.5 and server_ms > 0 and dropped == 0
+        out = decoded(reply[REPLY_HEADER.size :])
+        np.testing.assert_array_equal(out, decoded(encode_image(expected, "JPEG", STREAM_JPEG_QUALITY)))
+        ws.send_text(json.dumps({"type": "controls", "strength": 0}))
+        assert json.loads(ws.receive_text())["controls"]["strength"] == 0
+        ws.send_bytes(frame_message(2.0, image))
+        out = decoded(ws.receive_bytes()[REPLY_HEADER.size :])
+        np.testing.assert_array_equal(out, decoded(encode_image(image, "JPEG", STREAM_JPEG_QUALITY)))  # strength 0
+        ws.send_text(json.dumps({"type": "controls", "style": "nope"}))
+        assert "unknown style 'nope'" in json.loads(ws.receive_text())["error"]
+        ws.send_bytes(TAG.pack(3.0) + b"garbage")
+        assert json.loads(ws.receive_text()) == {
+            "type": "error",
+            "error": "frame: not an image (Pillow cannot identify it)",
+        }
+
+
+def test_webcam_socket_drops_old_frames_never_queues(client, make_image):
+    image = make_image(120, 160, seed=6)
+    n = 30
+    with client.websocket_connect("/ws/live") as ws:
+        for i in range(n):
+            ws.send_bytes(frame_message(float(i), image))
+        tags, dropped = [], 0
+        while not tags or tags[-1] != n - 1:  # The newest frame is never dropped.
+            tag, _, dropped = REPLY_HEADER.unpack(ws.receive_bytes()[: REPLY_HEADER.size])
+            tags.append(int(tag))
+    assert tags == sorted(tags) and len(tags) + dropped == n, (tags, dropped)
+
+
+def test_slot_keeps_only_the_newest():
+    import asyncio
+
+    slot = _Slot()
+    for i in range(3):
+        slot.put((bytes([i]), Controls("m")))
+    item = asyncio.run(slot.take())
+    assert item[0] == b"\x02" and slot.dropped == 2
+
+
+def test_concurrent_frames_share_a_batch(model, make_image):
+    catalog = Catalog(model, {"device": "cpu", "backend": "torch", "batch_size": 2})
+    catalog.stylizer("m")
+    service = FrameService(catalog)
+    images = [make_image(24, 32, seed=s) for s in range(4)]
+    with catalog._lock:  # The worker waits here with the first request while the others queue up.
+        futures = [service.submit(im, Controls("m")) for im in images]
+        time.sleep(0.2)
+    outs = [f.result(timeout=30) for f in futures]
+    service.close()
+    reference = Stylizer.from_artifact(model, device="cpu", backend="torch")
+    for im, out in zip(images, outs, strict=True):
+        np.testing.assert_allclose(out, reference.image(im), atol=1)
+    assert service.frames == 4 and service.batches == 2
+
+
+def test_multi_style_artifacts_from_a_folder(multi, model, make_image):
+    (multi.parent / "m.safetensors").write_bytes(model.read_bytes())
+    catalog = Catalog(multi.parent, {"device": "cpu", "backend": "torch"})
+    assert [a["name"] for a in catalog.describe()] == ["m", "multi"]
+    with TestClient(create_app(catalog, ServeConfig(jobs_folder=None))) as c:
+        image = png(make_image(32, 32, seed=7))
+        outs = [
+            decoded(c.post("/api/image", files={"image": ("a.png", image)},
+                           data={"artifact": "multi", "style": style, "format": "png"}).content)
+            for style in ("dots", "waves", "dots:0.5,waves:0.5")
+        ]  # fmt: skip
+    assert np.abs(outs[0].astype(int) - outs[1]).mean() > 1  # the styles differ
+    assert 0 < np.abs(outs[2].astype(int) - outs[0]).mean() < np.abs(outs[1].astype(int) - outs[0]).mean() + 1
+
+
+def test_cli_errors_and_binding(tmp_path, capsys):
+    from inference.serve.cli import is_loopback, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-m", str(tmp_path / "missing.safetensors")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.safetensors'}: no such artifact or folder"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main(["-m", str(tmp_path / "empty")])
+    assert "no .safetensors artifacts in this folder" in capsys.readouterr().err
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_cli_help():
+    from inference.serve.cli import build_parser
+
+    text = build_parser().format_help()
+    for option in ("--host", "--port", "--max-upload-mb", "--max-jobs", "--device"):
+        assert option in text
+    assert struct.calcsize("<dfI") == REPLY_HEADER.size == 16
