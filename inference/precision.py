@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,20 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PARITY_TOLERANCE = 4.0 / 255.0
 #: Probe batch shape: two frames, large enough for every network's stride and its instance norms' statistics.
 PROBE_SHAPE = (2, 3, 128, 192)
+#: ``runner(cast network copy) -> callable on [B, 3, H, W]``: how the caller runs the network on frames (memory
+#: layout, compile, stroke scale), so that the probe measures what the frames will get.
+Runner = Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether CUDA ``device`` computes in bf16 natively (compute capability 8.0, Ampere, or newer).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes where bf16 is only emulated (older GPUs), which is slower than
+    fp16 and never worth choosing.
+    """
+    if device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 @dataclass(frozen=True)
@@ -82,8 +97,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     dtype = DTYPES[precision]
     if dtype != torch.float32 and device.type == "cpu":
         raise UserError(f"precision {precision} needs a GPU; use fp32 on the CPU")
-    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("precision bf16 is not supported by this GPU; use fp16")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not bf16_native(device):
+        raise UserError("precision bf16 is not supported natively by this GPU (compute capability < 8.0); use fp16")
     return dtype
 
 
@@ -98,30 +113,38 @@ def probe_input(device: torch.device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def parity_errors(network: nn.Module, device: torch.device, candidates: list[str]) -> dict[str, float]:
+def parity_errors(
+    network: nn.Module, device: torch.device, candidates: list[str], runner: Runner | None = None
+) -> dict[str, float]:
     """Max abs error of ``network`` in each of ``candidates`` against fp32 on :func:`probe_input`.
 
     The caller's network is not changed: fp32 copies are cast (a network cast down and back up would lose bits).
+    Copies keep the network's state, the selected style of a multi-style network included; ``runner`` runs each
+    copy as the frames will be run (default: called directly).
     """
+    run = runner or (lambda net: net)
     x = probe_input(device)
-    reference = copy.deepcopy(network).float().to(device).eval()(x).float()
+    reference = run(copy.deepcopy(network).float().to(device).eval())(x).float()
     errors = {}
     for name in candidates:
         net = copy.deepcopy(network).float().to(device, DTYPES[name]).eval()
-        out = net(x.to(DTYPES[name])).float()
+        out = run(net)(x.to(DTYPES[name])).float()
         errors[name] = float((out - reference).abs().max())
         del net
     return errors
 
 
-def choose_precision(network: nn.Module, precision: str, device: torch.device) -> PrecisionReport:
-    """Resolve ``precision`` for ``network`` on ``device``, probing on CUDA when it is ``"auto"``."""
+def choose_precision(
+    network: nn.Module, precision: str, device: torch.device, runner: Runner | None = None
+) -> PrecisionReport:
+    """Resolve ``precision`` for ``network`` on ``device``, probing on CUDA when it is ``"auto"`` (with ``runner``,
+    see :func:`parity_errors`; bf16 only where the GPU has it natively)."""
     dtype = resolve_precision(precision, device)
     if dtype is not None:
         name = next(n for n, d in DTYPES.items() if d == dtype)
         return PrecisionReport(name, "requested" if precision != "auto" else "fp32 off CUDA")
-    candidates = ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
-    errors = parity_errors(network, device, candidates)
+    candidates = ["fp16"] + (["bf16"] if bf16_native(device) else [])
+    errors = parity_errors(network, device, candidates, runner)
     report = PrecisionReport(select_precision(errors), "parity check", errors)
     log.info("%s", report.line())
     return report

@@ -86,7 +86,8 @@ class StyleTransferModule(pl.LightningModule):
         weight_decay: Adam L2 weight decay.
         lr_schedule: ``constant`` or ``cosine`` (decay to 0 at the last step), after ``warmup_steps`` linear warm-up.
         warmup_steps: Linear learning-rate warm-up steps.
-        channels_last: Run the transformer net in channels-last memory format (faster convolutions on GPUs).
+        channels_last: Run the transformer net in channels-last memory format. Worth trying only together with
+            ``compile``: in eager mode every ReflectionPad2d returns NCHW, so each layer converts back and forth.
         compile: ``torch.compile`` the transformer net (only the net; the exported weights are unaffected).
         export_path: Where the artifact is written at the end of ``fit``; default
             ``artifacts/<style-stem>.safetensors``.
@@ -305,12 +306,20 @@ class StyleTransferModule(pl.LightningModule):
     def on_validation_start(self) -> None:
         self._ensure_style_targets()
 
+    def _progress_due(self, batch_idx: int) -> bool:
+        """Whether this step shows the loss on the progress bar: the first step and every ``log_every_n_steps``."""
+        every = int(getattr(self._trainer, "log_every_n_steps", 1) or 0)
+        return batch_idx == 0 or (every > 0 and (batch_idx + 1) % every == 0)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         size = _batch_size(batch)
         generator = self.motion_generator() if self.temporal_on else None
         terms = self.loss_terms(batch, generator=generator, style_offset=self.global_step * size)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "total"}, batch_size=size)
-        self.log("train/total", terms["total"].detach(), prog_bar=True, batch_size=size)
+        self.log("train/total", terms["total"].detach(), batch_size=size)
+        if self._progress_due(batch_idx):
+            # The progress bar turns its values into Python numbers, a wait for the device: only on logging steps.
+            self.log("loss", terms["total"].detach(), prog_bar=True, logger=False, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         if self.temporal_balance is not None:
             self.log("train/temporal_weight", self.temporal_balance.weight.float(), batch_size=size)

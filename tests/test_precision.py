@@ -70,7 +70,7 @@ def test_parity_probe_measures_real_errors_without_touching_the_network():
 def test_auto_on_cuda_probes_and_records(monkeypatch, caplog):
     # The CUDA branch of choose_precision, run with the probe on the CPU (where fp16 and bf16 kernels exist too).
     monkeypatch.setattr(precision, "resolve_precision", lambda p, d: None)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(precision, "bf16_native", lambda device: True)
     torch.manual_seed(0)
     with caplog.at_level("INFO", logger="inference.precision"):
         report = precision.choose_precision(build_network("tiny"), "auto", torch.device("cpu"))

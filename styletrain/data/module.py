@@ -46,6 +46,16 @@ from styletrain.data.video_frames import VideoFrameSource
 log = logging.getLogger(__name__)
 
 
+def worker_context(flow_method: str, num_workers: int) -> str | None:
+    """The multiprocessing start method of DataLoader workers that estimate flow with ``flow_method``.
+
+    RAFT runs on CUDA when there is a GPU, and a worker forked from a process that has initialised CUDA (the trainer
+    has, by the time loaders start) fails with "Cannot re-initialize CUDA in forked subprocess": such workers are
+    spawned. DIS runs on the CPU and keeps the platform's default (fork on Linux, cheaper to start).
+    """
+    return "spawn" if num_workers > 0 and flow_method.startswith("raft") else None
+
+
 class StyleDataModule(pl.LightningDataModule):
     """Content images (and optionally real video pairs) for style-transfer training.
 
@@ -204,7 +214,10 @@ class StyleDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------------------------------------ loaders
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool, distributed: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, drop_last: bool, distributed: bool = False, flow: bool = False
+    ) -> DataLoader:
+        """A DataLoader over ``dataset``; ``flow``: its workers estimate optical flow (video pairs)."""
         h = self.hparams
         sampler = None
         if distributed and self.trainer is not None and self.trainer.world_size > 1:
@@ -222,6 +235,7 @@ class StyleDataModule(pl.LightningDataModule):
             drop_last=drop_last,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
+            multiprocessing_context=worker_context(h.flow_method if flow else "dis", h.num_workers),
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(h.seed) if shuffle or h.num_workers > 0 else None,
         )
@@ -244,7 +258,7 @@ class StyleDataModule(pl.LightningDataModule):
         if self.pair_set is None:
             return still
         drop = len(self.pair_set) >= h.batch_size  # type: ignore[arg-type]
-        pairs = self._loader(self.pair_set, shuffle=True, drop_last=drop, distributed=True)
+        pairs = self._loader(self.pair_set, shuffle=True, drop_last=drop, distributed=True, flow=True)
         return MixedBatches(still, pairs, h.video_pair_ratio, seed=h.seed)
 
     def val_dataloader(self) -> DataLoader:

@@ -45,11 +45,17 @@ class TemporalBalance(nn.Module):
         self.register_buffer("content_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("temporal_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        # A host-side copy of ``seen``: reading the buffer (on the GPU) every step would wait for the device each
+        # time. ``None`` means unknown (fresh or just loaded); it is read from the buffer once, then counted here.
+        self._host_seen: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_host_seen", None))
 
     @property
     def frozen(self) -> bool:
-        """Whether calibration is over (the weight no longer changes)."""
-        return int(self.seen) >= self.steps
+        """Whether calibration is over (the weight no longer changes); reads the device at most once per load."""
+        if self._host_seen is None:
+            self._host_seen = int(self.seen)
+        return self._host_seen >= self.steps
 
     @torch.no_grad()
     def observe(self, weighted_content: Tensor, temporal: Tensor) -> None:
@@ -68,6 +74,7 @@ class TemporalBalance(nn.Module):
         self.content_sum += terms[0]
         self.temporal_sum += terms[1]
         self.seen += 1
+        self._host_seen += 1  # set by ``frozen`` above
         positive = self.temporal_sum > 0
         ratio = self.content_sum / torch.where(positive, self.temporal_sum, torch.ones_like(self.temporal_sum))
         self.weight.copy_(torch.where(positive, self.balance * ratio, torch.zeros_like(ratio)))

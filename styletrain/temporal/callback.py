@@ -144,14 +144,18 @@ class TemporalValidation(Callback):
         # sync_dist: every rank computes the metric (possibly on its own first image); the mean is logged.
         pl_module.log("val/warping_error", error, sync_dist=True)
         pl_module.log("val/input_warping_error", float(self._floor), sync_dist=True)
-        if self.log_video and trainer.is_global_zero:
-            self._log_clip(
-                trainer, [np.concatenate([a, b], axis=1) for a, b in zip(self._frames, outputs, strict=True)]
-            )
+        if not self.log_video:
+            return
+        # Read on every rank: Lightning's log_dir broadcasts from rank 0, so reading it on rank 0 alone (inside the
+        # is_global_zero block) would leave rank 0 waiting for the others forever under DDP.
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        if trainer.is_global_zero:
+            frames = [np.concatenate([a, b], axis=1) for a, b in zip(self._frames, outputs, strict=True)]
+            self._log_clip(trainer, frames, Path(log_dir))
 
-    def _log_clip(self, trainer: pl.Trainer, frames: list[np.ndarray]) -> None:
+    def _log_clip(self, trainer: pl.Trainer, frames: list[np.ndarray], log_dir: Path) -> None:
         step = trainer.global_step
-        base = Path(trainer.log_dir or trainer.default_root_dir) / "temporal_clips"
+        base = log_dir / "temporal_clips"
         path = write_mp4(frames, base / f"step{step:07d}.mp4", fps=self.fps)
         logger = trainer.logger
         if logger is not None and is_wandb_logger(logger):

@@ -1,0 +1,281 @@
+"""The device-path findings of issue 17: one CPU test per finding wherever the logic allows, named after it.
+
+GPU-only checks of the same findings live in tests/test_gpu_fixes_cuda.py (marker ``gpu``, skipped without CUDA).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inference import index_limit
+from inference.cuda_errors import (
+    is_out_of_memory,
+    is_retryable_batch_error,
+    is_sticky_cuda_error,
+)
+from inference.errors import UserError
+from inference.index_limit import INDEX_LIMIT, PeakTensor
+from inference.networks import build_network
+from inference.stylizer import Stylizer
+
+
+class _RaiseAbove(nn.Module):
+    """Identity that raises ``error`` for batches larger than ``limit`` and records every batch size."""
+
+    def __init__(self, limit: int, error: BaseException) -> None:
+        super().__init__()
+        self.limit, self.error, self.sizes = limit, error, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise self.error
+        return x
+
+
+# ------------------------------------------------------------------------------------------ 1: 32-bit index math
+def test_finding_01_batch_cap_by_element_count_at_4k():
+    peak = PeakTensor(build_network("johnson"))
+    # johnson's largest tensor: 64 channels at full resolution, reflection-padded by one pixel on each side.
+    assert peak.elements(2160, 3840) == 64 * 3842 * 2162
+    assert 8 * peak.elements(2160, 3840) > INDEX_LIMIT  # the default CUDA batch of 8 overflows...
+    assert peak.max_batch(2160, 3840) == 4  # ...and 4 is the largest that does not
+    assert peak.max_batch(1080, 1920) >= 8
+    # A stroke scale below 1 runs the network on a larger frame: at 0.5, one 4K frame is all that fits.
+    assert peak.elements(2160, 3840, 0.5) == 64 * 7682 * 4322
+    assert peak.max_batch(2160, 3840, 0.5) == 1
+    with pytest.raises(UserError, match=r"3840x2160 frame at --stroke-scale 0.25 .*32-bit index") as err:
+        peak.max_batch(2160, 3840, 0.25)
+    assert "\n" not in str(err.value)
+    # light never holds a wide full-resolution tensor.
+    assert PeakTensor(build_network("light")).max_batch(2160, 3840) >= 8
+
+
+def test_finding_01_stylizer_splits_batches_over_the_index_limit(monkeypatch, make_image):
+    torch.manual_seed(0)
+    st = Stylizer(build_network("tiny"), device="cpu", batch_size=8, backend="torch")
+    reference = list(st.frames(make_image(32, 48, seed=i) for i in range(8)))
+    sizes: list[int] = []
+    # (The shape probe runs a meta-device copy, hooks included: only real batches count.)
+    st.network.register_forward_hook(lambda _m, x, _o: None if x[0].is_meta else sizes.append(x[0].shape[0]))
+    # The cap the Stylizer applies on CUDA, forced here on the CPU with a limit three frames wide.
+    st.index_limited = True
+    monkeypatch.setattr(index_limit, "INDEX_LIMIT", 3 * PeakTensor(st.network).elements(32, 48))
+    out = list(st.frames(make_image(32, 48, seed=i) for i in range(8)))
+    assert max(sizes) == 3 and sum(sizes) == 8 and st.batch_size == 3
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(out, reference, strict=True))
+
+
+def test_finding_01_index_overflow_error_halves_the_batch(make_image):
+    net = _RaiseAbove(2, RuntimeError("input tensor must fit into 32-bit index math"))
+    st = Stylizer(net, device="cpu", batch_size=8)
+    frames = [make_image(16, 24, seed=i) for i in range(8)]
+    assert [f.shape for f in st.frames(frames)] == [f.shape for f in frames]
+    assert st.batch_size == 2 and net.sizes[:3] == [8, 4, 2]
+    with pytest.raises(UserError, match="32-bit index limit even for one 24x16 frame"):
+        list(Stylizer(_RaiseAbove(0, RuntimeError("must fit into 32-bit index math")), device="cpu").frames(frames))
+
+
+# ------------------------------------------------------------------------------------------ 6: I420 heights
+def test_finding_06_i420_accepts_heights_two_mod_four():
+    st = Stylizer(build_network("identity"), device="cpu")
+    from inference.colour import YuvSpec
+
+    for height in (34, 36):  # 34 = 2 (mod 4), like 1280x534 and 1920x802
+        planes = torch.full((1, height * 3 // 2, 64), 128, dtype=torch.uint8)
+        assert st.tensors(planes, yuv_in=YuvSpec()).shape == (1, height, 64, 3)
+    with pytest.raises(UserError, match="I420 input"):
+        st.tensors(torch.zeros(1, 50, 64, dtype=torch.uint8), yuv_in=YuvSpec())  # 50 rows: not H * 3 / 2
+
+
+# ------------------------------------------------------------------------------------------ 12: out of memory
+def test_finding_12_allocation_failures_of_every_kind_halve_the_batch(monkeypatch, make_image):
+    frames = [make_image(16, 24, seed=i) for i in range(4)]
+    for error in (
+        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ):
+        net = _RaiseAbove(1, error)
+        st = Stylizer(net, device="cpu", batch_size=4)
+        assert len(list(st.frames(frames))) == 4 and st.batch_size == 1, error
+    # torch before 2.5 has no torch.OutOfMemoryError: the check must not depend on it.
+    monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    st = Stylizer(_RaiseAbove(1, torch.cuda.OutOfMemoryError("CUDA out of memory")), device="cpu", batch_size=2)
+    assert len(list(st.frames(frames))) == 4
+    # Anything else still fails at once instead of being retried.
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(Stylizer(_RaiseAbove(0, RuntimeError("shape mismatch")), device="cpu", batch_size=4).frames(frames))
+
+
+# ------------------------------------------------------------------------------------------ 13: sticky errors
+def test_finding_13_sticky_cuda_errors_are_told_apart():
+    sticky = RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ...")
+    assert is_sticky_cuda_error(sticky) and not is_retryable_batch_error(sticky)
+    assert is_sticky_cuda_error(RuntimeError("CUDA error: device-side assert triggered"))
+    wrapped = ValueError("stylizing failed")
+    wrapped.__cause__ = RuntimeError("CUDA error: unspecified launch failure")
+    assert is_sticky_cuda_error(wrapped)
+    assert not is_sticky_cuda_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_sticky_cuda_error(UserError("a.mp4: not a video"))
+
+
+# ------------------------------------------------------------------------------------------ 15: bf16
+def test_finding_15_bf16_only_where_native(monkeypatch):
+    from inference import precision
+
+    cuda = torch.device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what emulation reports too
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # Turing: emulated
+    assert not precision.bf16_native(cuda)
+    with pytest.raises(UserError, match="bf16 is not supported natively"):
+        precision.resolve_precision("bf16", cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # Ampere: native
+    assert precision.bf16_native(cuda) and precision.resolve_precision("bf16", cuda) == torch.bfloat16
+    assert not precision.bf16_native(torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------ 17: precision probe
+def test_finding_17_precision_probe_runs_the_configured_network(monkeypatch):
+    import inference.stylizer as stylizer_module
+    from inference.precision import PrecisionReport, probe_input
+
+    seen = {}
+
+    def fake_choose(network, precision, device, runner=None):
+        probe = network.__class__(**network.config)  # a copy, as the real probe casts copies
+        probe.load_state_dict(network.state_dict())
+        seen["style"] = network.style_weights.tolist()
+
+        def hook(_m, inputs, _o):
+            seen["size"] = tuple(inputs[0].shape[-2:])
+            seen["channels_last"] = inputs[0].is_contiguous(memory_format=torch.channels_last)
+
+        probe.register_forward_hook(hook)
+        runner(probe)(probe_input(device))
+        return PrecisionReport("fp32", "requested")
+
+    monkeypatch.setattr(stylizer_module, "choose_precision", fake_choose)
+    net = build_network("tiny", num_styles=2)
+    Stylizer(net, device="cpu", style="1", channels_last=True, stroke_scale=2.0)
+    assert seen == {"style": [0.0, 1.0], "size": (64, 96), "channels_last": True}
+
+
+# ------------------------------------------------------------------------------------------ 5: RAFT workers
+def test_finding_05_raft_loaders_spawn_their_workers(tmp_path, make_image_folder):
+    from styletrain.data.module import StyleDataModule, worker_context
+
+    assert worker_context("raft", 2) == "spawn" and worker_context("raft_small", 1) == "spawn"
+    assert worker_context("dis", 2) is None and worker_context("raft", 0) is None
+    dm = StyleDataModule(path=str(make_image_folder(tmp_path / "img", 4)), flow_method="raft", num_workers=1)
+    loader = dm._loader(list(range(4)), shuffle=False, drop_last=False, flow=True)
+    assert loader.multiprocessing_context is not None
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
+    still = dm._loader(list(range(4)), shuffle=False, drop_last=False)
+    assert still.multiprocessing_context is None
+
+
+# ------------------------------------------------------------------------------------------ 9: training syncs
+def test_finding_09_frozen_balance_never_reads_the_device():
+    from styletrain.temporal.balance import TemporalBalance
+
+    balance = TemporalBalance(0.5, steps=2)
+    for _ in range(2):
+        balance.observe(torch.tensor(2.0), torch.tensor(1.0))
+    # Make any further read of the buffer fail: a meta tensor has no value to turn into a Python int.
+    balance.seen = torch.empty((), dtype=torch.long, device="meta")
+    assert balance.frozen is True
+    balance.observe(torch.tensor(9.0), torch.tensor(1.0))  # a no-op, without touching the buffer
+    # Loading a state dict makes the host copy stale: it is read again from the loaded buffer.
+    fresh = TemporalBalance(0.5, steps=2)
+    assert fresh.frozen is False
+    done = TemporalBalance(0.5, steps=2)
+    for _ in range(2):
+        done.observe(torch.tensor(2.0), torch.tensor(1.0))
+    fresh.load_state_dict(done.state_dict())
+    assert fresh.frozen is True
+
+
+def test_finding_09_progress_bar_loss_only_on_logging_steps(style_path, content):
+    from styletrain.module import StyleTransferModule
+
+    torch.manual_seed(0)
+    module = StyleTransferModule(
+        style=str(style_path), network="tiny", vgg_weights="random", style_size=64, style_layers=("relu1_2",)
+    )
+    logged: list[tuple[str, bool, int]] = []
+    step = {"i": 0}
+    module.log = lambda name, value, prog_bar=False, **kw: logged.append((name, prog_bar, step["i"]))
+    module.log_dict = lambda *a, **k: None
+    optimizer = torch.optim.Adam(module.net.parameters())
+    module.optimizers = lambda: optimizer
+    module._trainer = SimpleNamespace(log_every_n_steps=3, global_step=0)
+    for i in range(6):
+        step["i"] = i
+        module.training_step({"content": content}, i)
+    bar_steps = [s for name, bar, s in logged if bar]
+    assert bar_steps == [0, 2, 5]  # first step, then every log_every_n_steps: not every step
+    assert [s for name, bar, s in logged if name == "train/total" and not bar] == list(range(6))
+
+
+# ------------------------------------------------------------------------------------------ 10: DDP callback
+def test_finding_10_clip_callback_reads_log_dir_on_every_rank(tmp_path, make_image):
+    from styletrain.temporal.callback import TemporalValidation
+
+    reads: list[int] = []
+
+    class Trainer:
+        sanity_checking, global_step, logger, default_root_dir = False, 0, None, str(tmp_path)
+
+        def __init__(self, rank: int) -> None:
+            self.rank, self.is_global_zero = rank, rank == 0
+
+        @property
+        def log_dir(self) -> str:
+            reads.append(self.rank)  # Lightning broadcasts here: every rank must arrive
+            return str(tmp_path)
+
+    module = SimpleNamespace(device=torch.device("cpu"), training=False, log=lambda *a, **k: None)
+    module.eval = module.train = lambda *a, **k: None
+    net = build_network("tiny").eval()
+    for rank in (0, 1):
+        cb = TemporalValidation(n_frames=3, max_side=32, log_video=True)
+        cb._source = make_image(32, 32)
+        cb.on_validation_epoch_end(Trainer(rank), _Callable(module, net))
+    assert sorted(reads) == [0, 1]
+    assert len(list((tmp_path / "temporal_clips").glob("*.mp4"))) == 1  # written by rank 0 only
+
+
+class _Callable:
+    """A LightningModule stand-in: attributes of ``module``, called like ``net``."""
+
+    def __init__(self, module: SimpleNamespace, net: nn.Module) -> None:
+        self._module, self._net = module, net
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._net(x)
+
+
+# ------------------------------------------------------------------------------------------ 11: channels_last
+def test_finding_11_channels_last_is_advised_only_with_compile():
+    """The CUDA reflection-pad kernel returns NCHW (checked on a GPU in test_gpu_fixes_cuda.py), so eager
+    channels_last converts layouts around every padded convolution: the config must not advise it for GPUs."""
+    import yaml
+
+    root = Path(__file__).parents[1]
+    text = (root / "configs/default.yaml").read_text()
+    assert yaml.safe_load(text)["model"]["channels_last"] is False
+    assert "true on GPUs: faster" not in text and "only with compile" in text
+    from styletrain.module import StyleTransferModule
+
+    assert "only together with ``compile``" in " ".join(StyleTransferModule.__doc__.split())
