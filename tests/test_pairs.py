@@ -104,4 +104,4 @@ def test_bad_sources(tmp_path, make_image):
     with pytest.raises(UserError, match="at least 2 frames"):
         VideoPairDataset([str(empty)])
     with pytest.raises(UserError, match="unknown flow method"):
-        VideoPairDataset([str(empty)], flow_method="farneback")
+        VideoPairDataset([str(empty)], flow_method="horn_schunck")

@@ -1,4 +1,4 @@
-"""Warping, occlusion masks, the temporal loss and the warping-error metric.
+"""The temporal loss and the warping-error metric (warping and occlusion masks come from :mod:`inference.flow`).
 
 Flow convention (the same everywhere in styletrain, and the MPI-Sintel ``.flo`` one): ``flow [B,2,H,W]`` in pixels,
 channel 0 = x (u), channel 1 = y (v), maps frame1 to frame2 in frame1's coordinates, so that
@@ -20,72 +20,8 @@ from torch import Tensor, nn
 
 from inference.colour import BT601_LUMA
 
-
-def _base_grid(flow: Tensor) -> tuple[Tensor, Tensor]:
-    """Pixel coordinates ``(xs [1,H,W], ys [1,H,W])`` matching ``flow``'s size, device and dtype."""
-    _, _, h, w = flow.shape
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1).expand(1, h, w)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w).expand(1, h, w)
-    return xs, ys
-
-
-def warp(image: Tensor, flow: Tensor, padding_mode: str = "zeros") -> Tensor:
-    """Sample ``image`` at ``x + flow(x)`` (bilinear), so ``warp(frame2, flow) ≈ frame1`` where the mask is 1.
-
-    Args:
-        image: ``[B,C,H,W]`` any float dtype.
-        flow: ``[B,2,H,W]`` pixels (u, v), frame1 -> frame2 in frame1's coordinates.
-        padding_mode: ``grid_sample`` padding for samples outside the image (``"zeros"`` by default).
-
-    Returns:
-        ``[B,C,H,W]`` in ``image``'s dtype; pixels whose source lies outside ``image`` are 0 (``"zeros"``).
-    """
-    if image.shape[0] != flow.shape[0] or image.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2:
-        raise ValueError(f"warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} do not match")
-    _, _, h, w = flow.shape
-    flow = flow.float()
-    xs, ys = _base_grid(flow)
-    # align_corners=True: -1 and 1 are the centres of the first and last pixels, so pixel x maps to 2x/(W-1)-1.
-    gx = 2.0 * (xs + flow[:, 0]) / max(w - 1, 1) - 1.0
-    gy = 2.0 * (ys + flow[:, 1]) / max(h - 1, 1) - 1.0
-    grid = torch.stack((gx, gy), dim=-1)
-    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
-    return out.to(image.dtype)
-
-
-def inside_mask(flow: Tensor, border: float = 0.0) -> Tensor:
-    """``[B,1,H,W]`` float mask: 1 where ``x + flow(x)`` lands inside the frame, ``border`` px away from its edges."""
-    _, _, h, w = flow.shape
-    xs, ys = _base_grid(flow.float())
-    tx, ty = xs + flow[:, 0].float(), ys + flow[:, 1].float()
-    inside = (tx >= border) & (tx <= w - 1 - border) & (ty >= border) & (ty <= h - 1 - border)
-    return inside.unsqueeze(1).float()
-
-
-def occlusion_mask(flow_fw: Tensor, flow_bw: Tensor) -> Tensor:
-    """Visibility mask from forward-backward consistency and motion boundaries (Lai et al. 2018).
-
-    A frame1 pixel ``x`` is occluded when ``|F + B~|^2 > 0.01 (|F|^2 + |B~|^2) + 0.5`` with ``B~ = B(x + F(x))``
-    (the backward flow sampled where the forward flow lands), or when it lies on a motion boundary,
-    ``|grad F|^2 > 0.01 |F|^2 + 0.002``, or when ``x + F(x)`` leaves the frame.
-
-    Args:
-        flow_fw: ``[B,2,H,W]`` frame1 -> frame2 in frame1's coordinates (pixels).
-        flow_bw: ``[B,2,H,W]`` frame2 -> frame1 in frame2's coordinates (pixels).
-
-    Returns:
-        ``[B,1,H,W]`` float32 in {0, 1}; 1 = visible in both frames (use it to mask temporal terms).
-    """
-    fw, bw = flow_fw.float(), flow_bw.float()
-    bw_at_fw = warp(bw, fw)
-    sq = lambda t: (t**2).sum(1, keepdim=True)  # noqa: E731 - squared magnitude over (u, v)
-    inconsistent = sq(fw + bw_at_fw) > 0.01 * (sq(fw) + sq(bw_at_fw)) + 0.5
-    # Forward differences as in Lai et al.'s reference code; the last row/column repeats (zero gradient).
-    dx = F.pad(fw[..., :, 1:] - fw[..., :, :-1], (0, 1, 0, 0), mode="replicate")
-    dy = F.pad(fw[..., 1:, :] - fw[..., :-1, :], (0, 0, 0, 1), mode="replicate")
-    boundary = sq(dx) + sq(dy) > 0.01 * sq(fw) + 0.002
-    visible = (~inconsistent) & (~boundary)
-    return visible.float() * inside_mask(fw)
+# Warping and occlusion live in the runtime (the consistency stage uses them too); re-exported here for training.
+from inference.flow import inside_mask, occlusion_mask, warp  # noqa: F401
 
 
 def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
@@ -225,28 +161,35 @@ def warping_error(
     frames_out: Sequence[Tensor | np.ndarray] | Tensor,
     flows_fw: Sequence[Tensor | np.ndarray] | Tensor,
     flows_bw: Sequence[Tensor | np.ndarray] | Tensor,
+    cuts: Sequence[bool] | None = None,
 ) -> float:
-    """Warping error of a clip of outputs: mean over consecutive pairs of :func:`pair_warping_error`.
+    """Warping error of a clip of outputs: mean over consecutive pairs of :func:`pair_warping_error`, leaving out
+    the pairs across scene cuts (flow across a cut is meaningless, and one such pair can dominate the mean).
 
     Args:
         frames_out: ``T`` outputs, a ``[T,3,H,W]`` tensor in [0,1] or a list of uint8 ``HxWx3`` arrays.
         flows_fw: ``T-1`` flows of the INPUT clip, ``flows_fw[t]`` maps frame t -> t+1 (``[2,H,W]`` tensors or
             ``[H,W,2]`` arrays, pixels).
         flows_bw: ``T-1`` flows of the INPUT clip, ``flows_bw[t]`` maps frame t+1 -> t.
+        cuts: ``T-1`` flags, ``cuts[t]`` True when pair ``(t, t+1)`` crosses a scene cut (see
+            :func:`inference.flow.scene_cuts`); those pairs are left out. ``None`` keeps every pair.
 
     Returns:
-        The clip's warping error (float, RGB in [0,1] units; lower is steadier).
+        The clip's warping error (float, RGB in [0,1] units; lower is steadier); NaN when every pair is a cut.
     """
     n = len(frames_out)
     if n < 2 or len(flows_fw) != n - 1 or len(flows_bw) != n - 1:
         raise ValueError(f"warping_error needs T >= 2 frames and T-1 flows each way; got {n}, {len(flows_fw)}")
+    if cuts is not None and len(cuts) != n - 1:
+        raise ValueError(f"warping_error needs T-1 cut flags; got {len(cuts)} for {n} frames")
     errors = [
         pair_warping_error(
             _as_chw(frames_out[t]), _as_chw(frames_out[t + 1]), _as_flow(flows_fw[t]), _as_flow(flows_bw[t])
         )
         for t in range(n - 1)
+        if cuts is None or not cuts[t]
     ]
-    return float(torch.stack(errors).mean())
+    return float(torch.stack(errors).mean()) if errors else float("nan")
 
 
 def clip_flows(
