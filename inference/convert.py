@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.atomic import atomic_output, check_destination
+from inference.devices import bind_media_device
 from inference.errors import MediaError
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo, Resize
@@ -116,6 +117,7 @@ def stylize_file(
         MediaError: Unreadable input, unsupported or unwritable output, existing output without ``overwrite``.
     """
     t0 = time.perf_counter()
+    bind_media_device(stylizer.device)  # NVDEC and NVENC on the Stylizer's GPU, not the first one
     kind = output_kind(dst)
     options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
     even, planes = _plan(stylizer, kind, Path(dst), options)

@@ -34,10 +34,11 @@ Compute = Callable[[torch.Tensor, "Spans"], torch.Tensor]
 
 class Spans:
     """Times named device stages of one batch. Host engines time with ``perf_counter`` and add at once; on CUDA
-    events are recorded on the current stream and read by :meth:`flush` once the batch is known to be complete."""
+    events are recorded on ``device``'s current stream (not the process's current device, which may be another GPU)
+    and read by :meth:`flush` once the batch is known to be complete."""
 
-    def __init__(self, clock: StageClock | None, cuda: bool) -> None:
-        self.clock, self.cuda = clock, cuda
+    def __init__(self, clock: StageClock | None, cuda: bool, device: torch.device | None = None) -> None:
+        self.clock, self.cuda, self.device = clock, cuda, device
         self._events: list[tuple[str, Any, Any]] = []
 
     @contextmanager
@@ -47,9 +48,10 @@ class Spans:
             yield
         elif self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+            stream = torch.cuda.current_stream(self.device)
+            start.record(stream)
             yield
-            end.record()
+            end.record(torch.cuda.current_stream(self.device))
             self._events.append((stage, start, end))
         else:
             with self.clock.time(stage):
@@ -147,7 +149,7 @@ class CudaEngine:
         # The slot is free, so its previous download (and everything before it) has completed: both buffers can be
         # overwritten without further waiting.
         np.stack(arrays, out=host_in.numpy())
-        slot.spans = spans = Spans(self.clock, cuda=True)
+        slot.spans = spans = Spans(self.clock, cuda=True, device=self.device)
         compute_stream = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self.upload_stream):
             # Allocated from the upload stream's pool: a block from the compute stream's pool could still be read by

@@ -32,6 +32,8 @@ class Outcome:
         frames: Frames written.
         seconds: Wall-clock time of the file.
         device: The device that ran it (with the node for remote workers, e.g. ``cpu@10.0.0.7``).
+        retire: The worker's CUDA context is broken (a sticky error, see :mod:`inference.cuda_errors`): every later
+            file on it would fail at once, so the worker must take no more (a fresh process gets a fresh context).
     """
 
     status: str
@@ -39,6 +41,7 @@ class Outcome:
     frames: int = 0
     seconds: float = 0.0
     device: str = ""
+    retire: bool = False
 
 
 Report = Callable[[int, Outcome], None]
@@ -113,9 +116,14 @@ def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = No
     except UserError as exc:
         return Outcome("failed", str(exc), seconds=time.perf_counter() - t0, device=device)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the summary names it.
+        from inference.cuda_errors import is_sticky_cuda_error
+
         text = " ".join(str(exc).split())[:300]
         message = f"{job.src}: {type(exc).__name__}: {text}"
-        return Outcome("failed", message, seconds=time.perf_counter() - t0, device=device)
+        sticky = is_sticky_cuda_error(exc)
+        if sticky:
+            message += f" ({device} is unusable in this worker; it takes no more files)"
+        return Outcome("failed", message, seconds=time.perf_counter() - t0, device=device, retire=sticky)
     return Outcome("written", frames=result.frames, seconds=result.seconds, device=device)
 
 

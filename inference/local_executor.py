@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.jobs import Job, Report, load_stylizer, run_job
+from inference.jobs import Job, Outcome, Report, load_stylizer, run_job
 
 
 class LocalExecutor:
@@ -52,8 +52,13 @@ class LocalExecutor:
     def run(self, tasks: list[tuple[int, Job]], report: Report) -> None:
         """Stylize ``tasks`` (``(index, job)`` pairs), calling ``report(index, outcome)`` as each file finishes."""
         if self._stylizer is not None:
-            for index, job in tasks:
-                report(index, run_job(self._stylizer, job, self.file_options))
+            for n, (index, job) in enumerate(tasks):
+                report(index, outcome := run_job(self._stylizer, job, self.file_options))
+                if outcome.retire:  # a sticky CUDA error: the rest would fail at once with a less helpful message
+                    for later, rest in tasks[n + 1 :]:
+                        why = f"{rest.src}: not stylized: {self.devices[0]} failed on an earlier file"
+                        report(later, Outcome("failed", why, device=self.devices[0]))
+                    return
             return
         from inference.worker_pool import run_pool
 

@@ -9,13 +9,13 @@ sends SIGTERM to every worker, which removes its temporary output and exits.
 
 from __future__ import annotations
 
-import os
 import queue
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inference.devices import bind_worker, host_thread_budgets
 from inference.errors import UserError, terminate_on_sigterm
 from inference.jobs import Job, Outcome, load_stylizer, run_job
 
@@ -46,11 +46,11 @@ def run_pool(
         task_q.put((index, str(job.src), str(job.dst)))
     for _ in devices:
         task_q.put(None)
-    cpu_workers = sum(device == "cpu" for device in devices)
     procs = []
-    for wid, device in enumerate(devices):
-        # Several CPU workers share the cores instead of each starting one thread per core.
-        threads = max(1, (os.cpu_count() or 1) // cpu_workers) if device == "cpu" else None
+    # Workers share the host cores instead of each starting one thread per core: CPU workers for the network, GPU
+    # workers for x264 and the decoder (inference.devices).
+    budgets = host_thread_budgets(devices)
+    for wid, (device, threads) in enumerate(zip(devices, budgets, strict=True)):
         args = (wid, model, device, stylizer_options, file_options, threads, quiet, task_q, result_q)
         procs.append(ctx.Process(target=_worker, args=args, name=f"stylize-video {device}", daemon=True))
     for proc in procs:
@@ -153,13 +153,11 @@ def _serve(
     results: Any,
 ) -> None:
     """Load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)`` tuples."""
-    import torch
 
     from inference.console import setup_logging
 
     setup_logging(quiet)
-    if threads:
-        torch.set_num_threads(threads)
+    bind_worker(device, threads)  # its GPU for torch, NVDEC and NVENC; its share of the host threads
     try:
         stylizer = load_stylizer(model, device=device, **stylizer_options)
     except UserError as exc:
@@ -171,4 +169,6 @@ def _serve(
     while (task := tasks.get()) is not None:
         index, src, dst = task
         results.put(("start", wid, index))
-        results.put(("done", wid, index, run_job(stylizer, Job(Path(src), Path(dst)), file_options)))
+        results.put(("done", wid, index, outcome := run_job(stylizer, Job(Path(src), Path(dst)), file_options)))
+        if outcome.retire:
+            return  # a sticky CUDA error: the other workers take the remaining files

@@ -279,3 +279,193 @@ def test_finding_11_channels_last_is_advised_only_with_compile():
     from styletrain.module import StyleTransferModule
 
     assert "only together with ``compile``" in " ".join(StyleTransferModule.__doc__.split())
+
+
+# ------------------------------------------------------------------------------------------ 2: device selection
+@pytest.fixture
+def unbound(monkeypatch):
+    """Leave no worker binding behind: host thread share restored, media GPU bound in a throwaway context."""
+    import contextvars
+
+    from inference import devices
+
+    monkeypatch.setattr(devices, "_HOST_THREADS", None)
+    return contextvars.copy_context()
+
+
+def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound):
+    from inference import devices
+    from inference.io import video_reader
+
+    calls: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert devices.cuda_index("cuda:1") == 1 and devices.cuda_index("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert devices.cuda_index("cuda") == 1 and devices.physical_id(1) == "3"
+
+    def in_worker():
+        devices.bind_worker("cuda:1", 4)
+        candidates = video_reader._hwaccel_candidates(True)
+        return devices.nvdec_device(), devices.nvenc_options(), candidates
+
+    nvdec, nvenc, candidates = unbound.run(in_worker)
+    assert calls == [1]  # torch's current device is the worker's GPU
+    assert nvdec == "1" and nvenc == {"gpu": "1"}  # NVDEC and NVENC on it too, not on GPU 0
+    if candidates[0] is not None:  # FFmpeg built with CUDA: the decoder is created for GPU 1, without silent fallback
+        assert candidates[0].device_id == 1 and candidates[0].allow_software_fallback is False
+    calls.clear()
+    assert unbound.run(lambda: (devices.bind_worker("cpu", 2), devices.nvenc_options())[1]) == {}
+    assert calls == []
+
+
+def test_finding_02_stage_events_are_recorded_on_the_devices_stream(monkeypatch):
+    from inference.engines import Spans
+    from inference.stages import StageClock
+
+    recorded: list[str] = []
+
+    class Event:
+        def __init__(self, enable_timing: bool = False) -> None:
+            pass
+
+        def record(self, stream=None) -> None:
+            recorded.append(stream)  # the old code passed none: the current device's stream, GPU 0
+
+        def elapsed_time(self, other) -> float:
+            return 5.0
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: f"stream of {device}")
+    clock = StageClock()
+    spans = Spans(clock, cuda=True, device=torch.device("cuda:1"))
+    with spans.span("network"):
+        pass
+    spans.flush()
+    assert recorded == ["stream of cuda:1", "stream of cuda:1"]
+
+
+def test_finding_02_stylize_file_binds_the_stylizers_gpu(monkeypatch, unbound, tmp_path):
+    """stylize_file binds its Stylizer's device before it opens the decoder and the encoder."""
+    import inference.convert as convert
+    from inference import devices
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen["gpu"] = devices.media_gpu()
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(convert, "output_kind", stop)
+    fake = SimpleNamespace(device=torch.device("cuda:1"))
+    with pytest.raises(RuntimeError, match="stop here"):
+        unbound.run(convert.stylize_file, fake, tmp_path / "a.mp4", tmp_path / "b.mp4")
+    assert seen == {"gpu": 1}
+
+
+# ------------------------------------------------------------------------------------------ 3: NVDEC fallback
+def test_finding_03_nvdec_decided_from_the_first_frame_not_is_hwaccel():
+    from inference.io.video_reader import _decoder_name, decoded_on_nvdec
+
+    # A hardware device attached, but the software decoder produced the frame: not NVDEC.
+    assert not decoded_on_nvdec(True, "yuv420p", "yuv420p")
+    assert decoded_on_nvdec(True, "cuda", "nv12") and decoded_on_nvdec(True, "cuda", "cuda")
+    assert not decoded_on_nvdec(False, "cuda", "nv12")
+    ctx = SimpleNamespace(
+        name="h264", is_hwaccel=True, format=SimpleNamespace(name="yuv420p"), thread_count=17,
+        thread_type=SimpleNamespace(name="AUTO"),
+    )  # fmt: skip
+    frame = SimpleNamespace(format=SimpleNamespace(name="yuv420p"))
+    assert _decoder_name(SimpleNamespace(codec_context=ctx), True, frame) == "h264 (software, auto threads)"
+    ctx.format, frame.format = SimpleNamespace(name="cuda"), SimpleNamespace(name="nv12")
+    assert "on NVDEC" in _decoder_name(SimpleNamespace(codec_context=ctx), True, frame)
+
+
+def test_finding_03_nvdec_threads_keep_surfaces_within_32(monkeypatch, unbound):
+    from inference import devices
+
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 64)
+    assert devices.decoder_threads(nvdec=True) + 16 + 2 <= devices.NVDEC_MAX_SURFACES
+    assert devices.decoder_threads(nvdec=False) == 0  # software outside a pool: FFmpeg's automatic count
+
+
+def test_finding_03_software_decode_is_named_software(tmp_path, make_video, caplog):
+    from inference.io.video_reader import VideoSource
+
+    clip = make_video(tmp_path / "c.mp4", n_frames=4, audio=False)
+    with caplog.at_level("INFO", logger="inference.io.video_reader"):
+        source = VideoSource(clip)
+    try:
+        # No GPU here: whether or not FFmpeg has CUDA, the log names the path that really decoded.
+        assert "software" in source.decoder and "NVDEC" not in caplog.text
+        assert len(list(source.frames())) == 4
+    finally:
+        source.close()
+
+
+# ------------------------------------------------------------------------------------------ 13: sticky errors
+class _Sticky(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_finding_13_in_process_worker_retires_after_a_sticky_error(monkeypatch, tmp_path, make_video):
+    import inference.local_executor as local_executor
+    from inference.jobs import Job
+
+    net = _Sticky()
+    monkeypatch.setattr(local_executor, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    tasks = [(i, Job(clip, tmp_path / f"o{i}.mp4")) for i in range(3)]
+    reports: dict = {}
+    executor = local_executor.LocalExecutor("m", ["cpu"], {}, {})
+    executor.start()
+    executor.run(tasks, lambda i, outcome: reports.__setitem__(i, outcome))
+    assert net.calls == 1  # the two later files were not attempted on the broken context
+    assert reports[0].retire and "takes no more files" in reports[0].message
+    assert [reports[i].status for i in (1, 2)] == ["failed", "failed"]
+    assert all("failed on an earlier file" in reports[i].message for i in (1, 2))
+
+
+def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatch, unbound, tmp_path, make_video):
+    import queue
+
+    import inference.worker_pool as worker_pool
+
+    net = _Sticky()
+    monkeypatch.setattr(worker_pool, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    tasks, results = queue.Queue(), queue.Queue()
+    for i in range(3):
+        tasks.put((i, str(clip), str(tmp_path / f"o{i}.mp4")))
+    tasks.put(None)
+    unbound.run(worker_pool._serve, 0, "m", "cpu", {}, {}, 1, True, tasks, results)
+    messages = [results.get_nowait() for _ in range(results.qsize())]
+    assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire
+    assert tasks.qsize() == 3  # two files and the end marker, left to the other workers
+
+
+# ------------------------------------------------------------------------------------------ 14: host threads
+def test_finding_14_gpu_workers_share_the_host_cores(unbound, tmp_path, make_video):
+    from inference import devices
+    from inference.io.video_reader import VideoSource
+
+    assert devices.host_thread_budgets(["cuda:0", "cuda:1"], cores=16) == [8, 8]
+    assert devices.host_thread_budgets(["cuda:0"] * 4 + ["cpu"] * 4, cores=16) == [2] * 8
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+
+    def in_worker():
+        devices.bind_worker("cpu", 6)
+        source = VideoSource(clip, hwaccel=False)
+        try:
+            return devices.encoder_threads(), source.stream.codec_context.thread_count
+        finally:
+            source.close()
+
+    assert unbound.run(in_worker) == (6, 3)  # x264 gets the share, the software decoder half of it

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.devices import decoder_threads, nvdec_device
 from inference.errors import MediaError
 from inference.io.colour_tags import SWS_COLORSPACE, ColourTags
 from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # Decoder output formats handed over as I420 planes without a colour conversion (nv12 is what NVDEC downloads;
 # reordering its chroma into I420 is a copy, not a conversion).
 PLANAR_420 = {"yuv420p", "yuvj420p", "nv12"}
+# The formats NVDEC frames arrive in once PyAV has downloaded them (the CUDA frames context's software formats).
+NVDEC_DOWNLOAD_FORMATS = {"nv12", "p010le", "p016le", "yuv444p", "yuv444p16le", "nv16", "p210le", "p216le"}
 
 
 class VideoSource:
@@ -119,7 +122,7 @@ class VideoSource:
             self.container.close()
             where = f" after --start {start}" if start else ""
             raise MediaError(f"{self.path}: no decodable video frames{where}")
-        self.decoder = _decoder_name(self.stream, hw is not None)
+        self.decoder = _decoder_name(self.stream, hw is not None, self._first)
         log.info("%s: decoding with %s", self.path, self.decoder)
 
     def _attach(self, hw) -> None:
@@ -130,6 +133,9 @@ class VideoSource:
             raise MediaError(f"{self.path}: has no video stream")
         s = self.stream = self.container.streams.video[0]
         s.thread_type = "AUTO"  # Frame + slice threads: software decoding scales with cores.
+        # NVDEC: few enough frame threads that the decode surfaces stay within NVDEC's limit; software: the worker's
+        # share of the host cores in a multi-worker run (see inference.devices).
+        s.thread_count = decoder_threads(nvdec=hw is not None)
         self.time_base = s.time_base or Fraction(1, 90000)
         self._start_pts = s.start_time or 0
         # Without timestamps the demuxer's average rate is a guess (25); the bitstream's timing is better.
@@ -255,7 +261,12 @@ class VideoSource:
 
 
 def _hwaccel_candidates(hwaccel: bool) -> list:
-    """``[HWAccel("cuda"), None]`` when FFmpeg was built with CUDA and NVDEC is wanted, else ``[None]``."""
+    """``[HWAccel("cuda"), None]`` when FFmpeg was built with CUDA and NVDEC is wanted, else ``[None]``.
+
+    The hardware decoder runs on the GPU bound by :func:`inference.devices.bind_media_device` and never falls back to
+    software silently: a stream NVDEC refuses fails to decode, and :meth:`VideoSource._open` reopens it in software
+    (with the reason in the debug log) instead of decoding in software behind an NVDEC label.
+    """
     if not hwaccel:
         return [None]
     try:
@@ -264,7 +275,7 @@ def _hwaccel_candidates(hwaccel: bool) -> list:
         return [None]
     if "cuda" not in hwdevices_available():
         return [None]
-    return [HWAccel("cuda", allow_software_fallback=True), None]
+    return [HWAccel("cuda", device=nvdec_device(), allow_software_fallback=False), None]
 
 
 def _open_container(path: Path, hw):
@@ -279,11 +290,30 @@ def _open_container(path: Path, hw):
         raise MediaError(f"{path}: not a video or image ({_short(exc)})") from None
 
 
-def _decoder_name(stream, hw: bool) -> str:
-    """One line naming the decoder, e.g. ``h264 on NVDEC (cuda)`` or ``h264 (software, frame threads)``."""
+def decoded_on_nvdec(hw: bool, codec_format: str | None, frame_format: str | None) -> bool:
+    """Whether NVDEC really decoded, judged from what came out rather than from what was asked for.
+
+    ``codec_context.is_hwaccel`` only says a hardware device was attached; with a software fallback it stays true.
+    The codec's negotiated format (``"cuda"``) and the first frame's format (a CUDA frame, or one of NVDEC's download
+    formats such as nv12, where a software H.264 decoder gives yuv420p) say what happened.
+
+    Args:
+        hw: A hardware decoder was attached.
+        codec_format: The codec context's pixel format after the first frame (``"cuda"`` on NVDEC).
+        frame_format: The first decoded frame's pixel format.
+    """
+    if not hw:
+        return False
+    return frame_format == "cuda" or (codec_format == "cuda" and frame_format in NVDEC_DOWNLOAD_FORMATS)
+
+
+def _decoder_name(stream, hw: bool, first_frame) -> str:
+    """One line naming the decoder, e.g. ``h264 on NVDEC (cuda:1)`` or ``h264 (software, frame threads)``."""
     ctx = stream.codec_context
-    if hw and getattr(ctx, "is_hwaccel", False):
-        return f"{ctx.name} on NVDEC (cuda)"
+    codec_format = getattr(getattr(ctx, "format", None), "name", None)
+    frame_format = getattr(getattr(first_frame, "format", None), "name", None)
+    if decoded_on_nvdec(hw, codec_format, frame_format):
+        return f"{ctx.name} on NVDEC (cuda:{nvdec_device() or 0}, {ctx.thread_count} threads)"
     return f"{ctx.name} (software, {ctx.thread_type.name.lower()} threads)"
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference.devices import encoder_threads, nvenc_options
 from inference.errors import MediaError
 from inference.io.colour_tags import SWS_COLORSPACE
 from inference.io.encoders import resolve_encoder
@@ -95,7 +96,8 @@ class VideoSink:
         if self.encoder.x26x:
             # Frame threads on every core (thread_count 0 lets x264/x265 pick); PyAV's default is slice threads.
             # The measurement behind this is in bench/results/encoder-presets-cpu.json.
-            ctx.thread_type, ctx.thread_count = "FRAME", 0
+            # In a multi-worker run each worker gets its share of the cores instead (inference.devices).
+            ctx.thread_type, ctx.thread_count = "FRAME", encoder_threads()
         elif not self.encoder.nvenc:
             ctx.thread_type = "AUTO"
         # Keep the input's time base so that every pts (variable frame rate included) is written unchanged.
@@ -103,7 +105,8 @@ class VideoSink:
         ctx.time_base = info.time_base
         if not av.VideoFormat(self.pix_fmt).is_rgb:
             self.tags.apply(ctx)
-        self.stream.options = dict(self.encoder.options)
+        # NVENC on the Stylizer's GPU ("gpu" defaults to the first one).
+        self.stream.options = dict(self.encoder.options) | (nvenc_options() if self.encoder.nvenc else {})
         if info.rotation:
             self.stream.set_display_rotation(info.rotation)
 
