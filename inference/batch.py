@@ -99,6 +99,13 @@ def plan_jobs(inputs: list[str], output: str, ext: str | None = None) -> list[Jo
         UserError: ``output`` is a file, or two inputs would write the same output, or an output would replace
             its own input.
     """
+    for text in [*inputs, output]:
+        if "://" in text:
+            # Workers open paths, not URLs: object storage is read through a mount every node (or this one) sees.
+            raise UserError(
+                f"{text}: URLs are not read or written directly; mount the bucket (e.g. s3fs, gcsfuse) and pass the "
+                "mounted path"
+            )
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: with several inputs -o must be a folder, and this is a file")

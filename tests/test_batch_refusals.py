@@ -66,3 +66,15 @@ def test_cap_workers_keeps_every_device_and_respects_cores_and_memory(monkeypatc
     assert "lowered to 3 (3.0 GiB free memory)" in capsys.readouterr().err
     assert cap_workers(["cuda:0"] * 2, 5) == ["cuda:0"] * 2
     assert capsys.readouterr().err == ""  # nothing lowered, nothing said
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_urls_are_refused_with_one_line(tmp_path, model, capsys, where):
+    local = tmp_path / "a.mp4"
+    local.write_bytes(b"x")
+    inputs = [str(local), "s3://bucket/b.mp4"] if where == "input" else [str(local), str(local.with_name("b.mp4"))]
+    out = "gs://bucket/styled" if where == "output" else str(tmp_path / "styled")
+    assert _run(*inputs, "-m", model, "-o", out) == 2
+    err = capsys.readouterr().err
+    assert "URLs are not read or written directly; mount the bucket" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "styled").exists()

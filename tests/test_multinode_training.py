@@ -1,13 +1,15 @@
 """Training across nodes: two torchrun "nodes" of one process each meet through a rendezvous on localhost (gloo).
 
-This is the README's multi-node torchrun command with ``--master-addr 127.0.0.1``: Lightning reads the ranks and
-world size torchrun sets, so both processes must train the same steps in lockstep (DDP averages gradients), end
-with the same weights, and only rank 0 writes the artifact.
+The command is the README's torchrun line, word for word except the node rank, ``MASTER_ADDR=127.0.0.1``, a free
+port, absolute paths and a shorter run: Lightning reads the ranks and world size torchrun sets, so both processes
+must train the same steps in lockstep (DDP averages gradients), end with the same weights, and only rank 0 writes
+the artifact. The README's SLURM line is checked to parse (there is no SLURM here).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,9 +17,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PIL import Image
+import yaml
 
-SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+REPO = Path(__file__).resolve().parents[1]
 
 # A callback each rank runs at the end of fit: its global step and a digest of its weights, in a file of its own.
 RANK_REPORT = textwrap.dedent(
@@ -45,21 +47,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _readme_line(program: str) -> list[str]:
+    (line,) = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith(program + " ")]
+    return shlex.split(line)
+
+
+def _node_command(rank: int, port: int) -> list[str]:
+    """The README's torchrun command for node ``rank`` on this machine."""
+    values = {"$NODE_RANK": str(rank), "$MASTER_ADDR": "127.0.0.1", "29500": str(port)}
+    words = [
+        values.get(w, str(REPO / w) if w.startswith(("configs/", "data/")) else w) for w in _readme_line("torchrun")
+    ]
+    words[words.index("--no-python") + 1] = str(Path(sys.executable).with_name("styletrain"))
+    words += ["--data.path", str(REPO / "data/samples/content"), "--trainer.max_steps", "4"]
+    words += ["--trainer.val_check_interval", "2", "--trainer.callbacks+=rank_report.RankReport"]
+    return [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+
+
 @pytest.mark.slow
-def test_two_nodes_through_torchrun_train_in_lockstep(tmp_path, make_image, make_image_folder):
-    Image.fromarray(make_image(96, 80, seed=7)).save(tmp_path / "Starry.png")
-    make_image_folder(tmp_path / "photos", 8, size=(72, 90))
+def test_two_nodes_through_torchrun_train_in_lockstep(tmp_path):
     (tmp_path / "rank_report.py").write_text(RANK_REPORT)
     env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
     port = _free_port()
-    fit = ["-m", "styletrain.cli", "fit", "--config", SMOKE, "--style", "Starry.png", "--data.path", "photos"]
-    fit += ["--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu"]
-    fit += ["--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", "1"]
-    fit += ["--trainer.callbacks+=rank_report.RankReport"]
     nodes = [
         subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
-            + ["--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port), *fit],
+            _node_command(rank, port),
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -76,3 +88,16 @@ def test_two_nodes_through_torchrun_train_in_lockstep(tmp_path, make_image, make
     assert reports[0] == reports[1], reports  # same steps, same final weights on both nodes
     assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["smoke.safetensors"]
     assert outputs[0][0].strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+
+
+def test_the_readme_slurm_command_parses(monkeypatch, capsys):
+    from styletrain.cli import main
+
+    monkeypatch.chdir(REPO)
+    words = _readme_line("srun")
+    assert words[1] == "styletrain"
+    with pytest.raises(SystemExit) as info:
+        main([*words[2:], "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert info.value.code in (0, None)
+    assert config["trainer"]["num_nodes"] == 2 and config["trainer"]["strategy"] == "ddp"
