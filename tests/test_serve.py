@@ -239,12 +239,14 @@ def test_concurrent_frames_share_a_batch(model, make_image):
     with catalog._lock:  # The worker waits here with the first request while the others queue up.
         futures = [service.submit(im, Controls("m")) for im in images]
         time.sleep(0.2)
-    outs = [f.result(timeout=30) for f in futures]
+        assert futures[1].cancel()  # A caller that gave up (a webcam that left) must not break the worker.
+    outs = [f.result(timeout=30) for f in futures[:1] + futures[2:]]
+    assert service.submit(images[0], Controls("m")).result(timeout=30).shape == images[0].shape
     service.close()
     reference = Stylizer.from_artifact(model, device="cpu", backend="torch")
-    for im, out in zip(images, outs, strict=True):
+    for im, out in zip(images[:1] + images[2:], outs, strict=True):
         np.testing.assert_allclose(out, reference.image(im), atol=1)
-    assert service.frames == 4 and service.batches == 2
+    assert service.frames == 4 and service.batches == 3  # [0, (1 cancelled)], [2, 3], then the last request
 
 
 def test_multi_style_artifacts_from_a_folder(multi, model, make_image):

@@ -67,7 +67,11 @@ class FrameService:
             if first is None:
                 return
             batch, pending = self._gather(first, pending)
-            self._run(batch)
+            # A request whose caller gave up (a webcam that disconnected) is skipped; the rest can no longer be
+            # cancelled, so setting their results below cannot fail.
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if batch:
+                self._run(batch)
 
     def _gather(self, first: _Request, pending: list[_Request]) -> tuple[list[_Request], list[_Request]]:
         """``first`` and the waiting requests that can share its forward pass; the rest stay pending in order."""

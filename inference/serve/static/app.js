@@ -82,7 +82,12 @@ function formWith(file, field) {
 }
 
 // ------------------------------------------------------------------------------------------------ webcam
-const live = { socket: null, stream: null, inFlight: 0, times: [], latencies: [], capture: document.createElement("canvas") };
+const live = {
+  socket: null, stream: null, inFlight: 0, times: [], latencies: [], capture: document.createElement("canvas"),
+  lastTime: -1, // the camera frame last sent (video.currentTime): a frame is never sent twice
+  sent: new Map(), // tag -> the JPEG sent, for the last few frames (the browser test compares them with the result)
+  shown: null, // tag of the frame on the canvas
+};
 
 function median(values) {
   const s = [...values].sort((a, b) => a - b);
@@ -126,8 +131,9 @@ function pump() {
   // Capture and send whenever fewer than MAX_IN_FLIGHT frames are out; never queue more.
   const video = $("camera");
   if (!live.socket || live.socket.readyState !== WebSocket.OPEN) return;
-  if (live.inFlight < MAX_IN_FLIGHT && video.readyState >= 2 && video.videoWidth) {
+  if (live.inFlight < MAX_IN_FLIGHT && video.readyState >= 2 && video.videoWidth && video.currentTime !== live.lastTime) {
     live.inFlight += 1;
+    live.lastTime = video.currentTime;
     const c = live.capture;
     c.width = video.videoWidth;
     c.height = video.videoHeight;
@@ -136,6 +142,8 @@ function pump() {
     c.toBlob(async (blob) => {
       const header = new Float64Array([tag]);
       if (live.socket && live.socket.readyState === WebSocket.OPEN) {
+        live.sent.set(tag, blob);
+        if (live.sent.size > 8) live.sent.delete(live.sent.keys().next().value);
         live.socket.send(new Blob([header, blob]));
         window.liveStats.sent += 1;
       } else {
@@ -168,6 +176,7 @@ async function onLiveMessage(event) {
   }
   canvas.getContext("2d").drawImage(bitmap, 0, 0);
   bitmap.close();
+  live.shown = tag;
   recordFrame(performance.now(), tag, serverMs, dropped);
 }
 
