@@ -7,6 +7,7 @@ modifies its inputs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -79,10 +80,15 @@ class YuvSpec:
         matrix: ``"bt601"``, ``"bt709"`` or ``"bt2020"`` (non-constant luminance).
         full_range: ``True`` for full-range ("JPEG", 0-255) samples, ``False`` for limited range (Y 16-235, chroma
             16-240), which is what almost every video uses.
+        chroma_left: 4:2:0 chroma sited *left*: each chroma sample sits on an even luma column (and between two
+            rows), the default of H.264, HEVC and MPEG-2/4 (``AVCHROMA_LOC_LEFT``). ``False``: centred between four
+            luma samples (JPEG, ``AVCHROMA_LOC_CENTER``). Assuming centre siting for a left-sited stream shifts the
+            chroma by a quarter chroma sample (half a luma pixel) against the luma.
     """
 
     matrix: str = "bt709"
     full_range: bool = False
+    chroma_left: bool = False
 
     def __post_init__(self) -> None:
         if self.matrix not in _MATRICES:
@@ -115,6 +121,44 @@ class YuvSpec:
         return a.float(), b.float()
 
 
+@functools.lru_cache(maxsize=64)
+def _device_affine(spec: YuvSpec, device: torch.device, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(matrix, offset)`` of ``spec`` on ``device``, made once per (spec, device): a copy from pageable host memory
+    on every batch would make the host wait for the device each time (four times per batch, in and out)."""
+    a, off = spec._affine()
+    if inverse:
+        a = torch.linalg.inv(a.double()).float()
+    return a.to(device), off.to(device).view(1, 3, 1, 1)
+
+
+def _upsample_chroma(uv: torch.Tensor, left: bool) -> torch.Tensor:
+    """``[B, 2, h, w]`` chroma -> ``[B, 2, 2h, 2w]``.
+
+    Centre siting: repetition (swscale's unscaled conversion). Left siting, interpolated as swscale does for a
+    left-sited stream: vertically the samples lie between rows ``2i`` and ``2i + 1``, so those rows take 3/4 of
+    sample ``i`` and 1/4 of its neighbour above or below; horizontally the even columns are the samples themselves
+    and the odd ones lie halfway to the next (edges repeated).
+    """
+    if not left:
+        return uv.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    above = torch.cat((uv[:, :, :1], uv[:, :, :-1]), dim=2)
+    below = torch.cat((uv[:, :, 1:], uv[:, :, -1:]), dim=2)
+    rows = torch.stack((0.75 * uv + 0.25 * above, 0.75 * uv + 0.25 * below), dim=3).flatten(2, 3)
+    nxt = torch.cat((rows[..., 1:], rows[..., -1:]), dim=3)
+    return torch.stack((rows, 0.5 * (rows + nxt)), dim=4).flatten(3)
+
+
+def _downsample_chroma(uv: torch.Tensor, left: bool) -> torch.Tensor:
+    """``[B, 2, H, W]`` chroma -> ``[B, 2, H/2, W/2]``: the mean of each 2x2 block for centre siting; for left
+    siting the mean of two rows and a [1, 2, 1] / 4 filter centred on each even column (the edge repeated)."""
+    if not left:
+        return torch.nn.functional.avg_pool2d(uv, 2)
+    rows = 0.5 * (uv[:, :, 0::2] + uv[:, :, 1::2])
+    even, odd = rows[..., 0::2], rows[..., 1::2]
+    before = torch.cat((even[..., :1], odd[..., :-1]), dim=3)  # column 2j - 1 (column 0 repeated at the edge)
+    return 0.25 * before + 0.5 * even + 0.25 * odd
+
+
 def i420_to_rgb(planes: torch.Tensor, spec: YuvSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Convert I420 (planar YUV 4:2:0) frames to RGB on whatever device they are on.
 
@@ -125,17 +169,18 @@ def i420_to_rgb(planes: torch.Tensor, spec: YuvSpec, dtype: torch.dtype = torch.
         dtype: Floating dtype of the result.
 
     Returns:
-        ``[B, 3, H, W]`` RGB in [0, 1] (clamped). Chroma is upsampled by repetition, as FFmpeg's swscale does for an
-        unscaled conversion, so that a round trip through :func:`rgb_to_i420` returns the same chroma samples.
+        ``[B, 3, H, W]`` RGB in [0, 1] (clamped). Chroma is upsampled where ``spec`` says it is sited: by repetition
+        for centre siting (as swscale's unscaled conversion does, so that a round trip through :func:`rgb_to_i420`
+        returns the same chroma samples), and interpolated between columns for left siting (see
+        :func:`_upsample_chroma`).
     """
     b, rows, w = planes.shape
     h = rows * 2 // 3
-    y = planes[:, :h].unsqueeze(1)
-    uv = planes[:, h:].reshape(b, 2, h // 2, w // 2)
-    uv = uv.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
-    yuv = torch.cat((y, uv), 1).to(torch.float32)
-    a, off = spec._affine()
-    rgb = torch.einsum("ij,bjhw->bihw", a.to(yuv.device), yuv) + off.to(yuv.device).view(1, 3, 1, 1)
+    y = planes[:, :h].unsqueeze(1).to(torch.float32)
+    uv = _upsample_chroma(planes[:, h:].reshape(b, 2, h // 2, w // 2).to(torch.float32), spec.chroma_left)
+    yuv = torch.cat((y, uv), 1)
+    a, off = _device_affine(spec, yuv.device, inverse=False)
+    rgb = torch.einsum("ij,bjhw->bihw", a, yuv) + off
     return rgb.clamp_(0.0, 1.0).to(dtype)
 
 
@@ -147,13 +192,13 @@ def rgb_to_i420(rgb: torch.Tensor, spec: YuvSpec) -> torch.Tensor:
         spec: The output stream's matrix and range.
 
     Returns:
-        ``uint8 [B, H * 3 / 2, W]`` in FFmpeg's ``yuv420p`` layout; chroma is the mean of each 2x2 block.
+        ``uint8 [B, H * 3 / 2, W]`` in FFmpeg's ``yuv420p`` layout; chroma is the mean of each 2x2 block for centre
+        siting, and filtered around each even column for left siting (see :func:`_downsample_chroma`).
     """
     b, _, h, w = rgb.shape
-    a, off = spec._affine()
-    inv = torch.linalg.inv(a.double()).float().to(rgb.device)
-    yuv = torch.einsum("ij,bjhw->bihw", inv, rgb.to(torch.float32) - off.to(rgb.device).view(1, 3, 1, 1))
+    inv, off = _device_affine(spec, rgb.device, inverse=True)
+    yuv = torch.einsum("ij,bjhw->bihw", inv, rgb.to(torch.float32) - off)
     y = yuv[:, 0]
-    uv = torch.nn.functional.avg_pool2d(yuv[:, 1:], 2)
+    uv = _downsample_chroma(yuv[:, 1:], spec.chroma_left)
     out = torch.cat((y.reshape(b, -1), uv.reshape(b, -1)), 1)
     return out.round_().clamp_(0, 255).to(torch.uint8).view(b, h * 3 // 2, w)

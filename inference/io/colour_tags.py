@@ -21,6 +21,15 @@ _DEFAULT_TAGS = {"bt709": (1, 1, 1), "bt601": (6, 6, 6), "bt2020": (9, 9, 14)}
 # swscale's names for the matrices (PyAV's ``Colorspace``): the RGB path converts with the same matrix it tags.
 SWS_COLORSPACE = {"bt709": "itu709", "bt601": "smpte170m", "bt2020": "bt2020"}
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
+# Codecs whose 4:2:0 chroma is sited left by default (co-sited with the even luma columns): H.264, HEVC and the
+# MPEG family, decoders and encoders alike. PyAV does not expose a frame's chroma location, so it follows the codec.
+_LEFT_SITED = ("h264", "hevc", "libx264", "libx265", "mpeg2", "mpeg1", "mpeg4", "vvc", "libvvenc")
+
+
+def chroma_left_sited(codec_name: str) -> bool:
+    """Whether a stream of decoder or encoder ``codec_name`` (``h264``, ``h264_nvenc``, ``libx265``...) sites 4:2:0
+    chroma left (see :class:`inference.colour.YuvSpec`)."""
+    return codec_name.lower().startswith(_LEFT_SITED)
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,12 @@ class ColourTags:
 
         return YuvSpec.default_for(width, height).matrix
 
-    def yuv_spec(self, width: int, height: int) -> YuvSpec:
-        """The :class:`~inference.colour.YuvSpec` decoding this stream's samples."""
+    def yuv_spec(self, width: int, height: int, chroma_left: bool = False) -> YuvSpec:
+        """The :class:`~inference.colour.YuvSpec` decoding this stream's samples (``chroma_left``: see
+        :func:`chroma_left_sited`)."""
         from inference.colour import YuvSpec
 
-        return YuvSpec(self.matrix_name(width, height), self.full_range)
+        return YuvSpec(self.matrix_name(width, height), self.full_range, chroma_left)
 
     def for_output(self, width: int, height: int) -> ColourTags:
         """The tags of an encoded copy (limited range): the input's where it has them, else the resolved defaults."""

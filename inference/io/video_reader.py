@@ -22,7 +22,7 @@ import numpy as np
 
 from inference.devices import decoder_threads, nvdec_device
 from inference.errors import MediaError
-from inference.io.colour_tags import SWS_COLORSPACE, ColourTags
+from inference.io.colour_tags import SWS_COLORSPACE, ColourTags, chroma_left_sited
 from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
 from inference.stages import StageClock
 
@@ -89,7 +89,7 @@ class VideoSource:
             has_audio=bool(self.container.streams.audio),
             input_size=size,
             colour=self.colour,
-            yuv=self.colour.yuv_spec(*size) if self.planes else None,
+            yuv=self.colour.yuv_spec(*size, chroma_left_sited(self.stream.codec_context.name)) if self.planes else None,
         )
 
     def _try_attach(self, hw) -> bool:

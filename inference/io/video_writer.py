@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.devices import encoder_threads, nvenc_options
 from inference.errors import MediaError
-from inference.io.colour_tags import SWS_COLORSPACE
+from inference.io.colour_tags import SWS_COLORSPACE, chroma_left_sited
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo
 from inference.io.writers import EncodeOptions
@@ -117,7 +117,8 @@ class VideoSink:
 
         if self.pix_fmt != "yuv420p":
             return None
-        return YuvSpec(self.tags.matrix_name(*_size(self.info)), full_range=False)
+        left = chroma_left_sited(self.encoder.name)  # decoders of H.264/HEVC read 4:2:0 chroma as left-sited
+        return YuvSpec(self.tags.matrix_name(*_size(self.info)), full_range=False, chroma_left=left)
 
     def write(self, array: np.ndarray, pts: int) -> None:
         """Encode one ``uint8 [H, W, 3]`` RGB frame with presentation timestamp ``pts`` (in the source time base).
