@@ -53,7 +53,7 @@ from inference.convert import stylize_file  # noqa: E402
 from inference.io.media import Resize  # noqa: E402
 from inference.io.readers import open_source  # noqa: E402
 from inference.io.video_writer import VideoSink  # noqa: E402
-from inference.io.writers import EncodeOptions  # noqa: E402
+from inference.io.encode_options import EncodeOptions  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.stylizer import Stylizer  # noqa: E402
 

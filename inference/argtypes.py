@@ -12,6 +12,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from inference.io.limits import frame_size_problem
+
 
 def _number(text: str, kind: type) -> float | int:
     try:
@@ -66,4 +68,7 @@ def size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}") from None
     if w < 1 or h < 1:
         raise argparse.ArgumentTypeError(f"width and height must be >= 1, got {text!r}")
+    problem = frame_size_problem(w, h)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return w, h

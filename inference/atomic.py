@@ -1,19 +1,22 @@
 """Write outputs atomically: a temporary file (or folder) next to the destination, renamed into place when complete.
 
 An error, Ctrl-C or a kill therefore never leaves a partial file at the destination, and a failed run removes its
-temporary file (a kill leaves only a hidden ``.<name>.tmp-*`` next to it, never a half-written output).
+temporary file. A kill or a native crash leaves only a hidden ``.<name>.tmp-<pid>-<host>~*`` next to it, never a
+half-written output; the next write of the same output removes such files when their process is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from inference.errors import MediaError
+from inference.errors import MediaError, UserError
 
 
 def check_destination(dst: str | os.PathLike, *, overwrite: bool, is_dir: bool) -> Path:
@@ -65,11 +68,13 @@ def atomic_output(dst: str | os.PathLike, *, is_dir: bool = False, suffix: str =
     """
     dst = Path(dst)
     parent = dst.absolute().parent
+    remove_stale_temporaries(dst)
+    prefix = f".{dst.name}.tmp-{os.getpid()}-{_host()}~"
     try:
         if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", suffix=suffix, dir=parent)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as exc:
@@ -82,12 +87,57 @@ def atomic_output(dst: str | os.PathLike, *, is_dir: bool = False, suffix: str =
             # mkstemp (and some writers, e.g. safetensors) create 0600 files; give the output the usual permissions.
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, UserError) and str(tmp) in str(exc):
+            # Writers only know the temporary name; the user knows the output's.
+            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from None
         raise
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary names (letters, digits and dashes only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32]
+
+
+_TEMPORARY = re.compile(r"\..+\.tmp-(\d+)-([A-Za-z0-9-]*)~")
+
+
+def remove_stale_temporaries(dst: str | os.PathLike) -> list[Path]:
+    """Delete the temporary outputs in ``dst``'s folder left by processes of this machine that no longer exist.
+
+    A killed or crashed writer cannot clean up after itself; the next write into the folder does. A temporary name
+    carries its writer's pid and host, so a live writer (here or on another machine sharing the folder) is never
+    touched, and files this module did not name are never matched. Returns the paths removed.
+    """
+    parent = Path(dst).absolute().parent
+    if not parent.is_dir():
+        return []
+    removed = []
+    for path in parent.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match is None or match[2] != _host() or _alive(int(match[1])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # Another user's process, or a number no pid can be: leave the file alone.
+    return True
 
 
 def _umask() -> int:

@@ -23,11 +23,21 @@ from typing import Any, NoReturn
 from inference.argtypes import ranged, size
 from inference.console import setup_logging
 from inference.errors import UserError, exit_on_user_error, terminate_on_sigterm
+from inference.io.encode_options import (
+    CRF_BOUNDS,
+    DEFAULT_CRF,
+    DEFAULT_PIX_FMT,
+    DEFAULT_PRESET,
+    crf_help,
+    preset_help,
+)
+from inference.io.limits import MAX_FPS, MAX_SECONDS, MIN_FPS, MIN_GIF_FPS
+
+# stylize-video's --consistency default (the Python API's is 0, off): chosen by bench/consistency.py, where it met
+# the warping-error, contrast and time targets on real clips (README, "Consistency at inference, for any artifact").
+DEFAULT_CONSISTENCY = 0.8
 
 log = logging.getLogger("inference")
-
-# Encoders whose --crf scale ends at 63 (VP9, AV1); x264, x265 and NVENC's constant quality end at 51.
-_CRF_63_PREFIXES = ("libvpx", "libaom", "libsvtav1", "librav1e", "av1_")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _what_options(g: argparse._ActionsContainer) -> None:
-    g.add_argument("--start", type=ranged(float, 0), default=None, metavar="SEC", help="skip this many seconds")
     g.add_argument(
-        "--duration", type=ranged(float, 0, low_open=True), default=None, metavar="SEC",
+        "--start", type=ranged(float, 0, MAX_SECONDS), default=None, metavar="SEC", help="skip this many seconds"
+    )
+    g.add_argument(
+        "--duration", type=ranged(float, 0, MAX_SECONDS, low_open=True), default=None, metavar="SEC",
         help="stylize only this many seconds",
     )  # fmt: skip
     resize = g.add_mutually_exclusive_group()
@@ -76,13 +88,18 @@ def _what_options(g: argparse._ActionsContainer) -> None:
     )
     resize.add_argument("--size", type=size, default=None, metavar="WxH", help="resize to exactly WxH (display)")
     g.add_argument(
-        "--fps", type=ranged(float, 0, low_open=True), default=None,
+        "--fps", type=ranged(float, MIN_FPS, MAX_FPS), default=None,
         help="frame rate for image/folder inputs (default 25)",
     )  # fmt: skip
     g.add_argument(
         "--strength", type=ranged(float, 0, 1), default=1.0, help="0..1: blend of stylized and original (default 1)"
     )
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
+    g.add_argument(
+        "--consistency", type=ranged(float, 0, 1), default=DEFAULT_CONSISTENCY, metavar="S",
+        help="0..1: pull each frame towards the previous output moved by the input's optical flow, where visible "
+        f"(removes flicker of any model; 0 = off, per-frame output; default {DEFAULT_CONSISTENCY})",
+    )  # fmt: skip
     g.add_argument(
         "--stroke-scale", type=ranged(float, 0.25, 4), default=1.0, metavar="S",
         help="0.25..4: strokes S times larger (the network runs on the frame resized by 1/S; same output size)",
@@ -103,18 +120,15 @@ def _encoding_options(g: argparse._ActionsContainer) -> None:
         help="video encoder: a family (h264, hevc, av1, vp9: NVENC where the GPU has it, else libx264/libx265/"
         "libsvtav1/libvpx-vp9) or an FFmpeg encoder name (default h264; vp9 for .webm)",
     )  # fmt: skip
+    g.add_argument("--crf", type=ranged(int, *CRF_BOUNDS), default=DEFAULT_CRF, help=crf_help())
+    g.add_argument("--preset", default=DEFAULT_PRESET, help=preset_help())
     g.add_argument(
-        "--crf", type=ranged(int, 0, 63), default=18,
-        help="encoder quality, lower is better: 0-51 for x264/x265/NVENC, 0-63 for VP9/AV1 (default 18)",
-    )  # fmt: skip
-    g.add_argument("--preset", default="medium", help="x264/x265 speed preset (default medium)")
-    g.add_argument(
-        "--pix-fmt", default="yuv420p", help="pixel format (default yuv420p, plays everywhere; odd sizes lose their "
-        "last row/column; yuv444p keeps every pixel)",
+        "--pix-fmt", default=DEFAULT_PIX_FMT, help=f"pixel format (default {DEFAULT_PIX_FMT}, plays everywhere; odd "
+        "sizes lose their last row/column; yuv444p keeps every pixel)",
     )  # fmt: skip
     g.add_argument(
-        "--gif-fps", type=ranged(float, 0, low_open=True), default=None,
-        help="GIF frame rate, at most 50 (default: the input's timing, capped at 50)",
+        "--gif-fps", type=ranged(float, MIN_GIF_FPS), default=None,
+        help=f"GIF frame rate, {MIN_GIF_FPS:g} to 50 (default: the input's timing, capped at 50)",
     )  # fmt: skip
     g.add_argument(
         "--gif-width", type=ranged(int, 1, 65535), default=None, help="GIF width in pixels (default: frame width)"
@@ -155,6 +169,11 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
         "--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
         help="auto: ONNX Runtime on the CPU in fp32 when onnxruntime is installed (faster there), else torch",
     )  # fmt: skip
+    g.add_argument(
+        "--realtime", action="store_true",
+        help="read the input at its own frame rate and drop frames when stylizing falls behind (reported); camera "
+        "and stream inputs (/dev/video0, rtsp://, udp://, http://...) always run this way",
+    )  # fmt: skip
     g.add_argument("--stats", action="store_true", help="print the busy time of every pipeline stage per file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
@@ -190,6 +209,7 @@ def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
         "compile": opts.compile,
         "strength": opts.strength,
         "preserve_color": opts.preserve_color,
+        "consistency": opts.consistency,
         "backend": opts.backend,
         "stroke_scale": opts.stroke_scale,
         "stroke_detail": opts.stroke_detail,
@@ -227,17 +247,14 @@ def _check_options(opts: argparse.Namespace) -> None:
         raise UserError("--device and --devices exclude each other (--devices lists the devices of a batch)")
 
 
-def _check_crf(crf: int, codec: str | None, outputs: list[Path]) -> None:
-    """Refuse a ``--crf`` beyond the encoder's scale (x264 would silently clamp 60 to 51)."""
+def _check_crf(opts: argparse.Namespace, outputs: list[Path]) -> None:
+    """Refuse a ``--crf`` beyond the encoder's scale or a ``--preset`` it has no equivalent for, before the model
+    loads (x264 would silently clamp 60 to 51)."""
+    from inference.io.encoders import check_quality
     from inference.io.writers import output_kind
 
-    for dst in outputs:
-        if output_kind(dst) != "video":
-            continue
-        name = codec or ("libvpx-vp9" if dst.suffix.lower() == ".webm" else "libx264")
-        high = 63 if name.startswith(_CRF_63_PREFIXES) else 51
-        if crf > high:
-            raise UserError(f"--crf must be in [0, {high}] for {name}, got {crf}")
+    for ext in {dst.suffix.lower() for dst in outputs if output_kind(dst) == "video"}:
+        check_quality(opts.codec, ext, opts.crf, opts.preset)
 
 
 @exit_on_user_error
@@ -251,7 +268,12 @@ def main(args: Sequence[str] | None = None) -> int:
         setup_logging(opts.quiet)
         _check_options(opts)
         from inference.batch import is_batch
+        from inference.live import is_live, run_live
 
+        if is_live(opts.inputs, opts.output) or opts.realtime:
+            if len(opts.inputs) > 1:
+                raise UserError("a live run takes one input (a camera, a stream URL, or a file with --realtime)")
+            return run_live(opts, _stylizer_options(opts))
         if is_batch(opts.inputs):
             return _run_batch(opts)
         if opts.cluster != "local":
@@ -269,7 +291,7 @@ def _run_single(opts: argparse.Namespace) -> int:
     src, dst = opts.inputs[0], Path(opts.output)
     # Cheap checks first, so that a typo fails before the model is loaded.
     probe_kind(src)
-    _check_crf(opts.crf, opts.codec, [dst])
+    _check_crf(opts, [dst])
     if opts.skip_existing and output_exists(dst):
         if not opts.quiet:
             print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
@@ -294,7 +316,7 @@ def _run_batch(opts: argparse.Namespace) -> int:
     if ext == ".":
         raise UserError("--ext: expected an extension such as mp4, mkv or gif")
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
-    _check_crf(opts.crf, opts.codec, [job.dst for job in jobs])
+    _check_crf(opts, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
     make = _ray_executor(opts) if opts.cluster == "ray" else _local_executor(opts)
     return run_batch(jobs, make, _file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)

@@ -17,17 +17,18 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.atomic import atomic_output, check_destination
 from inference.devices import bind_media_device
 from inference.errors import MediaError
+from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PRESET, EncodeOptions
+from inference.io.encoder_limits import size_multiples
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo, Resize
 from inference.io.readers import open_source
-from inference.io.writers import EncodeOptions, open_sink, output_kind
+from inference.io.writers import open_sink, output_kind
 from inference.pipeline import run_pipeline
 from inference.stages import StageClock
 
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inference")
 
-# Chroma subsampled horizontally and vertically: width and height must be even.
-_EVEN_FORMATS = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le"}
 # Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
 # Both paths were measured end to end at 640x360 with the tiny and light networks (bench/yuv_path.py, results in
 # bench/results/yuv-path-cpu.json): the host RGB path (swscale in the reader and writer threads, off the network's
@@ -83,9 +82,9 @@ def stylize_file(
     max_side: int | None = None,
     fps: float | None = None,
     codec: str | None = None,
-    crf: int = 18,
-    preset: str = "medium",
-    pix_fmt: str = "yuv420p",
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
+    pix_fmt: str = DEFAULT_PIX_FMT,
     gif_fps: float | None = None,
     gif_width: int | None = None,
     audio: bool = True,
@@ -138,16 +137,16 @@ def _plan(stylizer: Stylizer, kind: str, dst: Path, options: EncodeOptions) -> t
     if kind != "video":
         return False, False
     resolve_encoder(options.codec, dst.suffix, options.crf, options.preset, options.pix_fmt)
-    planes = options.pix_fmt == "yuv420p" and (stylizer.device.type != "cpu" or PLANES_ON_CPU)
-    return options.pix_fmt in _EVEN_FORMATS, planes
+    # The consistency stage works on RGB frames, so it takes the host RGB path.
+    on_device = stylizer.device.type != "cpu" or PLANES_ON_CPU
+    planes = options.pix_fmt == "yuv420p" and on_device and not getattr(stylizer, "consistency", 0)
+    return size_multiples(options.pix_fmt) != (1, 1), planes
 
 
 def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, duration, fps, planes: bool):
     """Open the source, then check the destination (a missing input is a better first message than an existing
     output). Returns ``(source, dst)`` with ``dst`` as a checked :class:`Path`."""
-    source = open_source(
-        src, resize=resize, start=start, duration=duration, fps=Fraction(fps) if fps else None, planes=planes
-    )
+    source = open_source(src, resize=resize, start=start, duration=duration, fps=fps, planes=planes)
     try:
         dst = check_destination(dst, overwrite=overwrite, is_dir=kind == "frames")
         src_path = Path(src)

@@ -62,7 +62,10 @@ def style_weights(style: StyleSpec | None, names: Sequence[str]) -> list[float]:
     for name, weight in blend.items():
         if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
             raise UserError(f"--style: weight of {name!r} must be a finite number >= 0, got {weight!r}")
-    total = sum(blend.values())
-    if total <= 0:
+    # Scale by the largest weight first: finite weights such as 1e308 each can sum to infinity.
+    largest = max(blend.values())
+    if largest <= 0:
         raise UserError("--style: the style weights sum to zero")
-    return [blend.get(n, 0.0) / total for n in names]
+    scaled = {name: weight / largest for name, weight in blend.items()}
+    total = sum(scaled.values())
+    return [scaled.get(n, 0.0) / total for n in names]

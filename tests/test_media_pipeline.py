@@ -21,7 +21,8 @@ from inference.cli import main
 from inference.convert import stylize_file
 from inference.errors import MediaError, UserError
 from inference.io.colour_tags import ColourTags
-from inference.io.encoders import nvenc_options, resolve_encoder
+from inference.io.encode_options import quality_options
+from inference.io.encoders import resolve_encoder
 from inference.io.readers import open_source
 from inference.io.video_writer import VideoSink
 from inference.io.writers import EncodeOptions
@@ -165,12 +166,13 @@ def test_real_nvdec_attempt_fails_cleanly_without_cuda(tmp_path, make_video):
 
 
 def test_nvenc_option_mapping():
-    assert nvenc_options(18, "medium") == {"rc": "vbr", "cq": "18", "b": "0", "preset": "p5"}
-    assert nvenc_options(23, "veryfast")["preset"] == "p2" and nvenc_options(0, "p7")["preset"] == "p7"
+    assert quality_options("h264_nvenc", 18, "medium") == {"rc": "vbr", "cq": "18", "b": "0", "preset": "p5"}
+    assert quality_options("h264_nvenc", 23, "veryfast")["preset"] == "p2"
+    assert quality_options("hevc_nvenc", 0, "p7")["preset"] == "p7"
     with pytest.raises(UserError, match="--preset 'bogus'"):
-        nvenc_options(18, "bogus")
+        quality_options("h264_nvenc", 18, "bogus")
     with pytest.raises(UserError, match=r"--crf must be in \[0, 51\]"):
-        nvenc_options(60, "medium")
+        quality_options("h264_nvenc", 60, "medium")
 
 
 def test_encoder_choice_prefers_nvenc_when_it_opens(monkeypatch):
@@ -186,7 +188,8 @@ def test_encoder_choice_prefers_nvenc_when_it_opens(monkeypatch):
 
 def test_software_encoders_map_every_quality_flag():
     assert resolve_encoder("libx265", ".mp4", 22, "fast", "yuv420p").options == {"crf": "22", "preset": "fast"}
-    assert resolve_encoder("libvpx-vp9", ".webm", 30, "medium", "yuv420p").options == {"crf": "30", "b": "0"}
+    vp9 = resolve_encoder("libvpx-vp9", ".webm", 30, "medium", "yuv420p").options
+    assert vp9 == {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "1"}
     with pytest.raises(UserError, match="--crf has no effect with --codec mpeg4"):
         resolve_encoder("mpeg4", ".mp4", 25, "medium", "yuv420p")
     with pytest.raises(UserError, match=r"--crf must be in \[0, 51\] for libx264"):

@@ -2,8 +2,10 @@
 
 ``--codec`` takes an encoder name (``libx264``, ``h264_nvenc``...) or a family (``h264``, ``hevc``, ``av1``); a family,
 and the default, resolve to the NVENC encoder when one opens on this machine (probed once per process), else to the
-software encoder. ``--crf`` becomes each encoder's constant-quality setting (CRF for x264/x265/VP9/AV1, ``rc=vbr`` with
-``cq`` and no bitrate cap for NVENC); an encoder without a constant-quality mode is refused rather than ignoring it.
+software encoder; a family whose NVENC encoder refuses the pixel format, the frame size or the options falls back to
+its software encoder with one log line. ``--crf`` and ``--preset`` become each encoder's own settings
+(:mod:`inference.io.encode_options`); sizes an encoder cannot take are refused before it is called
+(:mod:`inference.io.encoder_limits`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from inference.errors import UserError
+from inference.io.encode_options import quality_options
+from inference.io.encoder_limits import SIZE_LIMITS, check_size
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CRF = 18
 # Family -> encoders to try in order: the NVENC one first, then software.
 FAMILIES = {
     "h264": ("h264_nvenc", "libx264"),
@@ -27,39 +30,20 @@ FAMILIES = {
     "vp9": ("libvpx-vp9",),
 }
 _DEFAULT_FAMILY = {".webm": "vp9"}
-# Constant-quality option name and its range, per software encoder.
-_CRF = {
-    "libx264": (0, 51),
-    "libx265": (0, 51),
-    "libvpx-vp9": (0, 63),
-    "libvpx": (4, 63),
-    "libaom-av1": (0, 63),
-    "libsvtav1": (0, 63),
-}
-X264_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
-)  # fmt: skip
-# x264's preset names on NVENC's p1 (fastest) .. p7 (best) scale, so one --preset means the same trade-off on both.
-NVENC_PRESETS = {
-    "ultrafast": "p1",
-    "superfast": "p1",
-    "veryfast": "p2",
-    "faster": "p3",
-    "fast": "p4",
-    "medium": "p5",
-    "slow": "p6",
-    "slower": "p7",
-    "veryslow": "p7",
-    "placebo": "p7",
-}
+# What NVENC takes for a --pix-fmt it does not list: P010 for 10-bit 4:2:0, and the full-range yuvj formats as
+# their plain twins (the full range travels in the stream's colour tags, as FFmpeg does for NVENC).
+NVENC_PIX_FMTS = {"yuv420p10le": "p010le", "yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
+_PROBE_SIZE = (256, 256)
 
 
 @dataclass(frozen=True)
 class Encoder:
-    """A resolved encoder: its FFmpeg name and the private options that carry ``--crf`` and ``--preset``."""
+    """A resolved encoder: its FFmpeg name, the private options that carry ``--crf`` and ``--preset``, and the pixel
+    format its frames are coded in (``--pix-fmt``, or NVENC's equivalent from :data:`NVENC_PIX_FMTS`)."""
 
     name: str
     options: dict
+    pix_fmt: str = "yuv420p"
 
     @property
     def nvenc(self) -> bool:
@@ -72,53 +56,19 @@ class Encoder:
         return self.name in ("libx264", "libx265")
 
 
-def nvenc_options(crf: int, preset: str) -> dict:
-    """NVENC private options for constant quality ``crf`` (0-51) at an x264-named or ``p1``-``p7`` preset.
-
-    ``rc=vbr`` with ``cq`` set and ``b=0`` (no target bitrate) is NVENC's constant-quality mode.
-    """
-    if not 0 <= crf <= 51:
-        raise UserError(f"--crf must be in [0, 51] for NVENC encoders, got {crf}")
-    nv_preset = preset if preset in {f"p{i}" for i in range(1, 8)} else NVENC_PRESETS.get(preset)
-    if nv_preset is None:
-        raise UserError(f"--preset {preset!r} is not an NVENC preset; use p1..p7 or one of {', '.join(X264_PRESETS)}")
-    return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": nv_preset}
-
-
-def software_options(name: str, crf: int, preset: str) -> dict:
-    """Private options of a software encoder for quality ``crf`` and ``preset``.
-
-    Raises:
-        UserError: ``crf`` out of the encoder's range, an encoder without constant quality given a non-default
-            ``crf``, or a non-default ``preset`` for an encoder without presets.
-    """
-    opts: dict = {}
-    if name in _CRF:
-        lo, hi = _CRF[name]
-        if not lo <= crf <= hi:
-            raise UserError(f"--crf must be in [{lo}, {hi}] for {name}, got {crf}")
-        opts["crf"] = str(crf)
-    elif crf != DEFAULT_CRF:
-        raise UserError(f"--crf has no effect with --codec {name} (no constant-quality mode); leave it out")
-    if name in ("libx264", "libx265"):
-        if preset not in X264_PRESETS:
-            raise UserError(f"--preset {preset!r} is not a {name} preset; use one of {', '.join(X264_PRESETS)}")
-        opts["preset"] = preset
-    elif name.startswith("libvpx"):
-        opts["b"] = "0"  # Constant quality, not constrained quality.
-    elif preset != "medium":
-        raise UserError(f"--preset applies to libx264, libx265 and NVENC encoders, not --codec {name}")
-    return opts
+def coded_pix_fmt(name: str, pix_fmt: str) -> str:
+    """The pixel format encoder ``name`` codes ``--pix-fmt`` in (NVENC takes p010le for yuv420p10le, ...)."""
+    return NVENC_PIX_FMTS.get(pix_fmt, pix_fmt) if name.endswith("_nvenc") else pix_fmt
 
 
 @functools.cache
-def opens(name: str, pix_fmt: str = "yuv420p", options: tuple = ()) -> str | None:
-    """Open encoder ``name`` once on a small frame: ``None`` if it works, else FFmpeg's one-line reason."""
+def opens(name: str, pix_fmt: str = "yuv420p", options: tuple = (), size: tuple[int, int] = _PROBE_SIZE) -> str | None:
+    """Open encoder ``name`` once at ``size`` (no frame is encoded): ``None`` if it works, else FFmpeg's reason."""
     import av
 
     try:
         ctx = av.codec.CodecContext.create(name, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, pix_fmt
+        (ctx.width, ctx.height), ctx.pix_fmt = size, pix_fmt
         ctx.time_base = Fraction(1, 25)
         ctx.options = dict(options)
         ctx.open()
@@ -127,33 +77,63 @@ def opens(name: str, pix_fmt: str = "yuv420p", options: tuple = ()) -> str | Non
     return None
 
 
-def resolve_encoder(codec: str | None, ext: str, crf: int, preset: str, pix_fmt: str) -> Encoder:
+def resolve_encoder(
+    codec: str | None, ext: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, int] | None = None
+) -> Encoder:
     """Pick and check the encoder for ``--codec`` (a name, a family or ``None``) before anything is decoded.
 
     Args:
         codec: An FFmpeg encoder name, a family (h264, hevc, av1, vp9) or ``None`` for the container's default.
         ext: The output's extension (``.webm`` defaults to VP9, everything else to H.264).
-        crf: Constant quality (lower is better).
-        preset: Speed preset (x264 names; NVENC also takes p1..p7).
+        crf: Constant quality (lower is better), in the range of :data:`~inference.io.encode_options.CRF_RANGES`.
+        preset: Speed preset (x264 names, mapped per encoder; NVENC also takes p1..p7).
         pix_fmt: Output pixel format.
+        size: Coded ``(width, height)`` of the frames, when known: checked against the encoder's size limits
+            (:mod:`inference.io.encoder_limits`), and NVENC is probed at it.
 
     Returns:
-        The :class:`Encoder`, already opened once with these options.
+        The :class:`Encoder`, already opened once with these options. A family whose NVENC encoder refuses the pixel
+        format, size or options falls back to its software encoder, with one log line saying why.
 
     Raises:
-        UserError: Unknown codec or pixel format, a pixel format the encoder cannot take, a bad preset or crf.
+        UserError: Unknown codec or pixel format, a pixel format or size the encoder cannot take, a bad preset or crf.
     """
     family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
     candidates = FAMILIES.get(family, (codec,))
     _check_pix_fmt(pix_fmt)
-    for name in candidates:
-        if name.endswith("_nvenc") and len(candidates) > 1 and opens(name) is not None:
-            continue  # No NVENC here: the software encoder of the family follows.
-        return _checked(name, crf, preset, pix_fmt)
+    for i, name in enumerate(candidates):
+        if not name.endswith("_nvenc") or i + 1 == len(candidates):
+            return _checked(name, crf, preset, pix_fmt, size)
+        if opens(name) is not None:
+            continue  # No NVENC here: the software encoder of the family follows, silently.
+        try:
+            return _checked(name, crf, preset, pix_fmt, size)
+        except UserError as exc:
+            _warn_once(f"{exc}: encoding with {candidates[i + 1]} instead")
     raise UserError(f"--codec {codec}: no encoder of this family is available")
 
 
-def _checked(name: str, crf: int, preset: str, pix_fmt: str) -> Encoder:
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process (the encoder is resolved before decoding and again by the writer)."""
+    log.warning(message)
+
+
+def check_quality(codec: str | None, ext: str, crf: int, preset: str) -> None:
+    """Check ``crf`` and ``preset`` against the option table for ``codec``'s software encoder, opening nothing.
+
+    The early form of :func:`resolve_encoder`'s checks, so that a typo fails before a model is loaded.
+
+    Raises:
+        UserError: ``crf`` outside the encoder's range, or a preset it has no equivalent for.
+    """
+    family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
+    candidates = FAMILIES.get(family, (codec,))
+    quality_options(next((n for n in candidates if not n.endswith("_nvenc")), candidates[-1]), crf, preset)
+
+
+def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, int] | None) -> Encoder:
+    """Check ``name`` can code ``pix_fmt`` at ``size`` with these options; the :class:`Encoder` or a UserError."""
     import av
 
     try:
@@ -162,17 +142,23 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str) -> Encoder:
         raise UserError(f"--codec {name}: no such encoder in this FFmpeg build") from None
     if codec.type != "video":
         raise UserError(f"--codec {name} is a {codec.type} encoder, not a video one")
+    coded = coded_pix_fmt(name, pix_fmt)
     formats = [f.name for f in (codec.video_formats or [])]
-    if formats and pix_fmt not in formats:
+    if formats and coded not in formats:
         raise UserError(f"--pix-fmt {pix_fmt} is not supported by {name} (use one of {', '.join(formats)})")
-    options = nvenc_options(crf, preset) if name.endswith("_nvenc") else software_options(name, crf, preset)
-    reason = opens(name, pix_fmt)
+    options = quality_options(name, crf, preset)
+    if size is not None:
+        check_size(name, pix_fmt, *size)
+    # Encoders without a measured size table (NVENC, any other FFmpeg name) are opened at the real size.
+    probe = size if size is not None and name not in SIZE_LIMITS else _PROBE_SIZE
+    at = f" at {probe[0]}x{probe[1]}" if probe != _PROBE_SIZE else ""
+    reason = opens(name, coded, (), probe)
     if reason is not None:
-        raise UserError(f"--codec {name} cannot be opened on this machine with --pix-fmt {pix_fmt} ({reason})")
-    reason = opens(name, pix_fmt, tuple(sorted(options.items())))
+        raise UserError(f"--codec {name} cannot be opened on this machine with --pix-fmt {pix_fmt}{at} ({reason})")
+    reason = opens(name, coded, tuple(sorted(options.items())), probe)
     if reason is not None:
         raise UserError(f"--codec {name} refuses --preset {preset} or --crf {crf} ({reason})")
-    return Encoder(name, options)
+    return Encoder(name, options, coded)
 
 
 def _check_pix_fmt(pix_fmt: str) -> None:

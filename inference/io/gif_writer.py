@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.errors import MediaError, UserError
+from inference.io.encode_options import EncodeOptions
+from inference.io.limits import MIN_GIF_FPS, check_frame_size
 from inference.io.media import MediaInfo
-from inference.io.writers import EncodeOptions
 
 _TRANSPOSE = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}
 MAX_GIF_FPS = 50  # 20 ms delays: the shortest that browsers play as written
+MAX_GIF_SIDE = 65535  # Sizes are 16-bit in the GIF format.
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,13 @@ def gif_rate(requested: float | None, source_rate: Fraction) -> Fraction | None:
         )
         return Fraction(MAX_GIF_FPS)
     if requested is not None:
-        return Fraction(requested).limit_denominator(1001) or Fraction(1, 1001)
+        if not requested >= MIN_GIF_FPS:  # Written so that NaN fails too.
+            raise UserError(f"--gif-fps must be in [{MIN_GIF_FPS:g}, {MAX_GIF_FPS}], got {requested}")
+        return Fraction(requested).limit_denominator(1001)
+    if source_rate < MIN_GIF_FPS:
+        log.warning("input at %.4g frames/s resampled to %g frames/s for the GIF (longer delays do not fit a GIF)",
+                    float(source_rate), MIN_GIF_FPS)  # fmt: skip
+        return Fraction(MIN_GIF_FPS)
     if source_rate > MAX_GIF_FPS:
         log.warning(
             "input at %.4g frames/s resampled to %d frames/s for the GIF (browsers slow shorter delays down to 100 ms)",
@@ -54,9 +62,17 @@ def gif_rate(requested: float | None, source_rate: Fraction) -> Fraction | None:
 
 
 def gif_size(info: MediaInfo, width: int) -> tuple[int, int]:
-    """``(width, height)`` of a GIF ``width`` pixels wide with the input's display aspect ratio (height >= 1)."""
+    """``(width, height)`` of a GIF ``width`` pixels wide with the input's display aspect ratio (height >= 1).
+
+    Raises:
+        UserError: A GIF larger than a GIF (65535 per side) or FFmpeg can hold.
+    """
     w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
-    return width, max(1, round(width * h / w))
+    size = width, max(1, round(width * h / w))
+    if max(size) > MAX_GIF_SIDE:
+        raise UserError(f"--gif-width {width}: a {size[0]}x{size[1]} GIF has a side over {MAX_GIF_SIDE} pixels")
+    check_frame_size(*size, f"--gif-width {width}")
+    return size
 
 
 class GifSink:
@@ -80,7 +96,8 @@ class GifSink:
         ]
         rate = gif_rate(options.gif_fps, info.rate)
         if rate is not None:
-            filters.append(("fps", str(rate)))
+            # eof_action=pass: a clip shorter than one output frame still gives its first frame.
+            filters.append(("fps", f"{rate}:eof_action=pass"))
         if options.gif_width:
             filters.append(("scale", "{}:{}:flags=lanczos".format(*gif_size(info, int(options.gif_width)))))
         for name, args in filters:
@@ -132,6 +149,8 @@ class GifSink:
             raise MediaError(f"{self.path}: no frames to write")
         self.graph.push(None)
         self._drain()
+        if not self._out:
+            raise MediaError(f"{self.path}: the GIF filter graph kept none of the {self.frames} frames")
         first = self._out[0]
         with av.open(str(self.path), mode="w", format="gif", options={"loop": "0"}) as container:
             stream = container.add_stream("gif", rate=self.info.rate)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from inference.errors import MediaError
+from inference.io.limits import MAX_FPS, MIN_FPS
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class ImageSequenceSource:
         self,
         path: str | Path,
         resize: Resize | None = None,
-        fps: Fraction | None = None,
+        fps: Fraction | float | None = None,
         start: float | None = None,
         duration: float | None = None,
     ) -> None:
@@ -205,7 +206,10 @@ class ImageSequenceSource:
         paths = [Path(path)] if kind == "image" else list_frames(path)
         if not paths:
             raise MediaError(f"{path}: no image files found")
-        rate = Fraction(fps) if fps else DEFAULT_FOLDER_FPS
+        if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
+            raise MediaError(f"--fps must be in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps}")
+        # A float such as 29.97 is a fraction over 2^48: muxers need a time base in 32 bits (NTSC: 30000/1001).
+        rate = Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FOLDER_FPS
         first = int(round((start or 0.0) * rate))
         last = None if duration is None else first + max(1, int(round(duration * rate)))
         paths = paths[first:last]

@@ -16,6 +16,7 @@ import numpy as np
 
 from inference.errors import MediaError
 from inference.io.colour_tags import ColourTags
+from inference.io.limits import check_frame_size
 
 if TYPE_CHECKING:
     from inference.colour import YuvSpec
@@ -115,6 +116,8 @@ class Resize:
             else:
                 w, h = max(2, w - w % 2), max(2, h - h % 2)
                 scaled = w > width or h > height  # A 1-pixel side cannot be cropped to an even size.
+        if scaled:
+            check_frame_size(w, h, f"--size {w}x{h}" if self.size is not None else "output frames")
         return (w, h), scaled and (w, h) != (width, height)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from inference.errors import MediaError
 from inference.io.image_reader import ImageSequenceSource
+from inference.io.limits import MAX_SECONDS
 from inference.io.media import Resize, probe_kind
 from inference.io.video_reader import VideoSource
 
@@ -21,7 +22,7 @@ def open_source(
     resize: Resize | None = None,
     start: float | None = None,
     duration: float | None = None,
-    fps: Fraction | None = None,
+    fps: Fraction | float | None = None,
     planes: bool = False,
 ) -> VideoSource | ImageSequenceSource:
     """Open any supported input.
@@ -40,10 +41,10 @@ def open_source(
     Raises:
         MediaError: Missing input, not a video or image, no frames.
     """
-    if start is not None and start < 0:
-        raise MediaError(f"--start must be >= 0, got {start}")
-    if duration is not None and duration <= 0:
-        raise MediaError(f"--duration must be > 0, got {duration}")
+    if start is not None and not 0 <= start <= MAX_SECONDS:
+        raise MediaError(f"--start must be in [0, {MAX_SECONDS:g}] seconds, got {start}")
+    if duration is not None and not 0 < duration <= MAX_SECONDS:
+        raise MediaError(f"--duration must be in (0, {MAX_SECONDS:g}] seconds, got {duration}")
     kind = probe_kind(path)
     if kind == "video":
         return VideoSource(path, resize, start, duration, planes=planes)

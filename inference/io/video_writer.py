@@ -16,9 +16,9 @@ import numpy as np
 from inference.devices import encoder_threads, nvenc_options
 from inference.errors import MediaError
 from inference.io.colour_tags import SWS_COLORSPACE, chroma_left_sited
+from inference.io.encode_options import EncodeOptions
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo
-from inference.io.writers import EncodeOptions
 from inference.stages import StageClock
 
 if TYPE_CHECKING:
@@ -59,8 +59,10 @@ class VideoSink:
 
         self.path, self.info, self.clock = Path(path), info, clock or StageClock()
         ext = (container_ext or self.path.suffix).lower()
-        self.encoder = resolve_encoder(options.codec, ext, options.crf, options.preset, options.pix_fmt)
-        self.pix_fmt = options.pix_fmt
+        self.encoder = resolve_encoder(
+            options.codec, ext, options.crf, options.preset, options.pix_fmt, size=(info.width, info.height)
+        )
+        self.pix_fmt = options.pix_fmt  # As asked for; the stream codes it as self.encoder.pix_fmt (NVENC: p010le...).
         full = options.pix_fmt.startswith("yuvj")
         self.tags = dataclasses.replace(info.colour.for_output(*_size(info)), full_range=full)
         self.audio = None
@@ -91,7 +93,7 @@ class VideoSink:
         except (av.error.FFmpegError, ValueError) as exc:
             raise MediaError(f"--codec {self.encoder.name} cannot be written to {ext} files ({exc})") from None
         self.stream.width, self.stream.height = info.width, info.height
-        self.stream.pix_fmt = self.pix_fmt
+        self.stream.pix_fmt = self.encoder.pix_fmt
         ctx = self.stream.codec_context
         if self.encoder.x26x:
             # Frame threads on every core (thread_count 0 lets x264/x265 pick); PyAV's default is slice threads.
@@ -131,7 +133,7 @@ class VideoSink:
         with self.clock.time("colour back"):
             if not av.VideoFormat(self.pix_fmt).is_rgb:
                 frame = frame.reformat(
-                    format=self.pix_fmt,
+                    format=self.encoder.pix_fmt,
                     dst_colorspace=SWS_COLORSPACE[self.tags.matrix_name(*_size(self.info))],
                     dst_color_range="JPEG" if self.tags.full_range else "MPEG",
                 )

@@ -8,42 +8,18 @@ the video sink also takes I420 planes (``VideoSink.write_planes``) when its pixe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inference.errors import MediaError
+from inference.io.encode_options import EncodeOptions
 from inference.io.media import IMAGE_EXTENSIONS, MediaInfo
 from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
-
-
-@dataclass
-class EncodeOptions:
-    """Encoder settings.
-
-    Attributes:
-        codec: Video encoder name or family (h264, hevc, av1, vp9); ``None``: H.264 (NVENC where it opens, else
-            libx264), or VP9 for .webm. See :mod:`inference.io.encoders`.
-        crf: Constant quality (lower is better): CRF for x264/x265/VP9/AV1, ``cq`` for NVENC.
-        preset: x264/x265 speed preset (mapped onto NVENC's p1..p7).
-        pix_fmt: Output pixel format; yuv420p (the default) plays everywhere and needs even sizes.
-        gif_fps: GIF frame rate (``None`` keeps the input's timing).
-        gif_width: GIF width in pixels (``None`` keeps the size); the height follows the aspect ratio.
-        audio: Copy the input's audio streams into video outputs.
-    """
-
-    codec: str | None = None
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
-    gif_fps: float | None = None
-    gif_width: int | None = None
-    audio: bool = True
 
 
 def output_kind(path: str | Path) -> str:

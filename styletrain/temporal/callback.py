@@ -49,7 +49,7 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: int = 8) -> Path:
     from inference.atomic import atomic_output
     from inference.io.media import MediaInfo
     from inference.io.video_writer import VideoSink
-    from inference.io.writers import EncodeOptions
+    from inference.io.encode_options import EncodeOptions
 
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = (side - side % 2 for side in frames[0].shape[:2])
