@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # In data-flow order. "colour" is YUV -> RGB (on the host when swscale does it, else on the device); "colour back" is
-# RGB -> YUV for the encoder.
-STAGES = ("decode", "colour", "upload", "network", "download", "colour back", "encode", "mux")
+# RGB -> YUV for the encoder. "flow" (input motion, in its own thread beside the network) and "consistency" (carrying
+# the previous output along it) are busy only with --consistency.
+STAGES = ("decode", "colour", "flow", "upload", "network", "download", "colour back", "consistency", "encode", "mux")
 
 
 class StageClock:

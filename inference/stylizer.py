@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
+from inference.consistency import ConsistencyStage, check_consistency
 from inference.cuda_errors import is_out_of_memory, is_retryable_batch_error
 from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
@@ -93,6 +94,11 @@ class Stylizer:
         stroke_detail: ``"none"`` or ``"guided"``: restore the frame's luminance detail lost when enlarging.
         style: Which style of a multi-style network: ``None`` (the first), a name (``"starry"``), a blend spec
             (``"starry:0.3,wave:0.7"``) or a mapping (``{"starry": 0.3, "wave": 0.7}``); see :meth:`set_style`.
+        consistency: Temporal consistency in [0, 1] for frame sequences (:meth:`frames`, :meth:`video`,
+            :meth:`process`): each output is pulled towards the previous output moved by the input's optical flow
+            where the pixel stayed visible (:mod:`inference.consistency`). 0 (the API default) is off and
+            bit-identical to per-frame output; ``stylize-video`` defaults to
+            :data:`inference.cli.DEFAULT_CONSISTENCY`. :meth:`tensors` and :meth:`image` stay per-frame.
 
     Attributes:
         metadata: As given (always present; ``None`` when not built from an artifact).
@@ -119,6 +125,7 @@ class Stylizer:
         stroke_scale: float = 1.0,
         stroke_detail: str = "none",
         style: StyleSpec | None = None,
+        consistency: float = 0.0,
     ) -> None:
         check_stroke_options(stroke_scale, stroke_detail)
         if not 0.0 <= strength <= 1.0:
@@ -149,6 +156,7 @@ class Stylizer:
             network = network.to(memory_format=torch.channels_last)
         self.network = network
         self.set_style(style)
+        self.consistency = check_consistency(consistency)
         self._forward: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(network, mode=self._compile_mode) if self.compiled else network
         )
@@ -340,6 +348,16 @@ class Stylizer:
         On CUDA up to :data:`CUDA_BATCHES_IN_FLIGHT` batches are in flight (see :class:`inference.engines.CudaEngine`),
         so stacking, copies and the caller's handling of earlier frames overlap GPU compute.
         """
+        if self.consistency > 0:
+            if yuv_in is not None or yuv_out is not None:
+                raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
+            stage = ConsistencyStage(self.consistency, device=self.device, clock=clock)
+            yield from stage.run(items, partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock))
+        else:
+            yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
+
+    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None) -> Iterator:
+        """:meth:`process` without the consistency stage: batches through the engine."""
         engine: HostEngine | CudaEngine = (
             CudaEngine(self.device, clock, CUDA_BATCHES_IN_FLIGHT) if self._cuda else HostEngine(self.device, clock)
         )

@@ -15,7 +15,9 @@ the output's edges with the input's (:func:`styletrain.output_stats.content_kept
 painted the content away.
 
 The warping error (Lai et al. 2018, :mod:`styletrain.temporal.loss`) uses flow estimated on the INPUT clip, once, shared
-by all models; ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output reaches.
+by all models, and leaves out the pairs across scene cuts (detected from the input's histograms; the line says how many
+in ``cut_pairs_left_out``); ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output
+reaches.
 Content and style losses are unweighted (sum over layers of MSE, Grams normalised by C*H*W), averaged over frames;
 they need a real loss network (ImageNet VGG or a local weights file) and, for the style loss, the style image
 (``--style``, or the training config's style path when that file still exists with the recorded sha256).
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from inference.errors import UserError, exit_on_user_error
+from styletrain.consistency_eval import parse_levels
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from styletrain.output_stats import clip_stats, fading_warnings
 
@@ -158,9 +161,15 @@ def evaluate_models(
     style: str | None = None,
     flow_method: str = "dis",
     batch_size: int = 4,
+    consistency: list[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring)."""
+    """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring).
+
+    With ``consistency`` levels, each result also has ``"consistency"``: per level, the consistency stage against the
+    model's per-frame output (:mod:`styletrain.consistency_eval`), judged with ``flow_method`` as the ruler.
+    """
     from inference.artifact import load_artifact
+    from inference.flow import scene_cuts
     from inference.stylizer import resolve_device
     from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
@@ -173,13 +182,18 @@ def evaluate_models(
         raise UserError(f"{clip}: needs at least 2 frames to measure temporal stability, found {len(frames)}")
     _progress(f"estimating {flow_method} flow on {len(frames)} frames of {clip}")
     flows = clip_flows(frames, method=flow_method)
+    # Flow across a scene cut is meaningless and one such pair can dominate the mean: those pairs are left out.
+    cuts = scene_cuts(frames)
     facts = {"clip": str(clip), "frames": len(frames), "size": [frames[0].shape[1], frames[0].shape[0]]}
-    measured = _Clip(frames, flows, warping_error(frames, *flows), facts | {"flow_method": flow_method})
+    facts |= {"flow_method": flow_method, "cut_pairs_left_out": sum(cuts)}
+    measured = _Clip(frames, flows, warping_error(frames, *flows, cuts), facts, cuts)
     evaluators: dict[tuple, _LossEvaluator] = {}
     results = []
     for index, (path, artifact) in enumerate(zip(models, artifacts, strict=True), start=1):
         _progress(f"model {index}/{len(models)}: {path}")
         results.append(_evaluate_model(path, artifact, measured, dev, vgg_weights, style, batch_size, evaluators))
+        if consistency:
+            results[-1]["consistency"] = _consistency_levels(artifact.network, measured, consistency, dev, batch_size)
     _compare(results, clip_stats(frames))
     return results
 
@@ -206,6 +220,15 @@ def _compare(results: list[dict[str, Any]], source: dict[str, float]) -> None:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
+def _consistency_levels(network, clip: _Clip, levels: list[float], dev, batch_size: int) -> list[dict[str, Any]]:
+    """The consistency stage at each level against the same network's per-frame output on ``clip``."""
+    from styletrain.consistency_eval import evaluate_levels, per_frame_reference
+
+    _progress(f"consistency levels {', '.join(map(str, levels))}")
+    reference = per_frame_reference(network, clip.frames, clip.flows, clip.cuts, dev, batch_size)
+    return evaluate_levels(network, clip.frames, clip.flows, clip.cuts, reference, levels, dev, batch_size)
+
+
 @dataclass
 class _Clip:
     """The evaluation clip, measured once for all models.
@@ -214,13 +237,15 @@ class _Clip:
         frames: ``uint8 [H, W, 3]`` input frames.
         flows: ``(forward, backward)`` flows between consecutive input frames, float32 ``[H, W, 2]`` each.
         floor: The input clip's own warping error.
-        facts: ``clip``, ``frames``, ``size`` and ``flow_method`` for the result line.
+        facts: ``clip``, ``frames``, ``size``, ``flow_method`` and ``cut_pairs_left_out`` for the result line.
+        cuts: Per consecutive pair, whether it crosses a scene cut (left out of the warping error).
     """
 
     frames: list[np.ndarray]
     flows: tuple[list[np.ndarray], list[np.ndarray]]
     floor: float
     facts: dict[str, Any]
+    cuts: list[bool]
 
 
 def _evaluate_model(
@@ -250,7 +275,7 @@ def _evaluate_model(
     meta, cfg = artifact.metadata, _model_config(artifact.metadata)
     frames = clip.frames
     outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
-    error, floor = warping_error(outputs, *clip.flows), clip.floor
+    error, floor = warping_error(outputs, *clip.flows, clip.cuts), clip.floor
     result: dict[str, Any] = {"model": str(path), "style": meta.style_name, "network": meta.network}
     result |= {"temporal": meta.temporal, **clip.facts, "warping_error": error, "input_warping_error": floor}
     result["ratio_to_input"] = error / floor if floor > 0 else None
@@ -287,7 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG state_dict path, or random")
     parser.add_argument("--style", default=None, help="the style image (for the style loss; checked against sha256)")
-    parser.add_argument("--flow-method", default="dis", choices=["dis", "raft", "raft_small"])
+    parser.add_argument(
+        "--flow-method", "--ruler", dest="flow_method", default="dis",
+        choices=["dis", "farneback", "raft", "raft_small"],
+        help="flow of the input clip that judges the warping error (the ruler; default dis: DIS medium at full size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--consistency", default=None, metavar="LEVELS",
+        help="also compare per-frame output with the consistency stage at these levels, e.g. 0.5,0.8,1",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=4)
     return parser
 
@@ -310,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         style=args.style,
         flow_method=args.flow_method,
         batch_size=args.batch_size,
+        consistency=parse_levels(args.consistency) if args.consistency is not None else None,
     )
     for result in results:
         print(json.dumps(result), flush=True)

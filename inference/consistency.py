@@ -1,0 +1,190 @@
+"""Temporal consistency at inference, for any artifact: keep each output close to the previous output moved by the
+input's motion, where the pixel stayed visible.
+
+For frame ``t`` with per-frame stylization ``P_t`` (whatever the network, blend, stroke scale, colour or strength
+options made of it) the stage outputs::
+
+    O_t = P_t + S * w_t * (warp(O_{t-1}, flow_t->t-1) - P_t)
+
+- ``flow`` is OpenCV DIS on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
+  and backward, estimated at reduced resolution (:data:`FLOW_SCALE`) in a worker thread while the network runs.
+- ``w_t`` in [0, 1] is the visibility mask (forward-backward disagreement, motion boundaries, leaving the frame:
+  :func:`inference.flow.occlusion_mask`) times a photometric check on the inputs (1 where the warped previous input
+  matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma difference), so newly visible regions and
+  flow failures take the fresh stylization exactly and leave no ghost trails.
+- A scene cut (input histograms, :func:`inference.flow.is_cut`) resets the history: ``O_t = P_t``.
+- ``S`` is the user's strength: 0 is off (the stage is not even built, so the output is bit-identical to per-frame
+  output), 1 keeps visible pixels fully.
+
+The recursion is a per-pixel exponential average along motion paths: flicker that is independent from frame to frame
+falls by about ``(1 - S) / (1 + S)`` in variance, while content that moves with the input is carried along. Why a
+plain blend and these constants: bench/consistency.py measures the alternatives (README, "Consistency at inference").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from inference.errors import UserError
+from inference.flow import CUT_THRESHOLD, dis_flow, flow_tensor, histogram_signature, occlusion_mask, to_gray, warp
+from inference.stages import StageClock
+
+log = logging.getLogger(__name__)
+
+#: DIS preset and estimation scale for the stage (chosen by bench/consistency.py).
+FLOW_PRESET = "medium"
+FLOW_SCALE = 0.5
+#: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
+#: reaches 0: the flow is wrong there, or the light changed, so the fresh stylization is the safer choice.
+PHOTO_TOLERANCE = 0.05
+#: Visibility is eroded by this many pixels: DIS flow is smooth across motion boundaries, so the pixels next to an
+#: occlusion are the likeliest to be carried wrongly (ghost fringes at the trailing edges of moving objects).
+OCCLUSION_MARGIN = 3
+
+
+def check_consistency(strength: float) -> float:
+    """Validate ``--consistency`` (a float in [0, 1]) and return it as a float."""
+    value = float(strength)
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--consistency must be in [0, 1], got {strength}")
+    return value
+
+
+@dataclass
+class Motion:
+    """What the stage needs to carry the previous output into frame ``t``.
+
+    Attributes:
+        flow: ``float32 [1,2,H,W]`` from frame t to frame t-1 in frame t's coordinates (pixels), or None when there
+            is no usable history (first frame, scene cut, size change).
+        weight: ``float32 [1,1,H,W]`` in [0, 1]: visibility times the photometric check (None with ``flow``).
+        cut: Whether frame t starts a new shot.
+    """
+
+    flow: Tensor | None
+    weight: Tensor | None
+    cut: bool = False
+
+
+class _MotionEstimator:
+    """Estimates :class:`Motion` frame after frame; keeps the previous input's grey image and histogram.
+
+    Called from one worker thread only, in frame order, so its state needs no lock.
+    """
+
+    def __init__(self, preset: str, scale: float, device: torch.device) -> None:
+        self.preset, self.scale, self.device = preset, scale, device
+        self._gray: np.ndarray | None = None
+        self._hist: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> Motion:
+        gray, hist = to_gray(frame), histogram_signature(frame)
+        prev_gray, prev_hist = self._gray, self._hist
+        self._gray, self._hist = gray, hist
+        if prev_gray is None:
+            return Motion(None, None)
+        if prev_gray.shape != gray.shape or 0.5 * np.abs(hist - prev_hist).sum(1).mean() > CUT_THRESHOLD:
+            return Motion(None, None, cut=True)
+        back = flow_tensor(dis_flow(gray, prev_gray, self.preset, self.scale))  # t -> t-1
+        ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))  # t-1 -> t
+        visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
+        luma = torch.from_numpy(np.stack([gray, prev_gray])).float().div_(255.0).unsqueeze(1)
+        # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
+        mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
+        weight = visible * (1.0 - mismatch / PHOTO_TOLERANCE).clamp_(0.0, 1.0)
+        return Motion(back.to(self.device), weight.to(self.device))
+
+
+class ConsistencyStage:
+    """The consistency stage around a frame stylizer (see the module docstring for the formula).
+
+    Args:
+        strength: ``S`` in (0, 1].
+        device: Where the previous output is kept and combined (the Stylizer's device).
+        clock: Receives ``flow`` (worker thread) and ``consistency`` (combination) busy time; None = not timed.
+        preset, scale: DIS preset and estimation scale (defaults: :data:`FLOW_PRESET`, :data:`FLOW_SCALE`).
+
+    Attributes:
+        cuts: Scene cuts seen so far (each one reset the history).
+    """
+
+    def __init__(
+        self,
+        strength: float,
+        *,
+        device: str | torch.device = "cpu",
+        clock: StageClock | None = None,
+        preset: str = FLOW_PRESET,
+        scale: float = FLOW_SCALE,
+    ) -> None:
+        self.strength = check_consistency(strength)
+        self.device = torch.device(device)
+        self.clock = clock
+        self.cuts = 0
+        self._estimate = _MotionEstimator(preset, scale, self.device)
+        self._previous: Tensor | None = None
+        if self.device.type != "cpu":
+            log.info("consistency: optical flow runs on the CPU (OpenCV DIS, in a worker thread); no device flow")
+
+    def run(
+        self,
+        items: Iterable[tuple[np.ndarray, Any]],
+        stylize: Callable[[Iterator[tuple[np.ndarray, Any]]], Iterator[tuple[np.ndarray, Any]]],
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """Stylize ``(frame, meta)`` pairs with ``stylize`` and make the results consistent, in order.
+
+        Args:
+            items: ``uint8 [H,W,3]`` RGB input frames with any metadata.
+            stylize: The per-frame stylizer (e.g. ``Stylizer.process``): ``(frame, meta)`` in, ``(uint8 [H,W,3],
+                meta)`` out, in order; it may read ahead (batches).
+
+        Yields:
+            ``(uint8 [H,W,3] RGB, meta)``, one per input frame.
+        """
+        # One worker: motion must be estimated in frame order, and it overlaps the network (cv2 and torch release
+        # the GIL while they work).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") as pool:
+
+            def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future]]]:
+                for frame, meta in items:
+                    yield frame, (meta, pool.submit(self._timed_motion, frame))
+
+            for out, (meta, job) in stylize(submitted()):
+                yield self.combine(out, job.result()), meta
+
+    def _timed_motion(self, frame: np.ndarray) -> Motion:
+        t0 = time.perf_counter()
+        try:
+            return self._estimate(frame)
+        finally:
+            if self.clock is not None:
+                self.clock.add("flow", time.perf_counter() - t0)
+
+    def combine(self, out: np.ndarray, motion: Motion) -> np.ndarray:
+        """One frame of the recursion: ``uint8 [H,W,3]`` per-frame output and its :class:`Motion` -> consistent
+        ``uint8 [H,W,3]``. The history is kept in float so that rounding does not accumulate."""
+        t0 = time.perf_counter()
+        current = torch.from_numpy(np.ascontiguousarray(out)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        current = current.float().div_(255.0)
+        self.cuts += int(motion.cut)
+        previous = self._previous
+        if motion.flow is None or previous is None or previous.shape != current.shape:
+            result = current
+        else:
+            carried = warp(previous, motion.flow)
+            result = torch.lerp(current, carried, motion.weight * self.strength)
+        self._previous = result
+        frame = result.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+        if self.clock is not None:
+            self.clock.add("consistency", time.perf_counter() - t0)
+        return np.ascontiguousarray(frame)
