@@ -43,19 +43,30 @@ def require_ray() -> None:
 class _Worker:
     """The actor: loads the artifact once from the object store's bytes, then stylizes one file per call."""
 
-    def __init__(self, artifact: bytes, stylizer_options: dict[str, Any], file_options: dict[str, Any], cpus: int):
+    def __init__(
+        self, artifact: bytes, stylizer_options: dict[str, Any], file_options: dict[str, Any], cpus: int, cwd: str
+    ):
         import ray
         import torch
 
         from inference.console import setup_logging
 
         setup_logging(quiet=True)
+        self.name, self.error = f"worker@{ray.util.get_node_ip_address()}", ""
+        try:
+            os.chdir(cwd)  # Relative paths mean what they mean on the driver (the same shared filesystem).
+        except OSError:
+            self.error = (
+                f"{self.name}: the folder {cwd} is missing on this node; inputs and -o must be on a filesystem "
+                "every node sees, at the same path"
+            )
+            return
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         self.device = "cuda" if gpus else "cpu"
         if not gpus:
             torch.set_num_threads(cpus)
         self.name = f"{self.device}@{ray.util.get_node_ip_address()}"
-        self.file_options, self.error = file_options, ""
+        self.file_options = file_options
         fd, path = tempfile.mkstemp(suffix=".safetensors")  # Loading wants a file; it is read, then removed.
         try:
             with os.fdopen(fd, "wb") as f:
@@ -136,7 +147,7 @@ class RayExecutor:
         self.pool.wait_first()
 
     def _new_actor(self) -> Any:
-        return self._actor_cls.remote(self._artifact, self.stylizer_options, self.file_options, self.cpus)
+        return self._actor_cls.remote(self._artifact, self.stylizer_options, self.file_options, self.cpus, os.getcwd())
 
     def _slots(self) -> int:
         """How many actors the cluster holds: one per GPU, else per ``cpus`` CPUs of each node, at most the files."""

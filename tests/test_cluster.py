@@ -93,3 +93,10 @@ def test_without_ray_the_error_names_the_extra(clips, model, tmp_path, capsys, m
     assert _run(clips, "-m", model, "-o", tmp_path / "o", "--cluster", "ray") == 2
     assert capsys.readouterr().err == "error: --cluster ray needs Ray: pip install 'styletrain[cluster]'\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_relative_paths_mean_the_drivers_folder(clips, model, tmp_path, monkeypatch):
+    (clips / "broken.mp4").unlink()
+    monkeypatch.chdir(tmp_path)  # not the folder the Ray workers started in
+    assert _run("in", "-m", model, "-o", "styled", "--cluster", "ray", "-q") == 0
+    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["a.mp4", "b.mkv"]
