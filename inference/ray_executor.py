@@ -215,7 +215,7 @@ class _Pool:
         try:
             name, error = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            if "__init__" in str(exc):  # The actor's constructor raised: every actor would.
+            if getattr(exc, "actor_init_failed", False):  # The constructor raised: every actor's would.
                 raise UserError(f"a Ray worker could not load the model: {_first_line(exc)}") from None
             self.lost()
             return
@@ -295,7 +295,11 @@ class _Schedule:
             return
         except ray.exceptions.RayError as exc:  # The call itself failed: report it, keep the actor.
             outcome = Outcome("failed", f"{job.src}: {_first_line(exc)}", device=name)
-        self.pool.idle.append((actor, name))
+        if getattr(outcome, "retire", False):  # A sticky CUDA error: this actor's context is broken; a fresh one.
+            ray.kill(actor, no_restart=True)
+            self.pool.lost()
+        else:
+            self.pool.idle.append((actor, name))
         self.report(index, outcome)
 
     def _died(self, index: int, job: Job, name: str, exc: Exception) -> None:
