@@ -139,7 +139,8 @@ def test_video_job_with_sound(client, make_video, tmp_path):
     import av
 
     clip = make_video(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), audio=True)
-    r = client.post("/api/videos", files={"video": ("holiday.mp4", clip.read_bytes())}, data={"strength": "0.7"})
+    data = {"strength": "0.7", "consistency": "0.5"}
+    r = client.post("/api/videos", files={"video": ("holiday.mp4", clip.read_bytes())}, data=data)
     assert r.status_code == 202
     job = r.json()
     assert job["status"] in ("queued", "running") and job["total_frames"] == 12
@@ -206,6 +207,23 @@ def test_webcam_socket_stylizes_frames_and_applies_controls(client, model, make_
             "type": "error",
             "error": "frame: not an image (Pillow cannot identify it)",
         }
+
+
+def test_webcam_consistency_carries_the_previous_output(client, make_image):
+    image = make_image(48, 64, seed=8)
+
+    def send(tag: float, **controls) -> np.ndarray:
+        ws.send_text(json.dumps({"type": "controls", **controls}))
+        ws.receive_text()
+        ws.send_bytes(frame_message(tag, image))
+        return decoded(ws.receive_bytes()[REPLY_HEADER.size :])
+
+    with client.websocket_connect("/ws/live") as ws:
+        first = send(1.0, consistency=1)
+        still = send(2.0, strength=0)  # The camera did not move: full consistency keeps the stylized pixels.
+        assert np.abs(still.astype(int) - first).mean() < 2 < np.abs(still.astype(int) - image).mean()
+        plain = send(3.0, consistency=0)  # Off: the frame as the controls say (strength 0: the camera itself).
+        np.testing.assert_array_equal(plain, decoded(encode_image(image, "JPEG", STREAM_JPEG_QUALITY)))
 
 
 def test_webcam_socket_drops_old_frames_never_queues(client, make_image):

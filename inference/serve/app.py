@@ -119,7 +119,6 @@ def _routes(app: FastAPI, catalog: Catalog, frames: FrameService, jobs: VideoJob
             "backend": stylizer.backend,
             "max_upload_bytes": config.max_upload_bytes,
             "max_jobs": config.max_jobs,
-            "consistency_levels": consistency_levels(),
         }
 
     @app.post("/api/image")
@@ -170,12 +169,3 @@ def _save(file, path: Path) -> None:
     with open(path, "wb") as out:
         while chunk := file.read(_UPLOAD_CHUNK):
             out.write(chunk)
-
-
-def consistency_levels() -> list[str]:
-    """The consistency levels the runtime offers (empty while it has no consistency stage)."""
-    try:
-        from inference import consistency  # noqa: F401
-    except ImportError:
-        return []
-    return list(getattr(consistency, "LEVELS", []))

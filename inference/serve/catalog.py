@@ -27,7 +27,8 @@ class Controls:
         preserve_color: Keep the input's colours, take only the luminance from the style.
         stroke_scale: In [0.25, 4]: strokes this many times larger.
         stroke_detail: ``"none"`` or ``"guided"``.
-        consistency: The temporal consistency level for streams and videos (``None``: the runtime's default).
+        consistency: In [0, 1]: how strongly webcam and video frames are pulled towards the previous output moved
+            by the input's motion (:mod:`inference.consistency`); 0 is off. Images ignore it.
     """
 
     artifact: str
@@ -36,7 +37,7 @@ class Controls:
     preserve_color: bool = False
     stroke_scale: float = 1.0
     stroke_detail: str = "none"
-    consistency: str | None = None
+    consistency: float = 0.0
 
 
 _FIELDS = ("artifact", "style", "strength", "preserve_color", "stroke_scale", "stroke_detail", "consistency")
@@ -133,7 +134,7 @@ class Catalog:
                 )
             changes["stroke_detail"] = fields["stroke_detail"]
         if "consistency" in fields:
-            changes["consistency"] = _consistency(fields["consistency"])
+            changes["consistency"] = _number("consistency", fields["consistency"], 0.0, 1.0)
         controls = replace(base, **changes)
         self._check_style(controls)
         return controls
@@ -169,16 +170,10 @@ def apply_controls(stylizer, controls: Controls) -> None:
         return
     stylizer.strength = controls.strength
     stylizer.preserve_color = controls.preserve_color
+    stylizer.consistency = controls.consistency
     if previous is None or previous.style != controls.style:
         stylizer.set_style(controls.style)
     strokes = (controls.stroke_scale, controls.stroke_detail)
     if previous is None or (previous.stroke_scale, previous.stroke_detail) != strokes:
         stylizer.set_strokes(*strokes)
     stylizer.serve_controls = controls
-
-
-def _consistency(value: Any) -> str | None:
-    """The consistency level as given (checked where it is used: the runtime's consistency stage knows its levels)."""
-    if value is None or str(value).strip() in ("", "none", "off"):
-        return None
-    return str(value).strip()

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -94,7 +94,9 @@ class FrameService:
     def _run(self, batch: list[_Request]) -> None:
         try:
             stylizer = self.catalog.stylizer(batch[0].controls.artifact)
-            apply_controls(stylizer, batch[0].controls)
+            # Frames from several callers share this stylizer, so it keeps no history: a webcam's consistency is
+            # applied per connection (inference.serve.live_socket).
+            apply_controls(stylizer, replace(batch[0].controls, consistency=0.0))
             outputs = list(stylizer.frames(r.array for r in batch))
         except UserError as exc:
             for r in batch:

@@ -88,10 +88,34 @@ async def _controls_message(websocket: WebSocket, catalog: Catalog, text: str, c
     return controls
 
 
+class _History:
+    """One connection's consistency state (:class:`inference.consistency.ConsistencyStage`): the previous output and
+    input, kept while consistency is on."""
+
+    def __init__(self) -> None:
+        self.stage, self.look = None, None
+
+    def reset(self) -> None:
+        self.stage = None
+
+    def consistent(self, frame, out, controls: Controls):
+        """``uint8 [H, W, 3]`` input and its per-frame stylization -> the consistent output (same shape). Another
+        artifact or style starts a new history (its first frame is taken as it is)."""
+        from inference.consistency import ConsistencyStage
+
+        look = (controls.artifact, controls.style)
+        if self.stage is None or look != self.look:
+            self.stage, self.look = ConsistencyStage(controls.consistency), look
+        self.stage.strength = controls.consistency
+        ((result, _),) = self.stage.run([(frame, None)], lambda items: ((out, meta) for _, meta in items))
+        return result
+
+
 async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService) -> None:
     """Take the newest frame, stylize it, send it; encoding and sending overlap the next frame's work."""
     sending: asyncio.Task | None = None
     loop = asyncio.get_running_loop()
+    history = _History()
     while not slot.closed:
         item = await slot.take()
         if item is None:
@@ -105,6 +129,10 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService)
         try:
             array = await asyncio.to_thread(decode_image, data[TAG.size :], "frame")
             out = await asyncio.wrap_future(frames.submit(array, controls))
+            if controls.consistency > 0:
+                out = await asyncio.to_thread(history.consistent, array, out, controls)
+            else:
+                history.reset()
         except UserError as exc:
             await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
             continue

@@ -71,7 +71,10 @@ function bindControls() {
     setControls({ stroke_scale: Number(e.target.value) });
   });
   $("preserve_color").addEventListener("change", (e) => setControls({ preserve_color: e.target.checked }));
-  $("consistency").addEventListener("change", (e) => setControls({ consistency: e.target.value }));
+  $("consistency").addEventListener("input", (e) => {
+    $("consistency-value").textContent = e.target.value;
+    setControls({ consistency: Number(e.target.value) });
+  });
 }
 
 function formWith(file, field) {
@@ -251,10 +254,6 @@ async function init() {
   controls.artifact = info.default;
   fillStyles();
   $("device").textContent = `${info.device} · ${info.backend}`;
-  if (info.consistency_levels.length) {
-    for (const level of info.consistency_levels) $("consistency").add(new Option(level, level));
-    $("consistency-row").hidden = false;
-  }
   document.body.dataset.ready = "1";
 }
 
