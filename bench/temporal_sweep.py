@@ -121,8 +121,10 @@ def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.de
     start, last = time.perf_counter(), {}
     for step in range(args.steps):
         batch = {"content": crop_batch(stills, args.image_size, args.batch_size, gen).to(device, non_blocking=True)}
+        # The motion's own generator: the crops (from ``gen``) are the same at every balance, 0 included.
+        motion = module.motion_generator() if module.temporal_on else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            terms = module.loss_terms(batch, generator=gen)
+            terms = module.loss_terms(batch, generator=motion)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()

@@ -266,7 +266,6 @@ class PerceptualLoss(nn.Module):
         content: torch.Tensor,
         with_style: bool = True,
         style_grams: dict[str, torch.Tensor] | None = None,
-        with_reference: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Compute the raw loss terms.
 
@@ -276,9 +275,6 @@ class PerceptualLoss(nn.Module):
             with_style: Include the style term (``False`` where no style image is known, e.g. ``evaluate``).
             style_grams: Targets ``{layer: [B, C, C]}`` used instead of the stored ones: each sample's own style in a
                 multi-style run.
-            with_reference: Also return the content images' own reference terms ``ref_content`` (feature energy at
-                the content layers), ``ref_style`` (their style term) and ``ref_tv`` (their total variation),
-                detached: the units of relative weights (:mod:`styletrain.loss_scale`).
 
         Returns:
             Unweighted float32 scalars ``content``, ``style`` (when ``with_style``) and ``tv``, each a mean over the
@@ -299,23 +295,29 @@ class PerceptualLoss(nn.Module):
             if grams is not None:
                 terms["style"] = style_loss(out_feats, grams, self.style_layers)
             terms["tv"] = total_variation(output)
-            if with_reference:
-                terms |= _reference_terms(
-                    {k: v[batch:].detach().float() for k, v in feats.items()}, content, self, grams
-                )
         return terms
 
+    @torch.no_grad()
+    def reference_terms(
+        self, content: torch.Tensor, style_grams: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The content images' own terms, the units of relative weights (:mod:`styletrain.loss_scale`).
 
-@torch.no_grad()
-def _reference_terms(
-    feats: Mapping[str, torch.Tensor],
-    content: torch.Tensor,
-    loss: PerceptualLoss,
-    grams: Mapping[str, torch.Tensor] | None,
-) -> dict[str, torch.Tensor]:
-    """The content images' own terms (see :meth:`PerceptualLoss.forward`, ``with_reference``)."""
-    energy = sum(feats[layer].square().mean() for layer in loss.content_layers)
-    refs = {"ref_content": energy, "ref_tv": total_variation(content)}
-    if grams is not None:
-        refs["ref_style"] = style_loss(feats, grams, loss.style_layers)
-    return refs
+        Args:
+            content: ``[B, 3, H, W]`` RGB in [0, 1].
+            style_grams: Per-sample targets as in :meth:`forward` (default: the stored style).
+
+        Returns:
+            Float32 scalars ``ref_content`` (feature energy at the content layers, ``sum_layers mean(F**2)``),
+            ``ref_style`` (the images' own style term) and ``ref_tv`` (their total variation).
+        """
+        _check_image(content, "content")
+        grams = style_grams if style_grams is not None else self.style_grams
+        with torch.autocast(content.device.type, enabled=False):
+            feats = {k: v.float() for k, v in self.loss_network(content.float()).items()}
+            energy = sum(feats[layer].square().mean() for layer in self.content_layers)
+            return {
+                "ref_content": energy,
+                "ref_style": style_loss(feats, grams, self.style_layers),
+                "ref_tv": total_variation(content),
+            }

@@ -32,7 +32,7 @@ from torch import Tensor
 from inference.errors import UserError
 from inference.networks import build_network
 from styletrain.data.images import load_style_image, sha256_of_file, style_paths
-from styletrain.loss_scale import REFERENCE_KEYS, PerceptualBalance
+from styletrain.loss_scale import PerceptualBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast
 from styletrain.temporal.balance import TemporalBalance
@@ -253,35 +253,35 @@ class StyleTransferModule(pl.LightningModule):
         self._ensure_style_targets()
         pair = self._pair(batch, generator)
         styles = self.style_indices(_batch_size(batch), style_offset)
-        refs = self.training and self.perceptual_balance is not None and not self.perceptual_balance.frozen
+        if self.training and self.perceptual_balance is not None and not self.perceptual_balance.frozen:
+            # The clean stills (frame1 of a real pair): the same images with and without the temporal term.
+            clean = batch["content"] if "content" in batch else batch["frame1"]
+            self.perceptual_balance.observe(self.perceptual.reference_terms(clean, self._targets(styles)))
         if pair is None:
             content = batch["content"]
             out, _ = self._stylize(content, features=False, styles=styles)
-            terms = self.perceptual(out, content, style_grams=self._targets(styles), with_reference=refs)
+            terms = self.perceptual(out, content, style_grams=self._targets(styles))
         else:
             frame1, frame2, flow, mask = pair
             inputs = torch.cat([frame1, frame2])
             styles = None if styles is None else torch.cat([styles, styles])
             # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
             out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0, styles=styles)
-            terms = self.perceptual(out, inputs, style_grams=self._targets(styles), with_reference=refs)
+            terms = self.perceptual(out, inputs, style_grams=self._targets(styles))
             if self.temporal_on:
                 out1, out2 = out.float().chunk(2)
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
                 with torch.autocast(self.device.type, enabled=False):
                     terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
-        references = {k: terms.pop(k) for k in REFERENCE_KEYS if k in terms}
-        terms["total"] = weighted_sum(terms, self._weights(terms, references))
+        terms["total"] = weighted_sum(terms, self._weights(terms))
         return terms, out
 
-    def _weights(self, terms: dict[str, Tensor], references: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    def _weights(self, terms: dict[str, Tensor]) -> dict[str, Any]:
         """The loss weights. With relative perceptual weights, style and TV weights come from the content images'
         reference terms (:class:`PerceptualBalance`); with a temporal balance, the temporal weight is calibrated from
         this step's terms while training (see :class:`TemporalBalance`). Both read their frozen state otherwise."""
         weights = dict(self.loss_weights)
         if self.perceptual_balance is not None:
-            if references and len(references) == len(REFERENCE_KEYS):
-                self.perceptual_balance.observe(references)
             weights |= self.perceptual_balance.weights(weights["content"])
         if self.temporal_balance is None or "temporal" not in terms:
             return weights

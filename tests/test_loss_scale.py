@@ -54,7 +54,7 @@ def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(
     module = _module(style_path, style_balance=2.0, tv_balance=0.5, perceptual_calibration_steps=1)
     with torch.no_grad():
         module.loss_terms({"content": content})  # the first training batch calibrates
-        references = module.perceptual(content, content, with_reference=True)
+        references = module.perceptual.reference_terms(content)
     weights = module._weights({})
     energy = module.loss_weights["content"] * float(references["ref_content"])
     assert float(weights["style"] * references["ref_style"]) == pytest.approx(2.0 * energy, rel=1e-4)
