@@ -1,0 +1,68 @@
+"""Make ``docs/consistency-strip.jpg``: four consecutive frames of a real clip, per-frame output vs the consistency
+stage (``--consistency 0.8``), each with its frame-to-frame change (absolute difference from the previous output moved
+by the input's flow, amplified 4x; black = steady). The flicker shows as speckle in the per-frame change row.
+
+The artifact is given with ``--model`` (bench/consistency.py's, see the README for how it was made); the clip is a
+real video (``--clip``, default the Big Buck Bunny pan from the shared test data), read at 640x360.
+
+    PYTHONPATH=. python docs/consistency_strip.py --model artifacts/light.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from inference.flow import dis_flow, flow_tensor, to_gray, warp
+from inference.stylizer import Stylizer
+from styletrain.data.video_frames import read_clip
+
+TILE = (256, 144)  # each frame shrunk to this size
+START, COUNT = 8, 4
+
+
+def _change(frames: list[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``|out_t - warp(out_{t-1})|`` amplified 4x, the previous output moved by the input's flow (DIS medium, full
+    size), so that motion itself does not show, only flicker (the first frame has no previous one: black)."""
+    out = [np.zeros_like(frames[0])]
+    for t in range(1, len(frames)):
+        back = flow_tensor(dis_flow(to_gray(inputs[t]), to_gray(inputs[t - 1]), "medium", 1.0))
+        prev = torch.from_numpy(frames[t - 1]).permute(2, 0, 1)[None].float()
+        moved = warp(prev, back, padding_mode="border")[0].permute(1, 2, 0).numpy()
+        out.append(np.clip(np.abs(frames[t].astype(np.float32) - moved) * 4, 0, 255).astype(np.uint8))
+    return out
+
+
+def main() -> None:
+    """Stylize both ways, write the strip."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--clip", default="/work/shared/data/videos/big_buck_bunny_pan_2s.mp4")
+    p.add_argument("--output", default="docs/consistency-strip.jpg")
+    opts = p.parse_args()
+    frames = read_clip(opts.clip, max_frames=START + COUNT, max_side=640)
+    per_frame = list(Stylizer.from_artifact(opts.model, device="cpu").frames(frames))[START:]
+    consistent = list(Stylizer.from_artifact(opts.model, device="cpu", consistency=0.8).frames(frames))[START:]
+    rows = [
+        ("input", frames[START:]),
+        ("per-frame", per_frame),
+        ("per-frame change x4", _change(per_frame, frames[START:])),
+        ("--consistency 0.8", consistent),
+        ("consistent change x4", _change(consistent, frames[START:])),
+    ]
+    label_w, (tw, th) = 150, TILE
+    canvas = Image.new("RGB", (label_w + tw * COUNT, th * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(rows):
+        draw.text((6, r * th + th // 2 - 6), label, fill="black")
+        for c, img in enumerate(images):
+            canvas.paste(Image.fromarray(img).resize(TILE, Image.BILINEAR), (label_w + c * tw, r * th))
+    canvas.save(opts.output, quality=88)
+    print(opts.output)
+
+
+if __name__ == "__main__":
+    main()
