@@ -210,9 +210,10 @@ def run_live(opts, stylizer_options: dict) -> int:
         src = LiveInput(opts.inputs[0], None, "file")
     stream_out = live_output(opts.output)
     dst = None if stream_out else check_destination(opts.output, overwrite=opts.overwrite, is_dir=False)
-    source = LiveSource(src, Resize(opts.size, opts.max_side, True))  # A bad input fails before the model loads.
+    # The model loads first: a stream opened earlier would pile up frames meanwhile, to be dropped on arrival.
+    stylizer = load_stylizer(opts.model, device=opts.device, **stylizer_options)
+    source = LiveSource(src, Resize(opts.size, opts.max_side, True))
     try:
-        stylizer = load_stylizer(opts.model, device=opts.device, **stylizer_options)
         ext = Path(opts.output).suffix.lower() if dst else ".ts"
         encoder = resolve_encoder(opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, (source.width, source.height))
         live = src.kind != "file"
