@@ -1,0 +1,84 @@
+"""The GPU targets of ``python -m bench.gpu_check`` and its summary table: pure functions of the measured figures,
+so that the verdicts are tested without a GPU (tests/test_gpu_check.py).
+
+Targets (issue 17), each on one H100-class GPU with 16 host cores:
+
+* identity at 1080p end to end >= 0.9x libx264 encoding alone (same preset): the pipeline around the network costs
+  at most 10 % of what the encoder allows;
+* johnson fp16 at 1080p end to end >= 0.8x min(encoder alone, johnson fp16 model only): the slowest stage bounds;
+* johnson at 360p end to end >= 200 frames/s with ``--preset veryfast``;
+* training johnson at 256 px in bf16-mixed >= 300 images/s (the best of with and without compile, temporal loss off;
+  the temporal-on figures are in the JSON beside it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target: what it asks, what was measured, and whether it is met (``None``: not measured)."""
+
+    name: str
+    required: str
+    measured: str
+    met: bool | None
+
+    @property
+    def status(self) -> str:
+        return "not measured" if self.met is None else ("met" if self.met else "NOT met")
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _verdict(name: str, required: str, value: float | None, threshold: float, unit: str) -> Verdict:
+    if value is None:
+        return Verdict(name, required, "not measured", None)
+    return Verdict(name, required, f"{value:.2f}{unit}", value >= threshold)
+
+
+def evaluate(figures: dict[str, Any]) -> list[Verdict]:
+    """The verdict of every target from the figures ``bench.gpu_check`` measured (missing keys: not measured).
+
+    Args:
+        figures: ``identity_1080p_fps``, ``libx264_1080p_fps`` (libx264 alone, same preset),
+            ``johnson_fp16_1080p_fps``, ``encoder_1080p_fps`` (the encoder johnson's run used, alone),
+            ``johnson_fp16_1080p_model_fps``, ``johnson_360p_veryfast_fps``, ``train_johnson_bf16_ips``.
+    """
+    f = figures.get
+    bound = None
+    if f("encoder_1080p_fps") and f("johnson_fp16_1080p_model_fps"):
+        bound = min(f("encoder_1080p_fps"), f("johnson_fp16_1080p_model_fps"))
+    return [
+        _verdict(
+            "identity 1080p e2e / libx264 alone", ">= 0.90x",
+            _ratio(f("identity_1080p_fps"), f("libx264_1080p_fps")), 0.9, "x",
+        ),
+        _verdict(
+            "johnson fp16 1080p e2e / min(encoder, model)", ">= 0.80x",
+            _ratio(f("johnson_fp16_1080p_fps"), bound), 0.8, "x",
+        ),
+        _verdict("johnson 360p e2e, --preset veryfast", ">= 200 frames/s", f("johnson_360p_veryfast_fps"), 200, ""),
+        _verdict("training johnson 256px bf16-mixed", ">= 300 images/s", f("train_johnson_bf16_ips"), 300, ""),
+    ]  # fmt: skip
+
+
+def table(verdicts: list[Verdict]) -> str:
+    """The summary table: one row per target with what it requires, the figure, and met / NOT met / not measured."""
+    rows = [("target", "required", "measured", "status")]
+    rows += [(v.name, v.required, v.measured, v.status) for v in verdicts]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def all_met(verdicts: list[Verdict]) -> bool:
+    """Whether every target was measured and met."""
+    return all(v.met is True for v in verdicts)
