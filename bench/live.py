@@ -80,7 +80,7 @@ def start_server(model: Path, device: str, log: Path) -> tuple[subprocess.Popen,
             time.sleep(0.05)
 
 
-def webcam(model: Path, device: str, seconds: float, warmup: float) -> dict:
+def webcam(model: Path, device: str, seconds: float, warmup: float, screenshot: str | None = None) -> dict:
     """The browser round trip; returns the figures."""
     from playwright.sync_api import sync_playwright
 
@@ -92,7 +92,7 @@ def webcam(model: Path, device: str, seconds: float, warmup: float) -> dict:
                         "--use-fake-ui-for-media-stream", "--disable-background-networking",
                         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1340, "height": 1000})
                 page.goto(url)
                 page.wait_for_selector("body[data-ready='1']")
                 page.click("#start")
@@ -101,6 +101,9 @@ def webcam(model: Path, device: str, seconds: float, warmup: float) -> dict:
                 start = page.evaluate("[window.liveStats.received, performance.now()]")
                 time.sleep(seconds)
                 stats = page.evaluate("({...window.liveStats, now: performance.now(), lat: live.latencies})")
+                if screenshot:
+                    page.set_viewport_size({"width": 1340, "height": 1000})
+                    page.screenshot(path=screenshot, clip={"x": 0, "y": 0, "width": 1340, "height": 700})
                 browser.close()
         finally:
             proc.terminate()
@@ -173,9 +176,9 @@ def live_cli(model: Path, device: str, seconds: float, size: tuple[int, int]) ->
         "frames_read": read,
         "frames_written": written,
         "frames_dropped": read - written,
-        # Real time kept: the run took the stream's duration (it never fell behind by more than its small buffer).
+        # Real time kept: the run took the stream's duration, plus the encoder's flush and the first packets' wait.
         "stylize_seconds": float(line.split(" frames in ")[1].split("s")[0]),
-        "kept_real_time": float(line.split(" frames in ")[1].split("s")[0]) < seconds + 1.0,
+        "kept_real_time": float(line.split(" frames in ")[1].split("s")[0]) < seconds + 2.0,
     }
 
 
@@ -186,6 +189,9 @@ def main() -> None:
     p.add_argument("--parts", default="webcam,cli")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument(
+        "--screenshot", default=None, help="save the page (e.g. docs/serve.png) at the end of the webcam run"
+    )
     p.add_argument("--size", default="640x360", help="live CLI stream size (the fake camera is 640x480)")
     opts = p.parse_args()
     size = tuple(int(v) for v in opts.size.split("x"))
@@ -201,7 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = make_artifact(Path(tmp), opts.network)
         if "webcam" in opts.parts:
-            result["webcam_640x480"] = webcam(model, opts.device, opts.seconds, opts.warmup)
+            result["webcam_640x480"] = webcam(model, opts.device, opts.seconds, opts.warmup, opts.screenshot)
             print("webcam:", result["webcam_640x480"], flush=True)
         if "cli" in opts.parts:
             result[f"live_cli_{opts.size}_25fps"] = live_cli(model, opts.device, opts.seconds, size)

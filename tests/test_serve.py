@@ -304,3 +304,15 @@ def test_cli_help():
     for option in ("--host", "--port", "--max-upload-mb", "--max-jobs", "--device"):
         assert option in text
     assert struct.calcsize("<dfI") == REPLY_HEADER.size == 16
+
+
+def test_readme_serve_commands_parse():
+    import shlex
+
+    from inference.serve.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = [shlex.split(line, comments=True) for line in readme.splitlines() if line.startswith("stylize-serve ")]
+    assert len(commands) >= 2
+    for words in commands:
+        build_parser().parse_args(words[1:])
