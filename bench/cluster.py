@@ -159,7 +159,8 @@ def report(times: dict[str, list[float]], ray_start: float, args: argparse.Names
         print(f"{name:10} {row['median_s']:9.2f} {row['min_s']:6.2f}-{row['max_s']:<6.2f} {per_file:10.3f} {extra}")
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()} ({cpus} CPUs available, shared with other jobs)",
+        "machine": f"{_cpu_model()} ({cpus} CPUs available)",
+        "load_average_after_run": os.getloadavg()[0],
         "clips": args.clips,
         "frames_per_clip": args.frames,
         "size": args.size,
@@ -171,6 +172,14 @@ def report(times: dict[str, list[float]], ray_start: float, args: argparse.Names
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from inference.cli import main
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-N_FRAMES = 150  # Long enough (about a second per file here) for a fault to land while a file is being written.
+N_FRAMES = 90  # Long enough for a fault to land while a file is being written.
 
 
 def _run(*args) -> int:
