@@ -316,9 +316,11 @@ class Stylizer:
         batch = batch.to(self.device, non_blocking=True)
         float_dtype = batch.dtype if batch.is_floating_point() else None
         spans = Spans(None, cuda=False)
+        self._index_cap(*_tensor_frame_size(batch, yuv_in))  # lowers batch_size on CUDA: tensors under 2^31 elements
+        step = self.batch_size
         chunks = [
-            self._compute(batch[i : i + self.batch_size], spans, yuv_in, yuv_out, float_dtype)
-            for i in range(0, batch.shape[0], self.batch_size)
+            self._compute(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype)
+            for i in range(0, batch.shape[0], step)
         ]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
@@ -514,6 +516,15 @@ def _check_tensor(batch: torch.Tensor, yuv_in: YuvSpec | None) -> None:
 def _frame_size(array: np.ndarray) -> tuple[int, int]:
     """``(height, width)`` of an RGB ``[H, W, 3]`` frame or of ``[H * 3 / 2, W]`` I420 planes."""
     return (array.shape[0], array.shape[1]) if array.ndim == 3 else (array.shape[0] * 2 // 3, array.shape[1])
+
+
+def _tensor_frame_size(batch: torch.Tensor, yuv_in: YuvSpec | None) -> tuple[int, int]:
+    """``(height, width)`` of the frames of a :meth:`Stylizer.tensors` batch (I420, float NCHW or uint8 NHWC)."""
+    if yuv_in is not None:
+        return int(batch.shape[1]) * 2 // 3, int(batch.shape[2])
+    if batch.is_floating_point():
+        return int(batch.shape[2]), int(batch.shape[3])
+    return int(batch.shape[1]), int(batch.shape[2])
 
 
 def _batches(items: Iterable[tuple[np.ndarray, Any]], size) -> Iterator[tuple[list[np.ndarray], list]]:

@@ -70,6 +70,14 @@ def test_finding_01_stylizer_splits_batches_over_the_index_limit(monkeypatch, ma
     out = list(st.frames(make_image(32, 48, seed=i) for i in range(8)))
     assert max(sizes) == 3 and sum(sizes) == 8 and st.batch_size == 3
     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(out, reference, strict=True))
+    # Stylizer.tensors too (device tensors, e.g. from a GPU decoder): chunks of at most the cap.
+    sizes.clear()
+    st.batch_size = 8
+    batch = torch.from_numpy(np.stack([make_image(32, 48, seed=i) for i in range(8)]))
+    assert st.tensors(batch).shape == (8, 32, 48, 3) and max(sizes) == 3 and sum(sizes) == 8
+    sizes.clear()
+    st.tensors(batch.permute(0, 3, 1, 2).float() / 255)
+    assert max(sizes) == 3 and sum(sizes) == 8
 
 
 def test_finding_01_index_overflow_error_halves_the_batch(make_image):
