@@ -86,8 +86,10 @@ def occlusion_mask(flow_fw: Tensor, flow_bw: Tensor) -> Tensor:
     sq = lambda t: (t**2).sum(1, keepdim=True)  # noqa: E731 - squared magnitude over (u, v)
     inconsistent = sq(fw + bw_at_fw) > 0.01 * (sq(fw) + sq(bw_at_fw)) + 0.5
     # Forward differences as in Lai et al.'s reference code; the last row/column repeats (zero gradient).
-    dx = F.pad(fw[..., :, 1:] - fw[..., :, :-1], (0, 1, 0, 0), mode="replicate")
-    dy = F.pad(fw[..., 1:, :] - fw[..., :-1, :], (0, 0, 0, 1), mode="replicate")
+    # A frame one pixel wide (or high) has no difference to repeat: its gradient is zero.
+    h, w = fw.shape[-2:]
+    dx = F.pad(fw[..., :, 1:] - fw[..., :, :-1], (0, 1, 0, 0), mode="replicate") if w > 1 else torch.zeros_like(fw)
+    dy = F.pad(fw[..., 1:, :] - fw[..., :-1, :], (0, 0, 0, 1), mode="replicate") if h > 1 else torch.zeros_like(fw)
     boundary = sq(dx) + sq(dy) > 0.01 * sq(fw) + 0.002
     visible = (~inconsistent) & (~boundary)
     return visible.float() * inside_mask(fw)
@@ -116,7 +118,8 @@ def dis_flow(gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "medium", sca
     if preset not in DIS_PRESETS:
         raise ValueError(f"unknown DIS preset {preset!r}; use one of {', '.join(DIS_PRESETS)}")
     h, w = gray_a.shape[:2]
-    small = (max(8, round(w * scale)), max(8, round(h * scale)))
+    # DIS refuses images with both sides under 12 pixels (cv2.error): tiny frames are estimated enlarged.
+    small = (max(16, round(w * scale)), max(16, round(h * scale)))
     if small != (w, h):
         gray_a = cv2.resize(gray_a, small, interpolation=cv2.INTER_AREA)
         gray_b = cv2.resize(gray_b, small, interpolation=cv2.INTER_AREA)

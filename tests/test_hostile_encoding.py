@@ -274,3 +274,24 @@ def test_edge_rates_give_valid_outputs(tmp_path, make_video, make_image_folder, 
     assert _run(src, "-m", model, "-o", gif, "--gif-fps", "0.01", "-q", "--device", "cpu") == 0
     with av.open(str(gif)) as c:
         assert len(list(c.decode(video=0))) == 1
+
+
+SMALLEST = [
+    ("out.mp4", ["--codec", "libx264", "--pix-fmt", "yuv444p", "--size", "1x1"], (1, 1)),
+    ("out.mp4", ["--size", "1x1"], (2, 2)),  # 4:2:0: a 1-pixel side is scaled up to 2
+    ("out.webm", ["--pix-fmt", "yuv444p", "--size", "1x5"], (1, 5)),
+    ("out.mkv", ["--codec", "hevc", "--pix-fmt", "yuv444p", "--size", "49x16"], (49, 16)),
+    ("out.mp4", ["--codec", "av1", "--size", "26x26"], (26, 26)),
+    ("out.gif", ["--size", "7x1"], (7, 1)),
+]
+
+
+@pytest.mark.parametrize(("name", "extra", "size"), SMALLEST, ids=[" ".join(e) for _, e, _ in SMALLEST])
+def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, name, extra, size):
+    """The whole pipeline (consistency flow included) on frames at each encoder's smallest size."""
+    src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
+    out = tmp_path / name
+    assert _run(src, "-m", model, "-o", out, "-q", "--device", "cpu", *extra) == 0
+    with av.open(str(out)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 3 and {(f.width, f.height) for f in frames} == {size}
