@@ -316,3 +316,17 @@ def test_readme_serve_commands_parse():
     assert len(commands) >= 2
     for words in commands:
         build_parser().parse_args(words[1:])
+
+
+def test_an_artifact_that_fails_to_load_answers_one_line(model, tmp_path, make_image):
+    folder = tmp_path / "arts"
+    folder.mkdir()
+    (folder / "a.safetensors").write_bytes(model.read_bytes())
+    (folder / "b.safetensors").write_bytes(model.read_bytes())
+    catalog = Catalog(folder, {"device": "cpu", "backend": "torch"})
+    (folder / "b.safetensors").write_bytes(model.read_bytes()[:200])  # truncated after the server started
+    with TestClient(create_app(catalog, ServeConfig())) as c:
+        image = {"image": ("a.png", png(make_image(16, 16)))}
+        r = c.post("/api/image", files=image, data={"artifact": "b"})
+        assert r.status_code == 400 and "b.safetensors" in r.json()["error"]
+        assert c.post("/api/image", files=image, data={"artifact": "a"}).status_code == 200  # the worker lives on

@@ -37,6 +37,10 @@ _FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg"), "png"
 _UPLOAD_CHUNK = 1 << 20
 
 
+class NotFound(UserError):
+    """A job id that does not exist (HTTP 404)."""
+
+
 @dataclass
 class ServeConfig:
     """What ``stylize-serve`` was started with.
@@ -80,7 +84,7 @@ def create_app(catalog: Catalog, config: ServeConfig | None = None) -> UploadLim
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return _error(404 if "unknown video job" in str(exc) else 400, str(exc))
+        return _error(404 if isinstance(exc, NotFound) else 400, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -161,7 +165,7 @@ def _routes(app: FastAPI, catalog: Catalog, frames: FrameService, jobs: VideoJob
 def _job(jobs: VideoJobs, job_id: str):
     job = jobs.jobs.get(job_id)
     if job is None:
-        raise UserError(f"unknown video job {job_id!r}")
+        raise NotFound(f"unknown video job {job_id!r}")
     return job
 
 

@@ -66,7 +66,11 @@ class FrameService:
             first = pending.pop(0) if pending else self._queue.get()
             if first is None:
                 return
-            batch, pending = self._gather(first, pending)
+            try:
+                batch, pending = self._gather(first, pending)
+            except Exception as exc:  # The artifact failed to load: this request fails, the thread goes on.
+                self._fail([first], exc)
+                continue
             # A request whose caller gave up (a webcam that disconnected) is skipped; the rest can no longer be
             # cancelled, so setting their results below cannot fail.
             batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
@@ -98,19 +102,23 @@ class FrameService:
             # applied per connection (inference.serve.live_socket).
             apply_controls(stylizer, replace(batch[0].controls, consistency=0.0))
             outputs = list(stylizer.frames(r.array for r in batch))
-        except UserError as exc:
-            for r in batch:
-                r.future.set_exception(exc)
-            return
-        except Exception as exc:  # Never kill the thread: the page gets one line, the log gets the trace.
-            log.exception("stylizing a frame failed")
-            for r in batch:
-                r.future.set_exception(UserError(f"internal error while stylizing ({type(exc).__name__}: {exc})"))
+        except Exception as exc:
+            self._fail(batch, exc)
             return
         self.batches += 1
         self.frames += len(batch)
         for r, out in zip(batch, outputs, strict=True):
             r.future.set_result(out)
+
+    @staticmethod
+    def _fail(batch: list[_Request], exc: Exception) -> None:
+        """Answer every request of ``batch`` with one line; never let the exception end the thread."""
+        if not isinstance(exc, UserError):
+            log.error("stylizing a frame failed", exc_info=exc)
+            exc = UserError(f"internal error while stylizing ({type(exc).__name__}: {exc})")
+        for r in batch:
+            if r.future.running() or r.future.set_running_or_notify_cancel():  # skip callers that gave up
+                r.future.set_exception(exc)
 
 
 def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
