@@ -550,3 +550,74 @@ def test_finding_16_left_sited_downsampling_keeps_a_ramp_in_place():
         u = out[h : h + h // 4].reshape(h // 2, w // 2)[0].double()
         expected = 100 + 4 * (2 * torch.arange(w // 2, dtype=torch.float64) + shift)
         assert (u[1:-1] - expected[1:-1]).abs().max() <= 1.0, left
+
+
+_TWO_RANKS = r"""
+import sys
+from datetime import timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from inference.networks import build_network
+from styletrain.temporal.callback import TemporalValidation
+
+rank, port, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                        timeout=timedelta(seconds=20))
+
+
+class Trainer:
+    sanity_checking, global_step, logger, default_root_dir, is_global_zero = False, 0, None, folder, rank == 0
+
+    @property
+    def log_dir(self):  # what Lightning does: rank 0's value, broadcast to every rank
+        value = [folder if rank == 0 else None]
+        dist.broadcast_object_list(value, src=0)
+        return value[0]
+
+
+net = build_network("tiny").eval()
+
+
+class Module:
+    device, training = torch.device("cpu"), False
+    eval = train = log = lambda self, *a, **k: None
+
+    def __call__(self, x):
+        return net(x)
+
+
+cb = TemporalValidation(n_frames=3, max_side=32, log_video=True)
+cb._source = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+cb.on_validation_epoch_end(Trainer(), Module())
+dist.barrier()
+print("rank", rank, "done")
+"""
+
+
+@pytest.mark.slow
+def test_finding_10_clip_callback_on_two_gloo_processes(tmp_path):
+    """The real collective: with log_dir read on rank 0 only, rank 0 waits in the broadcast until gloo times out."""
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(_TWO_RANKS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(r), port, str(tmp_path)], cwd=root, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for r in (0, 1)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert all(f"rank {r} done" in out for r, out in enumerate(outputs))
+    assert len(list((tmp_path / "temporal_clips").glob("*.mp4"))) == 1
