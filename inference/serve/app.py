@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,13 @@ class ServeConfig:
         max_upload_bytes: Largest request body accepted (images and videos).
         max_jobs: Video jobs queued or running at once.
         jobs_folder: Where uploads and results are kept; a temporary folder when ``None``.
+        on_ready: Called once the default artifact is loaded, just before the server accepts connections.
     """
 
     max_upload_bytes: int = 200 * 2**20
     max_jobs: int = 2
     jobs_folder: Path | None = None
+    on_ready: Callable[[], None] | None = None
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -69,6 +72,8 @@ def create_app(catalog: Catalog, config: ServeConfig | None = None) -> UploadLim
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.to_thread(catalog.stylizer, catalog.default)  # The first frame then needs no load.
+        if config.on_ready is not None:
+            config.on_ready()
         yield
         frames.close()
         await asyncio.to_thread(jobs.close)

@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from inference.argtypes import ranged
@@ -69,6 +70,7 @@ def is_loopback(host: str) -> bool:
 @exit_on_user_error
 def main(args: Sequence[str] | None = None) -> int:
     """Start the server; returns when it is stopped (Ctrl-C or SIGTERM)."""
+    started = time.perf_counter()
     opts = build_parser().parse_args(args)
     setup_logging(opts.quiet)
     try:
@@ -88,10 +90,19 @@ def main(args: Sequence[str] | None = None) -> int:
             opts.host,
             opts.port,
         )
-    config = ServeConfig(max_upload_bytes=int(opts.max_upload_mb * 2**20), max_jobs=opts.max_jobs)
+
+    def ready() -> None:
+        if not opts.quiet:
+            print(
+                f"stylize-serve: {len(catalog.paths)} artifact(s) from {opts.model}, ready in "
+                f"{time.perf_counter() - started:.1f}s ({time.process_time():.1f}s of CPU since the process started) "
+                f"at http://{opts.host}:{opts.port}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    config = ServeConfig(max_upload_bytes=int(opts.max_upload_mb * 2**20), max_jobs=opts.max_jobs, on_ready=ready)
     app = create_app(catalog, config)
-    if not opts.quiet:
-        print(f"stylize-serve: {len(catalog.paths)} artifact(s) from {opts.model}", file=sys.stderr)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning" if opts.quiet else "info", ws_max_size=2**24)
     return 0
 
