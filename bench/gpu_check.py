@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.gpu_targets import all_met, evaluate, table
+from bench.gpu_targets import all_met, evaluate, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"360p": (360, 640), "1080p": (1080, 1920), "4K": (2160, 3840)}
@@ -288,32 +288,6 @@ def machine() -> dict[str, Any]:
         "pyav": av.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def summary(results: dict[str, Any]) -> str:
-    """The printed report: GPU tests, model-only and end-to-end figures, then the targets table."""
-    lines = [f"machine: {', '.join(results['machine']['gpus'])}; {results['machine']['host_cores']} host cores"]
-    tests = results.get("gpu_tests", {})
-    lines.append(f"GPU tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
-                 f"{tests.get('skipped', 0)} skipped (exit {tests.get('exit', 'not run')})")  # fmt: skip
-    lines += [f"  {line}" for line in tests.get("failures", [])]
-    for row in results.get("model_only", []):
-        fps = f"{row['fps']:.1f} frames/s (batch {row['batch']})" if row.get("fps") else row.get("status", "")
-        lines.append(f"model only  {row['network']:<8} {row['size']:<5} {row['precision']:<4} {fps}")
-    for row in results.get("end_to_end", []):
-        fps = f"{row['fps']['median']:.1f} frames/s" if "fps" in row else row.get("status", "")
-        lines.append(f"end to end  {row['network']:<8} {row['size']:<5} {row.get('encoder', ''):<10} {fps}")
-    for row in results.get("training", []):
-        ips = f"{row['images_per_sec']:.1f} images/s" if "images_per_sec" in row else row.get("status", "")
-        lines.append(
-            f"training    johnson 256px {row['variant']:<13} temporal {'on ' if row['temporal'] else 'off'} {ips}"
-        )
-    if "multi_gpu" in results:
-        m = results["multi_gpu"]
-        lines.append(f"batch over {m['gpus']} GPU(s): {m['written']}/{m['files']} written in {m['seconds']}s "
-                     f"on {', '.join(m['devices_used']) or 'no GPU reported'} (exit {m['exit']})")  # fmt: skip
-    lines += ["", table(evaluate(results["figures"]))]
-    return "\n".join(lines)
 
 
 def cuda_present() -> bool:

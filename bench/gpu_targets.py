@@ -1,5 +1,5 @@
-"""The GPU targets of ``python -m bench.gpu_check`` and its summary table: pure functions of the measured figures,
-so that the verdicts are tested without a GPU (tests/test_gpu_check.py).
+"""The GPU targets of ``python -m bench.gpu_check``, its summary table and printed report: pure functions of the
+measured figures, so that the verdicts and the report are tested without a GPU (tests/test_gpu_check.py).
 
 Targets (issue 17), each on one H100-class GPU with 16 host cores:
 
@@ -82,3 +82,29 @@ def table(verdicts: list[Verdict]) -> str:
 def all_met(verdicts: list[Verdict]) -> bool:
     """Whether every target was measured and met."""
     return all(v.met is True for v in verdicts)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The printed report: GPU tests, model-only and end-to-end figures, then the targets table."""
+    lines = [f"machine: {', '.join(results['machine']['gpus'])}; {results['machine']['host_cores']} host cores"]
+    tests = results.get("gpu_tests", {})
+    lines.append(f"GPU tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+                 f"{tests.get('skipped', 0)} skipped (exit {tests.get('exit', 'not run')})")  # fmt: skip
+    lines += [f"  {line}" for line in tests.get("failures", [])]
+    for row in results.get("model_only", []):
+        fps = f"{row['fps']:.1f} frames/s (batch {row['batch']})" if row.get("fps") else row.get("status", "")
+        lines.append(f"model only  {row['network']:<8} {row['size']:<5} {row['precision']:<4} {fps}")
+    for row in results.get("end_to_end", []):
+        fps = f"{row['fps']['median']:.1f} frames/s" if "fps" in row else row.get("status", "")
+        lines.append(f"end to end  {row['network']:<8} {row['size']:<5} {row.get('encoder', ''):<10} {fps}")
+    for row in results.get("training", []):
+        ips = f"{row['images_per_sec']:.1f} images/s" if "images_per_sec" in row else row.get("status", "")
+        lines.append(
+            f"training    johnson 256px {row['variant']:<13} temporal {'on ' if row['temporal'] else 'off'} {ips}"
+        )
+    if "multi_gpu" in results:
+        m = results["multi_gpu"]
+        lines.append(f"batch over {m['gpus']} GPU(s): {m['written']}/{m['files']} written in {m['seconds']}s "
+                     f"on {', '.join(m['devices_used']) or 'no GPU reported'} (exit {m['exit']})")  # fmt: skip
+    lines += ["", table(evaluate(results["figures"]))]
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_check
-from bench.gpu_targets import Verdict, all_met, evaluate, table
+from bench.gpu_targets import Verdict, all_met, evaluate, summary, table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,25 @@ def test_table_lists_every_target_with_its_status():
     assert "150.00" in lines[4] and lines[4].endswith("NOT met")
     assert "320.00" in lines[5] and lines[5].endswith("met") and not lines[5].endswith("NOT met")
     assert lines[2].endswith("not measured") and lines[3].endswith("not measured")
+
+
+def test_report_lists_tests_figures_and_targets():
+    results = {
+        "machine": {"gpus": ["NVIDIA H100"], "host_cores": 16},
+        "gpu_tests": {"exit": 1, "passed": 10, "failed": 1, "failures": ["FAILED tests/x.py::test_y"]},
+        "model_only": [{"network": "johnson", "size": "4K", "precision": "fp16", "batch": 4, "fps": 50.0},
+                       {"network": "light", "size": "4K", "precision": "bf16", "status": "not run: time"}],
+        "end_to_end": [{"network": "identity", "size": "1080p", "encoder": "libx264", "fps": {"median": 90.0}}],
+        "training": [{"variant": "bf16", "temporal": False, "images_per_sec": 310.0}],
+        "multi_gpu": {"gpus": 2, "files": 4, "written": 4, "seconds": 9.5, "devices_used": ["cuda:0", "cuda:1"],
+                      "exit": 0},
+        "figures": {"identity_1080p_fps": 90.0, "libx264_1080p_fps": 100.0, "train_johnson_bf16_ips": 310.0},
+    }  # fmt: skip
+    text = summary(results)
+    assert "NVIDIA H100; 16 host cores" in text and "10 passed, 1 failed" in text and "FAILED tests/x.py" in text
+    assert "johnson  4K    fp16 50.0 frames/s (batch 4)" in text and "not run: time" in text
+    assert "90.0 frames/s" in text and "310.0 images/s" in text and "4/4 written" in text and "cuda:1" in text
+    assert text.splitlines()[-4].startswith("identity 1080p e2e") and text.splitlines()[-4].endswith("met")
 
 
 def test_budget_carries_what_a_section_leaves():
