@@ -142,14 +142,16 @@ def make_clip(path: Path, frames: int = 180, size: tuple[int, int] = (1080, 1920
 
 
 def encoder_alone_fps(clip: Path, codec: str | None, preset: str, size: tuple[int, int], tmp: Path) -> float:
-    """Encoding alone: the clip's frames decoded and resized beforehand, then only encoded (same options)."""
+    """Encoding alone: the clip's I420 planes decoded (and resized) beforehand, then only encoded, with the options
+    ``stylize_file`` gives the encoder (no colour conversion counted)."""
     import av
 
     from inference.io.encoders import resolve_encoder
     from inference.io.media import Resize
     from inference.io.readers import open_source
 
-    source = open_source(clip, resize=Resize(size=size, even=True))
+    source = open_source(clip, resize=Resize(size=size, even=True), planes=True)
+    fmt = "yuv420p" if source.info.yuv is not None else "rgb24"  # planes whenever the stream allows
     frames = [f.array for f in source.frames()]
     source.close()
 
@@ -161,8 +163,8 @@ def encoder_alone_fps(clip: Path, codec: str | None, preset: str, size: tuple[in
         if encoder.x26x:
             stream.codec_context.thread_type = "FRAME"
         stream.options = dict(encoder.options)
-        for rgb in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        for planes in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(planes, format=fmt)))
         out.mux(stream.encode())
     return len(frames) / (time.perf_counter() - t0)
 

@@ -124,13 +124,14 @@ def test_finding_09_frozen_balance_does_not_sync():
     from styletrain.temporal.balance import TemporalBalance
 
     balance = TemporalBalance(0.5, steps=2).cuda()
+    content, temporal = torch.tensor(2.0, device="cuda"), torch.tensor(1.0, device="cuda")  # made outside the check
     for _ in range(2):
-        balance.observe(torch.tensor(2.0, device="cuda"), torch.tensor(1.0, device="cuda"))
+        balance.observe(content, temporal)
     assert balance.frozen
     with no_host_sync():
         for _ in range(5):
-            assert balance.frozen
-            balance.observe(torch.tensor(2.0, device="cuda"), torch.tensor(1.0, device="cuda"))
+            assert balance.frozen  # int() of the CUDA step counter here was a wait for the device every step
+            balance.observe(content, temporal)
 
 
 def test_finding_11_cuda_reflection_pad_returns_nchw():
