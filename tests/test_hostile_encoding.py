@@ -34,6 +34,13 @@ def _run(*args) -> int:
         return exc.code
 
 
+@pytest.fixture
+def no_nvenc(monkeypatch):
+    """This machine without NVENC, whatever its GPU: families resolve to their software encoders."""
+    real = encoders.opens
+    monkeypatch.setattr(encoders, "opens", lambda name, *a: "no NVENC" if name.endswith("_nvenc") else real(name, *a))
+
+
 def _run_subprocess(*args) -> subprocess.CompletedProcess:
     """The CLI in its own process: a native crash there shows as a signal, not as a dead test run."""
     cmd = [sys.executable, "-c", _CLI, *map(str, args)]
@@ -47,7 +54,7 @@ def _run_subprocess(*args) -> subprocess.CompletedProcess:
 def test_tiny_hevc_is_refused_with_one_line_and_leaves_nothing(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(48, 32), audio=False)
     before = sorted(p.name for p in tmp_path.iterdir())
-    r = _run_subprocess(src, "-m", model, "-o", tmp_path / "out.mp4", "-q", "--device", "cpu", "--codec", "hevc")
+    r = _run_subprocess(src, "-m", model, "-o", tmp_path / "out.mp4", "-q", "--device", "cpu", "--codec", "libx265")
     assert r.returncode == 2, (r.returncode, r.stderr[-500:])
     last = r.stderr.strip().splitlines()[-1]
     assert last == "error: --codec libx265 needs frames of at least 49x16, got 48x32 (use --size or another --codec)"
@@ -73,7 +80,7 @@ def _accepted(name: str, pix_fmt: str, width: int, height: int) -> bool:
     return True
 
 
-def test_resolve_encoder_checks_the_frame_size():
+def test_resolve_encoder_checks_the_frame_size(no_nvenc):
     with pytest.raises(UserError, match=r"--codec libx265 needs frames of at least 49x16, got 48x32"):
         resolve_encoder("hevc", ".mp4", 18, "medium", "yuv420p", size=(48, 32))
     with pytest.raises(UserError, match=r"--codec libsvtav1 needs frames of at least 26x26, got 24x24"):
@@ -287,7 +294,7 @@ SMALLEST = [
 
 
 @pytest.mark.parametrize(("name", "extra", "size"), SMALLEST, ids=[" ".join(e) for _, e, _ in SMALLEST])
-def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, name, extra, size):
+def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, name, extra, size, no_nvenc):
     """The whole pipeline (consistency flow included) on frames at each encoder's smallest size."""
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
     out = tmp_path / name
@@ -295,3 +302,15 @@ def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, 
     with av.open(str(out)) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 3 and {(f.width, f.height) for f in frames} == {size}
+
+
+def test_early_check_accepts_what_some_encoder_of_the_family_takes(no_nvenc):
+    check_quality("h264", ".mp4", 18, "p4")  # NVENC's own preset names: refused later only if NVENC is not picked
+    with pytest.raises(UserError, match="--preset 'p4' is not a libx264 preset"):
+        resolve_encoder("h264", ".mp4", 18, "p4", "yuv420p")  # no NVENC on this machine
+    with pytest.raises(UserError, match=r"--preset 'bogus' is not a libsvtav1 preset"):
+        check_quality("av1", ".mp4", 18, "bogus")
+    with pytest.raises(UserError, match="--codec: expected an encoder name or a family"):
+        check_quality("", ".mp4", 18, "medium")
+    with pytest.raises(UserError, match="--codec aac encodes audio, not video"):
+        resolve_encoder("aac", ".mp4", 18, "medium", "yuv420p")

@@ -212,7 +212,7 @@ def test_x264_uses_frame_threads_on_every_core(tmp_path, make_video):
         ("--pix-fmt", "gray16be", "--pix-fmt gray16be is not supported by libx264"),
         ("--preset", "warp", "--preset 'warp' is not a libx264 preset"),
         ("--codec", "nosuchcodec", "--codec nosuchcodec: no such encoder"),
-        ("--codec", "aac", "--codec aac is a audio encoder"),
+        ("--codec", "aac", "--codec aac encodes audio, not video"),
     ],
 )
 def test_bad_encoder_options_fail_before_decoding(tmp_path, make_video, model, capsys, flag, value, message):

@@ -98,8 +98,7 @@ def resolve_encoder(
     Raises:
         UserError: Unknown codec or pixel format, a pixel format or size the encoder cannot take, a bad preset or crf.
     """
-    family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
-    candidates = FAMILIES.get(family, (codec,))
+    candidates = _candidates(codec, ext)
     _check_pix_fmt(pix_fmt)
     for i, name in enumerate(candidates):
         if not name.endswith("_nvenc") or i + 1 == len(candidates):
@@ -120,16 +119,29 @@ def _warn_once(message: str) -> None:
 
 
 def check_quality(codec: str | None, ext: str, crf: int, preset: str) -> None:
-    """Check ``crf`` and ``preset`` against the option table for ``codec``'s software encoder, opening nothing.
+    """Check that an encoder of ``codec``'s family takes ``crf`` and ``preset`` (the option table), opening nothing.
 
     The early form of :func:`resolve_encoder`'s checks, so that a typo fails before a model is loaded.
 
     Raises:
         UserError: ``crf`` outside the encoder's range, or a preset it has no equivalent for.
     """
+    errors = []
+    for name in _candidates(codec, ext):
+        try:
+            quality_options(name, crf, preset)
+            return  # One encoder of the family takes them (p1..p7 suit NVENC only); resolving checks the one picked.
+        except UserError as exc:
+            errors.append((name, exc))
+    raise next((exc for name, exc in errors if not name.endswith("_nvenc")), errors[-1][1])
+
+
+def _candidates(codec: str | None, ext: str) -> tuple[str, ...]:
+    """The encoders to try for ``--codec`` (a family's, in order, or the one named) into an ``ext`` file."""
+    if codec is not None and not codec.strip():
+        raise UserError("--codec: expected an encoder name or a family (h264, hevc, av1, vp9), got ''")
     family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
-    candidates = FAMILIES.get(family, (codec,))
-    quality_options(next((n for n in candidates if not n.endswith("_nvenc")), candidates[-1]), crf, preset)
+    return FAMILIES.get(family, (codec,))
 
 
 def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, int] | None) -> Encoder:
@@ -141,7 +153,7 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, in
     except Exception:  # noqa: BLE001 - PyAV raises UnknownCodecError or ValueError depending on the name.
         raise UserError(f"--codec {name}: no such encoder in this FFmpeg build") from None
     if codec.type != "video":
-        raise UserError(f"--codec {name} is a {codec.type} encoder, not a video one")
+        raise UserError(f"--codec {name} encodes {codec.type}, not video")
     coded = coded_pix_fmt(name, pix_fmt)
     formats = [f.name for f in (codec.video_formats or [])]
     if formats and coded not in formats:
