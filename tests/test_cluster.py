@@ -79,7 +79,13 @@ def test_ray_and_local_executors_write_identical_frames(clips, model, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    ("option", "message"), [("--precision=fp16", "needs a GPU"), ("--style=nope", "unknown style")]
+    ("option", "message"),
+    [
+        ("--precision=fp16", "precision fp16 needs a GPU"),  # found by the workers, before the folder is made
+        ("--style=nope", "unknown style 'nope'"),
+        ("--cpus-per-worker=64", "--cpus-per-worker 64: no node of the Ray cluster has that many (largest: 2)"),
+        ("--workers=2", "with --cluster ray use --cpus-per-worker"),
+    ],
 )
 def test_a_refused_ray_batch_leaves_no_folder(clips, model, tmp_path, capsys, option, message):
     out = tmp_path / "styled"
