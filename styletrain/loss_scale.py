@@ -51,11 +51,17 @@ class PerceptualBalance(nn.Module):
         # float64 sums of ref_content, ref_style, ref_tv: they differ by many orders of magnitude.
         self.register_buffer("sums", torch.zeros(3, dtype=torch.float64))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        # A host-side copy of ``seen`` (as in TemporalBalance): reading the buffer on the GPU every step would wait
+        # for the device each time. ``None``: unknown (fresh or just loaded), read once from the buffer.
+        self._host_seen: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_host_seen", None))
 
     @property
     def frozen(self) -> bool:
-        """Whether calibration is over (the weights no longer change)."""
-        return int(self.seen) >= self.steps
+        """Whether calibration is over (the weights no longer change); reads the device at most once per load."""
+        if self._host_seen is None:
+            self._host_seen = int(self.seen)
+        return self._host_seen >= self.steps
 
     @torch.no_grad()
     def observe(self, terms: dict[str, Tensor]) -> None:
@@ -68,6 +74,7 @@ class PerceptualBalance(nn.Module):
             torch.distributed.all_reduce(values)
         self.sums += values
         self.seen += 1
+        self._host_seen += 1  # set by ``frozen`` above
 
     def weights(self, content_weight: float) -> dict[str, Tensor]:
         """``{"style": w_style, "tv": w_tv}`` (float32 scalars) for this ``content_weight``; zeros before the first

@@ -211,6 +211,24 @@ def test_finding_09_frozen_balance_never_reads_the_device():
     assert fresh.frozen is True
 
 
+def test_finding_09_frozen_perceptual_balance_never_reads_the_device():
+    from styletrain.loss_scale import PerceptualBalance
+
+    terms = {"ref_content": torch.tensor(1.0), "ref_style": torch.tensor(2.0), "ref_tv": torch.tensor(3.0)}
+    balance = PerceptualBalance(1.0, 0.5, steps=2)
+    for _ in range(2):
+        balance.observe(terms)
+    balance.seen = torch.empty((), dtype=torch.long, device="meta")  # any read of the buffer now fails
+    assert balance.frozen is True
+    balance.observe(terms)
+    fresh, done = PerceptualBalance(1.0, 0.5, steps=2), PerceptualBalance(1.0, 0.5, steps=2)
+    assert fresh.frozen is False
+    for _ in range(2):
+        done.observe(terms)
+    fresh.load_state_dict(done.state_dict())
+    assert fresh.frozen is True
+
+
 def test_finding_09_progress_bar_loss_only_on_logging_steps(style_path, content):
     from styletrain.module import StyleTransferModule
 
