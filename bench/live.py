@@ -63,11 +63,33 @@ def make_artifact(folder: Path, network: str) -> Path:
     return save_artifact(path, build_network(network), style_name="s", style_sha256="0" * 64, config={}, temporal=False)
 
 
-def start_server(model: Path, device: str, log: Path) -> tuple[subprocess.Popen, str, float]:
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and all its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    todo, total = [root], 0.0
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def start_server(model: Path, device: str, log: Path, threads: int | None) -> tuple[subprocess.Popen, str, float]:
     """Start ``stylize-serve``; return the process, its URL and the seconds until ``/api/info`` answered."""
     port = free_port()
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "inference.serve.cli", "-m", str(model), "--port", str(port), "--device", device]
+    cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     while True:
@@ -80,12 +102,14 @@ def start_server(model: Path, device: str, log: Path) -> tuple[subprocess.Popen,
             time.sleep(0.05)
 
 
-def webcam(model: Path, device: str, seconds: float, warmup: float, screenshot: str | None = None) -> dict:
+def webcam(
+    model: Path, device: str, seconds: float, warmup: float, screenshot: str | None = None, threads: int | None = None
+) -> dict:
     """The browser round trip; returns the figures."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, ready = start_server(model, device, Path(tmp) / "server.log")
+        proc, url, ready = start_server(model, device, Path(tmp) / "server.log", threads)
         try:
             with sync_playwright() as p:
                 args = ["--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream=fps=30",
@@ -99,8 +123,10 @@ def webcam(model: Path, device: str, seconds: float, warmup: float, screenshot: 
                 page.wait_for_function("window.liveStats.received >= 3", timeout=120_000)
                 time.sleep(warmup)
                 start = page.evaluate("[window.liveStats.received, performance.now()]")
+                cpu0 = cpu_seconds(proc.pid), cpu_seconds(os.getpid()) - cpu_seconds(proc.pid)
                 time.sleep(seconds)
                 stats = page.evaluate("({...window.liveStats, now: performance.now(), lat: live.latencies})")
+                cpu1 = cpu_seconds(proc.pid), cpu_seconds(os.getpid()) - cpu_seconds(proc.pid)
                 if screenshot:
                     page.set_viewport_size({"width": 1340, "height": 1000})
                     page.screenshot(path=screenshot, clip={"x": 0, "y": 0, "width": 1340, "height": 700})
@@ -122,6 +148,10 @@ def webcam(model: Path, device: str, seconds: float, warmup: float, screenshot: 
         "median_latency_ms": round(float(np.median(stats["lat"])), 1),
         "server_ms_last": round(stats["serverMs"], 1),
         "dropped_by_server": stats["dropped"],
+        # CPU per displayed frame: the server (decode, network, encode) and the browser (camera, capture and JPEG
+        # encoding, decoding, drawing; with this script and Playwright's driver), against the 2 cores' budget.
+        "server_cpu_ms_per_frame": round(1000 * (cpu1[0] - cpu0[0]) / max(1, frames), 1),
+        "browser_cpu_ms_per_frame": round(1000 * (cpu1[1] - cpu0[1]) / max(1, frames), 1),
     }
 
 
@@ -196,6 +226,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument(
+        "--compare-threads", type=lambda t: [int(v) for v in t.split(",") if v], default=[],
+        help="also run the webcam with stylize-serve --threads N for each N, e.g. 2",
+    )  # fmt: skip
+    p.add_argument(
         "--screenshot", default=None, help="save the page (e.g. docs/serve.png) at the end of the webcam run"
     )
     p.add_argument("--size", default="640x360", help="live CLI stream size (the fake camera is 640x480)")
@@ -215,6 +249,10 @@ def main() -> None:
         if "webcam" in opts.parts:
             result["webcam_640x480"] = webcam(model, opts.device, opts.seconds, opts.warmup, opts.screenshot)
             print("webcam:", result["webcam_640x480"], flush=True)
+        for threads in opts.compare_threads:  # The server's default against other thread counts, same run.
+            key = f"webcam_640x480_threads_{threads}"
+            result[key] = webcam(model, opts.device, opts.seconds, opts.warmup, threads=threads)
+            print(f"webcam, --threads {threads}:", result[key], flush=True)
         if "cli" in opts.parts:
             result[f"live_cli_{opts.size}_25fps"] = live_cli(model, opts.device, opts.seconds, size)
             print("live CLI:", result[f"live_cli_{opts.size}_25fps"], flush=True)

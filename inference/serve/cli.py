@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=ranged(int, 1), default=None,
         help="largest batch of concurrent frames (default: 8 on CUDA, 1 on the CPU)",
     )  # fmt: skip
+    p.add_argument(
+        "--threads", type=ranged(int, 1), default=None, metavar="N",
+        help="CPU threads for the network (default: every core)",
+    )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
     return p
 
@@ -83,6 +87,7 @@ def main(args: Sequence[str] | None = None) -> int:
         ) from None
     from inference.serve.catalog import Catalog
 
+    _set_threads(opts.threads)
     catalog = Catalog(opts.model, _stylizer_options(opts))
     if not is_loopback(opts.host):
         log.warning(
@@ -105,6 +110,15 @@ def main(args: Sequence[str] | None = None) -> int:
     app = create_app(catalog, config)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning" if opts.quiet else "info", ws_max_size=2**24)
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    """Torch's (and so ONNX Runtime's) intra-op threads, when ``--threads`` is given; else torch's default (every
+    core), which bench/live.py measured faster for the webcam than one thread on the shared 2-core CPU."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _stylizer_options(opts: argparse.Namespace) -> dict:
