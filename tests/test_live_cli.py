@@ -154,3 +154,28 @@ def test_realtime_file_to_stdout_is_paced(model, make_video, tmp_path, capfd):
     assert out.startswith("G")  # MPEG-TS sync byte 0x47 on stdout
     written = int(err.strip().splitlines()[-1].split(": ")[1].split(" frames")[0])
     assert written >= 1 and ("none of 25 input frames dropped" in err or "of 25 input frames dropped" in err)
+
+
+def test_file_to_udp_stream_output(model, make_video, tmp_path, capsys):
+    import av
+
+    port = free_udp_port()
+    received: list[tuple[int, int]] = []
+
+    def listen() -> None:
+        with av.open(f"udp://127.0.0.1:{port}?timeout=5000000", format="mpegts", timeout=(20, 3)) as c:
+            try:
+                for frame in c.decode(video=0):
+                    received.append((frame.width, frame.height))
+            except av.error.FFmpegError:
+                pass  # the stream stopped: the read timed out
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.5)
+    clip = make_video(tmp_path / "clip.mp4", n_frames=25, size=(64, 48), fps=25, audio=True)
+    args = [str(clip), "-m", str(model), "-o", f"udp://127.0.0.1:{port}", "--realtime", "--backend", "torch"]
+    assert main(args) == 0
+    listener.join(timeout=30)
+    written = int(capsys.readouterr().err.strip().splitlines()[-1].split(": ", 1)[1].split(" frames")[0])
+    assert written >= 20 and len(received) == written and received[0] == (64, 48)
