@@ -33,7 +33,8 @@ def _decoded(path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # No GPUs even where there are some: these tests compare with the local executor on the CPU.
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -43,8 +43,8 @@ def cluster():
 
     # Fast health checks, so that a removed node is declared dead in about a second, not half a minute.
     config = {"health_check_period_ms": 200, "health_check_failure_threshold": 3}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": config})
-    cluster.add_node(num_cpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "_system_config": config})
+    cluster.add_node(num_cpus=1, num_gpus=0)
     ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
     yield cluster
     ray.shutdown()
@@ -121,7 +121,7 @@ def test_a_node_lost_mid_run(cluster, clips, model, tmp_path, capsys):
         _assert_complete(out, clips)
     finally:
         if worker not in cluster.worker_nodes:
-            cluster.add_node(num_cpus=1)
+            cluster.add_node(num_cpus=1, num_gpus=0)
 
 
 def test_driver_sigterm_leaves_nothing_partial_and_a_rerun_finishes(cluster, clips, model, tmp_path):
