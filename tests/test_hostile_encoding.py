@@ -314,3 +314,25 @@ def test_early_check_accepts_what_some_encoder_of_the_family_takes(no_nvenc):
         check_quality("", ".mp4", 18, "medium")
     with pytest.raises(UserError, match="--codec aac encodes audio, not video"):
         resolve_encoder("aac", ".mp4", 18, "medium", "yuv420p")
+
+
+def test_the_writer_codes_frames_in_the_encoders_pixel_format(tmp_path, make_video, monkeypatch):
+    """What NVENC gets for yuv420p10le (p010le) travels from the resolved encoder to the stream; shown on the CPU
+    with libx264 fed nv12 for a yuv420p output."""
+    from inference.io import video_writer
+    from inference.io.encode_options import EncodeOptions
+    from inference.io.encoders import Encoder
+    from inference.io.readers import open_source
+
+    monkeypatch.setattr(video_writer, "resolve_encoder", lambda *a, **k: Encoder("libx264", {"crf": "18"}, "nv12"))
+    source = open_source(make_video(tmp_path / "in.mp4", n_frames=2, size=(48, 32), audio=False))
+    sink = video_writer.VideoSink(tmp_path / "o.mp4", source.info, EncodeOptions(audio=False))
+    try:
+        assert sink.stream.pix_fmt == "nv12" and sink.yuv_spec is None  # I420 planes would need another pass
+        for frame in source.frames():
+            sink.write(frame.array, frame.pts)
+        sink.close()
+    finally:
+        source.close()
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert len(list(c.decode(video=0))) == 2

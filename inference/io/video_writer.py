@@ -117,7 +117,7 @@ class VideoSink:
         """The matrix and range of planes :meth:`write_planes` takes, or ``None`` if the pixel format needs RGB."""
         from inference.colour import YuvSpec
 
-        if self.pix_fmt != "yuv420p":
+        if self.pix_fmt != "yuv420p" or self.encoder.pix_fmt != "yuv420p":
             return None
         left = chroma_left_sited(self.encoder.name)  # decoders of H.264/HEVC read 4:2:0 chroma as left-sited
         return YuvSpec(self.tags.matrix_name(*_size(self.info)), full_range=False, chroma_left=left)
