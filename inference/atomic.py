@@ -34,6 +34,8 @@ def check_destination(dst: str | os.PathLike, *, overwrite: bool, is_dir: bool) 
         MediaError: The output exists (without ``overwrite``), its folder is missing or not writable, or an existing
             folder output holds files this tool did not write.
     """
+    if not os.fspath(dst).strip():
+        raise MediaError(f"the output path {os.fspath(dst)!r} is empty")  # Path("") would be ".", the current folder.
     dst = Path(dst)
     parent = dst.absolute().parent
     if not parent.is_dir():

@@ -336,3 +336,9 @@ def test_the_writer_codes_frames_in_the_encoders_pixel_format(tmp_path, make_vid
         source.close()
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert len(list(c.decode(video=0))) == 2
+
+
+def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
+    assert _run(src, "-m", model, "-o", "") == 2
+    assert capsys.readouterr().err == "error: the output path '' is empty\n"
