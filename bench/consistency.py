@@ -66,7 +66,7 @@ def quality(network: torch.nn.Module, clip: Path, frames: int, levels: list[floa
     return result
 
 
-def timing(path: Path, clip: Path, level: float, repeats: int) -> dict:
+def timing(path: Path, clip: Path, level: float, repeats: int, seconds_of_clip: float) -> dict:
     """End-to-end seconds per-frame vs ``level``, alternating, after one warm-up each; the median ratio."""
     stylizers = {
         "per_frame": Stylizer.from_artifact(path, device="cpu"),
@@ -77,12 +77,14 @@ def timing(path: Path, clip: Path, level: float, repeats: int) -> dict:
         for run in range(repeats + 1):
             for name, stylizer in stylizers.items():
                 start = time.perf_counter()
-                stylize_file(stylizer, clip, Path(tmp) / f"{name}.mp4", overwrite=True, max_side=640)
+                out = Path(tmp) / f"{name}.mp4"
+                stylize_file(stylizer, clip, out, overwrite=True, max_side=640, duration=seconds_of_clip)
                 if run > 0:  # run 0 is the warm-up (ONNX export, allocator, page cache)
                     seconds[name].append(time.perf_counter() - start)
     ratios = [c / p for c, p in zip(seconds["consistency"], seconds["per_frame"], strict=True)]
     backend = stylizers["per_frame"].backend
-    return {"clip": clip.name, "level": level, "backend": backend, "encoder": "libx264 crf 18 preset medium",
+    return {"clip": clip.name, "seconds_of_clip": seconds_of_clip, "level": level, "backend": backend,
+            "encoder": "libx264 crf 18 preset medium",
             "seconds": seconds, "time_ratio_median": statistics.median(ratios), "time_ratios": ratios}  # fmt: skip
 
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", default=f"0.5,{DEFAULT_CONSISTENCY},1", help="consistency levels")
     parser.add_argument("--rulers", default="dis,farneback")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds of the first clip for the timing")
     parser.add_argument("--out", type=Path, default=Path("bench/results/consistency-cpu.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"quality: {clip.name}", file=sys.stderr, flush=True)
         report["quality"].append(quality(network, clip, args.frames, levels, args.rulers.split(",")))
     print(f"timing: {args.clips[0].name}", file=sys.stderr, flush=True)
-    report["timing"] = timing(Path(args.model), args.clips[0], DEFAULT_CONSISTENCY, args.repeats)
+    report["timing"] = timing(Path(args.model), args.clips[0], DEFAULT_CONSISTENCY, args.repeats, args.seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     for q in report["quality"]:

@@ -4,7 +4,7 @@ input's motion, where the pixel stayed visible.
 For frame ``t`` with per-frame stylization ``P_t`` (whatever the network, blend, stroke scale, colour or strength
 options made of it) the stage outputs::
 
-    O_t = P_t + S * w_t * (warp(O_{t-1}, flow_t->t-1) - P_t)
+    O_t = C(P_t + S * w_t * (warp(O_{t-1}, flow_t->t-1) - P_t))
 
 - ``flow`` is OpenCV DIS on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
   and backward, estimated at reduced resolution (:data:`FLOW_SCALE`) in a worker thread while the network runs.
@@ -13,6 +13,7 @@ options made of it) the stage outputs::
   matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma difference), so newly visible regions and
   flow failures take the fresh stylization exactly and leave no ghost trails.
 - A scene cut (input histograms, :func:`inference.flow.is_cut`) resets the history: ``O_t = P_t``.
+- ``C`` restores the local contrast of ``P_t`` that the blend averaged away (:func:`restore_contrast`).
 - ``S`` is the user's strength: 0 is off (the stage is not even built, so the output is bit-identical to per-frame
   output), 1 keeps visible pixels fully.
 
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from inference.errors import UserError
 from inference.flow import CUT_THRESHOLD, dis_flow, flow_tensor, histogram_signature, occlusion_mask, to_gray, warp
 from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
+# Said once per Stylizer on a GPU: the stage (DIS flow and the blend) runs on the host.
+HOST_NOTE = "consistency: optical flow (OpenCV DIS) and blending run on the host CPU, beside the device's work"
 
 #: DIS preset and estimation scale for the stage (chosen by bench/consistency.py).
 FLOW_PRESET = "medium"
@@ -47,6 +49,9 @@ FLOW_SCALE = 0.5
 #: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
 #: reaches 0: the flow is wrong there, or the light changed, so the fresh stylization is the safer choice.
 PHOTO_TOLERANCE = 0.05
+#: Local contrast restoration after the blend (:func:`restore_contrast`): box size in pixels and the largest gain.
+CONTRAST_WINDOW = 13
+MAX_CONTRAST_GAIN = 2.0
 #: Visibility is eroded by this many pixels: DIS flow is smooth across motion boundaries, so the pixels next to an
 #: occlusion are the likeliest to be carried wrongly (ghost fringes at the trailing edges of moving objects).
 OCCLUSION_MARGIN = 3
@@ -65,14 +70,14 @@ class Motion:
     """What the stage needs to carry the previous output into frame ``t``.
 
     Attributes:
-        flow: ``float32 [1,2,H,W]`` from frame t to frame t-1 in frame t's coordinates (pixels), or None when there
+        flow: ``float32 [H,W,2]`` from frame t to frame t-1 in frame t's coordinates (pixels), or None when there
             is no usable history (first frame, scene cut, size change).
-        weight: ``float32 [1,1,H,W]`` in [0, 1]: visibility times the photometric check (None with ``flow``).
+        weight: ``float32 [H,W,1]`` in [0, 1]: visibility times the photometric check (None with ``flow``).
         cut: Whether frame t starts a new shot.
     """
 
-    flow: Tensor | None
-    weight: Tensor | None
+    flow: np.ndarray | None
+    weight: np.ndarray | None
     cut: bool = False
 
 
@@ -82,8 +87,8 @@ class _MotionEstimator:
     Called from one worker thread only, in frame order, so its state needs no lock.
     """
 
-    def __init__(self, preset: str, scale: float, device: torch.device) -> None:
-        self.preset, self.scale, self.device = preset, scale, device
+    def __init__(self, preset: str, scale: float) -> None:
+        self.preset, self.scale = preset, scale
         self._gray: np.ndarray | None = None
         self._hist: np.ndarray | None = None
 
@@ -95,22 +100,64 @@ class _MotionEstimator:
             return Motion(None, None)
         if prev_gray.shape != gray.shape or 0.5 * np.abs(hist - prev_hist).sum(1).mean() > CUT_THRESHOLD:
             return Motion(None, None, cut=True)
-        back = flow_tensor(dis_flow(gray, prev_gray, self.preset, self.scale))  # t -> t-1
+        back_np = dis_flow(gray, prev_gray, self.preset, self.scale)  # t -> t-1
+        back = flow_tensor(back_np)
         ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))  # t-1 -> t
         visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
         luma = torch.from_numpy(np.stack([gray, prev_gray])).float().div_(255.0).unsqueeze(1)
         # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
         mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
         weight = visible * (1.0 - mismatch / PHOTO_TOLERANCE).clamp_(0.0, 1.0)
-        return Motion(back.to(self.device), weight.to(self.device))
+        return Motion(back_np, weight[0].permute(1, 2, 0).numpy())
+
+
+def carry(previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``previous`` (float32 ``[H,W,3]``) sampled at ``x + flow(x)`` (bilinear, 0 outside), as
+    :func:`inference.flow.warp` does, with OpenCV's remap (single pass, no thread-pool overhead)."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    return cv2.remap(previous, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def restore_contrast(blended: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Give ``blended`` back the local contrast of ``current`` where blending took it away.
+
+    Averaging the fresh stylization with the carried history lowers the variance of whatever differs between them
+    (flicker, and texture that the bilinear warp softens a little at every frame); along a recursion that compounds
+    into a flat, blurred painting. Here each channel's deviation from its local mean (a :data:`CONTRAST_WINDOW`-pixel
+    box) is scaled by ``std(current) / std(blended)`` over the same box, only upwards and at most
+    :data:`MAX_CONTRAST_GAIN` times (variance-preserving blending, as in Heitz and Neyret 2018). Where nothing was
+    blended the two deviations are equal and the gain is 1; since the gain is a smooth, local statistic of the
+    per-frame output, it restores contrast without bringing back the frame-to-frame flicker itself.
+
+    Args:
+        blended, current: ``float32 [H,W,3]`` in [0, 1].
+
+    Returns:
+        ``float32 [H,W,3]`` in [0, 1].
+    """
+    import cv2
+
+    k = (CONTRAST_WINDOW, CONTRAST_WINDOW)
+    mean = cv2.blur(blended, k)
+    var_blended = np.maximum(cv2.blur(blended * blended, k) - mean * mean, 0.0)
+    mean_current = cv2.blur(current, k)
+    var_current = np.maximum(cv2.blur(current * current, k) - mean_current * mean_current, 0.0)
+    gain = np.clip(np.sqrt((var_current + 1e-5) / (var_blended + 1e-5)), 1.0, MAX_CONTRAST_GAIN)
+    return np.clip(mean + gain * (blended - mean), 0.0, 1.0)
 
 
 class ConsistencyStage:
     """The consistency stage around a frame stylizer (see the module docstring for the formula).
 
+    It runs on the host whatever the Stylizer's device: its inputs (the uint8 input and output frames) are there
+    already, and OpenCV's single-pass remap and box filters cost a few milliseconds per 640x360 frame.
+
     Args:
         strength: ``S`` in (0, 1].
-        device: Where the previous output is kept and combined (the Stylizer's device).
         clock: Receives ``flow`` (worker thread) and ``consistency`` (combination) busy time; None = not timed.
         preset, scale: DIS preset and estimation scale (defaults: :data:`FLOW_PRESET`, :data:`FLOW_SCALE`).
 
@@ -122,19 +169,15 @@ class ConsistencyStage:
         self,
         strength: float,
         *,
-        device: str | torch.device = "cpu",
         clock: StageClock | None = None,
         preset: str = FLOW_PRESET,
         scale: float = FLOW_SCALE,
     ) -> None:
         self.strength = check_consistency(strength)
-        self.device = torch.device(device)
         self.clock = clock
         self.cuts = 0
-        self._estimate = _MotionEstimator(preset, scale, self.device)
-        self._previous: Tensor | None = None
-        if self.device.type != "cpu":
-            log.info("consistency: optical flow runs on the CPU (OpenCV DIS, in a worker thread); no device flow")
+        self._estimate = _MotionEstimator(preset, scale)
+        self._previous: np.ndarray | None = None
 
     def run(
         self,
@@ -174,17 +217,18 @@ class ConsistencyStage:
         """One frame of the recursion: ``uint8 [H,W,3]`` per-frame output and its :class:`Motion` -> consistent
         ``uint8 [H,W,3]``. The history is kept in float so that rounding does not accumulate."""
         t0 = time.perf_counter()
-        current = torch.from_numpy(np.ascontiguousarray(out)).to(self.device).permute(2, 0, 1).unsqueeze(0)
-        current = current.float().div_(255.0)
+        current = np.asarray(out, dtype=np.float32) * np.float32(1.0 / 255.0)
         self.cuts += int(motion.cut)
         previous = self._previous
         if motion.flow is None or previous is None or previous.shape != current.shape:
             result = current
         else:
-            carried = warp(previous, motion.flow)
-            result = torch.lerp(current, carried, motion.weight * self.strength)
+            carried = carry(previous, motion.flow)
+            blended = current + (motion.weight * np.float32(self.strength)) * (carried - current)
+            # Only where something was carried: newly visible pixels stay the fresh stylization, bit for bit.
+            result = np.where(motion.weight > 0, restore_contrast(blended, current), current)
         self._previous = result
-        frame = result.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+        frame = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
         if self.clock is not None:
             self.clock.add("consistency", time.perf_counter() - t0)
-        return np.ascontiguousarray(frame)
+        return frame

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
-from inference.consistency import ConsistencyStage, check_consistency
+from inference.consistency import HOST_NOTE, ConsistencyStage, check_consistency
 from inference.cuda_errors import is_out_of_memory, is_retryable_batch_error
 from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
@@ -157,6 +157,8 @@ class Stylizer:
         self.network = network
         self.set_style(style)
         self.consistency = check_consistency(consistency)
+        if self.consistency > 0 and self.device.type != "cpu":
+            log.info(HOST_NOTE)  # no device flow yet: DIS on the CPU, overlapped with the device's work
         self._forward: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(network, mode=self._compile_mode) if self.compiled else network
         )
@@ -353,7 +355,7 @@ class Stylizer:
         if self.consistency > 0:
             if yuv_in is not None or yuv_out is not None:
                 raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
-            stage = ConsistencyStage(self.consistency, device=self.device, clock=clock)
+            stage = ConsistencyStage(self.consistency, clock=clock)
             yield from stage.run(items, partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock))
         else:
             yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
