@@ -209,6 +209,9 @@ def test_finding_09_frozen_balance_never_reads_the_device():
         done.observe(torch.tensor(2.0), torch.tensor(1.0))
     fresh.load_state_dict(done.state_dict())
     assert fresh.frozen is True
+    import pickle
+
+    assert pickle.loads(pickle.dumps(done)).frozen is True  # no hook that would stop ddp_spawn from pickling it
 
 
 def test_finding_09_frozen_perceptual_balance_never_reads_the_device():

@@ -48,7 +48,11 @@ class TemporalBalance(nn.Module):
         # A host-side copy of ``seen``: reading the buffer (on the GPU) every step would wait for the device each
         # time. ``None`` means unknown (fresh or just loaded); it is read from the buffer once, then counted here.
         self._host_seen: int | None = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_host_seen", None))
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        # A loaded ``seen`` makes the host copy stale; a method, not a hook, so the module stays picklable.
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_seen = None
 
     @property
     def frozen(self) -> bool:
