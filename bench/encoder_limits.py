@@ -11,7 +11,7 @@ multiple shows). Slow: one process start per size.
 
 Usage (from the repository root)::
 
-    python bench/encoder_limits.py --max 80
+    python -m bench.encoder_limits --max 80
 
 Results: a table on stdout and ``bench/results/encoder-limits.json``.
 """

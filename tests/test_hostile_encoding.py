@@ -342,3 +342,22 @@ def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(tmp_path
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
     assert _run(src, "-m", model, "-o", "") == 2
     assert capsys.readouterr().err == "error: the output path '' is empty\n"
+
+
+@pytest.mark.parametrize("name", ["libvpx-vp9", "libsvtav1"])
+def test_medium_is_the_encoders_ffmpeg_default(name, make_clip_frames):
+    """--preset medium (the default) changes nothing against FFmpeg's own defaults: the same packets."""
+
+    def packets(options: dict) -> list[bytes]:
+        ctx = av.codec.CodecContext.create(name, "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 48, "yuv420p", Fraction(1, 25)
+        ctx.options = {"crf": "30", **options}
+        out = []
+        for i, frame in enumerate(make_clip_frames(4, size=(48, 64))):
+            f = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            out += [bytes(p) for p in ctx.encode(f)]
+        return out + [bytes(p) for p in ctx.encode(None)]
+
+    assert packets({}) == packets(PRESETS[name]["medium"])
+    assert packets({}) != packets(PRESETS[name]["ultrafast"])  # and the mapping does reach the encoder
