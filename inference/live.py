@@ -215,7 +215,9 @@ def run_live(opts, stylizer_options: dict) -> int:
     source = LiveSource(src, Resize(opts.size, opts.max_side, True))
     try:
         ext = Path(opts.output).suffix.lower() if dst else ".ts"
-        encoder = resolve_encoder(opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, (source.width, source.height))
+        encoder = resolve_encoder(
+            opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, size=(source.width, source.height)
+        )
         live = src.kind != "file"
         run = {"pace": opts.realtime and not live, "drop": live or opts.realtime, "duration": opts.duration}
         if dst is None:

@@ -78,7 +78,7 @@ def opens(name: str, pix_fmt: str = "yuv420p", options: tuple = (), size: tuple[
 
 
 def resolve_encoder(
-    codec: str | None, ext: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, int] | None = None
+    codec: str | None, ext: str, crf: int, preset: str, pix_fmt: str, *, size: tuple[int, int] | None = None
 ) -> Encoder:
     """Pick and check the encoder for ``--codec`` (a name, a family or ``None``) before anything is decoded.
 
