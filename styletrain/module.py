@@ -74,6 +74,9 @@ class StyleTransferModule(pl.LightningModule):
             ``temporal_calibration_steps`` training steps, then frozen; see
             :mod:`styletrain.temporal.balance`). Carries over between loss networks; trains on frame pairs.
         temporal_calibration_steps: Training steps averaged to calibrate ``temporal_balance``.
+        temporal_balance_against: What the balance is a multiple of: the weighted ``content`` term, or the whole
+            weighted ``perceptual`` objective (content + style + TV), which keeps the temporal term's share when
+            the style term dominates.
         temporal_feature_weight: Weight of the feature-level temporal loss on the net's 1/4-resolution features.
         temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
         motion: Overrides of :class:`styletrain.temporal.motion.MotionConfig` for synthetic pairs, e.g.
@@ -112,6 +115,7 @@ class StyleTransferModule(pl.LightningModule):
         temporal_weight: float = 0.0,
         temporal_balance: float | None = None,
         temporal_calibration_steps: int = 50,
+        temporal_balance_against: Literal["content", "perceptual"] = "content",
         temporal_feature_weight: float = 0.0,
         temporal_luminance: bool = False,
         motion: dict[str, Any] | None = None,
@@ -129,6 +133,10 @@ class StyleTransferModule(pl.LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr_schedule {lr_schedule!r}; available: constant, cosine")
+        if temporal_balance_against not in ("content", "perceptual"):
+            raise UserError(
+                f"unknown temporal_balance_against {temporal_balance_against!r}; available: content, perceptual"
+            )
         # Read the style images now so that a bad path fails before any training machinery starts.
         self._load_styles(style, style_size)
         self.net = _build_net(network, _with_styles(network_kwargs, self.num_styles), channels_last, compile)
@@ -286,8 +294,14 @@ class StyleTransferModule(pl.LightningModule):
         if self.temporal_balance is None or "temporal" not in terms:
             return weights
         if self.training:
-            self.temporal_balance.observe(weights["content"] * terms["content"], terms["temporal"])
+            self.temporal_balance.observe(self._temporal_reference(terms, weights), terms["temporal"])
         return weights | {"temporal": self.temporal_balance.weight.float()}
+
+    def _temporal_reference(self, terms: dict[str, Tensor], weights: dict[str, Any]) -> Tensor:
+        """What the temporal balance is relative to: the weighted content term, or the whole weighted perceptual
+        objective (content + style + TV), per ``temporal_balance_against``."""
+        keys = ("content",) if self.hparams.temporal_balance_against == "content" else ("content", "style", "tv")
+        return sum(weights[k] * terms[k].detach() for k in keys if k in terms)
 
     def motion_generator(self) -> torch.Generator:
         """The synthetic motion's private generator on the module's device, seeded from ``motion_seed``, this

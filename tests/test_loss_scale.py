@@ -72,3 +72,20 @@ def test_invalid_balances_are_user_errors(style_path):
         _module(style_path, style_balance=0.0)
     with pytest.raises(UserError, match="style_balance"):
         _module(style_path, style_balance=1.0, tv_balance=-1.0)
+
+
+def test_temporal_balance_against_the_whole_perceptual_objective(style_path, content):
+    runs = {}
+    for against in ("content", "perceptual"):
+        module = _module(
+            style_path, temporal_balance=0.5, temporal_calibration_steps=1, temporal_balance_against=against
+        )
+        terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
+        runs[against] = (float(module.temporal_balance.weight), {k: float(v) for k, v in terms.items()})
+    weights = module.loss_weights
+    (w_content, terms), (w_perceptual, _) = runs["content"], runs["perceptual"]
+    assert w_content == pytest.approx(0.5 * weights["content"] * terms["content"] / terms["temporal"], rel=1e-4)
+    whole = sum(weights[k] * terms[k] for k in ("content", "style", "tv"))
+    assert w_perceptual == pytest.approx(0.5 * whole / terms["temporal"], rel=1e-4)
+    with pytest.raises(UserError, match="temporal_balance_against"):
+        _module(style_path, temporal_balance=0.5, temporal_balance_against="style")

@@ -46,14 +46,17 @@ def _module(style_path, temporal_weight: float = 0.0, **temporal):
         )
 
 
-def _train(style_path, stills: torch.Tensor, steps: int, seed: int = 0, **temporal):
+def _train(style_path, stills: torch.Tensor, steps: int, seed: int = 0, lr: float = 0.01, **temporal):
+    """A matched run: the same initial weights and batches whatever ``temporal`` is (the synthetic motion draws from
+    the module's private generator, never from the data generator)."""
     torch.manual_seed(seed)
-    module = _module(style_path, **temporal)
-    optimizer = torch.optim.Adam(module.net.parameters(), lr=0.01)
+    module = _module(style_path, motion_seed=seed, **temporal)
+    optimizer = torch.optim.Adam(module.net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(stills), (2,), generator=gen)
-        loss = module.loss_terms({"content": stills[idx]}, generator=gen)["total"]
+        motion = module.motion_generator() if module.temporal_on else None
+        loss = module.loss_terms({"content": stills[idx]}, generator=motion)["total"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -66,19 +69,33 @@ def _stylize(module, frames: list[np.ndarray]) -> list[np.ndarray]:
     return list((module(x).clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy())
 
 
+# Two settings that differ in every knob a user turns: style image, seed, learning rate, training length and crop
+# size. The default has to hold in both, not just in the one it was tuned on. (Measured on setting 2 with relative
+# perceptual weights, --model.style_balance 1, the same temporal balance gave 1.67x the per-frame warping error:
+# the default is derived for absolute weights only; README, "Training defaults across loss nets".)
+SETTINGS = {
+    "style42-seed0-lr1e-2-30steps-32px": {"style_seed": 42, "seed": 0, "lr": 0.01, "steps": 30, "size": 32},
+    "style7-seed1-lr5e-3-40steps-40px": {"style_seed": 7, "seed": 1, "lr": 0.005, "steps": 40, "size": 40},
+}
+
+
 @pytest.mark.slow
-def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image, make_clip_frames):
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image, make_clip_frames, setting):
+    cfg = SETTINGS[setting]
     style = tmp_path / "style.png"
-    Image.fromarray(make_image(64, 64, seed=42)).save(style)
-    stills = torch.from_numpy(np.stack([make_image(32, 32, seed=100 + i) for i in range(8)]))
+    Image.fromarray(make_image(64, 64, seed=cfg["style_seed"])).save(style)
+    stills = torch.from_numpy(np.stack([make_image(cfg["size"], cfg["size"], seed=100 + i) for i in range(8)]))
     stills = stills.permute(0, 3, 1, 2).float() / 255.0
     clip = make_clip_frames(8, size=(64, 96), shift=(3, 1), seed=7)  # unseen image, unseen size, real pan
 
-    # A 30-step run: the weight is calibrated over its first 10 steps (configs/video.yaml: 50 of a long run).
-    runs = {"per-frame": {}, "temporal": {"temporal_balance": _video_balance(), "temporal_calibration_steps": 10}}
+    # A short run: the weight is calibrated over its first 10 steps (configs/video.yaml: 50 of a long run).
+    temporal = {"temporal_balance": _video_balance(), "temporal_calibration_steps": 10}
+    runs = {"per-frame": cfg.get("options", {}), "temporal": cfg.get("options", {}) | temporal}
     errors, contrast = {}, {}
-    for name, temporal in runs.items():
-        outputs = _stylize(_train(style, stills, steps=30, **temporal), clip)
+    for name, options in runs.items():
+        module = _train(style, stills, steps=cfg["steps"], seed=cfg["seed"], lr=cfg["lr"], **options)
+        outputs = _stylize(module, clip)
         errors[name] = clip_warping_error(clip, outputs, method="dis")
         contrast[name] = clip_stats(outputs)["contrast"]
     floor = clip_warping_error(clip, clip, method="dis")
