@@ -138,8 +138,10 @@ function pump() {
     live.inFlight += 1;
     live.lastTime = video.currentTime;
     const c = live.capture;
-    c.width = video.videoWidth;
-    c.height = video.videoHeight;
+    if (c.width !== video.videoWidth || c.height !== video.videoHeight) {
+      c.width = video.videoWidth; // resizing reallocates the canvas: only when the camera's size changes
+      c.height = video.videoHeight;
+    }
     c.getContext("2d").drawImage(video, 0, 0);
     const tag = performance.now();
     c.toBlob(async (blob) => {
