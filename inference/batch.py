@@ -259,6 +259,7 @@ class _Progress:
 
 def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
     """A bad ``--codec``, ``--preset``, ``--pix-fmt`` or ``--crf`` fails once, before any file, not once per file."""
+    from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PRESET
     from inference.io.encoders import resolve_encoder
     from inference.io.writers import output_kind
 
@@ -266,9 +267,9 @@ def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
         resolve_encoder(
             options.get("codec"),
             ext,
-            options.get("crf", 18),
-            options.get("preset", "medium"),
-            options.get("pix_fmt", "yuv420p"),
+            options.get("crf", DEFAULT_CRF),
+            options.get("preset", DEFAULT_PRESET),
+            options.get("pix_fmt", DEFAULT_PIX_FMT),
         )
 
 
