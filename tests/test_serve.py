@@ -333,3 +333,17 @@ def test_an_artifact_that_fails_to_load_answers_one_line(model, tmp_path, make_i
         r = c.post("/api/image", files=image, data={"artifact": "b"})
         assert r.status_code == 400 and "b.safetensors" in r.json()["error"]
         assert c.post("/api/image", files=image, data={"artifact": "a"}).status_code == 200  # the worker lives on
+
+
+def test_stopping_server_ends_running_jobs(model, make_video, tmp_path):
+    from inference.serve.video_jobs import VideoJobs
+
+    jobs = VideoJobs(Catalog(model, {"device": "cpu", "backend": "torch"}), max_jobs=1)
+    clip = make_video(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), audio=False)
+    job_id, path = jobs.new_upload("clip.mp4")
+    path.write_bytes(clip.read_bytes())
+    jobs._stopping.set()  # As close() does, before the job's first frame: it must end there, not run to the end.
+    job = jobs.start(job_id, "clip.mp4", path, Controls("m"))
+    jobs.close()
+    assert job.status == "failed" and job.error == "clip.mp4: the server stopped before the video was finished"
+    assert job.frames == 0 and not jobs.folder.exists()

@@ -59,14 +59,16 @@ class VideoJob:
 class _Counting:
     """A stylizer whose ``process`` counts the frames it yields (the job's progress); everything else delegated."""
 
-    def __init__(self, stylizer, job: VideoJob) -> None:
-        self._stylizer, self._job = stylizer, job
+    def __init__(self, stylizer, job: VideoJob, stopping: threading.Event) -> None:
+        self._stylizer, self._job, self._stopping = stylizer, job, stopping
 
     def __getattr__(self, name: str):
         return getattr(self._stylizer, name)
 
     def process(self, items, **kwargs):
         for out in self._stylizer.process(items, **kwargs):
+            if self._stopping.is_set():  # The server is stopping: end the job now (its temporary output is removed).
+                raise UserError("the server stopped before the video was finished")
             self._job.frames += 1
             yield out
 
@@ -86,6 +88,7 @@ class VideoJobs:
         self._owns_folder = folder is None
         self.jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="stylize-video-job")
 
     def active(self) -> int:
@@ -119,7 +122,9 @@ class VideoJobs:
         job.status = "running"
         try:
             stylizer = self.catalog.load(job.controls.artifact, job.controls)
-            result = stylize_file(_Counting(stylizer, job), job.src, job.dst, overwrite=True, audio=True)
+            result = stylize_file(
+                _Counting(stylizer, job, self._stopping), job.src, job.dst, overwrite=True, audio=True
+            )
             job.frames, job.warnings, job.status = result.frames, result.warnings, "done"
         except UserError as exc:
             job.error, job.status = f"{job.name}: {str(exc).replace(str(job.src), '').lstrip(': ')}", "failed"
@@ -137,7 +142,8 @@ class VideoJobs:
             del self.jobs[job.id]
 
     def close(self) -> None:
-        """Wait for running jobs, then remove the temporary folder."""
+        """Stop running jobs at their next frame, drop queued ones, then remove the temporary folder."""
+        self._stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._owns_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
