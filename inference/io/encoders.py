@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from inference.errors import UserError
-from inference.io.encode_options import quality_options
+from inference.io.encode_options import DEFAULT_PIX_FMT, quality_options
 from inference.io.encoder_limits import SIZE_LIMITS, check_size
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Encoder:
 
     name: str
     options: dict
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str = DEFAULT_PIX_FMT
 
     @property
     def nvenc(self) -> bool:
@@ -62,7 +62,9 @@ def coded_pix_fmt(name: str, pix_fmt: str) -> str:
 
 
 @functools.cache
-def opens(name: str, pix_fmt: str = "yuv420p", options: tuple = (), size: tuple[int, int] = _PROBE_SIZE) -> str | None:
+def opens(
+    name: str, pix_fmt: str = DEFAULT_PIX_FMT, options: tuple = (), size: tuple[int, int] = _PROBE_SIZE
+) -> str | None:
     """Open encoder ``name`` once at ``size`` (no frame is encoded): ``None`` if it works, else FFmpeg's reason."""
     import av
 
