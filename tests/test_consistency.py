@@ -164,3 +164,14 @@ def test_evaluate_leaves_the_cut_pair_out_and_compares_levels(tmp_path, make_cli
     for row in levels:
         assert {"warping_error_ratio", "contrast_ratio", "colourfulness_ratio", "ghosting", "time_ratio"} <= set(row)
     assert levels[1]["warping_error_ratio"] < levels[0]["warping_error_ratio"] < 1.0
+
+
+def test_contrast_is_kept_while_flicker_falls(make_clip_frames):
+    from styletrain.output_stats import clip_stats
+
+    size, shift, n = (64, 96), (1, 1), 10
+    frames = make_clip_frames(n, size=size, shift=shift)
+    flows = _known_flows(n, size, shift)
+    per_frame, steady = _run(frames, 0.0), _run(frames, 0.8)
+    assert clip_stats(steady)["contrast"] >= 0.95 * clip_stats(per_frame)["contrast"]
+    assert warping_error(steady, *flows) < 0.5 * warping_error(per_frame, *flows)
