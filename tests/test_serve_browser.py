@@ -67,12 +67,31 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``stylize-serve`` in its own process, as a user starts it; yields its URL once it answers."""
+def multi(model: Path) -> Path:
+    """A two-style ``light`` artifact ("dots", "waves") beside ``model``: the server offers both."""
+    import torch
+
+    from inference.artifact import save_artifact
+    from inference.networks import build_network
+
+    torch.manual_seed(1)
+    net = build_network("light", num_styles=2)
+    with torch.no_grad():  # Fresh conditional norms are the same for every style: make the two differ.
+        for p in net.parameters():
+            if p.dim() == 2 and p.shape[0] == 2:
+                p[1].mul_(-1.5)
+    styles = [("dots", "0" * 64), ("waves", "1" * 64)]
+    return save_artifact(model.parent / "multi.safetensors", net, config={}, temporal=False, styles=styles)
+
+
+@pytest.fixture(scope="module")
+def server(model: Path, multi: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``stylize-serve`` on the folder of both artifacts, in its own process, as a user starts it; yields its URL once
+    it answers."""
     tmp_path = tmp_path_factory.mktemp("serve-log")
     port = free_port()
     log = open(tmp_path / "server.log", "w")
-    cmd = [sys.executable, "-m", "inference.serve.cli", "-m", str(model), "--port", str(port), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "inference.serve.cli", "-m", str(model.parent), "--port", str(port), "--device", "cpu"]
     proc = subprocess.Popen(cmd + ["--max-upload-mb", "5"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -137,7 +156,7 @@ _LAST_PAIR = """async () => {
 }"""
 
 
-def test_webcam_stream_in_the_browser(page, model):
+def test_webcam_stream_in_the_browser(page, model, multi):
     from inference.serve.frames import STREAM_JPEG_QUALITY, encode_image
     from inference.stylizer import Stylizer
 
@@ -166,7 +185,19 @@ def test_webcam_stream_in_the_browser(page, model):
     page.wait_for_function(f"window.liveStats.received >= {seen + 12}", timeout=30_000)
     if screenshot:
         page.screenshot(path=screenshot, clip={"x": 0, "y": 0, "width": 1340, "height": 700})
+    # Another artifact and one of its styles, chosen on the page, apply to the next frames.
+    assert page.is_hidden("#style-row")
+    page.select_option("#artifact", "multi")
+    assert page.is_visible("#style-row")
+    page.select_option("#style", "waves")
+    seen = page.evaluate("window.liveStats.received")
+    page.wait_for_function(f"window.liveStats.received >= {seen + 6}", timeout=60_000)
+    pair = page.evaluate(_LAST_PAIR)
     page.click("#stop")
+    camera, shown = rgb(base64.b64decode(pair["sent"])), rgb(base64.b64decode(pair["shown"]))
+    waves = Stylizer.from_artifact(multi, device="cpu", style="waves")
+    expected = rgb(encode_image(waves.image(camera.astype(np.uint8)), "JPEG", STREAM_JPEG_QUALITY))
+    assert np.abs(shown - expected).mean() < 2.0
 
 
 def test_uploads_and_errors_in_the_browser(page, make_image, make_video, tmp_path):
