@@ -361,3 +361,14 @@ def test_medium_is_the_encoders_ffmpeg_default(name, make_clip_frames):
 
     assert packets({}) == packets(PRESETS[name]["medium"])
     assert packets({}) != packets(PRESETS[name]["ultrafast"])  # and the mapping does reach the encoder
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libsvtav1"])
+def test_an_error_after_the_encoder_probe_is_still_one_line(tmp_path, make_video, model, capfd, codec):
+    """x265 and SVT-AV1 print a banner whenever they open (40 lines for SVT-AV1); the probe keeps them quiet."""
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
+    (tmp_path / "out.mp4").write_bytes(b"taken")
+    encoders.opens.cache_clear()  # the probe must really run in this test
+    assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu") == 2
+    err = capfd.readouterr().err
+    assert err == f"error: {tmp_path / 'out.mp4'}: already exists (use --overwrite to replace it)\n", err

@@ -187,7 +187,8 @@ def test_encoder_choice_prefers_nvenc_when_it_opens(monkeypatch):
 
 
 def test_software_encoders_map_every_quality_flag():
-    assert resolve_encoder("libx265", ".mp4", 22, "fast", "yuv420p").options == {"crf": "22", "preset": "fast"}
+    x265 = resolve_encoder("libx265", ".mp4", 22, "fast", "yuv420p").options
+    assert x265 == {"crf": "22", "preset": "fast", "x265-params": "log-level=error"}
     vp9 = resolve_encoder("libvpx-vp9", ".webm", 30, "medium", "yuv420p").options
     assert vp9 == {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "1"}
     with pytest.raises(UserError, match="--crf has no effect with --codec mpeg4"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -34,6 +35,10 @@ _DEFAULT_FAMILY = {".webm": "vp9"}
 # their plain twins (the full range travels in the stream's colour tags, as FFmpeg does for NVENC).
 NVENC_PIX_FMTS = {"yuv420p10le": "p010le", "yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
 _PROBE_SIZE = (256, 256)
+# Encoders that print a banner of info lines on stderr whenever they open: quieted to errors, so that a one-line
+# error (or -q) is not buried under them. SVT-AV1 reads its level from the environment (a user's own setting stays).
+_QUIET = {"libx265": {"x265-params": "log-level=error"}}
+_QUIET_ENV = {"libsvtav1": ("SVT_LOG", "1")}
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ def opens(
 ) -> str | None:
     """Open encoder ``name`` once at ``size`` (no frame is encoded): ``None`` if it works, else FFmpeg's reason."""
     import av
+
+    if name in _QUIET_ENV:
+        os.environ.setdefault(*_QUIET_ENV[name])
 
     try:
         ctx = av.codec.CodecContext.create(name, "w")
@@ -160,13 +168,13 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, in
     formats = [f.name for f in (codec.video_formats or [])]
     if formats and coded not in formats:
         raise UserError(f"--pix-fmt {pix_fmt} is not supported by {name} (use one of {', '.join(formats)})")
-    options = quality_options(name, crf, preset)
+    options = quality_options(name, crf, preset) | _QUIET.get(name, {})
     if size is not None:
         check_size(name, pix_fmt, *size)
     # Encoders without a measured size table (NVENC, any other FFmpeg name) are opened at the real size.
     probe = size if size is not None and name not in SIZE_LIMITS else _PROBE_SIZE
     at = f" at {probe[0]}x{probe[1]}" if probe != _PROBE_SIZE else ""
-    reason = opens(name, coded, (), probe)
+    reason = opens(name, coded, tuple(_QUIET.get(name, {}).items()), probe)
     if reason is not None:
         raise UserError(f"--codec {name} cannot be opened on this machine with --pix-fmt {pix_fmt}{at} ({reason})")
     reason = opens(name, coded, tuple(sorted(options.items())), probe)
