@@ -44,7 +44,7 @@ def _table(values: tuple) -> dict[str, dict[str, str]]:
 
 
 # x264's preset names on each encoder's own speed scale, fastest first, so one --preset means the same trade-off
-# everywhere. medium is each encoder's FFmpeg default (libvpx: good deadline, cpu-used 1; SVT-AV1: preset 8).
+# everywhere. For libvpx (good deadline, cpu-used 1) and SVT-AV1 (preset 8) medium gives FFmpeg's own defaults.
 _VPX = tuple({"deadline": d, "cpu-used": str(c)} for d, c in (
     ("realtime", 8), ("good", 5), ("good", 4), ("good", 3), ("good", 2),
     ("good", 1), ("good", 0), ("good", 0), ("best", 0), ("best", 0),
