@@ -36,7 +36,8 @@ def _shapes(network: nn.Module, side: int) -> list[tuple[int, ...]]:
         outputs = output if isinstance(output, tuple | list) else (output,)
         shapes.extend(tuple(t.shape) for t in outputs if isinstance(t, torch.Tensor))
 
-    meta = copy.deepcopy(network).to("meta")
+    # float32 whatever the network runs in (a Stylizer's is fp16 or bf16 on CUDA): only the shapes matter.
+    meta = copy.deepcopy(network).to(device="meta", dtype=torch.float32)
     handles = [m.register_forward_hook(hook) for m in meta.modules()]
     try:
         with torch.no_grad():

@@ -55,6 +55,9 @@ def test_finding_01_batch_cap_by_element_count_at_4k():
     assert "\n" not in str(err.value)
     # light never holds a wide full-resolution tensor.
     assert PeakTensor(build_network("light")).max_batch(2160, 3840) >= 8
+    # A Stylizer's network on CUDA is fp16 or bf16, channels_last possibly, multi-style possibly: same shapes.
+    half = build_network("johnson", num_styles=2).half().to(memory_format=torch.channels_last)
+    assert PeakTensor(half).max_batch(2160, 3840) == 4
 
 
 def test_finding_01_stylizer_splits_batches_over_the_index_limit(monkeypatch, make_image):
