@@ -313,8 +313,8 @@ def _run_batch(opts: argparse.Namespace) -> int:
     from inference.batch import plan_jobs, run_batch
 
     ext = None if opts.ext is None else "." + opts.ext.lower().lstrip(".")
-    if ext == ".":
-        raise UserError("--ext: expected an extension such as mp4, mkv or gif")
+    if ext is not None and not ext[1:].isalnum():  # Also keeps a path such as "/../x" out of the output names.
+        raise UserError(f"--ext: expected an extension such as mp4, mkv or gif, got {opts.ext!r}")
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
     _check_crf(opts, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.

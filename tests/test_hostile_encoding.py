@@ -372,3 +372,13 @@ def test_an_error_after_the_encoder_probe_is_still_one_line(tmp_path, make_video
     assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu") == 2
     err = capfd.readouterr().err
     assert err == f"error: {tmp_path / 'out.mp4'}: already exists (use --overwrite to replace it)\n", err
+
+
+@pytest.mark.parametrize("ext", [".", "/../../x", "mp4 ", "m/p4"])
+def test_batch_ext_must_be_a_plain_extension(tmp_path, make_video, model, capsys, ext):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_video(videos / "a.mp4", n_frames=2, size=(32, 32), audio=False)
+    assert _run(videos, "-m", model, "-o", tmp_path / "styled", "--ext", ext) == 2
+    assert capsys.readouterr().err == f"error: --ext: expected an extension such as mp4, mkv or gif, got {ext!r}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "videos"]
