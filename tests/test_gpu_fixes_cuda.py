@@ -176,3 +176,44 @@ def test_gpu_check_bench_helpers_time_on_cuda():
     t0 = time.perf_counter()
     row = measure_model_fps(build_network("light"), 360, 640, 8, "cuda", "fp16", backend="torch", min_time=0.1)
     assert row["status"] == "ok" and row["fps"] > 0 and time.perf_counter() - t0 < 60
+
+
+_STICKY = r"""
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inference.jobs import Job, run_job
+from inference.stylizer import Stylizer
+
+
+class OutOfBounds(nn.Module):
+    def forward(self, x):
+        index = torch.tensor([10**6], device=x.device)
+        return x + x.flatten()[index].sum()  # a device-side assert: the context is broken from here on
+
+
+clip, out = sys.argv[1], sys.argv[2]
+outcome = run_job(Stylizer(OutOfBounds(), device="cuda", precision="fp32"), Job(Path(clip), Path(out)), {})
+print("RETIRE" if outcome.retire else "KEEP", outcome.message)
+"""
+
+
+def test_finding_13_a_real_device_side_assert_retires_the_worker(tmp_path, make_video):
+    """In a subprocess: a real sticky error (its CUDA context stays broken) must be classified as one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip = make_video(tmp_path / "c.mp4", n_frames=4, audio=False)
+    script = tmp_path / "sticky.py"
+    script.write_text(_STICKY)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, str(script), str(clip), str(tmp_path / "o.mp4")]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert "RETIRE" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not (tmp_path / "o.mp4").exists()
