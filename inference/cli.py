@@ -31,7 +31,7 @@ from inference.io.encode_options import (
     crf_help,
     preset_help,
 )
-from inference.io.limits import MAX_FPS, MAX_SECONDS, MIN_FPS, MIN_GIF_FPS
+from inference.io.limits import MAX_BATCH_SIZE, MAX_FPS, MAX_SECONDS, MIN_FPS, MIN_GIF_FPS
 
 # stylize-video's --consistency default (the Python API's is 0, off): chosen by bench/consistency.py, where it met
 # the warping-error, contrast and time targets on real clips (README, "Consistency at inference, for any artifact").
@@ -157,7 +157,7 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
         "model loads; fp32 elsewhere",
     )  # fmt: skip
     g.add_argument(
-        "--batch-size", type=ranged(int, 1), default=None,
+        "--batch-size", type=ranged(int, 1, MAX_BATCH_SIZE), default=None,
         help="frames per batch (default: 8 on CUDA, 1 on the CPU); halved on CUDA out-of-memory",
     )  # fmt: skip
     g.add_argument(

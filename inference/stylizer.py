@@ -26,6 +26,7 @@ from inference.cuda_errors import is_out_of_memory, is_retryable_batch_error
 from inference.engines import CudaEngine, HostEngine, Spans
 from inference.errors import UserError
 from inference.index_limit import PeakTensor
+from inference.io.limits import MAX_BATCH_SIZE
 from inference.precision import DTYPES, choose_precision
 from inference.stages import StageClock
 from inference.strokes import check_stroke_options, stroke_scaled
@@ -130,8 +131,8 @@ class Stylizer:
         check_stroke_options(stroke_scale, stroke_detail)
         if not 0.0 <= strength <= 1.0:
             raise UserError(f"--strength must be in [0, 1], got {strength}")
-        if batch_size is not None and batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise UserError(f"--batch-size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}")
         self.metadata = metadata
         self.style_names = _style_names(network, metadata)
         self.style_weights = style_weights(style, self.style_names)

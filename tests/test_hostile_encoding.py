@@ -249,6 +249,7 @@ OUT_OF_RANGE = {
     "--fps": ["1e-300", "1e308", "0.0009"],
     "--gif-fps": ["1e-300", "0.009"],
     "--size": ["100000x100000", "20000x20000"],
+    "--batch-size": ["1e23", "257", "100000000000000000000000"],  # gathered in host RAM before the forward pass
 }
 
 

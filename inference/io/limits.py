@@ -19,6 +19,9 @@ MIN_GIF_FPS = 0.01
 # every 1000 s to 1000 frames/s, each frame lasts a whole number of time-base units that muxers can store.
 MIN_FPS = 0.001
 MAX_FPS = 1000.0
+# Frames per forward pass (--batch-size): a batch is gathered in host memory before it runs, so an unbounded size
+# would read a whole long video into RAM first (the kernel then kills the process). 256 frames of 1080p are 1.6 GB.
+MAX_BATCH_SIZE = 256
 # FFmpeg's av_image_check_size: (width + 128) * (height + 128) < INT_MAX / 8, or swscale and encoders refuse.
 _MAX_PADDED_AREA = (2**31 - 1) // 8
 
