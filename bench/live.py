@@ -2,9 +2,10 @@
 real-time UDP stream.
 
 * **webcam**: ``stylize-serve`` started as a user starts it (time until the page answers: "ready"), Debian's headless
-  Chromium driven by Playwright with its fake camera at 640x480 and 30 frames/s, streaming for ``--seconds`` after a
-  warm-up: stylized frames/s displayed, median round-trip latency (capture to display), the server's own time per
-  frame, and the frames the server dropped (latest frame wins).
+  Chromium driven by Playwright with its fake camera (``--camera``, 640x480 by default) at 30 frames/s, streaming for
+  ``--seconds`` after a warm-up: stylized frames/s displayed, median round-trip latency (capture to display), the
+  server's own time per frame, the frames the server dropped (latest frame wins), and the CPU time per frame of the
+  server and of the browser.
 * **live CLI**: a 25 frames/s 640x360 H.264 MPEG-TS stream sent over UDP on localhost, paced like a camera (frames of
   a real clip, looped), stylized by ``stylize-video udp://... -o out.mp4``: frames written and dropped, and whether
   it kept real time (the run ends within a second of the stream's duration).
@@ -15,7 +16,7 @@ the load average at the start is recorded, since other processes share the cores
 Usage (from the repository root)::
 
     python bench/live.py                       # light, both parts
-    python bench/live.py --network johnson --device cuda --size 1280x720 --parts webcam
+    python bench/live.py --network johnson --device cuda --camera 1280x720 --parts webcam   # the GPU target
 
 Results: a table on stdout and ``bench/results/live-<device>.json``.
 """
@@ -103,7 +104,13 @@ def start_server(model: Path, device: str, log: Path, threads: int | None) -> tu
 
 
 def webcam(
-    model: Path, device: str, seconds: float, warmup: float, screenshot: str | None = None, threads: int | None = None
+    model: Path,
+    device: str,
+    seconds: float,
+    warmup: float,
+    screenshot: str | None = None,
+    threads: int | None = None,
+    camera: tuple[int, int] = (640, 480),
 ) -> dict:
     """The browser round trip; returns the figures."""
     from playwright.sync_api import sync_playwright
@@ -117,7 +124,7 @@ def webcam(
                         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
                 page = browser.new_page(viewport={"width": 1340, "height": 1000})
-                page.goto(url)
+                page.goto(f"{url}/?width={camera[0]}&height={camera[1]}")
                 page.wait_for_selector("body[data-ready='1']")
                 page.click("#start")
                 page.wait_for_function("window.liveStats.received >= 3", timeout=120_000)
@@ -139,6 +146,7 @@ def webcam(
             )
     frames = stats["received"] - start[0]
     return {
+        "camera": f"{camera[0]}x{camera[1]}",
         "ready_seconds": round(ready, 2),
         # The server's own line: wall time in main() and CPU time of the whole process (imports included), which
         # other jobs on the machine do not inflate the way they inflate wall time.
@@ -232,9 +240,11 @@ def main() -> None:
     p.add_argument(
         "--screenshot", default=None, help="save the page (e.g. docs/serve.png) at the end of the webcam run"
     )
-    p.add_argument("--size", default="640x360", help="live CLI stream size (the fake camera is 640x480)")
+    p.add_argument("--size", default="640x360", help="live CLI stream size")
+    p.add_argument("--camera", default="640x480", help="webcam size asked of Chromium's fake camera")
     opts = p.parse_args()
     size = tuple(int(v) for v in opts.size.split("x"))
+    camera = tuple(int(v) for v in opts.camera.split("x"))
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
@@ -247,11 +257,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = make_artifact(Path(tmp), opts.network)
         if "webcam" in opts.parts:
-            result["webcam_640x480"] = webcam(model, opts.device, opts.seconds, opts.warmup, opts.screenshot)
-            print("webcam:", result["webcam_640x480"], flush=True)
+            key = f"webcam_{opts.camera}"
+            result[key] = webcam(model, opts.device, opts.seconds, opts.warmup, opts.screenshot, camera=camera)
+            print("webcam:", result[key], flush=True)
         for threads in opts.compare_threads:  # The server's default against other thread counts, same run.
-            key = f"webcam_640x480_threads_{threads}"
-            result[key] = webcam(model, opts.device, opts.seconds, opts.warmup, threads=threads)
+            key = f"webcam_{opts.camera}_threads_{threads}"
+            result[key] = webcam(model, opts.device, opts.seconds, opts.warmup, threads=threads, camera=camera)
             print(f"webcam, --threads {threads}:", result[key], flush=True)
         if "cli" in opts.parts:
             result[f"live_cli_{opts.size}_25fps"] = live_cli(model, opts.device, opts.seconds, size)

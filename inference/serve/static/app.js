@@ -100,7 +100,10 @@ function median(values) {
 async function startWebcam() {
   clearError();
   try {
-    live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    // 640x480 unless the address asks otherwise, e.g. http://127.0.0.1:8000/?width=1280&height=720
+    const params = new URLSearchParams(location.search);
+    const size = { width: Number(params.get("width") || 640), height: Number(params.get("height") || 480) };
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: size, audio: false });
   } catch (e) {
     showError(`webcam: ${e.name}: ${e.message}`);
     return;
