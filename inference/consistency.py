@@ -49,6 +49,8 @@ FLOW_SCALE = 0.5
 #: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
 #: reaches 0: the flow is wrong there, or the light changed, so the fresh stylization is the safer choice.
 PHOTO_TOLERANCE = 0.05
+#: Zero motion is preferred wherever its luma mismatch is within this of the flow's (see _MotionEstimator).
+STILL_MARGIN = 0.002
 #: Local contrast restoration after the blend (:func:`restore_contrast`): box size in pixels and the largest gain.
 CONTRAST_WINDOW = 13
 MAX_CONTRAST_GAIN = 2.0
@@ -107,6 +109,14 @@ class _MotionEstimator:
         luma = torch.from_numpy(np.stack([gray, prev_gray])).float().div_(255.0).unsqueeze(1)
         # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
         mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
+        still = F.avg_pool2d((luma[:1] - luma[1:]).abs_(), 5, 1, 2, count_include_pad=False)
+        # Where standing still explains the input as well as the flow does, stand still. DIS invents large motions in
+        # flat or hazy regions (any flow matches there); carrying the output's texture along them smears it, while a
+        # network's output over an unchanged input region is itself unchanged.
+        use_still = still <= mismatch + STILL_MARGIN
+        mismatch = torch.where(use_still, still, mismatch)
+        visible = torch.where(use_still, torch.ones_like(visible), visible)
+        back_np = np.where(use_still[0].permute(1, 2, 0).numpy(), np.float32(0.0), back_np)
         weight = visible * (1.0 - mismatch / PHOTO_TOLERANCE).clamp_(0.0, 1.0)
         return Motion(back_np, weight[0].permute(1, 2, 0).numpy())
 
