@@ -219,19 +219,28 @@ def run_live(opts, stylizer_options: dict) -> int:
             opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, size=(source.width, source.height)
         )
         live = src.kind != "file"
-        run = {"pace": opts.realtime and not live, "drop": live or opts.realtime, "duration": opts.duration}
+        # Live inputs are read at their frame rate too: a no-op for cameras and live streams, and what makes a
+        # file behind a URL (http://host/clip.mp4) play in real time instead of racing ahead and being dropped.
+        run = {"pace": live or opts.realtime, "drop": live or opts.realtime, "duration": opts.duration}
         if dst is None:
             sink = LiveSink(*stream_out, (source.width, source.height), source.rate, encoder, stream=True)
-            result = stylize_live(stylizer, source, sink, quiet=opts.quiet, **run)
+            result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
         else:
             with atomic_output(dst, suffix=dst.suffix) as tmp:
                 sink = LiveSink(str(tmp), None, (source.width, source.height), source.rate, encoder, stream=False)
-                result = stylize_live(stylizer, source, sink, quiet=opts.quiet, **run)
+                result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
     finally:
         source.close()
     if not opts.quiet:
         print(result.line(opts.output), file=sys.stderr)
     return 0
+
+
+def _some_frames(result: LiveResult, source: str) -> LiveResult:
+    """``result``, unless no frame arrived and no signal stopped the run: then one line (and no empty output)."""
+    if result.written == 0 and result.stopped_by is None:
+        raise UserError(f"{source}: no video frames arrived")
+    return result
 
 
 def _check_live_options(opts) -> None:

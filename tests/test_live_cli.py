@@ -143,6 +143,11 @@ def test_live_errors_are_one_line(model, tmp_path, capsys):
         main(["/dev/video99", "-m", str(model), "-o", str(tmp_path / "x.mp4")])
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: /dev/video99: cannot open") and "\n" not in err
+    empty = tmp_path / "empty.ts"
+    empty.write_bytes(b"")
+    with pytest.raises(SystemExit):  # A stream that ends before its first frame: one line, and no empty output.
+        main([str(empty), "-m", str(model), "-o", "udp://127.0.0.1:9", "--realtime", "-q"])
+    assert capsys.readouterr().err.strip().startswith(f"error: {empty}")
 
 
 def test_realtime_file_to_stdout_is_paced(model, make_video, tmp_path, capfd):
@@ -179,3 +184,24 @@ def test_file_to_udp_stream_output(model, make_video, tmp_path, capsys):
     listener.join(timeout=30)
     written = int(capsys.readouterr().err.strip().splitlines()[-1].split(": ", 1)[1].split(" frames")[0])
     assert written >= 20 and len(received) == written and received[0] == (64, 48)
+
+
+def test_http_input_is_read_in_real_time(model, make_video, tmp_path, capsys):
+    import functools
+    import http.server
+
+    # MPEG-TS: Python's file server answers no range requests, so an MP4 whose index is at its end cannot be read.
+    make_video(tmp_path / "clip.ts", n_frames=25, size=(64, 48), fps=25, audio=False)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.ts"
+        t0 = time.monotonic()
+        assert main([url, "-m", str(model), "-o", str(tmp_path / "out.mp4"), "--backend", "torch"]) == 0
+        assert time.monotonic() - t0 > 0.9  # paced at 25 frames/s, not as fast as the file downloads
+    finally:
+        server.shutdown()
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert len(decoded_frames(tmp_path / "out.mp4")) == int(line.split(": ", 1)[1].split(" frames")[0])
+    assert "of 25 input frames" in line or "none of 25 input frames dropped" in line

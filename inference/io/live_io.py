@@ -69,8 +69,10 @@ def live_output(text: str) -> tuple[str, str] | None:
 
 
 def _open_options(source: LiveInput) -> dict[str, str]:
-    """Demuxer and protocol options: low-latency reading, and the transport each protocol needs."""
-    options = {"fflags": "nobuffer"} if source.kind == "stream" else {}
+    """Demuxer and protocol options: the transport each protocol needs."""
+    # No "-fflags nobuffer": it drops the packets read while probing, and with them every frame of an MPEG-TS file
+    # served over HTTP (tests/test_live_cli.py).
+    options: dict[str, str] = {}
     if scheme(source.target) in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # UDP RTP loses packets (smeared frames) on busy links.
     if scheme(source.target) == "udp":
