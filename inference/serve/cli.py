@@ -114,7 +114,8 @@ def main(args: Sequence[str] | None = None) -> int:
 
 def _set_threads(threads: int | None) -> None:
     """Torch's (and so ONNX Runtime's) intra-op threads, when ``--threads`` is given; else torch's default (every
-    core), which bench/live.py measured faster for the webcam than one thread on the shared 2-core CPU."""
+    core). On the shared 2-core CPU, bench/live.py's side-by-side runs of the two settings disagreed from run to run,
+    so the default stays torch's and the option is there to tune a machine."""
     if threads:
         import torch
 
