@@ -347,3 +347,13 @@ def test_stopping_server_ends_running_jobs(model, make_video, tmp_path):
     jobs.close()
     assert job.status == "failed" and job.error == "clip.mp4: the server stopped before the video was finished"
     assert job.frames == 0 and not jobs.folder.exists()
+
+
+def test_pixel_limit(make_image):
+    from inference.errors import UserError
+    from inference.serve.frames import decode_image
+
+    data = png(make_image(20, 30))
+    assert decode_image(data, "a.png", max_pixels=600).shape == (20, 30, 3)
+    with pytest.raises(UserError, match=r"^a.png: 30x20 is more than 0.000599 megapixels$"):
+        decode_image(data, "a.png", max_pixels=599)

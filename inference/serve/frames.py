@@ -25,6 +25,10 @@ log = logging.getLogger("inference")
 #: JPEG quality of stylized webcam frames: the page shows them at once and drops them; 80 halves the bytes of 95
 #: at no visible cost on painted textures.
 STREAM_JPEG_QUALITY = 80
+#: Largest image accepted, in pixels (uploads), and largest webcam frame (4K): the bytes limit alone does not bound
+#: the memory a picture decodes to.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_FRAME_PIXELS = 3840 * 2160
 
 
 @dataclass
@@ -121,11 +125,12 @@ class FrameService:
                 r.future.set_exception(exc)
 
 
-def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an uploaded image (any format Pillow reads) to ``uint8 [H, W, 3]`` RGB, EXIF orientation applied.
 
     Raises:
-        UserError: Not an image, or an empty or truncated one (one line naming ``name``).
+        UserError: Not an image, an empty or truncated one, or one of more than ``max_pixels`` pixels (a small,
+            well-compressed file can hold a huge picture), in one line naming ``name``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -133,6 +138,8 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
         raise UserError(f"{name}: empty upload")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise UserError(f"{name}: {img.width}x{img.height} is more than {max_pixels / 1e6:g} megapixels")
             img = ImageOps.exif_transpose(img)
             return np.asarray(img.convert("RGB"))
     except UnidentifiedImageError:

@@ -25,7 +25,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from inference.errors import UserError
 from inference.serve.catalog import Catalog, Controls
-from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
+from inference.serve.frames import MAX_FRAME_PIXELS, STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
 
 TAG = struct.Struct("<d")
 REPLY_HEADER = struct.Struct("<dfI")
@@ -127,7 +127,7 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService)
             continue
         tag = data[: TAG.size]
         try:
-            array = await asyncio.to_thread(decode_image, data[TAG.size :], "frame")
+            array = await asyncio.to_thread(decode_image, data[TAG.size :], "frame", MAX_FRAME_PIXELS)
             out = await asyncio.wrap_future(frames.submit(array, controls))
             if controls.consistency > 0:
                 out = await asyncio.to_thread(history.consistent, array, out, controls)
