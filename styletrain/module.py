@@ -131,12 +131,7 @@ class StyleTransferModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if lr_schedule not in ("constant", "cosine"):
-            raise UserError(f"unknown lr_schedule {lr_schedule!r}; available: constant, cosine")
-        if temporal_balance_against not in ("content", "perceptual"):
-            raise UserError(
-                f"unknown temporal_balance_against {temporal_balance_against!r}; available: content, perceptual"
-            )
+        _check_choices(lr_schedule=lr_schedule, temporal_balance_against=temporal_balance_against)
         # Read the style images now so that a bad path fails before any training machinery starts.
         self._load_styles(style, style_size)
         self.net = _build_net(network, _with_styles(network_kwargs, self.num_styles), channels_last, compile)
@@ -458,6 +453,16 @@ def _temporal_balance(weight: float, balance: float | None, steps: int) -> Tempo
         return TemporalBalance(balance, steps)
     except ValueError as exc:
         raise UserError(f"invalid --model.temporal_balance settings: {exc}") from None
+
+
+_CHOICES = {"lr_schedule": ("constant", "cosine"), "temporal_balance_against": ("content", "perceptual")}
+
+
+def _check_choices(**values: str) -> None:
+    """A one-line :class:`UserError` for a value outside its option's choices (:data:`_CHOICES`)."""
+    for name, value in values.items():
+        if value not in _CHOICES[name]:
+            raise UserError(f"unknown {name} {value!r}; available: {', '.join(_CHOICES[name])}")
 
 
 def _perceptual_balance(style_balance: float | None, tv_balance: float, steps: int) -> PerceptualBalance | None:
