@@ -288,6 +288,11 @@ def _open_container(path: Path, hw):
         if hw is not None:
             log.debug("%s: NVDEC unavailable (%s); decoding in software", path, _short(exc))
         raise MediaError(f"{path}: not a video or image ({_short(exc)})") from None
+    except RuntimeError as exc:  # PyAV: "Hardware accelerated decode requested but no stream is compatible"
+        if hw is None:
+            raise
+        log.debug("%s: NVDEC unavailable (%s); decoding in software", path, _short(exc))
+        raise MediaError(f"{path}: no stream NVDEC can decode") from None
 
 
 def decoded_on_nvdec(hw: bool, codec_format: str | None, frame_format: str | None) -> bool:
