@@ -175,3 +175,18 @@ def test_contrast_is_kept_while_flicker_falls(make_clip_frames):
     per_frame, steady = _run(frames, 0.0), _run(frames, 0.8)
     assert clip_stats(steady)["contrast"] >= 0.95 * clip_stats(per_frame)["contrast"]
     assert warping_error(steady, *flows) < 0.5 * warping_error(per_frame, *flows)
+
+
+def test_composes_with_the_per_frame_options(make_clip_frames):
+    """Strength, colour preservation and stroke scale shape the per-frame image; the stage steadies that image."""
+    from inference.networks import build_network
+
+    frames = make_clip_frames(4, size=(64, 96), shift=(2, 1))
+    options = {"strength": 0.6, "preserve_color": True, "stroke_scale": 2.0, "device": "cpu", "backend": "torch"}
+    torch.manual_seed(0)
+    network = build_network("tiny")
+    per_frame = list(Stylizer(network, **options).frames(frames))
+    steady = list(Stylizer(network, consistency=0.8, **options).frames(frames))
+    assert np.array_equal(steady[0], per_frame[0])  # no history yet: the options' own output
+    assert not np.array_equal(steady[-1], per_frame[-1])
+    assert np.abs(steady[-1].astype(int) - per_frame[-1]).mean() < 10  # steadied, not replaced
