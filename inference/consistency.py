@@ -9,17 +9,19 @@ options made of it) the stage outputs::
 - ``flow`` is OpenCV DIS on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
   and backward, estimated at reduced resolution (:data:`FLOW_SCALE`) in a worker thread while the network runs.
 - ``w_t`` in [0, 1] is the visibility mask (forward-backward disagreement, motion boundaries, leaving the frame:
-  :func:`inference.flow.occlusion_mask`) times a photometric check on the inputs (1 where the warped previous input
-  matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma difference), so newly visible regions and
-  flow failures take the fresh stylization exactly and leave no ghost trails.
+  :func:`inference.flow.occlusion_mask`, eroded by :data:`OCCLUSION_MARGIN`) times a photometric check on the inputs
+  (1 where the warped previous input matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma
+  difference), so newly visible regions and flow failures take the fresh stylization exactly. Where zero motion
+  explains the input as well as the flow, the flow is replaced by zero (DIS invents motion in flat regions).
 - A scene cut (input histograms, :func:`inference.flow.is_cut`) resets the history: ``O_t = P_t``.
 - ``C`` restores the local contrast of ``P_t`` that the blend averaged away (:func:`restore_contrast`).
 - ``S`` is the user's strength: 0 is off (the stage is not even built, so the output is bit-identical to per-frame
   output), 1 keeps visible pixels fully.
 
 The recursion is a per-pixel exponential average along motion paths: flicker that is independent from frame to frame
-falls by about ``(1 - S) / (1 + S)`` in variance, while content that moves with the input is carried along. Why a
-plain blend and these constants: bench/consistency.py measures the alternatives (README, "Consistency at inference").
+falls by about ``(1 - S) / (1 + S)`` in variance, while content that moves with the input is carried along. The
+figures for these choices (and for what each step changed) are in bench/consistency.py's results and the README,
+"Consistency at inference, for any artifact"; the DIS preset and scale were picked for cost, not swept.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 # Said once per Stylizer on a GPU: the stage (DIS flow and the blend) runs on the host.
 HOST_NOTE = "consistency: optical flow (OpenCV DIS) and blending run on the host CPU, beside the device's work"
 
-#: DIS preset and estimation scale for the stage (chosen by bench/consistency.py).
+#: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size
+#: (both a few ms per direction at 640x360 on an idle core) and is less noisy; not swept.
 FLOW_PRESET = "medium"
 FLOW_SCALE = 0.5
 #: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
