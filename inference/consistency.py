@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 # Said once per Stylizer on a GPU: the stage (DIS flow and the blend) runs on the host.
 HOST_NOTE = "consistency: optical flow (OpenCV DIS) and blending run on the host CPU, beside the device's work"
 
-#: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size
-#: (22 vs 16 ms per direction at 640x360, measured once on the shared CPU) and smooths more; not swept.
+#: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size and
+#: smooths more; picked for cost, not swept.
 FLOW_PRESET = "medium"
 FLOW_SCALE = 0.5
 #: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight

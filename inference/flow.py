@@ -19,8 +19,8 @@ from torch import Tensor
 # DIS presets by name (OpenCV's constants, resolved lazily so importing this module does not import cv2).
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 # A scene cut: the mean over R, G, B of the total-variation distance between 32-bin histograms of two frames at
-# 64 px wide exceeds this. Within one shot the distance stays small even under fast pans (at most 0.03 over the 131
-# pairs of big_buck_bunny_5s.mp4), while a change of shot moves a large part of the histogram mass.
+# 64 px wide exceeds this. Within one shot the distance stays small even under fast pans (the shared test clips stay
+# far below it), while a change of shot moves a large part of the histogram mass.
 CUT_THRESHOLD = 0.2
 _HIST_WIDTH = 64
 
