@@ -33,8 +33,8 @@ from inference.io.encode_options import (
 )
 from inference.io.limits import MAX_BATCH_SIZE, MAX_FPS, MAX_SECONDS, MIN_FPS, MIN_GIF_FPS
 
-# stylize-video's --consistency default (the Python API's is 0, off): chosen by bench/consistency.py, where it met
-# the warping-error, contrast and time targets on real clips (README, "Consistency at inference, for any artifact").
+# stylize-video's --consistency default (the Python API's is 0, off), chosen from bench/consistency.py's measurements:
+# steady with the contrast kept, and less ghosting than 1 (README, "Consistency at inference, for any artifact").
 DEFAULT_CONSISTENCY = 0.8
 
 log = logging.getLogger("inference")
