@@ -3,14 +3,17 @@
 For each ``--model`` it prints one JSON object on its own line::
 
     {"model": ..., "style": ..., "temporal": ..., "clip": ..., "frames": 48, "size": [640, 360],
-     "flow_method": "dis", "warping_error": 0.0123, "input_warping_error": 0.0031, "ratio_to_input": 3.97,
+     "flow_method": "dis", "cut_pairs_left_out": 0, "warping_error": 0.0123, "input_warping_error": 0.0031,
+     "ratio_to_input": 3.97,
      "contrast": 0.21, "colourfulness": 0.18, "content_kept": 0.55, "input_contrast": 0.19,
      "content_loss": ..., "style_loss": ..., "loss_net": "vgg16 imagenet", "fps": 3.2}
 
 With several models, each line also has ``<metric>_ratio`` against the first model (warping error, contrast,
 colourfulness, style and content loss), and a one-line warning goes to stderr for a model whose output contrast
 falls under 0.7x the per-frame model's (the first model trained without the temporal loss) or under 0.5x the input's
-(:mod:`styletrain.output_stats`): stability bought by removing the style. ``content_kept`` is the correlation of
+(:mod:`styletrain.output_stats`): stability bought by removing the style. With ``--consistency LEVELS`` each line
+also has ``"consistency"``: the consistency stage at each level against the model's per-frame output
+(:mod:`styletrain.consistency_eval`). ``content_kept`` is the correlation of
 the output's edges with the input's (:func:`styletrain.output_stats.content_kept`): near 0 when the style has
 painted the content away.
 
