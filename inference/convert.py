@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inference.atomic import atomic_output, check_destination
 from inference.devices import bind_media_device
@@ -33,9 +33,34 @@ from inference.pipeline import run_pipeline
 from inference.stages import StageClock
 
 if TYPE_CHECKING:
-    from inference.stylizer import Stylizer
+    import numpy as np
+    import torch
+
+    from inference.colour import YuvSpec
 
 log = logging.getLogger("inference")
+
+
+class FrameRunner(Protocol):
+    """What a file conversion needs of a :class:`~inference.stylizer.Stylizer`.
+
+    Declared here so that this module, which ``Stylizer.video`` calls, does not import the Stylizer back.
+    """
+
+    device: torch.device
+    batch_size: int
+
+    def process(
+        self,
+        items: Iterable[tuple[np.ndarray, Any]],
+        *,
+        yuv_in: YuvSpec | None = None,
+        yuv_out: YuvSpec | None = None,
+        clock: StageClock | None = None,
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """Stylized ``(frame, meta)`` pairs in input order (see :meth:`inference.stylizer.Stylizer.process`)."""
+        ...
+
 
 # Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
 # Both paths were measured end to end at 640x360 with the tiny and light networks (bench/yuv_path.py, results in
@@ -71,7 +96,7 @@ class StylizeResult:
 
 
 def stylize_file(
-    stylizer: Stylizer,
+    stylizer: FrameRunner,
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
@@ -132,7 +157,7 @@ def stylize_file(
     return result
 
 
-def _plan(stylizer: Stylizer, kind: str, dst: Path, options: EncodeOptions) -> tuple[bool, bool]:
+def _plan(stylizer: FrameRunner, kind: str, dst: Path, options: EncodeOptions) -> tuple[bool, bool]:
     """Check the encoder options before anything is decoded; return ``(even sizes needed, YUV planes path)``."""
     if kind != "video":
         return False, False
@@ -188,7 +213,7 @@ def _size_warnings(
 
 
 def _convert(
-    stylizer: Stylizer,
+    stylizer: FrameRunner,
     source,
     dst: Path,
     kind: str,
@@ -213,7 +238,7 @@ def _convert(
     return min(sink.frames, limit or sink.frames)
 
 
-def _run(stylizer: Stylizer, source, sink, clock: StageClock, *, limit, progress: bool, device_clock: bool) -> None:
+def _run(stylizer: FrameRunner, source, sink, clock: StageClock, *, limit, progress: bool, device_clock: bool) -> None:
     """Decode (reader thread) -> stylize (this thread) -> encode and mux (writer thread)."""
     from tqdm import tqdm
 
