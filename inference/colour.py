@@ -17,6 +17,39 @@ import torch
 BT601_LUMA = (0.299, 0.587, 0.114)
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of RGB frames, the one luma of the project.
+
+    Args:
+        rgb: ``[B, 3, H, W]`` floats in any range (luma keeps the unit: [0, 1] in gives [0, 1] out).
+
+    Returns:
+        ``[B, 1, H, W]`` in ``rgb``'s dtype.
+    """
+    r, g, b = rgb.unbind(1)
+    return (BT601_LUMA[0] * r + BT601_LUMA[1] * g + BT601_LUMA[2] * b).unsqueeze(1)
+
+
+def to_float(frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``uint8`` samples in [0, 255] to ``dtype`` in [0, 1] (``k / 255``); any shape, a new tensor.
+
+    Raises:
+        TypeError: ``frames`` is not ``uint8`` (a float input would be scaled twice).
+    """
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"to_float expects uint8 samples, got {frames.dtype}")
+    return frames.to(dtype).div_(255.0)
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Floats in [0, 1] to ``uint8`` in [0, 255]; any shape, a new tensor.
+
+    The project's one rounding rule: scale by 255 in ``frames``' own dtype, clamp to [0, 255] (out-of-range values
+    saturate), round to nearest with ties to even (:func:`torch.round`).
+    """
+    return frames.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8)
+
+
 def blend(styled: torch.Tensor, original: torch.Tensor, strength: float) -> torch.Tensor:
     """Mix the stylized frames with the originals.
 
@@ -36,7 +69,7 @@ def blend(styled: torch.Tensor, original: torch.Tensor, strength: float) -> torc
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """RGB ``[B, 3, H, W]`` in [0, 1] to full-range YCbCr ``[B, 3, H, W]`` (Y in [0, 1], Cb/Cr centred on 0.5)."""
     r, g, b = rgb.unbind(1)
-    y = BT601_LUMA[0] * r + BT601_LUMA[1] * g + BT601_LUMA[2] * b
+    y = luma(rgb).squeeze(1)
     cb = (b - y) * 0.564 + 0.5
     cr = (r - y) * 0.713 + 0.5
     return torch.stack((y, cb, cr), 1)
@@ -61,8 +94,7 @@ def preserve_color(styled: torch.Tensor, original: torch.Tensor) -> torch.Tensor
     Returns:
         ``[B, 3, H, W]`` in [0, 1].
     """
-    r, g, b = styled.unbind(1)
-    y = (BT601_LUMA[0] * r + BT601_LUMA[1] * g + BT601_LUMA[2] * b).unsqueeze(1)
+    y = luma(styled)
     ycc = rgb_to_ycbcr(original)
     return ycbcr_to_rgb(torch.cat((y, ycc[:, 1:]), 1)).clamp(0.0, 1.0)
 

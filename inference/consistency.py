@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.colour import to_float
 from inference.errors import UserError
 from inference.flow import CUT_THRESHOLD, dis_flow, flow_tensor, histogram_signature, occlusion_mask, to_gray, warp
 from inference.stages import StageClock
@@ -109,7 +110,7 @@ class _MotionEstimator:
         back = flow_tensor(back_np)
         ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))  # t-1 -> t
         visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
-        luma = torch.from_numpy(np.stack([gray, prev_gray])).float().div_(255.0).unsqueeze(1)
+        luma = to_float(torch.from_numpy(np.stack([gray, prev_gray]))).unsqueeze(1)
         # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
         mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
         still = F.avg_pool2d((luma[:1] - luma[1:]).abs_(), 5, 1, 2, count_include_pad=False)

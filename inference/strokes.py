@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from inference.colour import BT601_LUMA
+from inference.colour import luma as luminance  # the name this module's callers use
 from inference.errors import UserError
 
 #: The allowed ``scale`` range, inclusive: beyond it the network sees too few or too many pixels to be useful.
@@ -63,12 +63,6 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def stroke_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The size the network runs at: ``(height, width) / scale`` rounded, at least one pixel."""
     return max(1, round(height / scale)), max(1, round(width / scale))
-
-
-def luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma ``[B, 1, H, W]`` of RGB ``[B, 3, H, W]`` in [0, 1] (the weights :mod:`inference.colour` uses)."""
-    r, g, b = rgb.unbind(1)
-    return (BT601_LUMA[0] * r + BT601_LUMA[1] * g + BT601_LUMA[2] * b).unsqueeze(1)
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420
+from inference.colour import YuvSpec, blend, i420_to_rgb, preserve_color, rgb_to_i420, to_float, to_uint8
 from inference.consistency import HOST_NOTE, ConsistencyStage, check_consistency
 from inference.cuda_errors import is_out_of_memory, is_retryable_batch_error
 from inference.engines import CudaEngine, HostEngine, Spans
@@ -440,7 +440,7 @@ class Stylizer:
                     return rgb_to_i420(y, yuv_out)
                 if float_dtype is not None:
                     return y.to(float_dtype, copy=True)  # never the caller's own tensor (identity, strength 0)
-                return y.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+                return to_uint8(y).permute(0, 2, 3, 1).contiguous()
 
     def _to_network_input(self, batch: torch.Tensor, yuv_in: YuvSpec | None) -> torch.Tensor:
         """I420 planes, ``uint8 [B, H, W, 3]`` or float ``[B, 3, H, W]`` -> float ``[B, 3, H, W]`` in ``self.dtype``."""
@@ -451,7 +451,7 @@ class Stylizer:
             x = batch.to(self.dtype)
         else:
             # NHWC uint8 permuted to NCHW *is* channels_last in memory; the conversion keeps that layout.
-            x = batch.permute(0, 3, 1, 2).to(self.dtype).mul_(1.0 / 255.0)
+            x = to_float(batch.permute(0, 3, 1, 2), self.dtype)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def run_network(self, x: torch.Tensor) -> torch.Tensor:

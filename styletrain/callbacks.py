@@ -20,6 +20,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 
+from inference.colour import to_uint8
 from styletrain.loggers import is_wandb_logger
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _to_uint8(image: Tensor) -> np.ndarray:
     """``[3, H, W]`` in [0, 1] -> ``uint8 [H, W, 3]``."""
-    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return to_uint8(image.detach().float()).permute(1, 2, 0).cpu().numpy()
 
 
 def sample_grid(content: Tensor, stylized: Tensor, pad: int = 2) -> np.ndarray:

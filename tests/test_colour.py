@@ -17,7 +17,7 @@ import torch
 from av.video.reformatter import Interpolation
 from PIL import Image
 
-from inference.colour import YuvSpec, i420_to_rgb, rgb_to_i420
+from inference.colour import YuvSpec, i420_to_rgb, luma, rgb_to_i420, to_float, to_uint8
 
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "data" / "samples" / "content").glob("*.jpg"))
 SWS_COLORSPACE = {"bt601": "itu601", "bt709": "itu709", "bt2020": "bt2020"}
@@ -144,3 +144,32 @@ def test_default_for():
     assert YuvSpec.default_for(1920, 1080, full_range=True) == YuvSpec("bt709", True)
     with pytest.raises(ValueError, match="unknown YUV matrix"):
         YuvSpec("bt470")
+
+
+def test_uint8_float_round_trip_is_exact_for_every_level():
+    levels = torch.arange(256, dtype=torch.uint8)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        as_float = to_float(levels, dtype)
+        assert as_float.dtype == dtype and as_float.min() == 0 and as_float.max() == 1
+        assert torch.equal(to_uint8(as_float), levels), dtype
+
+
+def test_to_uint8_rounds_half_to_even_and_saturates():
+    # 0.5/255 and 1.5/255 scale to exact halves in float64: ties go to the even level.
+    x = torch.tensor([0.5, 1.5, 2.5, 254.6, -3.0, 300.0], dtype=torch.float64) / 255.0
+    assert to_uint8(x).tolist() == [0, 2, 2, 255, 0, 255]
+
+
+def test_to_float_refuses_floats_and_keeps_the_input():
+    with pytest.raises(TypeError, match="uint8"):
+        to_float(torch.rand(2, 2))
+    frames = torch.full((1, 2, 2, 3), 51, dtype=torch.uint8)
+    assert torch.allclose(to_float(frames), torch.full((1, 2, 2, 3), 0.2)) and (frames == 51).all()
+
+
+def test_luma_uses_the_bt601_weights():
+    rgb = torch.eye(3).view(3, 3, 1, 1).expand(3, 3, 2, 2)  # pure red, green, blue
+    y = luma(rgb)
+    assert y.shape == (3, 1, 2, 2)
+    assert torch.allclose(y[:, 0, 0, 0], torch.tensor([0.299, 0.587, 0.114]))
+    assert torch.allclose(luma(torch.ones(1, 3, 1, 1)), torch.ones(1, 1, 1, 1))

@@ -17,12 +17,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from inference.colour import to_float
 from inference.errors import MediaError, UserError
 from styletrain.data.video_frames import read_clip, resize_shorter
 from styletrain.temporal.flow import FLOW_METHODS, FlowCache, forward_backward
 from styletrain.temporal.loss import inside_mask, occlusion_mask
 
 log = logging.getLogger(__name__)
+
+
+def _chw(array: np.ndarray) -> torch.Tensor:
+    """``[H, W, C]`` array -> ``[C, H, W]`` tensor of the same dtype (shares memory when the array allows)."""
+    return torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(2, 0, 1)
 
 
 @dataclass
@@ -119,8 +125,7 @@ class VideoPairDataset(Dataset):
         if a.shape != b.shape:
             raise MediaError(f"{source.path}: frames {t1} and {t2} differ in size {a.shape[:2]} vs {b.shape[:2]}")
         fw, bw = forward_backward(a, b, method=self.flow_method, cache=self.cache)
-        to_t = lambda x: torch.from_numpy(np.require(x, requirements=["C", "W"])).permute(2, 0, 1).float()  # noqa: E731
-        flow_fw, flow_bw = to_t(fw), to_t(bw)
+        flow_fw, flow_bw = _chw(fw).float(), _chw(bw).float()
         mask = occlusion_mask(flow_fw[None], flow_bw[None])[0]
 
         h, w = a.shape[:2]
@@ -132,8 +137,8 @@ class VideoPairDataset(Dataset):
         # Visible in both frames AND landing inside the crop (the loss cannot compare with what it does not see).
         mask = crop(mask) * inside_mask(flow[None])[0]
         return {
-            "frame1": crop(to_t(a)) / 255.0,
-            "frame2": crop(to_t(b)) / 255.0,
+            "frame1": crop(to_float(_chw(a))),
+            "frame2": crop(to_float(_chw(b))),
             "flow": flow,
             "mask": mask,
         }

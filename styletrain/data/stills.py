@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from inference.colour import to_float
 from inference.errors import UserError
 from styletrain.data.content_sources import Source, UnreadableImageError
 from styletrain.data.hf_datasets import decode_hf_value
@@ -109,7 +110,7 @@ def crop_to_tensor(arr: np.ndarray, size: int, train: bool, generator: torch.Gen
     crop = arr[top : top + size, left : left + size]
     if flip:
         crop = crop[:, ::-1]
-    return torch.from_numpy(np.require(crop, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255.0)
+    return to_float(torch.from_numpy(np.require(crop, requirements=["C", "W"])).permute(2, 0, 1))
 
 
 class StillImageDataset(Dataset):

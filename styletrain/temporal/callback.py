@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from inference.colour import to_float, to_uint8
 from styletrain.loggers import is_wandb_logger
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,9 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: int = 8) -> Path:
     Odd sides lose their last row or column (yuv420p needs even sizes); the file appears only once complete.
     """
     from inference.atomic import atomic_output
+    from inference.io.encode_options import EncodeOptions
     from inference.io.media import MediaInfo
     from inference.io.video_writer import VideoSink
-    from inference.io.encode_options import EncodeOptions
 
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = (side - side % 2 for side in frames[0].shape[:2])
@@ -104,7 +105,7 @@ class TemporalValidation(Callback):
         if self._source is None and self.clip is None and isinstance(batch, dict):
             images = batch.get("content", batch.get("frame1"))
             if images is not None:
-                img = images[0].detach().float().clamp(0, 1).mul(255).round().byte()
+                img = to_uint8(images[0].detach().float())
                 self._source = img.permute(1, 2, 0).cpu().numpy()
 
     def _prepare(self) -> bool:
@@ -134,12 +135,12 @@ class TemporalValidation(Callback):
             return
         from styletrain.temporal.loss import warping_error
 
-        x = torch.from_numpy(np.stack(self._frames)).to(pl_module.device).permute(0, 3, 1, 2).float() / 255.0
+        x = to_float(torch.from_numpy(np.stack(self._frames)).to(pl_module.device).permute(0, 3, 1, 2))
         was_training = pl_module.training
         pl_module.eval()
         out = torch.cat([pl_module(x[i : i + 4]).float().clamp(0, 1) for i in range(0, len(x), 4)])
         pl_module.train(was_training)
-        outputs = list((out * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy())
+        outputs = list(to_uint8(out).permute(0, 2, 3, 1).cpu().numpy())
         error = warping_error(outputs, *self._flows)
         # sync_dist: every rank computes the metric (possibly on its own first image); the mean is logged.
         pl_module.log("val/warping_error", error, sync_dist=True)

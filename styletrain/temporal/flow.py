@@ -13,7 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from inference.colour import to_uint8
 from inference.errors import MediaError, UserError
 
 FLOW_METHODS = ("dis", "farneback", "raft", "raft_small")
@@ -24,7 +26,7 @@ def _to_uint8_rgb(frame: np.ndarray) -> np.ndarray:
     """uint8 ``HxWx3`` (or ``HxW``) as is; float arrays in [0,1] are scaled to uint8."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
-        frame = (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        frame = to_uint8(torch.from_numpy(np.require(frame, requirements=["W"]))).numpy()
     return frame
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.colour import BT601_LUMA
+from inference.colour import luma, to_float
 
 # Warping and occlusion live in the runtime (the consistency stage uses them too); re-exported here for training.
 from inference.flow import inside_mask, occlusion_mask, warp  # noqa: F401
@@ -29,12 +29,6 @@ def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
     mask = mask.to(diff_sq.dtype)
     denom = mask.sum() * diff_sq.shape[1]
     return (diff_sq * mask).sum() / denom.clamp_min(1.0)
-
-
-def luminance(image: Tensor) -> Tensor:
-    """``[B,3,H,W]`` RGB in [0,1] -> ``[B,1,H,W]`` BT.601 luma."""
-    weights = image.new_tensor(BT601_LUMA).view(1, 3, 1, 1)  # As in ReCoNet's luminance-aware temporal loss.
-    return (image * weights).sum(1, keepdim=True)
 
 
 def temporal_loss(
@@ -61,7 +55,7 @@ def temporal_loss(
     """
     diff = out1 - warp(out2, flow)
     if in1 is not None and in2 is not None:
-        y1, y2 = luminance(in1.to(out1.dtype)), luminance(in2.to(out1.dtype))
+        y1, y2 = luma(in1.to(out1.dtype)), luma(in2.to(out1.dtype))  # as in ReCoNet's luminance-aware loss
         diff = diff - (y1 - warp(y2, flow))
     return _masked_mean(diff.float() ** 2, mask)
 
@@ -145,8 +139,8 @@ def pair_warping_error(out1: Tensor, out2: Tensor, flow_fw: Tensor, flow_bw: Ten
 def _as_chw(frame: Tensor | np.ndarray) -> Tensor:
     """uint8 ``HxWx3`` array or float ``[3,H,W]`` tensor in [0,1] -> float32 ``[1,3,H,W]`` in [0,1]."""
     if isinstance(frame, np.ndarray):
-        t = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1).float()
-        return (t / 255.0 if frame.dtype == np.uint8 else t).unsqueeze(0)
+        t = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1)
+        return (to_float(t) if frame.dtype == np.uint8 else t.float()).unsqueeze(0)
     return frame.float().unsqueeze(0) if frame.dim() == 3 else frame.float()
 
 
