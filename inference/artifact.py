@@ -125,15 +125,21 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _unwrap(net: nn.Module) -> nn.Module:
-    """Unwrap ``torch.compile`` (``._orig_mod``) and DDP / DataParallel (``.module``) wrappers, in any nesting."""
-    while not getattr(net, "name", ""):
-        inner = getattr(net, "_orig_mod", None)
-        inner = inner if isinstance(inner, nn.Module) else getattr(net, "module", None)
+def unwrap_network(net: nn.Module) -> nn.Module:
+    """The network inside ``torch.compile`` (``._orig_mod``) and DDP / DataParallel (``.module``) wrappers, in any
+    nesting; ``net`` itself when it is not wrapped.
+
+    A compile wrapper is recognised by its ``_orig_mod`` sub-module (it forwards attribute look-ups such as ``name``
+    to the network, so it cannot be told by those); any other module counts as a wrapper only while it has no
+    ``name`` (registered networks have one) and a ``module`` sub-module.
+    """
+    while True:
+        inner = net._modules.get("_orig_mod")
+        if not isinstance(inner, nn.Module) and not getattr(net, "name", ""):
+            inner = getattr(net, "module", None)
         if not isinstance(inner, nn.Module):
-            break
+            return net
         net = inner
-    return net
 
 
 def save_artifact(
@@ -164,7 +170,7 @@ def save_artifact(
     """
     from safetensors.torch import save_file
 
-    module = _unwrap(net)
+    module = unwrap_network(net)
     name, kwargs = getattr(module, "name", ""), getattr(module, "config", None)
     if not name or not isinstance(kwargs, dict):
         raise ValueError("save_artifact needs a network from inference.networks.build_network (name and config)")

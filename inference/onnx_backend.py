@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.artifact import unwrap_network
 from inference.atomic import atomic_output
 from inference.errors import MediaError
 
@@ -73,7 +74,7 @@ class DynamicPadCrop(nn.Module):
 
 def num_styles(net: nn.Module) -> int:
     """Styles of a (possibly ``torch.compile``-wrapped) network: 1 unless it has conditional norms."""
-    return int(getattr(getattr(net, "_orig_mod", net), "num_styles", 1))
+    return int(getattr(unwrap_network(net), "num_styles", 1))
 
 
 def export_onnx_model(net: nn.Module, f: str | os.PathLike[str] | IO[bytes]) -> None:
@@ -85,7 +86,7 @@ def export_onnx_model(net: nn.Module, f: str | os.PathLike[str] | IO[bytes]) -> 
             unwrapped from ``torch.compile``. Not modified otherwise.
         f: Destination file path or binary file object (e.g. :class:`io.BytesIO`).
     """
-    net = getattr(net, "_orig_mod", net).eval().float().cpu()
+    net = unwrap_network(net).eval().float().cpu()
     # Stride 1 (identity) needs no padding, and the network's own forward has no size arithmetic to freeze.
     graph = DynamicPadCrop(net) if int(net.stride) > 1 else net
     dynamic = {0: "batch", 2: "height", 3: "width"}
@@ -193,7 +194,7 @@ class OrtNetwork:
     """
 
     def __init__(self, net: nn.Module, threads: int | None = None, cache_key: str | None = None) -> None:
-        self.net = getattr(net, "_orig_mod", net).eval().float().cpu()
+        self.net = unwrap_network(net).eval().float().cpu()
         self.stride = int(self.net.stride)
         if cache_key is None:
             self.session = make_session(onnx_bytes(self.net), threads)

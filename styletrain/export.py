@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,6 +26,8 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
+from inference.artifact import unwrap_network
+from inference.atomic import atomic_output
 from inference.errors import UserError
 from inference.onnx_backend import export_onnx_model, num_styles
 
@@ -145,13 +146,6 @@ def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Pat
     )
 
 
-def _current_umask() -> int:
-    """The process's umask (reading it means setting it; set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def export_onnx(
     net: nn.Module, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None, atol: float = ONNX_ATOL
 ) -> float:
@@ -170,15 +164,14 @@ def export_onnx(
     import onnx
     import onnxruntime as ort
 
-    net = getattr(net, "_orig_mod", net).eval().float().cpu()
+    net = unwrap_network(net).eval().float().cpu()
     dest = Path(path)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
         raise UserError(f"{dest}: cannot write to {dest.parent} ({exc.strerror or type(exc).__name__})") from None
-    os.close(fd)
-    try:
+    with atomic_output(dest, suffix=".onnx") as tmp_path:
+        tmp = str(tmp_path)
         export_onnx_model(net, tmp)
         model = onnx.load(tmp)
         for key, value in (metadata or {}).items():
@@ -205,11 +198,6 @@ def export_onnx(
             worst = max(worst, float(np.abs(got - expected).max()))
         if worst > atol:
             raise UserError(f"{dest}: ONNX Runtime output differs from PyTorch by {worst:.2e} > --atol {atol:.0e}")
-        # mkstemp creates 0600; an export is an ordinary output, readable as the umask allows.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     log.info("ONNX verified with ONNX Runtime: max |diff| %.2e (tolerance %.0e)", worst, atol)
     return worst
 

@@ -20,6 +20,7 @@ from inference.artifact import (
     load_artifact,
     read_metadata,
     save_artifact,
+    unwrap_network,
 )
 from inference.errors import ArtifactError, UserError
 from inference.networks import build_network
@@ -105,6 +106,16 @@ def test_saved_keys_have_no_wrapper_prefixes(tmp_path: Path) -> None:
     keys = set(load_file(path))
     assert keys == set(net.state_dict())
     assert read_metadata(path).network == "tiny"
+
+
+def test_unwrap_network_sees_through_torch_compile_and_data_parallel() -> None:
+    net = build_network("tiny")
+    compiled = torch.compile(net)  # nothing is compiled until it is called
+    assert compiled.name == "tiny"  # the compile wrapper forwards look-ups, so ``name`` cannot tell it apart
+    assert unwrap_network(compiled) is net
+    assert unwrap_network(torch.nn.DataParallel(compiled)) is net
+    assert unwrap_network(_Wrapper("module", _Wrapper("_orig_mod", net))) is net
+    assert unwrap_network(net) is net
 
 
 @pytest.mark.slow
