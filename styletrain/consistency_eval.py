@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from inference.colour import to_float
 from inference.errors import UserError
 from inference.flow import flow_tensor, occlusion_mask, warp
 
@@ -38,7 +39,8 @@ def parse_levels(text: str) -> list[float]:
 
 
 def _chw(frame: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    """``uint8 [H, W, 3]`` -> float ``[1, 3, H, W]`` in [0, 1]."""
+    return to_float(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0))
 
 
 def ghosting(

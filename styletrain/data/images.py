@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.colour import to_float
 from inference.errors import MediaError, UserError
 
 # A style image above this many pixels is refused rather than decoded (about 4 GB of RGBA at full size).
@@ -85,7 +86,7 @@ def load_style_image(path: str | Path, max_side: int | None = 512) -> torch.Tens
     except MediaError as exc:
         raise UserError(f"cannot read style image {exc}") from None
     rgb = _enlarge_if_tiny(rgb, path)
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return to_float(torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0))
 
 
 def _enlarge_if_tiny(rgb: np.ndarray, path: Path) -> np.ndarray:
