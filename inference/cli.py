@@ -162,7 +162,7 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
     )  # fmt: skip
     g.add_argument(
         "--channels-last", action="store_true",
-        help="NHWC memory layout (off by default: measured slower in eager mode on an H100 and no faster on CPUs)",
+        help="NHWC memory layout (off by default; benchmark it on your GPU before relying on it)",
     )  # fmt: skip
     g.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster after)")
     g.add_argument(

@@ -63,9 +63,8 @@ class FrameRunner(Protocol):
 
 
 # Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
-# Both paths were measured end to end at 640x360 with the tiny and light networks (bench/yuv_path.py, results in
-# bench/results/yuv-path-cpu.json): the host RGB path (swscale in the reader and writer threads, off the network's
-# thread) was faster with tiny and level with light, so the CPU keeps it.
+# The CPU keeps the host RGB path (swscale in the reader and writer threads, off the network's thread): it was not
+# slower in bench/yuv_path.py (figures in bench/results/yuv-path-cpu.json).
 PLANES_ON_CPU = False
 
 

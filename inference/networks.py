@@ -257,8 +257,8 @@ class LightNet(StyleNetwork):
 
     stride = 8
 
-    # The defaults trade speed for capacity: narrower trunks ran faster on a 2-core CPU but hold less of a style;
-    # bench/inference.py and the README have the measured frame rates.
+    # The defaults trade speed for capacity: narrower trunks run faster but hold less of a style;
+    # bench/inference.py and the README have the frame rates.
     def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5, num_styles: int = 1) -> None:
         c1, c2, c3 = _channels(channels, 3)
         if int(num_residual) < 0:

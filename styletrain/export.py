@@ -8,7 +8,7 @@ registry and loaded strictly. Optimizer state, the loss network and the style ta
 ONNX models take ``image`` float32 ``[N, 3, H, W]`` RGB in [0, 1] with dynamic N, H and W (H, W at least twice the
 network's stride: 8 px for ``johnson``/``tiny``, 16 px for ``light``) and return ``stylized`` of the same shape. After
 export the model is run with ONNX Runtime on two sizes (one not a multiple of the stride) and compared with PyTorch:
-the maximum absolute difference must be below ``ONNX_ATOL`` = 1e-4 (typical: ~3e-6). The exporter itself lives in
+the maximum absolute difference must be below :data:`ONNX_ATOL`. The exporter itself lives in
 :mod:`inference.onnx_backend`, shared with the runtime's ONNX Runtime backend.
 """
 

@@ -38,11 +38,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def available_archs() -> list[str]:
-    """Names accepted as ``arch``."""
-    return list(_BLOCKS)
-
-
 def relu_indices(arch: str) -> dict[str, int]:
     """Map ``reluX_Y`` names to indices in torchvision's ``vgg*.features`` for ``arch``.
 

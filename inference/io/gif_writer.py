@@ -118,7 +118,6 @@ class GifSink:
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: cannot build the GIF filter graph ({exc})") from None
         self.frames = 0
-        self._last_pts: int | None = None
         self._out: list = []
 
     def write(self, array: np.ndarray, pts: int) -> None:
@@ -127,7 +126,6 @@ class GifSink:
 
         frame = av.VideoFrame.from_ndarray(array, format="rgb24")
         frame.pts, frame.time_base = pts, self.info.time_base
-        self._last_pts = pts
         self.graph.push(frame)
         self._drain()
         self.frames += 1

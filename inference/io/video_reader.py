@@ -269,10 +269,8 @@ def _hwaccel_candidates(hwaccel: bool) -> list:
     """
     if not hwaccel:
         return [None]
-    try:
-        from av.codec.hwaccel import HWAccel, hwdevices_available
-    except ImportError:  # PyAV before 14 has no hwaccel API.
-        return [None]
+    from av.codec.hwaccel import HWAccel, hwdevices_available
+
     if "cuda" not in hwdevices_available():
         return [None]
     return [HWAccel("cuda", device=nvdec_device(), allow_software_fallback=False), None]

@@ -19,7 +19,7 @@ Everything runs batched on ``frames.device`` and is deterministic under ``genera
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
 import torch
@@ -152,8 +152,3 @@ def random_motion_pair(
     frame1 = frame1 + sigma1 * _randn(tuple(frame1.shape), generator, device)
     frame2 = frame2 + delta + sigma2 * _randn(tuple(frame2.shape), generator, device)
     return MotionPair(frame1.clamp(0, 1).to(dtype), frame2.clamp(0, 1).to(dtype), flow, mask)
-
-
-def motion_config_dict(config: MotionConfig) -> dict:
-    """Plain-dict view of a config (for logging / hyperparameters)."""
-    return asdict(config)
