@@ -21,6 +21,20 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The one GPU skip idiom: a test marked ``gpu`` is skipped where CUDA is unavailable (no ``skipif`` of its own)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic synthetic photo-like image.
 

@@ -180,7 +180,6 @@ def test_collector_reports_a_worker_that_died(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batch_on_every_visible_gpu(tmp_path, make_video, model, capsys):
     clips = [
         make_video(tmp_path / f"c{i}.mp4", n_frames=6, size=(64, 48)) for i in range(max(2, torch.cuda.device_count()))

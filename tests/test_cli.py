@@ -290,7 +290,6 @@ def test_wandb_mode_detection(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_bf16_channels_last_compile(workdir, capsys):
     args = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"]
     args += ["--model.channels_last", "true", "--model.compile", "true", "--model.temporal_weight", "1e4"]

@@ -21,7 +21,7 @@ from inference.colour import YuvSpec, i420_to_rgb, rgb_to_i420
 from inference.networks import build_network
 from inference.stylizer import Stylizer
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.gpu
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 
 

@@ -329,7 +329,6 @@ def test_odd_size_request_warns(tmp_path, make_video, identity):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_yuv_path_nvdec_and_nvenc(tmp_path):
     src = _write_tagged(tmp_path / "in.mp4", n=16, size=(256, 144))
     source = open_source(src, planes=True)

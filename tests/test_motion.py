@@ -87,7 +87,6 @@ def test_unknown_option_rejected(make_image):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_gpu_and_matches_cpu_generator(make_image):
     frames = _batch(make_image).cuda()
     pair = random_motion_pair(frames, torch.Generator().manual_seed(5))

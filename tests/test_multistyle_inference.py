@@ -152,7 +152,6 @@ def test_onnx_export_takes_the_style_weights_as_an_input(tmp_path: Path) -> None
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_blend_matches_the_cpu(tmp_path: Path, make_image, precision: str) -> None:
     path = _artifact(tmp_path)

@@ -179,8 +179,6 @@ def test_onnxruntime_backend_runs_at_the_stroke_scale(make_image):
 
 @pytest.mark.gpu
 def test_cuda_half_precision_at_the_stroke_scale():
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
     x = torch.rand(2, 3, 270, 480, device="cuda")
     st = Stylizer(build_network("tiny"), device="cuda", precision="fp16", stroke_scale=2.0, stroke_detail="guided")
     y = st.tensors(x)

@@ -298,7 +298,6 @@ def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monke
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cli_turns_on_cudnn_autotuning(tmp_path, make_video, model):
     torch.backends.cudnn.benchmark = False
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)

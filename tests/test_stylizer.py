@@ -135,7 +135,6 @@ def test_out_of_memory_halves_batch(make_image):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_path(artifact, make_image, tmp_path, make_video, precision):
     cpu = Stylizer.from_artifact(artifact, device="cpu")
@@ -310,11 +309,7 @@ def test_construction_changes_no_global_state(artifact):
 
 
 # ------------------------------------------------------------------------------------------------------ CUDA only
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @pytest.mark.gpu
-@needs_cuda
 def test_cuda_yuv_path_pools_and_timing(artifact, make_image):
     torch.backends.cudnn.benchmark = False
     spec = YuvSpec("bt709")
@@ -338,7 +333,6 @@ def test_cuda_yuv_path_pools_and_timing(artifact, make_image):
 
 
 @pytest.mark.gpu
-@needs_cuda
 def test_cuda_engine_reuses_pinned_buffers(make_image):
     from inference.engines import CudaEngine
 
@@ -355,7 +349,6 @@ def test_cuda_engine_reuses_pinned_buffers(make_image):
 
 
 @pytest.mark.gpu
-@needs_cuda
 def test_auto_precision_runs_the_parity_check(artifact):
     st = Stylizer.from_artifact(artifact, device="cuda")
     report = st.precision_report
