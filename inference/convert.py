@@ -49,6 +49,7 @@ class FrameRunner(Protocol):
 
     device: torch.device
     batch_size: int
+    consistency: float
 
     def process(
         self,
@@ -163,7 +164,7 @@ def _plan(stylizer: FrameRunner, kind: str, dst: Path, options: EncodeOptions) -
     resolve_encoder(options.codec, dst.suffix, options.crf, options.preset, options.pix_fmt)
     # The consistency stage works on RGB frames, so it takes the host RGB path.
     on_device = stylizer.device.type != "cpu" or PLANES_ON_CPU
-    planes = options.pix_fmt == "yuv420p" and on_device and not getattr(stylizer, "consistency", 0)
+    planes = options.pix_fmt == "yuv420p" and on_device and not stylizer.consistency
     return size_multiples(options.pix_fmt) != (1, 1), planes
 
 
