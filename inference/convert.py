@@ -267,19 +267,7 @@ def _source_frames(source, clock: StageClock) -> Iterator:
     """The source's frames; a video source splits its time into decode and colour, others count it all as decode."""
     if hasattr(source, "planes"):
         return source.frames(clock=clock)
-    return _timed(source.frames(), clock, "decode")
-
-
-def _timed(items: Iterable, clock: StageClock, stage: str) -> Iterator:
-    """Iterate ``items``, counting the time spent producing each one as busy time of ``stage``."""
-    it = iter(items)
-    done = object()
-    while True:
-        with clock.time(stage):
-            item = next(it, done)
-        if item is done:
-            return
-        yield item
+    return clock.timed(source.frames(), "decode")
 
 
 def _limited(frames: Iterable, limit: int | None) -> Iterator:

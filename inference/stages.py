@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # In data-flow order. "colour" is YUV -> RGB (on the host when swscale does it, else on the device); "colour back" is
 # RGB -> YUV for the encoder. "flow" (input motion, in its own thread beside the network) and "consistency" (carrying
@@ -46,6 +49,17 @@ class StageClock:
             yield
         finally:
             self.add(stage, time.perf_counter() - t0)
+
+    def timed(self, items: Iterable[T], stage: str) -> Iterator[T]:
+        """Iterate ``items``, counting the time spent producing each one as busy time of ``stage``."""
+        it = iter(items)
+        done = object()
+        while True:
+            with self.time(stage):
+                item = next(it, done)
+            if item is done:
+                return
+            yield item
 
     def count(self, frames: int = 1) -> None:
         """Count frames that completed the pipeline."""

@@ -192,7 +192,7 @@ class VideoSource:
         """
         clock = clock or StageClock()
         last_pts = None
-        frames = _timed(_chain((self._first, self._first_pts), self._iter), clock)
+        frames = clock.timed(_chain((self._first, self._first_pts), self._iter), "decode")
         self._first = None
         for frame, pts in frames:
             if self._end_pts is not None and pts >= self._end_pts:
@@ -318,17 +318,6 @@ def _decoder_name(stream, hw: bool, first_frame) -> str:
     if decoded_on_nvdec(hw, codec_format, frame_format):
         return f"{ctx.name} on NVDEC (cuda:{nvdec_device() or 0}, {ctx.thread_count} threads)"
     return f"{ctx.name} (software, {ctx.thread_type.name.lower()} threads)"
-
-
-def _timed(pairs, clock: StageClock) -> Iterator:
-    """Iterate ``pairs``, counting the time spent producing each item as ``decode`` busy time."""
-    it = iter(pairs)
-    while True:
-        with clock.time("decode"):
-            item = next(it, None)
-        if item is None:
-            return
-        yield item
 
 
 def _chain(first, rest):
