@@ -14,6 +14,7 @@ from inference.io.image_reader import ImageSequenceSource
 from inference.io.limits import MAX_SECONDS
 from inference.io.media import Resize, probe_kind
 from inference.io.video_reader import VideoSource
+from inference.io.writers import display
 
 
 def open_source(
@@ -51,11 +52,15 @@ def open_source(
     return ImageSequenceSource(path, resize, fps, start, duration)
 
 
-def read_frames(path: str | Path, **kwargs) -> Iterator[np.ndarray]:
-    """Yield the frames of any supported input as ``uint8 [H, W, 3]`` RGB arrays (see :func:`open_source`)."""
+def read_frames(path: str | Path, *, upright: bool = False, **kwargs) -> Iterator[np.ndarray]:
+    """Yield the frames of any supported input as ``uint8 [H, W, 3]`` RGB arrays (see :func:`open_source`).
+
+    With ``upright`` each frame is turned by the stream's rotation tag into display orientation (a contiguous copy
+    when turned); without it frames come as stored.
+    """
     source = open_source(path, **kwargs)
     try:
         for frame in source.frames():
-            yield frame.array
+            yield np.ascontiguousarray(display(frame.array, source.info.rotation)) if upright else frame.array
     finally:
         source.close()

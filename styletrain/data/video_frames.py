@@ -30,15 +30,9 @@ def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.nd
     Raises:
         MediaError: Missing input, not a video or image, no frames.
     """
-    from inference.io.readers import open_source
-    from inference.io.writers import display
+    from inference.io.readers import read_frames
 
-    source = open_source(path, resize=Resize(max_side=max_side) if max_side else None)
-    try:
-        for frame in source.frames():
-            yield np.ascontiguousarray(display(frame.array, source.info.rotation))
-    finally:
-        source.close()
+    yield from read_frames(path, upright=True, resize=Resize(max_side=max_side) if max_side else None)
 
 
 def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
