@@ -1,5 +1,5 @@
-"""Colour on the device: YUV planes to RGB and back (the stream's matrix and range), strength blending and colour
-preservation.
+"""Colour on the device: BT.601 luma, ``uint8`` samples to float and back (one rounding rule), YUV planes to RGB and
+back (the stream's matrix and range), strength blending and colour preservation.
 
 Everything works on tensors on whatever device the frames are on (RGB as float ``[B, 3, H, W]`` in [0, 1]) and never
 modifies its inputs.
