@@ -27,6 +27,7 @@ from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PR
 from inference.io.encoder_limits import size_multiples
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo, Resize
+from inference.io.protocols import Sink, Source
 from inference.io.readers import open_source
 from inference.io.writers import open_sink, output_kind
 from inference.pipeline import run_pipeline
@@ -183,13 +184,13 @@ def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, dur
     return source, dst
 
 
-def _warnings(source, dst: Path, kind: str, even_fmt: str | None, size, max_side) -> list[str]:
+def _warnings(source: Source, dst: Path, kind: str, even_fmt: str | None, size, max_side) -> list[str]:
     """Size changes made for an even-size pixel format ``even_fmt``, frames an image output drops, truncation."""
     info = source.info
     found = _size_warnings(info, dst, even_fmt, size, max_side) if even_fmt else []
     if kind == "image" and (info.n_frames or 0) > 1:
         found.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
-    truncated = getattr(source, "truncation_warning", lambda: None)() if kind != "image" else None
+    truncated = source.truncation_warning() if kind != "image" else None
     return found + ([truncated] if truncated else [])
 
 
@@ -214,7 +215,7 @@ def _size_warnings(
 
 def _convert(
     stylizer: FrameRunner,
-    source,
+    source: Source,
     dst: Path,
     kind: str,
     options: EncodeOptions,
@@ -238,12 +239,14 @@ def _convert(
     return min(sink.frames, limit or sink.frames)
 
 
-def _run(stylizer: FrameRunner, source, sink, clock: StageClock, *, limit, progress: bool, device_clock: bool) -> None:
+def _run(
+    stylizer: FrameRunner, source: Source, sink: Sink, clock: StageClock, *, limit, progress: bool, device_clock: bool
+) -> None:
     """Decode (reader thread) -> stylize (this thread) -> encode and mux (writer thread)."""
     from tqdm import tqdm
 
     yuv_in = source.info.yuv
-    yuv_out = getattr(sink, "yuv_spec", None) if yuv_in is not None else None
+    yuv_out = sink.yuv_spec if yuv_in is not None else None
     write = sink.write_planes if yuv_out is not None else sink.write
     # disable=None: tqdm draws only on a terminal, so logs and pipes stay clean.
     bar = tqdm(total=limit or source.info.n_frames, unit="frame", disable=None if progress else True, leave=False)
@@ -257,17 +260,10 @@ def _run(stylizer: FrameRunner, source, sink, clock: StageClock, *, limit, progr
         bar.update()
 
     try:
-        frames = _limited(_source_frames(source, clock), limit)
+        frames = _limited(source.frames(clock=clock), limit)
         run_pipeline(((f.array, f.pts) for f in frames), process, consume, depth=max(8, 2 * stylizer.batch_size))
     finally:
         bar.close()
-
-
-def _source_frames(source, clock: StageClock) -> Iterator:
-    """The source's frames; a video source splits its time into decode and colour, others count it all as decode."""
-    if hasattr(source, "planes"):
-        return source.frames(clock=clock)
-    return clock.timed(source.frames(), "decode")
 
 
 def _limited(frames: Iterable, limit: int | None) -> Iterator:
@@ -277,7 +273,7 @@ def _limited(frames: Iterable, limit: int | None) -> Iterator:
         yield frame
 
 
-def _report(result: StylizeResult, source, progress: bool, stats: bool) -> None:
+def _report(result: StylizeResult, source: Source, progress: bool, stats: bool) -> None:
     """Log the warnings; print the summary line (``progress``) and the stage table (``stats``) on stderr."""
     for w in result.warnings:
         log.warning(w)
@@ -285,6 +281,6 @@ def _report(result: StylizeResult, source, progress: bool, stats: bool) -> None:
         print(f"{result.output}: {result.frames} frames in {result.seconds:.1f}s ({result.fps:.1f} frames/s)",
               file=sys.stderr)  # fmt: skip
     if stats:
-        decoder = getattr(source, "decoder", None)
-        print(f"path: {result.path}" + (f", decoder: {decoder}" if decoder else ""), file=sys.stderr)
+        decoder = f", decoder: {source.decoder}" if source.decoder else ""
+        print(f"path: {result.path}{decoder}", file=sys.stderr)
         print(result.clock.table(result.seconds), file=sys.stderr)

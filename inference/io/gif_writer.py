@@ -21,6 +21,7 @@ from inference.errors import MediaError, UserError
 from inference.io.encode_options import EncodeOptions
 from inference.io.limits import MIN_GIF_FPS, check_frame_size
 from inference.io.media import MediaInfo
+from inference.io.protocols import Sink
 
 _TRANSPOSE = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}
 MAX_GIF_FPS = 50  # 20 ms delays: the shortest that browsers play as written
@@ -75,7 +76,7 @@ def gif_size(info: MediaInfo, width: int) -> tuple[int, int]:
     return size
 
 
-class GifSink:
+class GifSink(Sink):
     """Write frames as an animated GIF with a palette computed from the whole clip.
 
     Args:
@@ -118,6 +119,7 @@ class GifSink:
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: cannot build the GIF filter graph ({exc})") from None
         self.frames = 0
+        self.yuv_spec = None  # The palette filters take RGB.
         self._out: list = []
 
     def write(self, array: np.ndarray, pts: int) -> None:

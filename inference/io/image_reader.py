@@ -28,6 +28,8 @@ import numpy as np
 from inference.errors import MediaError
 from inference.io.limits import MAX_FPS, MIN_FPS
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
+from inference.io.protocols import Source
+from inference.stages import StageClock
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -182,7 +184,7 @@ def resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.array(resize_image(Image.fromarray(array), size))  # a writable copy
 
 
-class ImageSequenceSource:
+class ImageSequenceSource(Source):
     """One image or a sequence of image files, played at ``fps``.
 
     Args:
@@ -202,6 +204,7 @@ class ImageSequenceSource:
         duration: float | None = None,
     ) -> None:
         self.resize = resize or Resize()
+        self.planes, self.decoder = False, None  # Always RGB, decoded by PIL.
         kind = probe_kind(path)
         paths = [Path(path)] if kind == "image" else list_frames(path)
         if not paths:
@@ -233,8 +236,12 @@ class ImageSequenceSource:
             input_size=(w, h),
         )
 
-    def frames(self) -> Iterator[SourceFrame]:
-        """Yield frames in order, every one at the size of the first (a folder of mixed sizes is resized)."""
+    def frames(self, clock: StageClock | None = None) -> Iterator[SourceFrame]:
+        """Yield frames in order, every one at the size of the first (a folder of mixed sizes is resized); ``clock``
+        counts reading, decoding and resizing as ``decode`` busy time."""
+        return (clock or StageClock()).timed(self._frames(), "decode")
+
+    def _frames(self) -> Iterator[SourceFrame]:
         size = (self.info.width, self.info.height)
         for i, p in enumerate(self.info.frame_paths):
             arr = self._first if i == 0 else read_image(p)
@@ -246,6 +253,10 @@ class ImageSequenceSource:
                 crop = not scaled and (arr.shape[1], arr.shape[0]) == self._first_size
                 arr = arr[: size[1], : size[0]] if crop else resize_array(arr, size)
             yield SourceFrame(np.ascontiguousarray(arr), pts=i, index=i)
+
+    def truncation_warning(self) -> str | None:
+        """``None``: an unreadable image fails with an error instead of ending the sequence early."""
+        return None
 
     def close(self) -> None:
         """Nothing to release."""

@@ -11,6 +11,7 @@ Nothing here treats a URL as a path: :mod:`inference.io.video_reader` is for fil
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from inference.errors import MediaError
 from inference.io.media import Resize
+from inference.io.protocols import StreamSink, StreamSource
 
 log = logging.getLogger("inference")
 
@@ -80,7 +82,7 @@ def _open_options(source: LiveInput) -> dict[str, str]:
     return options
 
 
-class LiveSource:
+class LiveSource(StreamSource):
     """Decode a live input into RGB frames with their timestamps.
 
     Args:
@@ -114,7 +116,7 @@ class LiveSource:
         rule = Resize(resize.size, resize.max_side, True) if resize else Resize(even=True)
         (self.width, self.height), self._scaled = rule.target(self.stream.width, self.stream.height)
 
-    def frames(self):
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """Yield ``(uint8 [H, W, 3] RGB, seconds)``; seconds from the stream's timestamps (or the frame rate)."""
         import av
 
@@ -136,7 +138,7 @@ class LiveSource:
         self.container.close()
 
 
-class LiveSink:
+class LiveSink(StreamSink):
     """Encode RGB frames into a file, a stream URL or stdout, with the timestamps given.
 
     Args:
@@ -151,7 +153,7 @@ class LiveSink:
         MediaError: The output cannot be opened (one line naming it).
     """
 
-    def __init__(self, target: str, muxer: str | None, size: tuple[int, int], rate: Fraction, encoder, stream: bool):
+    def __init__(self, target: str, muxer: str | None, size: tuple[int, int], rate: Fraction, encoder, *, stream: bool):
         import av
 
         self.target = target

@@ -13,6 +13,7 @@ from inference.errors import MediaError
 from inference.io.image_reader import ImageSequenceSource
 from inference.io.limits import MAX_SECONDS
 from inference.io.media import Resize, probe_kind
+from inference.io.protocols import Source
 from inference.io.video_reader import VideoSource
 from inference.io.writers import display
 
@@ -25,7 +26,7 @@ def open_source(
     duration: float | None = None,
     fps: Fraction | float | None = None,
     planes: bool = False,
-) -> VideoSource | ImageSequenceSource:
+) -> Source:
     """Open any supported input.
 
     Args:
@@ -37,7 +38,7 @@ def open_source(
         planes: Let a video source yield I420 planes when its stream allows (see :class:`VideoSource`).
 
     Returns:
-        A source with ``info`` (:class:`MediaInfo`), ``frames()`` and ``close()``.
+        A :class:`~inference.io.protocols.Source`.
 
     Raises:
         MediaError: Missing input, not a video or image, no frames.

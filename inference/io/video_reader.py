@@ -24,6 +24,7 @@ from inference.devices import decoder_threads, nvdec_device
 from inference.errors import MediaError
 from inference.io.colour_tags import SWS_COLORSPACE, ColourTags, chroma_left_sited
 from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
+from inference.io.protocols import Source
 from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ PLANAR_420 = {"yuv420p", "yuvj420p", "nv12"}
 NVDEC_DOWNLOAD_FORMATS = {"nv12", "p010le", "p016le", "yuv444p", "yuv444p16le", "nv16", "p210le", "p216le"}
 
 
-class VideoSource:
+class VideoSource(Source):
     """Decode a video's first video stream (NVDEC or frame-threaded software), optionally trimmed and resized.
 
     Args:

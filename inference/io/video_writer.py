@@ -19,6 +19,7 @@ from inference.io.colour_tags import SWS_COLORSPACE, chroma_left_sited
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo
+from inference.io.protocols import Sink
 from inference.stages import StageClock
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def _check_av(exc: Exception, path: Path) -> MediaError:
     return MediaError(f"{path}: cannot write ({str(exc).splitlines()[0]})")
 
 
-class VideoSink:
+class VideoSink(Sink):
     """Encode frames into a video container, keeping pts, frame rate and rotation, copying audio, tagging colour.
 
     Args:

@@ -15,6 +15,7 @@ import numpy as np
 from inference.errors import MediaError
 from inference.io.encode_options import EncodeOptions
 from inference.io.media import IMAGE_EXTENSIONS, MediaInfo
+from inference.io.protocols import Sink
 from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,13 @@ def display(array: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k)) if k else array
 
 
-class FolderSink:
+class FolderSink(Sink):
     """Write numbered PNG frames ``frame_000001.png``, ... into a folder, rotated for display."""
 
     def __init__(self, path: Path, info: MediaInfo) -> None:
         self.path, self.info = Path(path), info
         self.frames = 0
+        self.yuv_spec = None  # PNG frames are written from RGB.
 
     def write(self, array: np.ndarray, pts: int) -> None:
         """Save one frame."""
@@ -72,12 +74,13 @@ class FolderSink:
         """Nothing to release."""
 
 
-class ImageSink:
+class ImageSink(Sink):
     """Write the first frame as one image (format from the extension); later frames are ignored."""
 
     def __init__(self, path: Path, info: MediaInfo, ext: str) -> None:
         self.path, self.info, self.ext = Path(path), info, ext.lower()
         self.frames = 0
+        self.yuv_spec = None  # PIL writes the image from RGB.
 
     def write(self, array: np.ndarray, pts: int) -> None:
         """Save the frame if it is the first."""
@@ -96,7 +99,9 @@ class ImageSink:
         """Nothing to release."""
 
 
-def open_sink(path: Path, final: Path, info: MediaInfo, options: EncodeOptions, clock: StageClock | None = None):
+def open_sink(
+    path: Path, final: Path, info: MediaInfo, options: EncodeOptions, clock: StageClock | None = None
+) -> Sink:
     """Create the writer for ``final``'s kind, writing to the temporary ``path`` (``clock`` times video encoding)."""
     kind = output_kind(final)
     if kind == "video":
