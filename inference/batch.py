@@ -9,6 +9,7 @@ cluster). A file that fails is reported and the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import UserError
+from inference.io.encode_options import EncodeOptions
 from inference.io.image_reader import natural_key
 from inference.io.media import IMAGE_EXTENSIONS
-from inference.io.writers import VIDEO_EXTENSIONS
+from inference.io.writers import VIDEO_EXTENSIONS, check_encoders
 
 # Re-exported: the job types and the per-file runner moved to inference.jobs, shared with the executors.
 from inference.jobs import Executor, Job, Outcome, load_stylizer, run_job  # noqa: F401
@@ -228,7 +230,7 @@ def run_batch(
         else:
             todo.append(i)
     if todo:
-        _check_encoders([jobs[i] for i in todo], file_options)
+        check_encoders(_encode_options(file_options), [jobs[i].dst for i in todo])
         executor = make_executor([jobs[i] for i in todo])
         try:
             executor.start()
@@ -257,20 +259,10 @@ class _Progress:
         return [self.outcomes[i] for i in range(len(self.jobs))]
 
 
-def _check_encoders(jobs: list[Job], options: dict[str, Any]) -> None:
-    """A bad ``--codec``, ``--preset``, ``--pix-fmt`` or ``--crf`` fails once, before any file, not once per file."""
-    from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PRESET
-    from inference.io.encoders import resolve_encoder
-    from inference.io.writers import output_kind
-
-    for ext in sorted({job.dst.suffix.lower() for job in jobs if output_kind(job.dst) == "video"}):
-        resolve_encoder(
-            options.get("codec"),
-            ext,
-            options.get("crf", DEFAULT_CRF),
-            options.get("preset", DEFAULT_PRESET),
-            options.get("pix_fmt", DEFAULT_PIX_FMT),
-        )
+def _encode_options(file_options: dict[str, Any]) -> EncodeOptions:
+    """The encoder settings among :func:`~inference.convert.stylize_file` options (defaults for those left out)."""
+    names = {f.name for f in dataclasses.fields(EncodeOptions)}
+    return EncodeOptions(**{k: v for k, v in file_options.items() if k in names})
 
 
 @contextmanager

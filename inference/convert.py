@@ -25,11 +25,10 @@ from inference.devices import bind_media_device
 from inference.errors import MediaError
 from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PRESET, EncodeOptions
 from inference.io.encoder_limits import size_multiples
-from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo, Resize
 from inference.io.protocols import Sink, Source
 from inference.io.readers import open_source
-from inference.io.writers import open_sink, output_kind
+from inference.io.writers import check_encoders, open_sink, output_kind
 from inference.pipeline import run_pipeline
 from inference.stages import StageClock
 
@@ -162,7 +161,7 @@ def _plan(stylizer: FrameRunner, kind: str, dst: Path, options: EncodeOptions) -
     """Check the encoder options before anything is decoded; return ``(even sizes needed, YUV planes path)``."""
     if kind != "video":
         return False, False
-    resolve_encoder(options.codec, dst.suffix, options.crf, options.preset, options.pix_fmt)
+    check_encoders(options, [dst])
     # The consistency stage works on RGB frames, so it takes the host RGB path.
     on_device = stylizer.device.type != "cpu" or PLANES_ON_CPU
     planes = options.pix_fmt == "yuv420p" and on_device and not stylizer.consistency

@@ -8,12 +8,14 @@ the video sink also takes I420 planes (``VideoSink.write_planes``) when its pixe
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from inference.errors import MediaError
 from inference.io.encode_options import EncodeOptions
+from inference.io.encoders import resolve_encoder
 from inference.io.media import IMAGE_EXTENSIONS, MediaInfo
 from inference.io.protocols import Sink
 from inference.stages import StageClock
@@ -41,6 +43,18 @@ def output_kind(path: str | Path) -> str:
         return "image"
     supported = ", ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS | {".gif"}))
     raise MediaError(f"{path}: unsupported output extension {ext!r} (use one of {supported}, or a folder)")
+
+
+def check_encoders(options: EncodeOptions, outputs: Iterable[str | Path]) -> None:
+    """Open the encoder once per video container among ``outputs``, before anything is decoded: a bad codec, preset,
+    pixel format or crf fails once with one line, not once per file.
+
+    Raises:
+        UserError: From :func:`~inference.io.encoders.resolve_encoder`.
+        MediaError: An output with an unsupported extension.
+    """
+    for ext in sorted({Path(p).suffix.lower() for p in outputs if output_kind(p) == "video"}):
+        resolve_encoder(options.codec, ext, options.crf, options.preset, options.pix_fmt)
 
 
 def display(array: np.ndarray, rotation: int) -> np.ndarray:
