@@ -95,6 +95,31 @@ class StylizeResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ConversionPlan:
+    """What :func:`stylize_file` decided before opening anything: how to read the input and what to write.
+
+    Attributes:
+        kind: The output kind (:func:`~inference.io.writers.output_kind`).
+        options: Encoder settings (checked already for video outputs).
+        resize: Output size rules; ``resize.even`` when the pixel format needs even sizes.
+        start, duration: Trim in seconds (``None``: from the start, to the end).
+        fps: Frame rate for image-sequence inputs.
+        planes: Let a video source hand I420 planes to the device (see :class:`~inference.io.protocols.Source`).
+        progress, stats: Show the progress bar and summary; time every stage.
+    """
+
+    kind: str
+    options: EncodeOptions
+    resize: Resize
+    start: float | None = None
+    duration: float | None = None
+    fps: float | None = None
+    planes: bool = False
+    progress: bool = False
+    stats: bool = False
+
+
 def stylize_file(
     stylizer: FrameRunner,
     src: str | os.PathLike,
@@ -145,11 +170,14 @@ def stylize_file(
     kind = output_kind(dst)
     options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
     even, planes = _plan(stylizer, kind, Path(dst), options)
-    source, dst = _open_input(src, dst, kind, overwrite, Resize(size, max_side, even), start, duration, fps, planes)
+    plan = ConversionPlan(
+        kind, options, Resize(size, max_side, even), start, duration, fps, planes, progress=progress, stats=stats
+    )
+    source, dst = _open_input(src, dst, plan, overwrite)
     result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
     try:
-        result.frames = _convert(stylizer, source, dst, kind, options, result.clock, progress, stats)
-        result.warnings += _warnings(source, dst, kind, pix_fmt if even else None, size, max_side)
+        result.frames = _convert(stylizer, source, dst, plan, result.clock)
+        result.warnings += _warnings(source, dst, plan)
     finally:
         source.close()
     result.seconds = time.perf_counter() - t0
@@ -168,12 +196,14 @@ def _plan(stylizer: FrameRunner, kind: str, dst: Path, options: EncodeOptions) -
     return size_multiples(options.pix_fmt) != (1, 1), planes
 
 
-def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, duration, fps, planes: bool):
+def _open_input(src, dst, plan: ConversionPlan, overwrite: bool) -> tuple[Source, Path]:
     """Open the source, then check the destination (a missing input is a better first message than an existing
     output). Returns ``(source, dst)`` with ``dst`` as a checked :class:`Path`."""
-    source = open_source(src, resize=resize, start=start, duration=duration, fps=fps, planes=planes)
+    source = open_source(
+        src, resize=plan.resize, start=plan.start, duration=plan.duration, fps=plan.fps, planes=plan.planes
+    )
     try:
-        dst = check_destination(dst, overwrite=overwrite, is_dir=kind == "frames")
+        dst = check_destination(dst, overwrite=overwrite, is_dir=plan.kind == "frames")
         src_path = Path(src)
         if src_path.exists() and dst.exists() and os.path.samefile(src_path, dst):
             raise MediaError(f"{dst}: output would overwrite the input")
@@ -183,10 +213,10 @@ def _open_input(src, dst, kind: str, overwrite: bool, resize: Resize, start, dur
     return source, dst
 
 
-def _warnings(source: Source, dst: Path, kind: str, even_fmt: str | None, size, max_side) -> list[str]:
-    """Size changes made for an even-size pixel format ``even_fmt``, frames an image output drops, truncation."""
-    info = source.info
-    found = _size_warnings(info, dst, even_fmt, size, max_side) if even_fmt else []
+def _warnings(source: Source, dst: Path, plan: ConversionPlan) -> list[str]:
+    """Size changes made for an even-size pixel format, frames an image output drops, truncation."""
+    info, kind, resize = source.info, plan.kind, plan.resize
+    found = _size_warnings(info, dst, plan.options.pix_fmt, resize.size, resize.max_side) if resize.even else []
     if kind == "image" and (info.n_frames or 0) > 1:
         found.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
     truncated = source.truncation_warning() if kind != "image" else None
@@ -212,23 +242,14 @@ def _size_warnings(
     return []
 
 
-def _convert(
-    stylizer: FrameRunner,
-    source: Source,
-    dst: Path,
-    kind: str,
-    options: EncodeOptions,
-    clock: StageClock,
-    progress: bool,
-    stats: bool,
-) -> int:
+def _convert(stylizer: FrameRunner, source: Source, dst: Path, plan: ConversionPlan, clock: StageClock) -> int:
     """Run the pipeline from ``source`` into a temporary output renamed to ``dst``; returns the frames written."""
-    limit = 1 if kind == "image" else None
+    limit = 1 if plan.kind == "image" else None
     info = source.info
-    with atomic_output(dst, is_dir=kind == "frames", suffix=dst.suffix) as tmp:
-        sink = open_sink(tmp, dst, info, options, clock)
+    with atomic_output(dst, is_dir=plan.kind == "frames", suffix=dst.suffix) as tmp:
+        sink = open_sink(tmp, dst, info, plan.options, clock)
         try:
-            _run(stylizer, source, sink, clock, limit=limit, progress=progress, device_clock=stats)
+            _run(stylizer, source, sink, clock, limit=limit, progress=plan.progress, device_clock=plan.stats)
             if sink.frames == 0:
                 raise MediaError(f"{info.path}: no decodable video frames")
             sink.close()
