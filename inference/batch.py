@@ -145,7 +145,7 @@ def worker_devices(spec: str | None, device: str = "auto", workers: int = 1) -> 
     """
     import torch
 
-    from inference.stylizer import resolve_device
+    from inference.devices import resolve_device
 
     if spec is None:
         names = [device] if device != "auto" else ["cuda" if torch.cuda.is_available() else str(resolve_device())]

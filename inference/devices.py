@@ -1,4 +1,5 @@
-"""Which GPU and how many host threads a process's media and compute work use.
+"""Which device a Stylizer runs on (:func:`resolve_device`), and which GPU and how many host threads a process's media
+and compute work use.
 
 Three things must agree on the GPU of a worker, and by default each picks the first one:
 
@@ -26,6 +27,8 @@ from contextvars import ContextVar
 
 import torch
 
+from inference.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: NVDEC fails (or PyAV silently falls back to software) beyond this many decode surfaces.
@@ -37,6 +40,30 @@ NVDEC_MAX_THREADS = NVDEC_MAX_SURFACES - _WORST_DPB - _EXTRA_SURFACES
 
 _MEDIA_GPU: ContextVar[int | None] = ContextVar("media_gpu", default=None)
 _HOST_THREADS: int | None = None  # this process's share of the host cores (None: not a pool worker, use them all)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; an explicit device that is not available is a :class:`UserError`."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise UserError(f"invalid device {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "mps" and not _mps_available():
+        raise UserError(f"device {device!r} requested but MPS is not available")
+    return dev
+
+
+def _mps_available() -> bool:
+    """Apple's GPU backend exists in this torch build and a device is present."""
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def cuda_index(device: str | torch.device | None) -> int | None:

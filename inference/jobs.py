@@ -90,7 +90,8 @@ def load_stylizer(model: str, **kwargs: Any):
     """
     import torch
 
-    from inference.stylizer import Stylizer, resolve_device
+    from inference.devices import resolve_device
+    from inference.stylizer import Stylizer
 
     if resolve_device(kwargs.get("device", "auto")).type == "cuda":
         # Every batch of a video has the same shape: let cuDNN time its algorithms once and reuse the fastest.

@@ -172,8 +172,8 @@ def evaluate_models(
     model's per-frame output (:mod:`styletrain.consistency_eval`), judged with ``flow_method`` as the ruler.
     """
     from inference.artifact import load_artifact
+    from inference.devices import resolve_device
     from inference.flow import scene_cuts
-    from inference.stylizer import resolve_device
     from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
 

@@ -9,7 +9,6 @@ the loss network are enlarged to :data:`MIN_STYLE_SIDE`, with a warning.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from inference.colour import to_float
 from inference.errors import MediaError, UserError
+from inference.hashing import sha256_of_file  # noqa: F401  (the runtime's, re-exported for training)
 
 # A style image above this many pixels is refused rather than decoded (about 4 GB of RGBA at full size).
 MAX_STYLE_PIXELS = 1 << 30
@@ -46,18 +46,6 @@ def style_paths(style: str | Path | list[str] | tuple[str, ...]) -> list[Path]:
 def styles_stem(style: str | Path | list[str] | tuple[str, ...]) -> str:
     """The name of a run's style(s) in folder and file names: the file stem, or the stems joined by ``+``."""
     return "+".join(p.stem for p in style_paths(style))
-
-
-def sha256_of_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (recorded in artifacts to identify the style image)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
 
 
 def load_style_image(path: str | Path, max_side: int | None = 512) -> torch.Tensor:
