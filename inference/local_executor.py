@@ -60,9 +60,10 @@ class LocalExecutor:
                         report(later, Outcome("failed", why, device=self.devices[0]))
                     return
             return
-        from inference.worker_pool import run_pool
+        from inference.worker_pool import PoolSpec, run_pool
 
-        run_pool(tasks, self.model, self.devices, self.stylizer_options, self.file_options, report, quiet=self.quiet)
+        spec = PoolSpec(self.model, self.stylizer_options, self.file_options, quiet=self.quiet)
+        run_pool(tasks, spec, self.devices, report)
 
     def close(self) -> None:
         """Drop the in-process model (spawned workers are stopped by :func:`~inference.worker_pool.run_pool`)."""

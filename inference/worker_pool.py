@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,34 @@ _POLL_S = 0.5  # How often the parent checks that its workers are alive while no
 _STOP_S = 30.0  # How long stopped workers get to remove their temporary outputs before they are killed.
 
 
+@dataclass(frozen=True)
+class PoolSpec:
+    """What every worker of a pool loads and how it stylizes each file (sent to each spawned process).
+
+    Attributes:
+        model: The ``.safetensors`` artifact, loaded once per worker.
+        stylizer_options: :class:`~inference.stylizer.Stylizer` options except ``device``.
+        file_options: :func:`~inference.convert.stylize_file` options.
+        quiet: Workers log errors only.
+    """
+
+    model: str
+    stylizer_options: dict[str, Any]
+    file_options: dict[str, Any]
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class _Seat:
+    """One worker's place: its id (in messages), its device and its share of the host threads (``None``: all)."""
+
+    wid: int
+    device: str
+    threads: int | None
+
+
 def run_pool(
-    tasks: list[tuple[int, Job]],
-    model: str,
-    devices: list[str],
-    stylizer_options: dict[str, Any],
-    file_options: dict[str, Any],
-    report: Callable[[int, Outcome], None],
-    *,
-    quiet: bool = False,
+    tasks: list[tuple[int, Job]], spec: PoolSpec, devices: list[str], report: Callable[[int, Outcome], None]
 ) -> None:
     """Run ``tasks`` on one spawned worker per entry of ``devices``, calling ``report(index, outcome)`` for each.
 
@@ -51,7 +71,7 @@ def run_pool(
     # workers for x264 and the decoder (inference.devices).
     budgets = host_thread_budgets(devices)
     for wid, (device, threads) in enumerate(zip(devices, budgets, strict=True)):
-        args = (wid, model, device, stylizer_options, file_options, threads, quiet, task_q, result_q)
+        args = (_Seat(wid, device, threads), spec, task_q, result_q)
         procs.append(ctx.Process(target=_worker, args=args, name=f"stylize-video {device}", daemon=True))
     for proc in procs:
         proc.start()
@@ -141,25 +161,16 @@ def _worker(*args: Any) -> None:
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
 
-def _serve(
-    wid: int,
-    model: str,
-    device: str,
-    stylizer_options: dict[str, Any],
-    file_options: dict[str, Any],
-    threads: int | None,
-    quiet: bool,
-    tasks: Any,
-    results: Any,
-) -> None:
+def _serve(seat: _Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
     """Load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)`` tuples."""
 
     from inference.console import setup_logging
 
-    setup_logging(quiet)
-    bind_worker(device, threads)  # its GPU for torch, NVDEC and NVENC; its share of the host threads
+    wid, device, model = seat.wid, seat.device, spec.model
+    setup_logging(spec.quiet)
+    bind_worker(device, seat.threads)  # its GPU for torch, NVDEC and NVENC; its share of the host threads
     try:
-        stylizer = load_stylizer(model, device=device, **stylizer_options)
+        stylizer = load_stylizer(model, device=device, **spec.stylizer_options)
     except UserError as exc:
         results.put(("init_failed", wid, str(exc)))
         return
@@ -169,6 +180,6 @@ def _serve(
     while (task := tasks.get()) is not None:
         index, src, dst = task
         results.put(("start", wid, index))
-        results.put(("done", wid, index, outcome := run_job(stylizer, Job(Path(src), Path(dst)), file_options)))
+        results.put(("done", wid, index, outcome := run_job(stylizer, Job(Path(src), Path(dst)), spec.file_options)))
         if outcome.retire:
             return  # a sticky CUDA error: the other workers take the remaining files

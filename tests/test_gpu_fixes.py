@@ -477,7 +477,8 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
     for i in range(3):
         tasks.put((i, str(clip), str(tmp_path / f"o{i}.mp4")))
     tasks.put(None)
-    unbound.run(worker_pool._serve, 0, "m", "cpu", {}, {}, 1, True, tasks, results)
+    seat, spec = worker_pool._Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
+    unbound.run(worker_pool._serve, seat, spec, tasks, results)
     messages = [results.get_nowait() for _ in range(results.qsize())]
     assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire
     assert tasks.qsize() == 3  # two files and the end marker, left to the other workers
