@@ -53,7 +53,7 @@ class AudioCopier:
         self.streams = {}
         for stream in self.input.streams.audio:
             name = stream.codec_context.name
-            supported = getattr(output, "supported_codecs", None)
+            supported = output.supported_codecs
             if supported is not None and name not in supported:
                 log.warning(
                     "%s: audio codec %s cannot go into %s; audio stream %d dropped",

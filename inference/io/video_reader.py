@@ -65,7 +65,7 @@ class VideoSource(Source):
         self.decoded = 0
         self._open(start, hwaccel)
         tb, rate = self.time_base, self.rate
-        rotation = int(getattr(self._first, "rotation", 0) or 0) % 360
+        rotation = int(self._first.rotation) % 360
         size = (self._first.width, self._first.height)
         (w, h), self._scaled = self.resize.target(*size, rotation)
         self.colour = ColourTags.from_frame(self._first)
@@ -314,8 +314,8 @@ def decoded_on_nvdec(hw: bool, codec_format: str | None, frame_format: str | Non
 def _decoder_name(stream, hw: bool, first_frame) -> str:
     """One line naming the decoder, e.g. ``h264 on NVDEC (cuda:1)`` or ``h264 (software, frame threads)``."""
     ctx = stream.codec_context
-    codec_format = getattr(getattr(ctx, "format", None), "name", None)
-    frame_format = getattr(getattr(first_frame, "format", None), "name", None)
+    codec_format = ctx.format.name if ctx.format is not None else None  # None until the decoder knows it
+    frame_format = first_frame.format.name
     if decoded_on_nvdec(hw, codec_format, frame_format):
         return f"{ctx.name} on NVDEC (cuda:{nvdec_device() or 0}, {ctx.thread_count} threads)"
     return f"{ctx.name} (software, {ctx.thread_type.name.lower()} threads)"
