@@ -38,3 +38,20 @@ def test_the_runtime_never_imports_training():
                 names = [node.module]
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "styletrain"]
     assert not offenders, offenders
+
+
+MAX_POSITIONAL = 5
+
+
+def test_no_function_in_the_runtime_takes_more_than_five_positional_parameters():
+    """Long positional lists hide which value is which; past five, a frozen plan dataclass carries them."""
+    offenders = []
+    for path in _python_files("inference"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if names[:1] in (["self"], ["cls"]):
+                    names = names[1:]
+                if len(names) > MAX_POSITIONAL:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({len(names)})")
+    assert not offenders, "pass a plan object or keyword-only arguments:\n" + "\n".join(offenders)
