@@ -8,7 +8,7 @@ the same clip, size, device, backend and precision, in the same run:
 * **end to end**: :func:`inference.convert.stylize_file` (``stylize-video`` minus argument parsing and model
   loading), with its stage table (``--stats``): decode, colour, upload, network, download, colour back, encode, mux;
 * **end to end, other path** (CPU only): the same with the path the CPU does not use by default (YUV planes to the
-  network, or the host swscale RGB path), a check of ``inference.convert.PLANES_ON_CPU``;
+  network, or the host swscale RGB path), a check of ``stylize_file``'s ``planes`` default;
 * **serial**: the same reader, Stylizer and encoder, one frame after the other in one thread (no overlap);
 * **naive**: ``cv2.VideoCapture`` -> resize -> the network one frame at a time -> ``cv2.VideoWriter`` (mp4v);
 * **I/O ceiling** (once per run): a bare PyAV transcode: decode, swscale to RGB, libx264 at the same CRF and preset.
@@ -48,12 +48,11 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-import inference.convert as convert  # noqa: E402
 from inference.convert import stylize_file  # noqa: E402
+from inference.io.encode_options import EncodeOptions  # noqa: E402
 from inference.io.media import Resize  # noqa: E402
 from inference.io.readers import open_source  # noqa: E402
 from inference.io.video_writer import VideoSink  # noqa: E402
-from inference.io.encode_options import EncodeOptions  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.stylizer import Stylizer  # noqa: E402
 
@@ -95,19 +94,15 @@ def model_only_fps(stylizer: Stylizer, size: tuple[int, int], seconds: float = 1
 
 def uses_planes(stylizer: Stylizer, other: bool = False) -> bool:
     """Whether ``stylize_file`` sends YUV planes to this Stylizer (``other``: the opposite, CPU only)."""
-    default = stylizer.device.type != "cpu" or convert.PLANES_ON_CPU
+    default = stylizer.device.type != "cpu"  # stylize_file's choice with planes=None
     return not default if other else default
 
 
 def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: list, planes: bool) -> float:
     """``stylize_file`` with stage accounting; appends its stage table (as a dict) to ``tables``."""
-    saved, convert.PLANES_ON_CPU = convert.PLANES_ON_CPU, planes
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device stages; the table is kept.
-            res = stylize_file(stylizer, args.input, dst, duration=args.duration, size=args.size, crf=args.crf,
-                               preset=args.preset, overwrite=True, stats=True, audio=False)  # fmt: skip
-    finally:
-        convert.PLANES_ON_CPU = saved
+    with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device stages; the table is kept.
+        res = stylize_file(stylizer, args.input, dst, duration=args.duration, size=args.size, crf=args.crf,
+                           preset=args.preset, overwrite=True, stats=True, audio=False, planes=planes)  # fmt: skip
     tables.append({**res.clock.as_dict(res.seconds), "path": res.path, "table": res.clock.table(res.seconds)})
     return res.fps
 
@@ -191,7 +186,7 @@ def run_network(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
     if stylizer.device.type == "cpu":
         other: list = []
         row["e2e_other_path_fps"] = repeated(
-            lambda: e2e_fps(stylizer, args, tmp / "o.mp4", other, not convert.PLANES_ON_CPU), r
+            lambda: e2e_fps(stylizer, args, tmp / "o.mp4", other, uses_planes(stylizer, other=True)), r
         )
         row["stages_other_path"] = other[-1]
     row["serial_fps"] = repeated(lambda: serial_fps(stylizer, args, tmp / "serial.mp4"), r)

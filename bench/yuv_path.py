@@ -1,5 +1,6 @@
-"""CPU: YUV planes to the network and back (``inference.convert.PLANES_ON_CPU = True``) against the host swscale RGB
-path, end to end with the same network, clip, size and encoder; the measurement behind ``PLANES_ON_CPU``.
+"""CPU: YUV planes to the network and back (``stylize_file(..., planes=True)``) against the host swscale RGB
+path, end to end with the same network, clip, size and encoder; the measurement behind ``stylize_file``'s default
+(``planes=None``) keeping the RGB path on the CPU.
 
 Runs alternate between the two paths (ABAB...) so that a change in machine load hits both alike; one warm-up each,
 then ``--repeats`` runs per path: median, best and range of frames/s, and the colour stages' busy ms per frame.
@@ -38,9 +39,10 @@ from inference.stylizer import Stylizer  # noqa: E402
 
 
 def one_run(stylizer: Stylizer, args: argparse.Namespace, dst: Path, planes: bool) -> dict[str, float]:
-    convert.PLANES_ON_CPU = planes
     with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device's colour stages too.
-        res = convert.stylize_file(stylizer, args.input, dst, size=args.size, overwrite=True, audio=False, stats=True)
+        res = convert.stylize_file(
+            stylizer, args.input, dst, size=args.size, overwrite=True, audio=False, stats=True, planes=planes
+        )
     n = max(res.frames, 1)
     busy = res.clock.busy
     return {"fps": res.fps, "colour_ms": 1000 * busy["colour"] / n, "colour_back_ms": 1000 * busy["colour back"] / n}

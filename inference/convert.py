@@ -63,12 +63,6 @@ class FrameRunner(Protocol):
         ...
 
 
-# Whether video stays in YUV planes up to the network when the network runs on the CPU (on GPUs it always does).
-# The CPU keeps the host RGB path (swscale in the reader and writer threads, off the network's thread): it was not
-# slower in bench/yuv_path.py (figures in bench/results/yuv-path-cpu.json).
-PLANES_ON_CPU = False
-
-
 @dataclass
 class StylizeResult:
     """What :func:`stylize_file` did.
@@ -140,6 +134,7 @@ def stylize_file(
     audio: bool = True,
     progress: bool = False,
     stats: bool = False,
+    planes: bool | None = None,
 ) -> StylizeResult:
     """Stylize ``src`` into ``dst`` (the output kind follows ``dst``'s extension); returns a :class:`StylizeResult`.
 
@@ -148,9 +143,8 @@ def stylize_file(
         src: A video, an image, a folder of frames or a glob.
         dst: A video container (.mp4, .mkv, .mov, .webm, .avi), a ``.gif``, an image, or a folder (no extension).
         overwrite: Replace an existing output.
-        start: Seconds to skip at the start of the input; the output then starts at 0.
-        duration: Seconds to keep, from ``start`` or else from the stream's first timestamp (without ``start`` the
-            output keeps the input's timestamps, a non-zero start offset included).
+        start, duration: Seconds to skip (the output then starts at 0) and to keep, from ``start`` or else from the
+            stream's first timestamp (without ``start`` the output keeps the input's timestamps, a non-zero offset too).
         size, max_side: Output ``(width, height)`` in display orientation; or a cap on the longest side.
         fps: Frame rate for image-sequence inputs (videos keep their own timing).
         codec, crf, preset: Encoder or family (default H.264: NVENC where it opens, else libx264; VP9 for .webm),
@@ -158,8 +152,8 @@ def stylize_file(
         pix_fmt: Video pixel format; with the default yuv420p odd sizes lose their last row/column.
         gif_fps, gif_width: GIF frame rate and width (default: the input's timing and the frame width).
         audio: Copy the input's audio into video outputs (never re-encoded).
-        progress: Show a progress bar (tqdm, terminals only) and a summary line on stderr.
-        stats: Time every stage and print the table and the bounding stage on stderr.
+        progress, stats: Show a progress bar (tqdm, terminals only) and a summary; time every stage (on stderr).
+        planes: Hand 8-bit 4:2:0 video to the device as I420 planes into a yuv420p output; ``None``: on GPUs only.
 
     Raises:
         UserError: A bad ``codec``, ``preset``, ``crf`` or ``pix_fmt`` (before anything is decoded).
@@ -167,12 +161,9 @@ def stylize_file(
     """
     t0 = time.perf_counter()
     bind_media_device(stylizer.device)  # NVDEC and NVENC on the Stylizer's GPU, not the first one
-    kind = output_kind(dst)
     options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
-    even, planes = _plan(stylizer, kind, Path(dst), options)
-    plan = ConversionPlan(
-        kind, options, Resize(size, max_side, even), start, duration, fps, planes, progress=progress, stats=stats
-    )
+    kind, even, planes = _plan(stylizer, Path(dst), options, planes)
+    plan = ConversionPlan(kind, options, Resize(size, max_side, even), start, duration, fps, planes, progress, stats)
     source, dst = _open_input(src, dst, plan, overwrite)
     result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
     try:
@@ -185,15 +176,20 @@ def stylize_file(
     return result
 
 
-def _plan(stylizer: FrameRunner, kind: str, dst: Path, options: EncodeOptions) -> tuple[bool, bool]:
-    """Check the encoder options before anything is decoded; return ``(even sizes needed, YUV planes path)``."""
+def _plan(stylizer: FrameRunner, dst: Path, options: EncodeOptions, planes: bool | None) -> tuple[str, bool, bool]:
+    """Check the encoder options before anything is decoded; return ``(output kind, even sizes needed, YUV planes
+    path)``. ``planes=None`` keeps the planes for GPUs: the CPU keeps the host RGB path (swscale in the reader and
+    writer threads, off the network's thread), which was not slower in bench/yuv_path.py
+    (bench/results/yuv-path-cpu.json)."""
+    kind = output_kind(dst)
     if kind != "video":
-        return False, False
+        return kind, False, False
     check_encoders(options, [dst])
+    if planes is None:
+        planes = stylizer.device.type != "cpu"
     # The consistency stage works on RGB frames, so it takes the host RGB path.
-    on_device = stylizer.device.type != "cpu" or PLANES_ON_CPU
-    planes = options.pix_fmt == "yuv420p" and on_device and not stylizer.consistency
-    return size_multiples(options.pix_fmt) != (1, 1), planes
+    planes = options.pix_fmt == "yuv420p" and planes and not stylizer.consistency
+    return kind, size_multiples(options.pix_fmt) != (1, 1), planes
 
 
 def _open_input(src, dst, plan: ConversionPlan, overwrite: bool) -> tuple[Source, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -14,7 +15,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-import inference.convert as convert
 import inference.io.encoders as encoders
 import inference.io.video_reader as video_reader
 from inference.cli import main
@@ -84,10 +84,9 @@ def _bare_transcode(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("planes", [True, False], ids=["yuv-path", "rgb-path"])
-def test_bt709_input_keeps_tags_and_colours(tmp_path, identity, monkeypatch, planes):
+def test_bt709_input_keeps_tags_and_colours(tmp_path, identity, planes):
     src = _write_tagged(tmp_path / "in.mp4")
-    monkeypatch.setattr(convert, "PLANES_ON_CPU", planes)
-    res = stylize_file(identity, src, tmp_path / "out.mp4")
+    res = stylize_file(identity, src, tmp_path / "out.mp4", planes=planes)
     assert res.path == ("yuv" if planes else "rgb")
     assert _tags(tmp_path / "out.mp4") == (1, 1, 1, 1)  # BT.709 matrix, primaries, transfer; limited range.
     err = _plane_error(tmp_path / "out.mp4", src)
@@ -109,8 +108,7 @@ def test_untagged_streams_resolve_by_size_and_output_is_tagged(tmp_path, identit
 
 
 @pytest.mark.parametrize("planes", [True, False], ids=["yuv-path", "rgb-path"])
-def test_full_range_input_read_as_full_range(tmp_path, identity, monkeypatch, planes):
-    monkeypatch.setattr(convert, "PLANES_ON_CPU", planes)
+def test_full_range_input_read_as_full_range(tmp_path, identity, planes):
     src = _write_tagged(tmp_path / "full.mp4", matrix="itu709", pix_fmt="yuvj420p")
     source = open_source(src, planes=True)
     assert source.info.colour.full_range and source.info.yuv.full_range
@@ -118,7 +116,7 @@ def test_full_range_input_read_as_full_range(tmp_path, identity, monkeypatch, pl
     source.close()
     with av.open(str(src)) as c:
         assert np.array_equal(first, next(c.decode(video=0)).to_ndarray())  # Full-range samples, untouched.
-    res = stylize_file(identity, src, tmp_path / "out.mp4")
+    res = stylize_file(identity, src, tmp_path / "out.mp4", planes=planes)
     assert res.path == ("yuv" if planes else "rgb") and _tags(tmp_path / "out.mp4")[3] == 1  # Limited range out.
     with av.open(str(src)) as a, av.open(str(tmp_path / "out.mp4")) as b:
         ins = [f.to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="JPEG") for f in a.decode()]
@@ -352,10 +350,9 @@ def test_explicit_nvenc_without_a_gpu_is_one_clear_error(monkeypatch):
         resolve_encoder("h264_nvenc", ".mp4", 18, "medium", "yuv420p")
 
 
-def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity, monkeypatch):
-    monkeypatch.setattr(convert, "PLANES_ON_CPU", True)
+def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=48, size=(96, 64), rotation=90, audio=True)
-    res = stylize_file(identity, src, tmp_path / "out.mp4", start=0.5, duration=1.0, size=(32, 48))
+    res = stylize_file(identity, src, tmp_path / "out.mp4", start=0.5, duration=1.0, size=(32, 48), planes=True)
     assert res.path == "yuv" and res.frames == 24
     with av.open(str(tmp_path / "out.mp4")) as c:
         v = c.streams.video[0]
@@ -363,12 +360,14 @@ def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity, 
         assert int(next(c.decode(video=0)).rotation) == 90
 
 
-def test_only_8bit_420_goes_as_planes(tmp_path, identity, monkeypatch):
-    monkeypatch.setattr(convert, "PLANES_ON_CPU", True)
+def test_only_8bit_420_goes_as_planes(tmp_path, identity):
+    run = partial(stylize_file, identity, planes=True)
     src = _write_tagged(tmp_path / "444.mp4", n=4, pix_fmt="yuv444p")
-    assert stylize_file(identity, src, tmp_path / "out.mp4").path == "rgb"
-    assert stylize_file(identity, src, tmp_path / "out.mkv", pix_fmt="yuv444p").path == "rgb"
+    assert run(src, tmp_path / "out.mp4").path == "rgb"
+    assert run(src, tmp_path / "out.mkv", pix_fmt="yuv444p").path == "rgb"
     src = _write_tagged(tmp_path / "420.mp4", n=4)
-    assert stylize_file(identity, src, tmp_path / "a.mp4").path == "yuv"
-    assert stylize_file(identity, src, tmp_path / "b.mp4", pix_fmt="yuv444p").path == "rgb"
-    assert stylize_file(identity, src, tmp_path / "c.gif").path == "rgb"
+    assert run(src, tmp_path / "a.mp4").path == "yuv"
+    assert run(src, tmp_path / "b.mp4", pix_fmt="yuv444p").path == "rgb"
+    assert run(src, tmp_path / "c.gif").path == "rgb"
+    # Without the argument the CPU keeps the host RGB path; GPUs take the planes.
+    assert stylize_file(identity, src, tmp_path / "d.mp4").path == "rgb"
