@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from inference.errors import UserError
+from inference.strokes import stroke_scaled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,20 @@ def compiled(network: nn.Module, mode: str | None) -> Forward:
         return fn(x).clone()
 
     return graphed
+
+
+def probe_runner(channels_last: bool, mode: str | None, scale: float = 1.0, detail: str = "none"):
+    """How the precision probe (:func:`inference.precision.choose_precision`) runs a cast copy of the network: with
+    the frames' memory layout, compile mode and stroke scale, since each changes which kernels run and so the
+    reduced-precision error. Returns ``runner(network) -> forward``."""
+
+    def runner(net: nn.Module) -> Forward:
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        # With compile, each probed precision compiles its own copy: a slower start, which compile has anyway.
+        forward = compiled(net.to(memory_format=layout), mode)
+        return stroke_scaled(lambda x: forward(x.contiguous(memory_format=layout)), scale, detail)
+
+    return runner
 
 
 def build_forward(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.backends import build_forward, compile_mode, compiled
+from inference.backends import build_forward, compile_mode, probe_runner
 from inference.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
 from inference.colour import YuvSpec, blend, preserve_color
 from inference.consistency import HOST_NOTE, ConsistencyStage, check_consistency
@@ -128,7 +128,7 @@ class Stylizer:
         self.compiled = self._compile_mode is not None
         if len(self.style_names) > 1:
             network.set_style(self.style_weights)  # the parity probe must see the style the frames will get
-        runner = self._probe_runner(stroke_scale, stroke_detail)
+        runner = probe_runner(channels_last, self._compile_mode, stroke_scale, stroke_detail)
         self.precision_report = choose_precision(network, precision, self.device, runner)
         self.dtype = DTYPES[self.precision_report.chosen]
         self.network = _prepare(network, self.device, self.dtype, channels_last)
@@ -163,18 +163,6 @@ class Stylizer:
     @index_limited.setter
     def index_limited(self, limited: bool) -> None:
         self._batcher.index_limited = bool(limited)
-
-    def _probe_runner(self, scale: float, detail: str):
-        """How the precision probe runs a cast copy of the network: with the frames' memory layout, compile mode and
-        stroke scale, since each changes which kernels run and so the reduced-precision error."""
-
-        def runner(net: nn.Module):
-            layout = torch.channels_last if self.channels_last else torch.contiguous_format
-            # With compile, each probed precision compiles its own copy: a slower start, which compile has anyway.
-            forward = compiled(net.to(memory_format=layout), self._compile_mode)
-            return stroke_scaled(lambda x: forward(x.contiguous(memory_format=layout)), scale, detail)
-
-        return runner
 
     def set_style(self, style: StyleSpec | None) -> None:
         """Choose or blend the styles of a multi-style network; the frames computed after the call use it.
