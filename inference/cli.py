@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from inference.argtypes import ranged, size
 from inference.console import setup_logging
-from inference.errors import UserError, exit_on_user_error, terminate_on_sigterm
+from inference.errors import OptionError, UserError, exit_on_user_error, terminate_on_sigterm
 from inference.io.encode_options import (
     CRF_BOUNDS,
     DEFAULT_CRF,
@@ -264,23 +264,31 @@ def main(args: Sequence[str] | None = None) -> int:
     SIGTERM is handled like Ctrl-C: temporary outputs are removed, and the exit status is 143 (130 for Ctrl-C).
     """
     with terminate_on_sigterm():
-        opts = build_parser().parse_intermixed_args(args)
-        setup_logging(opts.quiet)
-        _check_options(opts)
-        from inference.batch import is_batch
-        from inference.live import is_live, run_live
+        try:
+            return _main(args)
+        except OptionError as exc:  # The library names its field; the flag is this command's name for it.
+            raise UserError(exc.for_flag("--" + exc.field.replace("_", "-"))) from None
 
-        if is_live(opts.inputs, opts.output) or opts.realtime:
-            if len(opts.inputs) > 1:
-                raise UserError("a live run takes one input (a camera, a stream URL, or a file with --realtime)")
-            return run_live(opts, _stylizer_options(opts))
-        if is_batch(opts.inputs):
-            return _run_batch(opts)
-        if opts.cluster != "local":
-            raise UserError("--cluster ray runs a batch (several inputs or a folder of videos); one input runs here")
-        if opts.ext is not None:
-            raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
-        return _run_single(opts)
+
+def _main(args: Sequence[str] | None) -> int:
+    """:func:`main` without its error handling."""
+    opts = build_parser().parse_intermixed_args(args)
+    setup_logging(opts.quiet)
+    _check_options(opts)
+    from inference.batch import is_batch
+    from inference.live import is_live, run_live
+
+    if is_live(opts.inputs, opts.output) or opts.realtime:
+        if len(opts.inputs) > 1:
+            raise UserError("a live run takes one input (a camera, a stream URL, or a file with --realtime)")
+        return run_live(opts, _stylizer_options(opts))
+    if is_batch(opts.inputs):
+        return _run_batch(opts)
+    if opts.cluster != "local":
+        raise UserError("--cluster ray runs a batch (several inputs or a folder of videos); one input runs here")
+    if opts.ext is not None:
+        raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
+    return _run_single(opts)
 
 
 def _run_single(opts: argparse.Namespace) -> int:

@@ -38,6 +38,24 @@ class MediaError(UserError):
     """A video, image or frame folder cannot be read or written."""
 
 
+class OptionError(UserError):
+    """A bad value of a named option. The message names the library's field (``start``); a command-line entry point
+    names its own flag instead (:meth:`for_flag`), so that only the CLI knows its flags.
+
+    Args:
+        field: The keyword argument or dataclass field, e.g. ``"start"`` or ``"gif_fps"``.
+        problem: What is wrong, e.g. ``"must be in [0, 86400] seconds, got -1"``.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}")
+
+    def for_flag(self, flag: str) -> str:
+        """The message with ``flag`` (e.g. ``"--start"``) in place of the field name."""
+        return " ".join(f"{flag} {self.problem}".split())
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an exception (see :func:`terminate_on_sigterm`).
 

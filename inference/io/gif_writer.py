@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError, UserError
+from inference.errors import MediaError, OptionError, UserError
 from inference.io.encode_options import EncodeOptions
 from inference.io.limits import MIN_GIF_FPS, check_frame_size
 from inference.io.media import MediaInfo
@@ -46,7 +46,7 @@ def gif_rate(requested: float | None, source_rate: Fraction) -> Fraction | None:
         return Fraction(MAX_GIF_FPS)
     if requested is not None:
         if not requested >= MIN_GIF_FPS:  # Written so that NaN fails too.
-            raise UserError(f"--gif-fps must be in [{MIN_GIF_FPS:g}, {MAX_GIF_FPS}], got {requested}")
+            raise OptionError("gif_fps", f"must be in [{MIN_GIF_FPS:g}, {MAX_GIF_FPS}], got {requested}")
         return Fraction(requested).limit_denominator(1001)
     if source_rate < MIN_GIF_FPS:
         log.warning("input at %.4g frames/s resampled to %g frames/s for the GIF (longer delays do not fit a GIF)",

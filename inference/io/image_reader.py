@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.errors import MediaError, OptionError
 from inference.io.limits import MAX_FPS, MIN_FPS
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 from inference.io.protocols import Source
@@ -210,7 +210,7 @@ class ImageSequenceSource(Source):
         if not paths:
             raise MediaError(f"{path}: no image files found")
         if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
-            raise MediaError(f"--fps must be in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps}")
+            raise OptionError("fps", f"must be in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps}")
         # A float such as 29.97 is a fraction over 2^48: muxers need a time base in 32 bits (NTSC: 30000/1001).
         rate = Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FOLDER_FPS
         first = int(round((start or 0.0) * rate))

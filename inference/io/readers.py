@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.errors import OptionError
 from inference.io.image_reader import ImageSequenceSource
 from inference.io.limits import MAX_SECONDS
 from inference.io.media import Resize, probe_kind
@@ -41,12 +41,13 @@ def open_source(
         A :class:`~inference.io.protocols.Source`.
 
     Raises:
+        OptionError: ``start`` or ``duration`` out of range.
         MediaError: Missing input, not a video or image, no frames.
     """
     if start is not None and not 0 <= start <= MAX_SECONDS:
-        raise MediaError(f"--start must be in [0, {MAX_SECONDS:g}] seconds, got {start}")
+        raise OptionError("start", f"must be in [0, {MAX_SECONDS:g}] seconds, got {start}")
     if duration is not None and not 0 < duration <= MAX_SECONDS:
-        raise MediaError(f"--duration must be in (0, {MAX_SECONDS:g}] seconds, got {duration}")
+        raise OptionError("duration", f"must be in (0, {MAX_SECONDS:g}] seconds, got {duration}")
     kind = probe_kind(path)
     if kind == "video":
         return VideoSource(path, resize, start, duration, planes=planes)
