@@ -3,9 +3,10 @@
 A :class:`Batcher` groups consecutive same-shaped frames into batches of at most :attr:`Batcher.size`, submits them
 to an engine (:mod:`inference.engines`) and, on out-of-memory or a 32-bit index overflow (see
 :mod:`inference.cuda_errors`), halves the batch and retries in smaller pieces. On CUDA each batch is first capped so
-that no tensor of the network exceeds 2^31 elements (:mod:`inference.index_limit`). Both lower :attr:`Batcher.size`
-for the batches formed after them: the size is the Batcher's state, learned once per device and frame size, which the
-Stylizer reports as its ``batch_size``.
+that no tensor of the network exceeds 2^31 elements (:mod:`inference.index_limit`). Both lower the batch size of the
+batches formed after them. Each pass over a stream keeps its own size while it runs (:class:`_Run`), so nothing shared
+changes under a running generator; when the pass ends, a lowered size becomes :attr:`Batcher.size`, which the
+Stylizer reports as its ``batch_size`` and later passes start from.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Batcher:
         size: The starting batch size (frames per forward pass).
         network: The network as it runs (dtype and layout), for the index-limit probe.
         index_limited: Cap batches under 32-bit index math (CUDA kernels; settable for tests on the CPU).
-        pad: Pad a last, partial batch to :attr:`size` (a compiled network then keeps one batch shape).
+        pad: Pad a last, partial batch to the batch size (a compiled network then keeps one batch shape).
         cuda: Free the CUDA cache before retrying a smaller batch.
     """
 
@@ -60,31 +61,49 @@ class Batcher:
         self, engine: HostEngine | CudaEngine, items: Iterable[tuple[np.ndarray, Any]], compute: Compute
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Stylize ``(frame, meta)`` pairs through ``engine``, yielding ``(result, meta)`` in input order. Closes the
-        engine, also when the caller stops early."""
+        engine, also when the caller stops early; then keeps a batch size the pass had to lower."""
+        run = _Run(self, engine, compute)
         try:
-            for arrays, metas in self._batches(items):
-                yield from self._submit(engine, arrays, metas, compute)
+            for arrays, metas in run.batches(items):
+                yield from run.submit(arrays, metas)
             yield from engine.drain()
         finally:
             engine.close()
+            if run.size < run.start:
+                self.size = min(self.size, run.size)
 
     def cap(self, height: int, width: int) -> int:
+        """:meth:`index_cap`, also lowering :attr:`size` to it (for a synchronous call such as
+        :meth:`Stylizer.tensors <inference.stylizer.Stylizer.tensors>`)."""
+        cap = self.index_cap(height, width, self.size)
+        self.size = min(self.size, cap)
+        return cap
+
+    def index_cap(self, height: int, width: int, size: int) -> int:
         """The most ``height`` x ``width`` frames per batch that keep every network tensor under 2^31 elements (on
-        CUDA; elsewhere :attr:`size`). Lowers :attr:`size` to it, so later batches are formed at that size."""
+        CUDA; elsewhere ``size``, the caller's batch size, which the log line names when the cap is lower)."""
         if not self.index_limited:
-            return self.size
+            return size
         key = (height, width, self.scale)
         if key not in self._caps:
             if self._peak is None:
                 self._peak = PeakTensor(self.network)
             self._caps[key] = self._peak.max_batch(height, width, self.scale)
-            if self._caps[key] < self.size:
-                log.info("batch size %d -> %d for %dx%d frames (32-bit index limit)", self.size, self._caps[key],
+            if self._caps[key] < size:
+                log.info("batch size %d -> %d for %dx%d frames (32-bit index limit)", size, self._caps[key],
                          width, height)  # fmt: skip
-        self.size = min(self.size, self._caps[key])
         return self._caps[key]
 
-    def _batches(self, items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[list[np.ndarray], list]]:
+
+class _Run:
+    """One pass of :meth:`Batcher.run` over a stream: its engine, its compute and its own batch size, which only
+    it lowers while it runs."""
+
+    def __init__(self, batcher: Batcher, engine: HostEngine | CudaEngine, compute: Compute) -> None:
+        self.batcher, self.engine, self.compute = batcher, engine, compute
+        self.start = self.size = batcher.size
+
+    def batches(self, items: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[list[np.ndarray], list]]:
         """Group consecutive same-shaped items into lists of at most :attr:`size` (re-read each time: it may
         shrink)."""
         arrays: list[np.ndarray] = []
@@ -98,29 +117,30 @@ class Batcher:
         if arrays:
             yield arrays, metas
 
-    def _submit(self, engine, arrays: list[np.ndarray], metas: list, compute: Compute) -> Iterator:
+    def submit(self, arrays: list[np.ndarray], metas: list) -> Iterator[tuple[np.ndarray, Any]]:
         """Submit one batch: split at the index cap, pad if asked, halve and retry on a retryable device error."""
         n = len(arrays)
         h, w = frame_size(arrays[0])
-        cap = self.cap(h, w)
+        cap = self.batcher.index_cap(h, w, self.size)
+        self.size = min(self.size, cap)
         if n > cap:
             for i in range(0, n, cap):
-                yield from self._submit(engine, arrays[i : i + cap], metas[i : i + cap], compute)
+                yield from self.submit(arrays[i : i + cap], metas[i : i + cap])
             return
-        if self.pad and n < self.size:
+        if self.batcher.pad and n < self.size:
             # A fixed batch shape avoids recompiling for the last, partial batch.
             arrays = arrays + [arrays[-1]] * (self.size - n)
         try:
-            yield from engine.submit(arrays, metas, n, compute)
+            yield from self.engine.submit(arrays, metas, n, self.compute)
         except Exception as exc:
             if not is_retryable_batch_error(exc):
                 raise
             what = "out of GPU memory" if is_out_of_memory(exc) else "over CUDA's 32-bit index limit"
             if n == 1:
                 raise UserError(f"{what} even for one {w}x{h} frame; use --max-side or --size") from None
-            if self.cuda:
+            if self.batcher.cuda:
                 torch.cuda.empty_cache()
             self.size = half = max(1, n // 2)
             log.warning("%s: batch size reduced to %d", what, self.size)
-            yield from self._submit(engine, arrays[:half], metas[:half], compute)
-            yield from self._submit(engine, arrays[half:n], metas[half:], compute)
+            yield from self.submit(arrays[:half], metas[:half])
+            yield from self.submit(arrays[half:n], metas[half:])

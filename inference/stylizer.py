@@ -148,7 +148,8 @@ class Stylizer:
 
     @property
     def batch_size(self) -> int:
-        """Frames per forward pass: as configured, lowered for good by out-of-memory and index-limit retries."""
+        """Frames per forward pass: as configured, lowered for good by out-of-memory and index-limit retries (once the
+        pass that had to lower it ends; see :mod:`inference.batching`)."""
         return self._batcher.size
 
     @batch_size.setter

@@ -134,6 +134,17 @@ def test_out_of_memory_halves_batch(make_image):
         list(Stylizer(_OOMAbove(limit=0), device="cpu", batch_size=2).frames(frames[:2]))
 
 
+def test_a_running_pass_keeps_its_lowered_batch_size_to_itself(make_image):
+    net = _OOMAbove(limit=2)
+    st = Stylizer(net, device="cpu", batch_size=8)
+    frames = [make_image(16, 16, seed=i) for i in range(11)]
+    running = st.frames(frames)
+    next(running)  # the first batch failed at 8 and 4, then ran at 2
+    assert net.sizes[:3] == [8, 4, 2] and st.batch_size == 8  # nothing shared changed under the running generator
+    assert len(list(running)) == 10 and max(net.sizes[3:]) == 2  # the pass itself kept the smaller size
+    assert st.batch_size == 2  # and the next pass starts from it
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_path(artifact, make_image, tmp_path, make_video, precision):
