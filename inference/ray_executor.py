@@ -295,7 +295,7 @@ class _Schedule:
             return
         except ray.exceptions.RayError as exc:  # The call itself failed: report it, keep the actor.
             outcome = Outcome("failed", f"{job.src}: {_first_line(exc)}", device=name)
-        if getattr(outcome, "retire", False):  # A sticky CUDA error: this actor's context is broken; a fresh one.
+        if outcome.retire:  # A sticky CUDA error: this actor's context is broken; a fresh one.
             ray.kill(actor, no_restart=True)
             self.pool.lost()
         else:
