@@ -54,23 +54,23 @@ class Stylizer:
 
     Args:
         network: A style network: float ``[B, 3, H, W]`` RGB in [0, 1] in, same out. Moved to the device and dtype.
-        device: ``"auto"`` (cuda, then mps, then cpu), or any torch device string.
+        device: ``"auto"`` (cuda, then mps, then cpu), or any torch device string (see
+            :func:`~inference.devices.resolve_device`).
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"``: on CUDA the lowest precision that passes a
             parity check against fp32 at load time (see :mod:`inference.precision`), fp32 elsewhere. How it was
             chosen is in :attr:`precision_report`.
-        batch_size: Frames per forward pass; halved automatically when CUDA runs out of memory. ``None`` (auto):
-            8 on CUDA, 1 elsewhere (a CPU gains nothing from wider batches; bench/inference.py measures both).
+        batch_size: Frames per forward pass; halved automatically when CUDA runs out of memory (see
+            :mod:`inference.batching`). ``None`` (auto): 8 on CUDA, 1 elsewhere (a CPU gains nothing from wider
+            batches; bench/inference.py measures both).
         channels_last: Run convolutions in NHWC layout (off by default; whether it is faster depends on the
             device and network: bench/inference.py measures it).
         compile: Wrap the network in ``torch.compile``: ``True`` for the default mode, or a mode name
-            (``"reduce-overhead"`` uses CUDA graphs). Opt-in: slow first batch; whether it pays off is measured by
+            (:func:`~inference.backends.compile_mode`). Opt-in: slow first batch; whether it pays off is measured by
             bench/inference.py, not assumed.
         strength: 1 is the full style, 0 the original frame; values in between blend.
         preserve_color: Keep the input's colours, take only the luminance from the style.
         backend: ``"torch"``, ``"onnxruntime"`` (CPU, fp32 only; needs the ``onnxruntime`` and ``onnx`` packages)
-            or ``"auto"``: ONNX Runtime when the device is the CPU, precision fp32, ``compile`` off, the network has
-            parameters and the packages import, else torch. If the export fails in auto mode, a warning is logged
-            and torch is used.
+            or ``"auto"`` (ONNX Runtime where it can run, else torch): see :func:`~inference.backends.build_forward`.
         metadata: The artifact header the network came from (:meth:`from_artifact` sets it); ``None`` otherwise.
         cache_key: A stable identity of the weights (the artifact's sha256): the ONNX export is then cached on disk
             under this key (see :func:`inference.onnx_backend.cached_session`) instead of redone on every start.
