@@ -21,6 +21,7 @@ from pathlib import Path
 
 from inference.errors import UserError
 from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
+from inference.io.protocols import StreamSink, StreamSource
 
 log = logging.getLogger("inference")
 
@@ -101,7 +102,7 @@ class FrameBuffer:
             yield item
 
 
-def _read(source: LiveSource, buffer: FrameBuffer, stop: threading.Event, pace: bool, duration: float | None) -> None:
+def _read(source: StreamSource, buffer: FrameBuffer, stop: threading.Event, pace: bool, duration: float | None) -> None:
     """Reader thread: decode into ``buffer`` until the input ends, ``duration`` seconds are read, or ``stop``."""
     start_wall, first = time.monotonic(), None
     try:
@@ -120,7 +121,7 @@ def _read(source: LiveSource, buffer: FrameBuffer, stop: threading.Event, pace: 
 class _Writer:
     """Writer thread: encodes stylized frames from a small queue into the sink."""
 
-    def __init__(self, sink: LiveSink) -> None:
+    def __init__(self, sink: StreamSink) -> None:
         self.sink, self.error = sink, None
         self.queue: queue.Queue = queue.Queue(maxsize=WRITER_DEPTH)
         self.thread = threading.Thread(target=self._loop, name="live-writer", daemon=True)
@@ -147,7 +148,9 @@ class _Writer:
             raise self.error
 
 
-def stylize_live(stylizer, source: LiveSource, sink: LiveSink, *, pace: bool, drop: bool, duration=None, quiet=True):
+def stylize_live(
+    stylizer, source: StreamSource, sink: StreamSink, *, pace: bool, drop: bool, duration=None, quiet=True
+):
     """Stylize ``source`` into ``sink`` until the input ends, ``duration`` seconds pass, or Ctrl-C / SIGTERM.
 
     Args:
