@@ -263,6 +263,24 @@ class _Schedule:
         self.attempts = dict.fromkeys(self.jobs, 0)
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove what attempts on dead actors wrote after their first clean-up.
+
+        A lost node's worker processes outlive the actor's death notice by a moment and may still create their
+        temporary output after :meth:`_died` removed it. Once the schedule ends no attempt of this run is writing,
+        so every temporary left beside a retried file is such a leftover.
+        """
+        for index, attempts in self.attempts.items():
+            if attempts:
+                for tmp in stale_temporaries(self.jobs[index].dst):
+                    tmp.unlink(missing_ok=True)
+
+    def _loop(self) -> None:
         import ray
 
         while self.queue or self.pool.busy:
