@@ -83,7 +83,7 @@ class StyleSaveConfig(SaveConfigCallback):
         logger = trainer.logger
         if logger is None or not is_wandb_logger(logger):
             return
-        text = self.parser.dump(self.config, skip_none=False, skip_check=True)
+        text = self.parser.dump(self.config, skip_unset=False, skip_validation=True)
         logger.experiment.config.update(yaml.safe_load(text), allow_val_change=True)
         (Path(logger.experiment.dir) / self.config_filename).write_text(text)
 
@@ -101,6 +101,8 @@ class StyleArgumentParser(LightningArgumentParser):
     """The CLI's parser: ``--print_config`` prints the config as it will run; a missing style names ``--style``."""
 
     def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        if "skip_none" in kwargs:  # Lightning still passes the name jsonargparse 4.49 renamed to ``skip_unset``
+            kwargs["skip_unset"] = kwargs.pop("skip_none")
         if _printing_config(self):
             cfg = cfg.clone()
             sub = cfg.get("subcommand")
@@ -187,7 +189,7 @@ class StyleTrainCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         parser = self._parser(self.subcommand)
-        text = parser.dump(self.config[self.subcommand], skip_none=False, skip_check=True)
+        text = parser.dump(self.config[self.subcommand], skip_unset=False, skip_validation=True)
         # The resolved config travels in every checkpoint and in the artifact.
         self.model.run_config = yaml.safe_load(text)
         if "LOCAL_RANK" not in os.environ:  # the launching process (rank zero), before DDP workers exist

@@ -9,6 +9,7 @@ frame, so that the true optical flow of every clip is known exactly.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +34,91 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in gpu_tests:
         item.add_marker(skip)
+
+
+QUICK_TEST_BUDGET_ENV = "STYLETRAIN_QUICK_TEST_BUDGET"
+QUICK_TEST_BUDGET_S = 5.0
+
+
+QUICK_BUDGET_KEY = pytest.StashKey[float]()
+
+
+def quick_test_budget(environ: dict[str, str]) -> float:
+    """The CPU-second budget of an unmarked test's call phase: ``$STYLETRAIN_QUICK_TEST_BUDGET`` or 5; 0 disables."""
+    raw = environ.get(QUICK_TEST_BUDGET_ENV, "").strip()
+    try:
+        return float(raw) if raw else QUICK_TEST_BUDGET_S
+    except ValueError:
+        message = f"{QUICK_TEST_BUDGET_ENV}={raw!r}: expected a number of CPU seconds (0 disables)"
+        raise pytest.UsageError(message) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the quick budget once per run, so a test that sets the variable does not change its own guard."""
+    config.stash[QUICK_BUDGET_KEY] = quick_test_budget(os.environ)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Fail a test without the ``slow`` marker whose call phase uses more CPU time than the quick budget.
+
+    The budget is CPU time of this process (``time.process_time``), not wall time: on a loaded two-core CI machine
+    wall time varies several-fold from run to run, CPU time far less, so the guard does not flake. Every torch
+    thread adds to it (two threads busy for 2 s count as 4 s), so the budget is strict for threaded tests. Work
+    done in child processes (a CLI run with ``subprocess``, ffmpeg, worker pools, Ray) is not counted; such tests
+    must be judged by their wall time (``--durations``) and marked ``slow`` by hand. Fixture setup is not counted.
+    """
+    start = time.process_time()
+    result = yield
+    used = time.process_time() - start
+    budget = item.config.stash[QUICK_BUDGET_KEY]
+    if budget > 0 and used > budget and item.get_closest_marker("slow") is None:
+        pytest.fail(
+            f"{item.nodeid}: the call took {used:.1f} CPU s, over the quick budget of {budget:g} s; "
+            f"make it faster or mark it @pytest.mark.slow (budget: ${QUICK_TEST_BUDGET_ENV}, 0 disables)",
+            pytrace=False,
+        )
+    return result
+
+
+def run_cli(*args: object) -> int:
+    """Run ``stylize-video`` in this process with ``args`` (each passed through ``str``); returns its exit status."""
+    from inference.cli import main
+
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+
+
+def count_video_frames(path: Path) -> int:
+    """The number of frames decoded from the first video stream of ``path``."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+SMALL_MODULE = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
+
+
+def scaled_loss_module(style_path: Path, feature_scale: float = 1.0, **overrides: object):
+    """A seeded ``StyleTransferModule`` (tiny network, random two-layer VGG, 64 px style) in train mode.
+
+    ``feature_scale`` multiplies every feature map of the loss network: the same loss net at another scale, for
+    tests of which weights keep the balance of the loss terms under such a change.
+    """
+    import torch
+
+    from styletrain.module import StyleTransferModule
+
+    torch.manual_seed(0)
+    module = StyleTransferModule(style=str(style_path), **(SMALL_MODULE | overrides))
+    if feature_scale != 1.0:
+        loss_net = module.perceptual.loss_network
+        original = loss_net.forward
+        loss_net.forward = lambda x: {k: feature_scale * v for k, v in original(x).items()}
+    return module.train()
 
 
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -10,20 +10,9 @@ import pytest
 import torch
 
 from inference.batch import Job, Outcome, plan_jobs, video_folder_files, worker_devices
-from inference.cli import main
 from inference.errors import UserError
 
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
-
-
-def _frames(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
+from .conftest import count_video_frames, run_cli
 
 
 def _touch(folder: Path, *names: str) -> list[Path]:
@@ -99,6 +88,7 @@ def test_worker_devices():
             worker_devices("cuda")
 
 
+@pytest.mark.slow
 def test_two_clips_and_a_broken_file_on_two_cpu_workers(tmp_path, make_video, model, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -106,10 +96,10 @@ def test_two_clips_and_a_broken_file_on_two_cpu_workers(tmp_path, make_video, mo
     make_video(inputs / "b.mkv", n_frames=7, size=(48, 32), audio=False)
     (inputs / "broken.mp4").write_bytes(b"not a video " * 100)
     out = tmp_path / "out"
-    assert _run(inputs, "-m", model, "-o", out, "--devices", "cpu", "--workers", "2") == 2
+    assert run_cli(inputs, "-m", model, "-o", out, "--devices", "cpu", "--workers", "2") == 2
     err = capsys.readouterr().err.splitlines()
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mkv"]  # no partial or hidden temporary file
-    assert _frames(out / "a.mp4") == 5 and _frames(out / "b.mkv") == 7
+    assert count_video_frames(out / "a.mp4") == 5 and count_video_frames(out / "b.mkv") == 7
     with av.open(str(out / "a.mp4")) as c:
         assert len(c.streams.audio) == 1
     progress = sorted(line for line in err if line.startswith("["))
@@ -121,7 +111,8 @@ def test_two_clips_and_a_broken_file_on_two_cpu_workers(tmp_path, make_video, mo
 
     # Again with --skip-existing, in this process (one worker): the two outputs are left alone.
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert _run(inputs / "a.mp4", inputs / "b.mkv", "-m", model, "-o", out, "--skip-existing", "--device", "cpu") == 0
+    again = (inputs / "a.mp4", inputs / "b.mkv", "-m", model, "-o", out, "--skip-existing", "--device", "cpu")
+    assert run_cli(*again) == 0
     err = capsys.readouterr().err
     assert f"skipped, {out / 'a.mp4'} exists" in err and err.strip().endswith("0 written, 2 skipped, 0 failed")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
@@ -133,12 +124,12 @@ def test_existing_outputs_fail_without_overwrite_and_the_rest_goes_on(tmp_path, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.mp4").write_bytes(b"keep me")
-    assert _run(a, b, "-m", model, "-o", out, "--device", "cpu", "-q") == 2
+    assert run_cli(a, b, "-m", model, "-o", out, "--device", "cpu", "-q") == 2
     err = capsys.readouterr().err
     assert err == f"error: {out / 'a.mp4'}: already exists (use --overwrite to replace it)\n", err  # -q: failures only
-    assert (out / "a.mp4").read_bytes() == b"keep me" and _frames(out / "b.mp4") == 4
-    assert _run(a, b, "-m", model, "-o", out, "--device", "cpu", "-q", "--overwrite") == 0
-    assert _frames(out / "a.mp4") == 3
+    assert (out / "a.mp4").read_bytes() == b"keep me" and count_video_frames(out / "b.mp4") == 4
+    assert run_cli(a, b, "-m", model, "-o", out, "--device", "cpu", "-q", "--overwrite") == 0
+    assert count_video_frames(out / "a.mp4") == 3
 
 
 def test_bad_model_fails_before_anything_is_written(tmp_path, make_video, capsys):
@@ -146,9 +137,9 @@ def test_bad_model_fails_before_anything_is_written(tmp_path, make_video, capsys
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     for devices in (["--device", "cpu"], ["--devices", "cpu", "--workers", "2"]):
-        assert _run(a, a.with_name("a.mp4"), tmp_path / "x.mp4", "-m", bad, "-o", tmp_path / "o", *devices) == 2
+        assert run_cli(a, a.with_name("a.mp4"), tmp_path / "x.mp4", "-m", bad, "-o", tmp_path / "o", *devices) == 2
         assert capsys.readouterr().err.startswith("error: ")
-        assert _run(a, tmp_path / "x.mp4", "-m", bad, "-o", tmp_path / "o", *devices) == 2
+        assert run_cli(a, tmp_path / "x.mp4", "-m", bad, "-o", tmp_path / "o", *devices) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {bad}: ") and err.count("\n") == 1, err
         assert not (tmp_path / "o").exists()
@@ -185,16 +176,16 @@ def test_batch_on_every_visible_gpu(tmp_path, make_video, model, capsys):
         make_video(tmp_path / f"c{i}.mp4", n_frames=6, size=(64, 48)) for i in range(max(2, torch.cuda.device_count()))
     ]
     out = tmp_path / "out"
-    assert _run(*clips, "-m", model, "-o", out, "--workers", "2") == 0
+    assert run_cli(*clips, "-m", model, "-o", out, "--workers", "2") == 0
     assert sorted(os.listdir(out)) == sorted(c.name for c in clips)
-    assert all(_frames(out / c.name) == 6 for c in clips)
+    assert all(count_video_frames(out / c.name) == 6 for c in clips)
     assert "on cuda:0" in capsys.readouterr().err
 
 
 def test_bad_encoder_settings_fail_once_before_any_file(tmp_path, make_video, model, capsys):
     a = make_video(tmp_path / "a.mp4", n_frames=2, size=(32, 32), audio=False)
     b = make_video(tmp_path / "b.mp4", n_frames=2, size=(32, 32), audio=False)
-    assert _run(a, b, "-m", model, "-o", tmp_path / "o", "--device", "cpu", "--preset", "warp-speed") == 2
+    assert run_cli(a, b, "-m", model, "-o", tmp_path / "o", "--device", "cpu", "--preset", "warp-speed") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--preset" in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()

@@ -6,15 +6,9 @@ import pytest
 
 from inference import batch
 from inference.batch import cap_workers
-from inference.cli import main
 from inference.console import setup_logging
 
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
+from .conftest import run_cli
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -26,7 +20,7 @@ def test_a_refused_batch_leaves_no_output_folder(tmp_path, make_video, model, ca
     a = make_video(tmp_path / "a.mp4", n_frames=2, size=(32, 32), audio=False)
     b = make_video(tmp_path / "b.mp4", n_frames=2, size=(32, 32), audio=False)
     out = tmp_path / "styled"
-    assert _run(a, b, "-m", model, "-o", out, "--devices", "cpu", "--workers", workers, option) == 2
+    assert run_cli(a, b, "-m", model, "-o", out, "--devices", "cpu", "--workers", workers, option) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not out.exists()
@@ -37,17 +31,18 @@ def test_a_run_that_writes_nothing_removes_the_folder_it_made(tmp_path, model, c
     for path in broken:
         path.write_bytes(b"not a video")
     out = tmp_path / "styled"
-    assert _run(*broken, "-m", model, "-o", out, "--device", "cpu") == 2
+    assert run_cli(*broken, "-m", model, "-o", out, "--device", "cpu") == 2
     assert "0 written, 0 skipped, 2 failed" in capsys.readouterr().err
     assert not out.exists()
     out.mkdir()  # A folder that was there before is the user's: it stays.
-    assert _run(*broken, "-m", model, "-o", out, "--device", "cpu", "-q") == 2
+    assert run_cli(*broken, "-m", model, "-o", out, "--device", "cpu", "-q") == 2
     assert out.is_dir()
 
 
+@pytest.mark.slow
 def test_workers_capped_at_the_files_with_one_line(tmp_path, make_video, model, capsys):
     clips = [make_video(tmp_path / f"{n}.mp4", n_frames=2, size=(32, 32), audio=False) for n in "ab"]
-    assert _run(*clips, "-m", model, "-o", tmp_path / "o", "--devices", "cpu", "--workers", "1000") == 0
+    assert run_cli(*clips, "-m", model, "-o", tmp_path / "o", "--devices", "cpu", "--workers", "1000") == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: --workers")]
     assert len(warnings) == 1 and "1000 worker processes lowered to 2 (2 files" in warnings[0], warnings
 
@@ -74,7 +69,7 @@ def test_urls_are_refused_with_one_line(tmp_path, model, capsys, where):
     local.write_bytes(b"x")
     inputs = [str(local), "s3://bucket/b.mp4"] if where == "input" else [str(local), str(local.with_name("b.mp4"))]
     out = "gs://bucket/styled" if where == "output" else str(tmp_path / "styled")
-    assert _run(*inputs, "-m", model, "-o", out) == 2
+    assert run_cli(*inputs, "-m", model, "-o", out) == 2
     err = capsys.readouterr().err
     assert "URLs are not read or written directly; mount the bucket" in err and err.count("\n") == 1, err
     assert not (tmp_path / "styled").exists()

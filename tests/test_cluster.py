@@ -13,17 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from inference.cli import main
+from .conftest import run_cli
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # Starting Ray and its workers takes several seconds on a small machine.
-
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
 
 
 def _decoded(path: Path) -> list[np.ndarray]:
@@ -52,7 +45,7 @@ def clips(tmp_path, make_video) -> Path:
 
 def test_three_clips_one_broken_then_skip_existing(clips, model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray") == 2
+    assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray") == 2
     err = capsys.readouterr().err.splitlines()
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mkv"]  # nothing partial, nothing hidden
     assert len(_decoded(out / "a.mp4")) == 5 and len(_decoded(out / "b.mkv")) == 7
@@ -62,7 +55,7 @@ def test_three_clips_one_broken_then_skip_existing(clips, model, tmp_path, capsy
     assert err[-2].endswith(": 2 written, 0 skipped, 1 failed") and err[-1].startswith(f"error: {clips / 'broken.mp4'}")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray", "--skip-existing") == 2  # the broken one again
+    assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray", "--skip-existing") == 2  # the broken one again
     assert capsys.readouterr().err.splitlines()[-2].endswith(": 0 written, 2 skipped, 1 failed")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
 
@@ -70,9 +63,9 @@ def test_three_clips_one_broken_then_skip_existing(clips, model, tmp_path, capsy
 def test_ray_and_local_executors_write_identical_frames(clips, model, tmp_path, monkeypatch):
     (clips / "broken.mp4").unlink()
     local, remote = tmp_path / "local", tmp_path / "ray"
-    assert _run(clips, "-m", model, "-o", local, "--device", "cpu", "-q") == 0
+    assert run_cli(clips, "-m", model, "-o", local, "--device", "cpu", "-q") == 0
     monkeypatch.chdir(tmp_path)  # Relative paths mean this folder, not the one the Ray workers started in.
-    assert _run("in", "-m", model, "-o", "ray", "--cluster", "ray", "-q") == 0
+    assert run_cli("in", "-m", model, "-o", "ray", "--cluster", "ray", "-q") == 0
     for name in ("a.mp4", "b.mkv"):
         ours, theirs = _decoded(local / name), _decoded(remote / name)
         assert len(ours) == len(theirs) > 0
@@ -90,7 +83,7 @@ def test_ray_and_local_executors_write_identical_frames(clips, model, tmp_path, 
 )
 def test_a_refused_ray_batch_leaves_no_folder(clips, model, tmp_path, capsys, option, message):
     out = tmp_path / "styled"
-    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray", option) == 2
+    assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray", option) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not out.exists()
@@ -98,6 +91,6 @@ def test_a_refused_ray_batch_leaves_no_folder(clips, model, tmp_path, capsys, op
 
 def test_without_ray_the_error_names_the_extra(clips, model, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError, as when it is not installed
-    assert _run(clips, "-m", model, "-o", tmp_path / "o", "--cluster", "ray") == 2
+    assert run_cli(clips, "-m", model, "-o", tmp_path / "o", "--cluster", "ray") == 2
     assert capsys.readouterr().err == "error: --cluster ray needs Ray: pip install 'styletrain[cluster]'\n"
     assert not (tmp_path / "o").exists()

@@ -14,27 +14,14 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import pytest
 
-from inference.cli import main
+from .conftest import count_video_frames, run_cli
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 N_FRAMES = 90  # Long enough for a fault to land while a file is being written.
-
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
-
-
-def _frames(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +78,7 @@ def _busy_worker_pids() -> list[int]:
 def _assert_complete(out: Path, clips: Path, names: list[str] | None = None) -> None:
     names = names if names is not None else sorted(p.name for p in clips.iterdir())
     assert sorted(p.name for p in out.iterdir()) == names  # nothing hidden, nothing partial
-    assert all(_frames(out / name) == N_FRAMES for name in names)
+    assert all(count_video_frames(out / name) == N_FRAMES for name in names)
 
 
 def test_a_worker_killed_mid_file_is_redone_elsewhere(cluster, clips, model, tmp_path, capsys):
@@ -103,7 +90,7 @@ def test_a_worker_killed_mid_file_is_redone_elsewhere(cluster, clips, model, tmp
             killed.append(pid)
 
     watcher = _when_writing(out, 1, kill_one)
-    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray") == 0
+    assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray") == 0
     watcher.join()
     err = capsys.readouterr().err
     assert killed and "died" in err and "(retry 1 of 2)" in err, err
@@ -115,7 +102,7 @@ def test_a_node_lost_mid_run(cluster, clips, model, tmp_path, capsys):
     out = tmp_path / "out"
     watcher = _when_writing(out, 2, lambda: cluster.remove_node(worker, allow_graceful=False))
     try:
-        assert _run(clips, "-m", model, "-o", out, "--cluster", "ray") == 0
+        assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray") == 0
         watcher.join()
         assert "(retry 1 of 2)" in capsys.readouterr().err
         _assert_complete(out, clips)
@@ -134,6 +121,6 @@ def test_driver_sigterm_leaves_nothing_partial_and_a_rerun_finishes(cluster, cli
     assert proc.returncode == 143 and err.strip().endswith("error: terminated"), err
     done = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert len(done) < 3 and all(not name.startswith(".") for name in done), done
-    assert all(_frames(out / name) == N_FRAMES for name in done)
-    assert _run(clips, "-m", model, "-o", out, "--cluster", "ray", "--skip-existing", "-q") == 0
+    assert all(count_video_frames(out / name) == N_FRAMES for name in done)
+    assert run_cli(clips, "-m", model, "-o", out, "--cluster", "ray", "--skip-existing", "-q") == 0
     _assert_complete(out, clips)

@@ -88,6 +88,7 @@ def test_losses_with_vgg_path_and_recorded_style(setup, vgg_file, capsys):
     assert r["loss_net"].startswith("vgg16 ")
 
 
+@pytest.mark.slow
 def test_style_mismatch_warns_and_missing_style_notes(setup, vgg_file, make_image, capsys):
     other = setup["dir"] / "other.png"
     Image.fromarray(make_image(48, 48, seed=9)).save(other)

@@ -23,15 +23,10 @@ from inference.io.encoder_limits import SIZE_LIMITS, check_size
 from inference.io.encoders import check_quality, resolve_encoder
 from inference.styles import style_weights
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 _CLI = "import sys\nfrom inference.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.fixture
@@ -161,7 +156,7 @@ def test_crf_range_table_is_what_help_says_and_what_the_check_enforces(capsys):
 
 def test_crf_up_to_63_for_vp9_from_the_command_line(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
-    assert _run(src, "-m", model, "-o", tmp_path / "out.webm", "--crf", "63", "-q", "--device", "cpu") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.webm", "--crf", "63", "-q", "--device", "cpu") == 0
     with av.open(str(tmp_path / "out.webm")) as c:
         assert c.streams.video[0].codec_context.name == "vp9" and len(list(c.decode(video=0))) == 2
 
@@ -184,7 +179,7 @@ def test_vp9_preset_changes_the_encoding(tmp_path, make_video, model):
     sizes = {}
     for preset in ("ultrafast", "placebo"):
         out = tmp_path / f"{preset}.webm"
-        assert _run(src, "-m", model, "-o", out, "--preset", preset, "-q", "--device", "cpu") == 0
+        assert run_cli(src, "-m", model, "-o", out, "--preset", preset, "-q", "--device", "cpu") == 0
         sizes[preset] = out.read_bytes()
     assert sizes["ultrafast"] != sizes["placebo"]
 
@@ -257,7 +252,7 @@ OUT_OF_RANGE = {
 def test_huge_and_tiny_values_are_refused_at_parse_time(tmp_path, make_video, model, capsys, option):
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
     for value in OUT_OF_RANGE[option]:
-        assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", f"{option}={value}") == 2, value
+        assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", f"{option}={value}") == 2, value
         err = capsys.readouterr().err
         assert err.startswith(f"error: argument {option}: ") and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.safetensors"]
@@ -265,7 +260,7 @@ def test_huge_and_tiny_values_are_refused_at_parse_time(tmp_path, make_video, mo
 
 def test_gif_width_beyond_what_ffmpeg_holds_names_the_option(tmp_path, make_video, model, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(48, 32), audio=False)
-    assert _run(src, "-m", model, "-o", tmp_path / "out.gif", "--gif-width", "65535") == 2
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.gif", "--gif-width", "65535") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --gif-width 65535: 65535x43690 is beyond") and ".tmp-" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.safetensors"]
@@ -274,12 +269,12 @@ def test_gif_width_beyond_what_ffmpeg_holds_names_the_option(tmp_path, make_vide
 def test_edge_rates_give_valid_outputs(tmp_path, make_video, make_image_folder, model):
     frames = make_image_folder(tmp_path / "frames", 3, size=(32, 48))
     out = tmp_path / "ntsc.mp4"
-    assert _run(frames, "-m", model, "-o", out, "--fps", "29.97", "-q", "--device", "cpu") == 0
+    assert run_cli(frames, "-m", model, "-o", out, "--fps", "29.97", "-q", "--device", "cpu") == 0
     with av.open(str(out)) as c:
         assert c.streams.video[0].average_rate == Fraction(2997, 100) and len(list(c.decode(video=0))) == 3
     src = make_video(tmp_path / "in.mp4", n_frames=4, size=(48, 32), audio=False)
     gif = tmp_path / "slow.gif"
-    assert _run(src, "-m", model, "-o", gif, "--gif-fps", "0.01", "-q", "--device", "cpu") == 0
+    assert run_cli(src, "-m", model, "-o", gif, "--gif-fps", "0.01", "-q", "--device", "cpu") == 0
     with av.open(str(gif)) as c:
         assert len(list(c.decode(video=0))) == 1
 
@@ -299,7 +294,7 @@ def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, 
     """The whole pipeline (consistency flow included) on frames at each encoder's smallest size."""
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
     out = tmp_path / name
-    assert _run(src, "-m", model, "-o", out, "-q", "--device", "cpu", *extra) == 0
+    assert run_cli(src, "-m", model, "-o", out, "-q", "--device", "cpu", *extra) == 0
     with av.open(str(out)) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 3 and {(f.width, f.height) for f in frames} == {size}
@@ -341,7 +336,7 @@ def test_the_writer_codes_frames_in_the_encoders_pixel_format(tmp_path, make_vid
 
 def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(tmp_path, make_video, model, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
-    assert _run(src, "-m", model, "-o", "") == 2
+    assert run_cli(src, "-m", model, "-o", "") == 2
     assert capsys.readouterr().err == "error: the output path '' is empty\n"
 
 
@@ -370,7 +365,7 @@ def test_an_error_after_the_encoder_probe_is_still_one_line(tmp_path, make_video
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
     (tmp_path / "out.mp4").write_bytes(b"taken")
     encoders.opens.cache_clear()  # the probe must really run in this test
-    assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu") == 2
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu") == 2
     err = capfd.readouterr().err
     assert err == f"error: {tmp_path / 'out.mp4'}: already exists (use --overwrite to replace it)\n", err
 
@@ -380,6 +375,6 @@ def test_batch_ext_must_be_a_plain_extension(tmp_path, make_video, model, capsys
     videos = tmp_path / "videos"
     videos.mkdir()
     make_video(videos / "a.mp4", n_frames=2, size=(32, 32), audio=False)
-    assert _run(videos, "-m", model, "-o", tmp_path / "styled", "--ext", ext) == 2
+    assert run_cli(videos, "-m", model, "-o", tmp_path / "styled", "--ext", ext) == 2
     assert capsys.readouterr().err == f"error: --ext: expected an extension such as mp4, mkv or gif, got {ext!r}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "videos"]

@@ -90,6 +90,7 @@ def test_buffer_drops_oldest_when_behind_and_never_grows():
     assert list(buffer) == [3, 4] and buffer.dropped == 3 and buffer.received == 5
 
 
+@pytest.mark.slow
 def test_udp_stream_to_file(model, make_clip_frames, tmp_path, capsys):
     port = free_udp_port()
     camera = UdpCamera(port, 3.0, make_clip_frames)
@@ -161,6 +162,7 @@ def test_realtime_file_to_stdout_is_paced(model, make_video, tmp_path, capfd):
     assert written >= 1 and ("none of 25 input frames dropped" in err or "of 25 input frames dropped" in err)
 
 
+@pytest.mark.slow
 def test_file_to_udp_stream_output(model, make_video, tmp_path, capsys):
     import av
 

@@ -3,26 +3,13 @@ feature scale, while absolute weights shift it by the square of the scale."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from inference.errors import UserError
 from styletrain.module import StyleTransferModule
 
-SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
-
-
-def _module(style_path: Path, feature_scale: float = 1.0, **overrides) -> StyleTransferModule:
-    torch.manual_seed(0)
-    module = StyleTransferModule(style=str(style_path), **(SMALL | overrides))
-    if feature_scale != 1.0:
-        # The same loss net with every feature map multiplied by a constant: a loss net of another scale.
-        loss_net = module.perceptual.loss_network
-        original = loss_net.forward
-        loss_net.forward = lambda x: {k: feature_scale * v for k, v in original(x).items()}
-    return module.train()
+from .conftest import scaled_loss_module
 
 
 def _weighted_ratios(module: StyleTransferModule, content: torch.Tensor, steps: int) -> list[dict[str, float]]:
@@ -42,16 +29,18 @@ def _weighted_ratios(module: StyleTransferModule, content: torch.Tensor, steps: 
 
 def test_relative_weights_give_the_same_balance_for_a_loss_net_scaled_by_10(style_path, content):
     relative = {"style_balance": 3.0, "tv_balance": 0.01, "perceptual_calibration_steps": 1}
-    plain, scaled = (_weighted_ratios(_module(style_path, s, **relative), content, steps=4) for s in (1.0, 10.0))
+    plain, scaled = (
+        _weighted_ratios(scaled_loss_module(style_path, s, **relative), content, steps=4) for s in (1.0, 10.0)
+    )
     for a, b in zip(plain, scaled, strict=True):
         assert b["style"] == pytest.approx(a["style"], rel=1e-3) and b["tv"] == pytest.approx(a["tv"], rel=1e-3)
     # Absolute (default) weights: the same nets, the style term's share moves by 10**2.
-    plain, scaled = (_weighted_ratios(_module(style_path, s), content, steps=1) for s in (1.0, 10.0))
+    plain, scaled = (_weighted_ratios(scaled_loss_module(style_path, s), content, steps=1) for s in (1.0, 10.0))
     assert scaled[0]["style"] == pytest.approx(100.0 * plain[0]["style"], rel=1e-3)
 
 
 def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(style_path, content):
-    module = _module(style_path, style_balance=2.0, tv_balance=0.5, perceptual_calibration_steps=1)
+    module = scaled_loss_module(style_path, style_balance=2.0, tv_balance=0.5, perceptual_calibration_steps=1)
     with torch.no_grad():
         module.loss_terms({"content": content})  # the first training batch calibrates
         references = module.perceptual.reference_terms(content)
@@ -69,15 +58,15 @@ def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(
 
 def test_invalid_balances_are_user_errors(style_path):
     with pytest.raises(UserError, match="style_balance"):
-        _module(style_path, style_balance=0.0)
+        scaled_loss_module(style_path, style_balance=0.0)
     with pytest.raises(UserError, match="style_balance"):
-        _module(style_path, style_balance=1.0, tv_balance=-1.0)
+        scaled_loss_module(style_path, style_balance=1.0, tv_balance=-1.0)
 
 
 def test_temporal_balance_against_the_whole_perceptual_objective(style_path, content):
     runs = {}
     for against in ("content", "perceptual"):
-        module = _module(
+        module = scaled_loss_module(
             style_path, temporal_balance=0.5, temporal_calibration_steps=1, temporal_balance_against=against
         )
         terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
@@ -88,4 +77,4 @@ def test_temporal_balance_against_the_whole_perceptual_objective(style_path, con
     whole = sum(weights[k] * terms[k] for k in ("content", "style", "tv"))
     assert w_perceptual == pytest.approx(0.5 * whole / terms["temporal"], rel=1e-4)
     with pytest.raises(UserError, match="temporal_balance_against"):
-        _module(style_path, temporal_balance=0.5, temporal_balance_against="style")
+        scaled_loss_module(style_path, temporal_balance=0.5, temporal_balance_against="style")

@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference.cli import main
 from inference.colour import rgb_to_ycbcr
 from inference.errors import UserError
 from inference.networks import build_network
 from inference.strokes import guided_filter, luminance, stroke_scaled, stylize_at_scale
 from inference.stylizer import Stylizer
+
+from .conftest import run_cli
 
 BAD_SCALES = ("0", "-1", "nan", "inf", "10")
 
@@ -187,15 +188,8 @@ def test_cuda_half_precision_at_the_stroke_scale():
 
 
 # --------------------------------------------------------------------------------------------------------- CLI
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
-
-
 def test_help_lists_the_stroke_options(capsys):
-    assert _run("--help") == 0
+    assert run_cli("--help") == 0
     text = capsys.readouterr().out
     assert "--stroke-scale" in text and "--stroke-detail" in text
 
@@ -207,7 +201,7 @@ def test_cli_refuses_a_bad_scale(tmp_path, model, make_image, capsys, value):
     src = tmp_path / "in.png"
     Image.fromarray(make_image(32, 32)).save(src)
     out = tmp_path / "out.png"
-    assert _run(src, "-m", model, "-o", out, "-q", f"--stroke-scale={value}") == 2
+    assert run_cli(src, "-m", model, "-o", out, "-q", f"--stroke-scale={value}") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: argument --stroke-scale")
     # Out of range names the range; NaN and infinity are refused as not finite (the shared argtypes message).
@@ -219,7 +213,7 @@ def test_cli_stroke_scale_with_max_side_and_preserve_colour(tmp_path, model, mak
     src = make_video(tmp_path / "clip.mp4", n_frames=6, size=(192, 128), audio=False)
     out = tmp_path / "out.mp4"
     args = ("--stroke-scale", "2", "--stroke-detail", "guided", "--max-side", "128", "--preserve-color")
-    assert _run(src, "-m", model, "-o", out, "-q", "--device", "cpu", *args) == 0
+    assert run_cli(src, "-m", model, "-o", out, "-q", "--device", "cpu", *args) == 0
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 6

@@ -17,12 +17,7 @@ import torch
 
 from inference.cli import main
 
-
-def _run(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
+from .conftest import run_cli
 
 
 def _audio_packets(path: Path) -> list[tuple[int, bytes]]:
@@ -52,7 +47,7 @@ def test_video_keeps_frames_rate_duration_and_audio(tmp_path, make_video, model,
     src = make_video(tmp_path / "in.mp4", n_frames=14, size=(96, 64), fps=fps)
     before = src.read_bytes()
     out = tmp_path / "out.mp4"
-    assert _run(src, "-m", model, "-o", out, "-q") == 0
+    assert run_cli(src, "-m", model, "-o", out, "-q") == 0
     t_in, rate_in, dur_in = _video(src)
     t_out, rate_out, dur_out = _video(out)
     assert len(t_out) == len(t_in) == 14 and rate_out == rate_in == fps
@@ -63,7 +58,7 @@ def test_video_keeps_frames_rate_duration_and_audio(tmp_path, make_video, model,
 
 def test_rotation_kept(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=4, size=(64, 48), rotation=270)
-    assert _run(src, "-m", model, "-o", tmp_path / "out.mov", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.mov", "-q") == 0
     with av.open(str(tmp_path / "out.mov")) as c, av.open(str(src)) as d:
         assert next(c.decode(video=0)).rotation == next(d.decode(video=0)).rotation
 
@@ -71,7 +66,7 @@ def test_rotation_kept(tmp_path, make_video, model):
 def test_trim_cuts_video_and_audio(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=24, size=(64, 48), fps=24)
     out = tmp_path / "cut.mkv"
-    assert _run(src, "-m", model, "-o", out, "--start", "0.25", "--duration", "0.5", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", out, "--start", "0.25", "--duration", "0.5", "-q") == 0
     t_out, _, _ = _video(out)
     assert len(t_out) == 12
     with av.open(str(src)) as c:
@@ -89,7 +84,7 @@ def test_trim_deep_into_the_input_keeps_exact_audio(tmp_path, make_video, model,
     # --start beyond the audio copier's seek margin: audio is read from a seek point, and still cut exactly.
     src = make_video(tmp_path / f"in{ext}", n_frames=72, size=(32, 32), fps=24)
     out = tmp_path / f"cut{ext}"
-    assert _run(src, "-m", model, "-o", out, "--start", "2.25", "--duration", "0.5", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", out, "--start", "2.25", "--duration", "0.5", "-q") == 0
     with av.open(str(src)) as c:
         tb = c.streams.audio[0].time_base
         kept = [bytes(p) for p in c.demux(audio=0) if p.size and 2.25 - 1e-9 <= float(p.pts * tb) < 2.75 - 1e-9]
@@ -99,14 +94,14 @@ def test_trim_deep_into_the_input_keeps_exact_audio(tmp_path, make_video, model,
 
 def test_gif_and_folder_outputs(tmp_path, make_video, make_image_folder, model):
     src = make_video(tmp_path / "in.mp4", n_frames=10, size=(64, 48), fps=20)
-    assert _run(src, "-m", model, "-o", tmp_path / "o.gif", "--gif-width", "32", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "o.gif", "--gif-width", "32", "-q") == 0
     with av.open(str(tmp_path / "o.gif")) as c:
         frames = list(c.decode(video=0))
         assert len(frames) == 10 and frames[0].width == 32 and abs(c.duration / 1e6 - 0.5) <= 0.05 + 0.01
     folder = make_image_folder(tmp_path / "frames", 3, size=(179, 321))
-    assert _run(folder, "-m", model, "-o", tmp_path / "styled", "-q") == 0
+    assert run_cli(folder, "-m", model, "-o", tmp_path / "styled", "-q") == 0
     assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == [f"frame_00000{i}.png" for i in (1, 2, 3)]
-    assert _run(str(folder / "*.png"), "-m", model, "-o", tmp_path / "g.mp4", "--fps", "12", "-q") == 0
+    assert run_cli(str(folder / "*.png"), "-m", model, "-o", tmp_path / "g.mp4", "--fps", "12", "-q") == 0
     assert _video(tmp_path / "g.mp4")[1] == 12
 
 
@@ -114,9 +109,9 @@ def test_no_overwrite_without_flag(tmp_path, make_video, model, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"keep me")
-    assert _run(src, "-m", model, "-o", out, "-q") == 2
+    assert run_cli(src, "-m", model, "-o", out, "-q") == 2
     assert out.read_bytes() == b"keep me" and "already exists" in capsys.readouterr().err
-    assert _run(src, "-m", model, "-o", out, "-q", "--overwrite") == 0
+    assert run_cli(src, "-m", model, "-o", out, "-q", "--overwrite") == 0
     assert len(_video(out)[0]) == 3
 
 
@@ -153,7 +148,7 @@ def test_error_cases_one_line(tmp_path, make_video, model, capsys):
     if os.geteuid() != 0:  # root can write anywhere
         cases.append(((src, "-m", model, "-o", readonly / "a.mp4"), "not writable"))
     for args, message in cases:
-        assert _run(*args, "-q") == 2, args
+        assert run_cli(*args, "-q") == 2, args
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     readonly.chmod(0o700)
@@ -165,7 +160,7 @@ def test_truncated_video_warns_with_count(tmp_path, make_video, model, capsys):
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    assert _run(cut, "-m", model, "-o", tmp_path / "out.mp4") == 0
+    assert run_cli(cut, "-m", model, "-o", tmp_path / "out.mp4") == 0
     err = capsys.readouterr().err
     n = len(_video(tmp_path / "out.mp4")[0])
     assert 0 < n < 24 and f"only {n} frames decoded" in err
@@ -205,7 +200,7 @@ def test_numeric_options_are_checked_at_parse_time(tmp_path, make_video, model, 
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
     before = sorted(tmp_path.iterdir())
     for value in BAD_VALUES[option]:
-        assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", f"{option}={value}") == 2, value
+        assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", f"{option}={value}") == 2, value
         err = capsys.readouterr().err
         assert err.startswith("error: argument ") and err.count("\n") == 1, err
         assert option in err and repr(value) in err, err
@@ -223,7 +218,7 @@ def test_crf_range_follows_the_encoder_and_options_that_exclude_each_other(tmp_p
         (("--ext", "mkv"), "--ext names the outputs of a batch"),
     ]
     for extra, message in cases:
-        assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", *extra) == 2, extra
+        assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", *extra) == 2, extra
         err = capsys.readouterr().err
         assert err == f"error: {message}\n" or (err.startswith(f"error: {message}") and err.count("\n") == 1), err
     assert sorted(tmp_path.iterdir()) == before
@@ -232,12 +227,13 @@ def test_crf_range_follows_the_encoder_and_options_that_exclude_each_other(tmp_p
 def test_max_side_and_strength_at_their_limits(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
     out = tmp_path / "small.mp4"
-    assert _run(src, "-m", model, "-o", out, "--max-side", "2", "--strength", "0", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", out, "--max-side", "2", "--strength", "0", "-q") == 0
     with av.open(str(out)) as c:
         frame = next(c.decode(video=0))
         assert (frame.width, frame.height) == (2, 2)
 
 
+@pytest.mark.slow
 def test_sigterm_removes_the_temporary_output(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=200, size=(256, 192), audio=False)
     out = tmp_path / "out.mkv"
@@ -270,12 +266,12 @@ def test_gif_rate_is_capped_at_50(tmp_path, make_video, model, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=12, size=(48, 32), fps=60, audio=False)
     for extra in [("--gif-fps", "100"), ()]:
         out = tmp_path / f"out{len(extra)}.gif"
-        assert _run(src, "-m", model, "-o", out, *extra) == 0
+        assert run_cli(src, "-m", model, "-o", out, *extra) == 0
         err = capsys.readouterr().err
         assert ("--gif-fps 100 capped at 50" if extra else "resampled to 50 frames/s") in err, err
         delays = _gif_delays(out)
         assert set(delays) == {20} and abs(sum(delays) - 200) <= 20, delays  # 0.2 s of video at 50 frames/s
-    assert _run(src, "-m", model, "-o", tmp_path / "slow.gif", "--gif-fps", "25", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "slow.gif", "--gif-fps", "25", "-q") == 0
     assert set(_gif_delays(tmp_path / "slow.gif")[:-1]) == {40}  # the last frame lasts until the clip ends
 
 
@@ -290,10 +286,10 @@ def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monke
 
     monkeypatch.setattr(inference.convert, "stylize_file", fake)
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
-    assert _run(src, "-m", model, "-o", tmp_path / "a.mp4", "--stats", "-q") == 0
-    assert _run(src, "-m", model, "-o", tmp_path / "b.mp4", "-q") == 0
-    assert _run(src, src.with_name("in.mp4"), "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 2  # collision
-    assert _run(src, tmp_path / "other.mp4", "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "a.mp4", "--stats", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "b.mp4", "-q") == 0
+    assert run_cli(src, src.with_name("in.mp4"), "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 2  # collision
+    assert run_cli(src, tmp_path / "other.mp4", "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 0
     assert [c.get("stats") for c in calls] == [True, None, True, True]
 
 
@@ -301,5 +297,5 @@ def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monke
 def test_cli_turns_on_cudnn_autotuning(tmp_path, make_video, model):
     torch.backends.cudnn.benchmark = False
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48), audio=False)
-    assert _run(src, "-m", model, "-o", tmp_path / "out.mp4", "--device", "cuda", "-q") == 0
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", "--device", "cuda", "-q") == 0
     assert torch.backends.cudnn.benchmark

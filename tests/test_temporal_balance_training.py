@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from inference.errors import UserError
 from styletrain.module import StyleTransferModule
 
-SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
-
-
-def _module(style_path: Path, feature_scale: float = 1.0, **overrides) -> StyleTransferModule:
-    torch.manual_seed(0)
-    module = StyleTransferModule(style=str(style_path), **(SMALL | overrides))
-    if feature_scale != 1.0:
-        # The same random loss net with every feature map multiplied by a constant.
-        loss_net = module.perceptual.loss_network
-        original = loss_net.forward
-        loss_net.forward = lambda x: {k: feature_scale * v for k, v in original(x).items()}
-    return module.train()
+from .conftest import scaled_loss_module
 
 
 def _train(module: StyleTransferModule, content: torch.Tensor, steps: int) -> list[dict[str, torch.Tensor]]:
@@ -37,7 +24,7 @@ def _train(module: StyleTransferModule, content: torch.Tensor, steps: int) -> li
 
 
 def test_calibration_sets_the_weight_from_the_measured_terms_then_freezes(style_path, content):
-    module = _module(style_path, temporal_balance=0.5, temporal_calibration_steps=3)
+    module = scaled_loss_module(style_path, temporal_balance=0.5, temporal_calibration_steps=3)
     history = _train(module, content, steps=5)
     content_sum = sum(module.loss_weights["content"] * float(h["content"]) for h in history[:3])
     temporal_sum = sum(float(h["temporal"]) for h in history[:3])
@@ -51,17 +38,17 @@ def test_calibration_sets_the_weight_from_the_measured_terms_then_freezes(style_
 
 
 def test_evaluation_does_not_calibrate(style_path, content):
-    module = _module(style_path, temporal_balance=1.0).eval()
+    module = scaled_loss_module(style_path, temporal_balance=1.0).eval()
     module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
     assert int(module.temporal_balance.seen) == 0
 
 
 def test_weight_goes_into_checkpoints_and_artifact_metadata(style_path, content):
-    module = _module(style_path, temporal_balance=2.0, temporal_calibration_steps=2)
+    module = scaled_loss_module(style_path, temporal_balance=2.0, temporal_calibration_steps=2)
     _train(module, content, steps=2)
     state = module.state_dict()
     assert float(state["temporal_balance.weight"]) == pytest.approx(float(module.temporal_balance.weight))
-    restored = _module(style_path, temporal_balance=2.0, temporal_calibration_steps=2)
+    restored = scaled_loss_module(style_path, temporal_balance=2.0, temporal_calibration_steps=2)
     restored.load_state_dict(state)
     assert restored.temporal_balance.frozen
     calibration = module.artifact_metadata()["config"]["temporal_calibration"]
@@ -71,14 +58,17 @@ def test_weight_goes_into_checkpoints_and_artifact_metadata(style_path, content)
 
 def test_balance_and_absolute_weight_are_mutually_exclusive(style_path):
     with pytest.raises(UserError, match="mutually exclusive"):
-        _module(style_path, temporal_balance=1.0, temporal_weight=1e5)
+        scaled_loss_module(style_path, temporal_balance=1.0, temporal_weight=1e5)
     with pytest.raises(UserError, match="temporal_balance"):
-        _module(style_path, temporal_balance=-1.0)
+        scaled_loss_module(style_path, temporal_balance=-1.0)
 
 
 def test_calibrated_weight_follows_a_feature_scale(style_path, content):
     # Same net, same first step: the content term scales by 10**2, and so must the calibrated weight.
-    runs = [_module(style_path, scale, temporal_balance=1.0, temporal_calibration_steps=1) for scale in (1.0, 10.0)]
+    runs = [
+        scaled_loss_module(style_path, scale, temporal_balance=1.0, temporal_calibration_steps=1)
+        for scale in (1.0, 10.0)
+    ]
     for module in runs:
         _train(module, content, steps=1)
     plain, scaled = (float(m.temporal_balance.weight) for m in runs)
@@ -92,7 +82,7 @@ def _trained_difference(style_path, content, **options) -> tuple[float, float]:
     Outputs, not parameters, are compared: parameters whose gradient is ~0 (dead norm biases) get updates of the
     order of Adam's epsilon, which differ between scales without changing what the network does.
     """
-    runs = [_module(style_path, scale, **options) for scale in (1.0, 10.0)]
+    runs = [scaled_loss_module(style_path, scale, **options) for scale in (1.0, 10.0)]
     with torch.no_grad():
         before = runs[0].eval()(content)
     for module in runs:
@@ -102,6 +92,7 @@ def _trained_difference(style_path, content, **options) -> tuple[float, float]:
     return float((plain - scaled).abs().max()), float((plain - before).abs().max())
 
 
+@pytest.mark.slow
 def test_calibrated_training_is_invariant_to_the_loss_nets_feature_scale(style_path, content):
     # Content + temporal objective (the terms the balance relates): with the features scaled by 10 every term of the
     # calibrated objective scales by 100, which Adam's updates do not see, so both runs train the same network up to
@@ -120,7 +111,7 @@ def test_calibrated_training_is_invariant_to_the_loss_nets_feature_scale(style_p
 def test_validation_logs_the_contrast_of_its_outputs(style_path, content):
     from styletrain.output_stats import contrast
 
-    module = _module(style_path, temporal_balance=1.0).eval()
+    module = scaled_loss_module(style_path, temporal_balance=1.0).eval()
     logged = {}
     module.log_dict = lambda values, **kwargs: logged.update(values)
     module.log = lambda name, value, **kwargs: logged.update({name: value})
