@@ -99,6 +99,24 @@ def count_video_frames(path: Path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
+# Small configs of each architecture keep the tests fast while exercising the same code paths.
+SMALL_NETWORKS = {
+    "johnson": {"channels": (8, 16, 24), "num_residual": 2},
+    "light": {"channels": (8, 16, 24), "num_residual": 2},
+    "tiny": {},
+}
+
+
+def small_network(name: str, **kwargs: object):
+    """A seeded (seed 0) network ``name`` built with its :data:`SMALL_NETWORKS` config plus ``kwargs``."""
+    import torch
+
+    from inference.networks import build_network
+
+    torch.manual_seed(0)
+    return build_network(name, **SMALL_NETWORKS[name], **kwargs)
+
+
 SMALL_MODULE = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
 
 

@@ -13,16 +13,7 @@ from inference.artifact import FORMAT, ArtifactError, load_artifact, read_metada
 from inference.layers import ConditionalInstanceNorm2d
 from inference.networks import StyleNetwork, build_network
 
-SMALL = {
-    "johnson": {"channels": (8, 16, 24), "num_residual": 2},
-    "light": {"channels": (8, 16, 24), "num_residual": 2},
-    "tiny": {},
-}
-
-
-def _net(name: str, num_styles: int) -> StyleNetwork:
-    torch.manual_seed(0)
-    return build_network(name, num_styles=num_styles, **SMALL[name])
+from .conftest import SMALL_NETWORKS, small_network
 
 
 def _distinct_styles(net: StyleNetwork) -> StyleNetwork:
@@ -36,20 +27,20 @@ def _distinct_styles(net: StyleNetwork) -> StyleNetwork:
     return net.eval()
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 def test_one_style_keeps_todays_modules_and_keys(name: str) -> None:
-    single, default = _net(name, 1), build_network(name, **SMALL[name])
+    single, default = small_network(name, num_styles=1), build_network(name, **SMALL_NETWORKS[name])
     assert list(single.state_dict()) == list(default.state_dict()) and single.config == default.config
     assert not any(isinstance(m, ConditionalInstanceNorm2d) for m in single.modules())
-    multi = _net(name, 3)
+    multi = small_network(name, num_styles=3)
     assert multi.config["num_styles"] == 3 and set(multi.state_dict()) == set(single.state_dict())
     norms = [m for m in multi.modules() if isinstance(m, ConditionalInstanceNorm2d)]
     assert norms and all(m.weight.shape[0] == 3 and m.bias.shape == m.weight.shape for m in norms)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 def test_shapes_and_every_style_row_gets_a_gradient(name: str) -> None:
-    net = _net(name, 2).train()
+    net = small_network(name, num_styles=2).train()
     x = torch.rand(2, 3, 37, 41)
     style = torch.eye(2)  # sample 0 has style 0, sample 1 style 1
     out, feats = net(x, return_features=True, style=style)
@@ -63,9 +54,9 @@ def test_shapes_and_every_style_row_gets_a_gradient(name: str) -> None:
         assert (rows > 1e-6).all(), pname  # every style's scale and shift learns
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 def test_styles_differ_and_a_blend_lies_between(name: str) -> None:
-    net = _distinct_styles(_net(name, 2))
+    net = _distinct_styles(small_network(name, num_styles=2))
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
         a, b = net(x, style=torch.tensor([1.0, 0.0])), net(x, style=torch.tensor([0.0, 1.0]))
@@ -86,7 +77,7 @@ def test_styles_differ_and_a_blend_lies_between(name: str) -> None:
 
 @pytest.mark.parametrize("weights", [[1.0], [-1.0, 2.0], [0.0, 0.0], [float("nan"), 1.0]])
 def test_bad_style_weights_are_refused(weights: list[float]) -> None:
-    net = _net("tiny", 2)
+    net = small_network("tiny", num_styles=2)
     with pytest.raises(ValueError, match="style weights"):
         net.set_style(weights)
     with pytest.raises(ValueError, match="style must be"):
@@ -94,7 +85,7 @@ def test_bad_style_weights_are_refused(weights: list[float]) -> None:
 
 
 def test_multi_style_artifact_round_trip(tmp_path: Path) -> None:
-    net = _distinct_styles(_net("tiny", 2))
+    net = _distinct_styles(small_network("tiny", num_styles=2))
     path = save_artifact(
         tmp_path / "m.safetensors", net, styles=[("a", "1" * 64), ("b", "2" * 64)], config={}, temporal=False
     )
@@ -139,7 +130,7 @@ def test_version_1_artifact_still_loads(tmp_path: Path) -> None:
 
 
 def test_style_list_must_match_the_network(tmp_path: Path) -> None:
-    net = _net("tiny", 2)
+    net = small_network("tiny", num_styles=2)
     one = json.dumps([{"name": "a", "sha256": ""}])
     path = _write_raw(tmp_path / "m.safetensors", net, format_version="2", styles=one)
     with pytest.raises(ArtifactError, match="lists 1 styles but network 'tiny' has 2"):

@@ -17,17 +17,7 @@ from inference.networks import (
     register_network,
 )
 
-# Small configs of each architecture keep the tests fast while exercising the same code paths.
-SMALL = {
-    "johnson": {"channels": (8, 16, 24), "num_residual": 2},
-    "light": {"channels": (8, 16, 24), "num_residual": 2},
-    "tiny": {},
-}
-
-
-def _net(name: str) -> StyleNetwork:
-    torch.manual_seed(0)
-    return build_network(name, **SMALL[name])
+from .conftest import SMALL_NETWORKS, small_network
 
 
 def test_registry_lists_all_networks() -> None:
@@ -55,10 +45,10 @@ def test_duplicate_registration_is_refused() -> None:
         register_network("tiny")(StyleNetwork)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 @pytest.mark.parametrize("shape", [(1, 3, 33, 47), (2, 3, 65, 31), (1, 3, 5, 3), (1, 3, 64, 64)])
 def test_shape_range_and_input_untouched(name: str, shape: tuple[int, ...]) -> None:
-    net = _net(name).eval()
+    net = small_network(name).eval()
     x = torch.rand(*shape)
     before = x.clone()
     with torch.no_grad():
@@ -75,9 +65,9 @@ def test_shape_range_and_input_untouched(name: str, shape: tuple[int, ...]) -> N
         assert torch.equal(net(x), out)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 def test_every_parameter_gets_a_gradient(name: str) -> None:
-    net = _net(name).train()
+    net = small_network(name).train()
     x = torch.rand(2, 3, 37, 41, requires_grad=True)
     out, feats = net(x, return_features=True)
     # A non-trivial target so that no gradient is zero by symmetry. The features term matters for johnson, whose
@@ -129,7 +119,7 @@ def test_flops_and_parameters() -> None:
 
 
 def test_half_precision_dtype_is_kept() -> None:
-    net = _net("light").to(torch.bfloat16).eval()
+    net = small_network("light").to(torch.bfloat16).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, 20, 30, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and out.shape == (1, 3, 20, 30)
@@ -138,7 +128,7 @@ def test_half_precision_dtype_is_kept() -> None:
 @pytest.mark.parametrize("shape", [(1, 3, 8), (1, 1, 8, 8), (1, 4, 8, 8)])
 def test_bad_input_shape_is_rejected(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="expected a float tensor"):
-        _net("tiny")(torch.rand(*shape))
+        small_network("tiny")(torch.rand(*shape))
 
 
 def test_identity_returns_its_input() -> None:
