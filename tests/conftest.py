@@ -120,18 +120,22 @@ def small_network(name: str, **kwargs: object):
 SMALL_MODULE = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
 
 
-def scaled_loss_module(style_path: Path, feature_scale: float = 1.0, **overrides: object):
-    """A seeded ``StyleTransferModule`` (tiny network, random two-layer VGG, 64 px style) in train mode.
-
-    ``feature_scale`` multiplies every feature map of the loss network: the same loss net at another scale, for
-    tests of which weights keep the balance of the loss terms under such a change.
-    """
+def small_module(style: str | Path | list[str], **overrides: object):
+    """A seeded (seed 0) ``StyleTransferModule`` with :data:`SMALL_MODULE` settings plus ``overrides``."""
     import torch
 
     from styletrain.module import StyleTransferModule
 
     torch.manual_seed(0)
-    module = StyleTransferModule(style=str(style_path), **(SMALL_MODULE | overrides))
+    return StyleTransferModule(style=str(style) if isinstance(style, Path) else style, **(SMALL_MODULE | overrides))
+
+
+def scaled_loss_module(style_path: Path, feature_scale: float = 1.0, **overrides: object):
+    """:func:`small_module` in train mode, with every feature map of its loss network multiplied by ``feature_scale``.
+
+    The same loss net at another scale, for tests of which weights keep the balance of the loss terms under it.
+    """
+    module = small_module(style_path, **overrides)
     if feature_scale != 1.0:
         loss_net = module.perceptual.loss_network
         original = loss_net.forward

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from inference.errors import UserError
-from styletrain.module import StyleTransferModule
 
-SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
-
-
-def _module(style_path: Path, **overrides) -> StyleTransferModule:
-    torch.manual_seed(0)
-    return StyleTransferModule(style=str(style_path), **(SMALL | overrides))
+from .conftest import small_module
 
 
 def test_few_steps_lower_total_loss(style_path, content):
-    module = _module(style_path)
+    module = small_module(style_path)
     optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
     totals = []
     for _ in range(8):
@@ -37,7 +29,7 @@ def test_few_steps_lower_total_loss(style_path, content):
 
 
 def test_perceptual_terms_come_from_the_one_perceptual_loss(style_path, content):
-    module = _module(style_path, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
+    module = small_module(style_path, content_weight=2.0, style_weight=3.0, tv_weight=5.0)
     module.eval()
     terms = module.loss_terms({"content": content})
     with torch.no_grad():
@@ -48,7 +40,7 @@ def test_perceptual_terms_come_from_the_one_perceptual_loss(style_path, content)
 
 
 def test_style_targets_computed_once_and_not_saved(style_path, content):
-    module = _module(style_path)
+    module = small_module(style_path)
     grams = module.style_grams()
     assert set(grams) == {"relu1_2", "relu2_2"} and grams["relu1_2"].shape == (1, 64, 64)
     first = grams["relu1_2"]
@@ -59,7 +51,7 @@ def test_style_targets_computed_once_and_not_saved(style_path, content):
 
 
 def test_synthetic_pair_adds_temporal_terms(style_path, content):
-    module = _module(style_path, temporal_weight=10.0, temporal_feature_weight=1.0)
+    module = small_module(style_path, temporal_weight=10.0, temporal_feature_weight=1.0)
     terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
     assert {"temporal", "temporal_feature"} <= set(terms)
     assert terms["temporal"].item() > 0 and terms["temporal_feature"].item() > 0
@@ -68,7 +60,7 @@ def test_synthetic_pair_adds_temporal_terms(style_path, content):
 
 
 def test_real_pair_batch(style_path, content):
-    module = _module(style_path, temporal_weight=10.0)
+    module = small_module(style_path, temporal_weight=10.0)
     b, _, h, w = content.shape
     batch = {
         "frame1": content,
@@ -79,18 +71,18 @@ def test_real_pair_batch(style_path, content):
     terms = module.loss_terms(batch)
     assert "temporal" in terms and "temporal_feature" not in terms
     # A pair batch with the temporal loss off still trains the perceptual terms on both frames.
-    plain = _module(style_path).loss_terms(batch)
+    plain = small_module(style_path).loss_terms(batch)
     assert set(plain) == {"content", "style", "tv", "total"}
 
 
 def test_checkpoint_hooks_drop_loss_net_and_load_strictly(style_path):
-    module = _module(style_path)
+    module = small_module(style_path)
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and all(k.startswith("net.") for k in checkpoint["state_dict"])  # no VGG
     meta = checkpoint["styletrain"]
     assert meta["network"] == "tiny" and meta["style_name"] == "style" and len(meta["style_sha256"]) == 64
-    other = _module(style_path)
+    other = small_module(style_path)
     # Keys from a compiled run load into an uncompiled module, strictly.
     compiled_keys = {k.replace("net.", "net._orig_mod.", 1): v for k, v in checkpoint["state_dict"].items()}
     other.load_state_dict(compiled_keys, strict=True)
@@ -101,7 +93,7 @@ def test_checkpoint_hooks_drop_loss_net_and_load_strictly(style_path):
 
 
 def test_bf16_autocast_cpu(style_path, content):
-    module = _module(style_path, temporal_weight=1.0)
+    module = small_module(style_path, temporal_weight=1.0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
@@ -109,10 +101,10 @@ def test_bf16_autocast_cpu(style_path, content):
 
 
 def test_channels_last_and_compile_flags(style_path, content):
-    compiled = _module(style_path, compile=True)  # compilation is lazy: nothing is compiled unless it runs
+    compiled = small_module(style_path, compile=True)  # compilation is lazy: nothing is compiled unless it runs
     assert not any("_orig_mod" in k for k in compiled.state_dict())  # Module.compile keeps the keys clean
-    plain = _module(style_path)
-    fast = _module(style_path, channels_last=True)
+    plain = small_module(style_path)
+    fast = small_module(style_path, channels_last=True)
     fast.net.load_state_dict(plain.net.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fast._stylize(content, features=False)[0].contiguous(), plain(content))
@@ -120,10 +112,10 @@ def test_channels_last_and_compile_flags(style_path, content):
 
 def test_bad_options_are_user_errors(style_path, tmp_path):
     with pytest.raises(UserError, match="motion"):
-        _module(style_path, motion={"warp_speed": 9})
+        small_module(style_path, motion={"warp_speed": 9})
     with pytest.raises(UserError, match="unknown network"):
-        _module(style_path, network="nope")
+        small_module(style_path, network="nope")
     with pytest.raises(UserError, match="missing.png"):
-        _module(tmp_path / "missing.png")
+        small_module(tmp_path / "missing.png")
     with pytest.raises(UserError, match="--model.style_weight must be >= 0"):
-        _module(style_path, style_weight=-1.0)
+        small_module(style_path, style_weight=-1.0)

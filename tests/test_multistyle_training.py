@@ -14,9 +14,9 @@ from inference.artifact import read_metadata
 from inference.errors import UserError
 from inference.io.image_reader import read_image
 from styletrain.cli import _rewrite_args, main
-from styletrain.module import StyleTransferModule
 
-SMALL = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
+from .conftest import small_module
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,17 +30,12 @@ def two_styles(tmp_path: Path, make_image) -> list[str]:
     return paths
 
 
-def _module(style, **overrides) -> StyleTransferModule:
-    torch.manual_seed(0)
-    return StyleTransferModule(style=style, **(SMALL | overrides))
-
-
 def test_grams_are_computed_once_per_style(two_styles) -> None:
-    multi = _module(two_styles)
+    multi = small_module(two_styles)
     assert multi.net.num_styles == 2 and multi.style_names == ["starry", "wave"]
     multi.loss_terms({"content": torch.rand(2, 3, 32, 32)})
     for i, path in enumerate(two_styles):
-        single = _module(path)
+        single = small_module(path)
         for layer, gram in single.style_grams().items():
             torch.testing.assert_close(multi._all_grams[layer][i : i + 1], gram)
     grams = multi._all_grams
@@ -49,7 +44,7 @@ def test_grams_are_computed_once_per_style(two_styles) -> None:
 
 
 def test_styles_are_assigned_evenly_and_each_sample_uses_its_own(two_styles) -> None:
-    module = _module(two_styles)
+    module = small_module(two_styles)
     assert module.style_indices(4, 0).tolist() == [0, 1, 0, 1]
     assert module.style_indices(1, 0).tolist() == [0] and module.style_indices(1, 1).tolist() == [1]
     # A batch of one image per style: the style loss equals the mean of each sample against its own style.
@@ -67,7 +62,7 @@ def test_styles_are_assigned_evenly_and_each_sample_uses_its_own(two_styles) -> 
 
 
 def test_temporal_pairs_keep_one_style_per_pair(two_styles) -> None:
-    module = _module(two_styles, temporal_weight=1.0, temporal_feature_weight=1.0)
+    module = small_module(two_styles, temporal_weight=1.0, temporal_feature_weight=1.0)
     seen = []
     real = module.net.forward
 
@@ -87,9 +82,9 @@ def test_bad_multi_style_settings_are_user_errors(two_styles, tmp_path) -> None:
     other.mkdir()
     (other / "starry.png").write_bytes(Path(two_styles[0]).read_bytes())
     with pytest.raises(UserError, match="two style images are named 'starry'"):
-        _module([two_styles[0], str(other / "starry.png")])
+        small_module([two_styles[0], str(other / "starry.png")])
     with pytest.raises(UserError, match="num_styles=3 but 2 style images"):
-        _module(two_styles, network_kwargs={"num_styles": 3})
+        small_module(two_styles, network_kwargs={"num_styles": 3})
 
 
 def test_repeated_style_flag_becomes_one_list() -> None:
