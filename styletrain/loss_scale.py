@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from styletrain.calibration import Calibration
 
 REFERENCE_KEYS = ("ref_content", "ref_style", "ref_tv")
 
 
-class PerceptualBalance(nn.Module):
+class PerceptualBalance(Calibration):
     """Calibrates the style and TV weights from the content images' own terms (see the module docstring).
 
     Args:
@@ -40,32 +42,14 @@ class PerceptualBalance(nn.Module):
     """
 
     def __init__(self, style_balance: float, tv_balance: float = 0.0, steps: int = 10) -> None:
-        super().__init__()
         if not (math.isfinite(style_balance) and style_balance > 0):
             raise ValueError(f"style balance must be a finite number > 0, got {style_balance}")
         if not (math.isfinite(tv_balance) and tv_balance >= 0):
             raise ValueError(f"TV balance must be a finite number >= 0, got {tv_balance}")
-        if int(steps) < 1:
-            raise ValueError(f"perceptual calibration steps must be >= 1, got {steps}")
-        self.style_balance, self.tv_balance, self.steps = float(style_balance), float(tv_balance), int(steps)
+        super().__init__(steps, "perceptual")
+        self.style_balance, self.tv_balance = float(style_balance), float(tv_balance)
         # float64 sums of ref_content, ref_style, ref_tv: they differ by many orders of magnitude.
         self.register_buffer("sums", torch.zeros(3, dtype=torch.float64))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-        # A host-side copy of ``seen`` (as in TemporalBalance): reading the buffer on the GPU every step would wait
-        # for the device each time. ``None``: unknown (fresh or just loaded), read once from the buffer.
-        self._host_seen: int | None = None
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        # A loaded ``seen`` makes the host copy stale; a method, not a hook, so the module stays picklable.
-        super()._load_from_state_dict(*args, **kwargs)
-        self._host_seen = None
-
-    @property
-    def frozen(self) -> bool:
-        """Whether calibration is over (the weights no longer change); reads the device at most once per load."""
-        if self._host_seen is None:
-            self._host_seen = int(self.seen)
-        return self._host_seen >= self.steps
 
     @torch.no_grad()
     def observe(self, terms: dict[str, Tensor]) -> None:
@@ -73,12 +57,7 @@ class PerceptualBalance(nn.Module):
         frozen. Under DDP the sums are over all ranks, so every rank trains with the same weights."""
         if self.frozen:
             return
-        values = torch.stack([terms[k].detach().double() for k in REFERENCE_KEYS]).to(self.sums.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(values)
-        self.sums += values
-        self.seen += 1
-        self._host_seen += 1  # set by ``frozen`` above
+        self.sums += self._count_step(torch.stack([terms[k] for k in REFERENCE_KEYS]), self.sums.device)
 
     def weights(self, content_weight: float) -> dict[str, Tensor]:
         """``{"style": w_style, "tv": w_tv}`` (float32 scalars) for this ``content_weight``; zeros before the first

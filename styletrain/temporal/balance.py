@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from styletrain.calibration import Calibration
 
 
-class TemporalBalance(nn.Module):
+class TemporalBalance(Calibration):
     """Calibrates the temporal weight from the measured loss terms.
 
     Args:
@@ -33,33 +35,14 @@ class TemporalBalance(nn.Module):
     """
 
     def __init__(self, balance: float, steps: int = 100) -> None:
-        super().__init__()
         if not (math.isfinite(balance) and balance > 0):
             raise ValueError(f"temporal balance must be a finite number > 0, got {balance}")
-        if int(steps) < 1:
-            raise ValueError(f"temporal calibration steps must be >= 1, got {steps}")
+        super().__init__(steps, "temporal")
         self.balance = float(balance)
-        self.steps = int(steps)
         # float64 sums: the terms may differ from each other by many orders of magnitude.
         self.register_buffer("weight", torch.zeros((), dtype=torch.float64))
         self.register_buffer("content_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("temporal_sum", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-        # A host-side copy of ``seen``: reading the buffer (on the GPU) every step would wait for the device each
-        # time. ``None`` means unknown (fresh or just loaded); it is read from the buffer once, then counted here.
-        self._host_seen: int | None = None
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        # A loaded ``seen`` makes the host copy stale; a method, not a hook, so the module stays picklable.
-        super()._load_from_state_dict(*args, **kwargs)
-        self._host_seen = None
-
-    @property
-    def frozen(self) -> bool:
-        """Whether calibration is over (the weight no longer changes); reads the device at most once per load."""
-        if self._host_seen is None:
-            self._host_seen = int(self.seen)
-        return self._host_seen >= self.steps
 
     @torch.no_grad()
     def observe(self, weighted_content: Tensor, temporal: Tensor) -> None:
@@ -71,14 +54,9 @@ class TemporalBalance(nn.Module):
         """
         if self.frozen:
             return
-        terms = torch.stack([weighted_content.detach().double(), temporal.detach().double()]).to(self.weight.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Every rank must train with the same weight: calibrate on the sums over all ranks.
-            torch.distributed.all_reduce(terms)
+        terms = self._count_step(torch.stack([weighted_content, temporal]), self.weight.device)
         self.content_sum += terms[0]
         self.temporal_sum += terms[1]
-        self.seen += 1
-        self._host_seen += 1  # set by ``frozen`` above
         positive = self.temporal_sum > 0
         ratio = self.content_sum / torch.where(positive, self.temporal_sum, torch.ones_like(self.temporal_sum))
         self.weight.copy_(torch.where(positive, self.balance * ratio, torch.zeros_like(ratio)))
