@@ -619,7 +619,8 @@ cb = TemporalValidation(n_frames=3, max_side=32, log_video=True)
 cb._source = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
 cb.on_validation_epoch_end(Trainer(), Module())
 dist.barrier()
-print("rank", rank, "done")
+dist.destroy_process_group()  # without it gloo's threads may abort the process at exit ("terminate called ...")
+print("rank", rank, "done", flush=True)
 """
 
 
