@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from inference.colour import to_float
 from inference.errors import UserError, exit_on_user_error
 from styletrain.consistency_eval import parse_levels
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
@@ -60,7 +61,7 @@ def _model_config(metadata) -> dict[str, Any]:
 
 
 def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    return to_float(torch.from_numpy(np.stack(frames)).to(device)).permute(0, 3, 1, 2)
 
 
 def _progress(message: str) -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.colour import BT601_LUMA
+from inference.colour import luma, to_float
 
 # Below these ratios an output counts as flat (issue 12): against the per-frame model's contrast, and the input's.
 FLAT_VS_PER_FRAME = 0.7
@@ -39,8 +39,7 @@ def contrast(frames: Tensor) -> Tensor:
         Scalar in [0, 0.5]; 0 for flat frames.
     """
     _check(frames)
-    luma = (frames.float() * frames.new_tensor(BT601_LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1)
-    return luma.flatten(1).std(dim=1, unbiased=False).mean()
+    return luma(frames.float()).flatten(1).std(dim=1, unbiased=False).mean()
 
 
 def colourfulness(frames: Tensor) -> Tensor:
@@ -65,11 +64,6 @@ def colourfulness(frames: Tensor) -> Tensor:
     return (spread + 0.3 * centre).mean()
 
 
-def _luma(frames: Tensor) -> Tensor:
-    """``[B, 1, H, W]`` BT.601 luma of ``[B, 3, H, W]`` RGB frames."""
-    return (frames.float() * frames.new_tensor(BT601_LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
 def sobel_magnitude(frames: Tensor) -> Tensor:
     """Sobel gradient magnitude of the luma, ``[B, H, W]`` (replicate padding: no false edge at the border).
 
@@ -77,9 +71,9 @@ def sobel_magnitude(frames: Tensor) -> Tensor:
         frames: ``[B, 3, H, W]`` RGB in [0, 1].
     """
     _check(frames)
-    luma = F.pad(_luma(frames), (1, 1, 1, 1), mode="replicate")
-    kx = luma.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
-    gx, gy = F.conv2d(luma, kx), F.conv2d(luma, kx.transpose(2, 3))
+    padded = F.pad(luma(frames.float()), (1, 1, 1, 1), mode="replicate")
+    kx = padded.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+    gx, gy = F.conv2d(padded, kx), F.conv2d(padded, kx.transpose(2, 3))
     return (gx.square() + gy.square()).sqrt()[:, 0]
 
 
@@ -133,7 +127,7 @@ def clip_stats(
 
 
 def _as_tensor(frames: Sequence[np.ndarray]) -> Tensor:
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    return to_float(torch.from_numpy(np.stack(frames))).permute(0, 3, 1, 2)
 
 
 def fading_warnings(name: str, stats: dict[str, float], reference: dict[str, float] | None, source: dict[str, float]):
