@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from inference.artifact import ArtifactMetadata
 
 # Re-exported: callers import these from here.
-__all__ = ["CUDA_BATCHES_IN_FLIGHT", "Stylizer", "resolve_device"]
+__all__ = ["CUDA_BATCHES_IN_FLIGHT", "Stylizer"]
 
 log = logging.getLogger(__name__)
 

@@ -133,7 +133,8 @@ class _LossEvaluator:
 
 def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any, str | None]:
     """``(style tensor or None, note or None)``, checking the style file against the artifact's sha256."""
-    from styletrain.data.images import load_style_image, sha256_of_file
+    from inference.hashing import sha256_of_file
+    from styletrain.data.images import load_style_image
 
     candidate, given = style_path, style_path is not None
     if candidate is None:

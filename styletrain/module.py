@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inference.errors import UserError
+from inference.hashing import sha256_of_file
 from inference.networks import build_network
-from styletrain.data.images import load_style_image, sha256_of_file, style_paths
+from styletrain.data.images import load_style_image, style_paths
 from styletrain.loss_scale import PerceptualBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast

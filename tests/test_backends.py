@@ -56,7 +56,7 @@ def test_frame_formats_round_trip_and_refuse_other_shapes():
 
 
 def test_one_sha256_for_artifacts_and_style_images(tmp_path):
-    from styletrain.data.images import sha256_of_file as training_sha256
+    from styletrain.module import sha256_of_file as training_sha256
 
     path = tmp_path / "f.bin"
     path.write_bytes(b"ab" * 1_000_000)

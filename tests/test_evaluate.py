@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from inference.artifact import save_artifact
+from inference.hashing import sha256_of_file
 from inference.networks import build_network
-from styletrain.data.images import sha256_of_file
 from styletrain.data.video_frames import read_clip
 from styletrain.evaluate import main, stylize_clip
 from styletrain.temporal.loss import clip_flows, warping_error

@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from inference.errors import UserError
+from inference.hashing import sha256_of_file
 from styletrain.data import images
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
-from styletrain.data.images import load_style_image, sha256_of_file
+from styletrain.data.images import load_style_image
 
 
 def _check(t: torch.Tensor, h: int, w: int) -> None:

@@ -13,11 +13,12 @@ from torch import nn
 from inference.artifact import save_artifact
 from inference.cli import main
 from inference.colour import YuvSpec, rgb_to_i420
+from inference.devices import resolve_device
 from inference.errors import ArtifactError, UserError
 from inference.networks import build_network
 from inference.precision import resolve_precision
 from inference.stages import StageClock
-from inference.stylizer import Stylizer, resolve_device
+from inference.stylizer import Stylizer
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import torch
 
 from inference.colour import to_float
 from inference.errors import MediaError, UserError
-from inference.hashing import sha256_of_file  # noqa: F401  (the runtime's, re-exported for training)
 
 # A style image above this many pixels is refused rather than decoded (about 4 GB of RGBA at full size).
 MAX_STYLE_PIXELS = 1 << 30
