@@ -27,6 +27,7 @@ def _weighted_ratios(module: StyleTransferModule, content: torch.Tensor, steps: 
     return ratios
 
 
+@pytest.mark.slow  # about 2.5 s of CPU alone; past the 5 s quick budget when the cores are shared
 def test_relative_weights_give_the_same_balance_for_a_loss_net_scaled_by_10(style_path, content):
     relative = {"style_balance": 3.0, "tv_balance": 0.01, "perceptual_calibration_steps": 1}
     plain, scaled = (
