@@ -1,7 +1,7 @@
 """Batch executors side by side: the same short clips through the local executor and the Ray executor.
 
 Ten short clips are cut from the videos in ``/work/shared/data/videos`` (scaled down; different offsets), then
-stylized by one planner (:func:`inference.batch.run_batch`) with each executor at equal worker counts and threads:
+stylized by one planner (:func:`inference.app.batch.run_batch`) with each executor at equal worker counts and threads:
 
 * ``local x1``: one worker in this process, all the CPU threads; ``ray x1``: one actor with all the CPUs;
 * ``local x2``: two spawned worker processes, one thread each; ``ray x2``: two actors of one CPU each.
@@ -71,8 +71,8 @@ def make_model(path: Path, network: str) -> Path:
     """An untrained artifact of ``network`` (speed does not depend on the weights)."""
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(0)
     return save_artifact(
@@ -82,9 +82,9 @@ def make_model(path: Path, network: str) -> Path:
 
 def run_once(name: str, clips: list[Path], model: Path, out: Path, cpus: int) -> float:
     """One whole batch with executor ``name`` (``local x1`` ...); returns its wall time in seconds."""
-    from inference.batch import plan_jobs, run_batch
-    from inference.local_executor import LocalExecutor
-    from inference.ray_executor import RayExecutor
+    from inference.app.batch import plan_jobs, run_batch
+    from inference.app.local_executor import LocalExecutor
+    from inference.app.ray_executor import RayExecutor
 
     shutil.rmtree(out, ignore_errors=True)
     jobs = plan_jobs([str(c) for c in clips], str(out))

@@ -6,7 +6,7 @@ For one artifact (``--model``) on each clip, in the same run:
   640x360: warping error ratio, contrast and colourfulness ratios, and ghosting, each judged with two rulers
   estimated on the input at full size, both finer than the stage's half-size DIS: DIS medium and Farnebäck (another
   family). Pairs across scene cuts are left out, and counted;
-* **time**: :func:`inference.convert.stylize_file` end to end (decode, network, stage, libx264 at the same settings,
+* **time**: :func:`inference.app.convert.stylize_file` end to end (decode, network, stage, libx264 at the same settings,
   mux) per-frame vs ``--consistency`` at the default level, alternating, after one warm-up run each, ``--repeats``
   times; the median ratio of wall-clock times.
 
@@ -39,11 +39,11 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from inference.artifact import load_artifact  # noqa: E402
-from inference.cli import DEFAULT_CONSISTENCY  # noqa: E402
-from inference.convert import stylize_file  # noqa: E402
-from inference.flow import scene_cuts  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
+from inference.app.cli import DEFAULT_CONSISTENCY  # noqa: E402
+from inference.app.convert import stylize_file  # noqa: E402
+from inference.engine.flow import scene_cuts  # noqa: E402
+from inference.engine.stylizer import Stylizer  # noqa: E402
+from inference.model.artifact import load_artifact  # noqa: E402
 from styletrain.consistency_eval import evaluate_levels, per_frame_reference  # noqa: E402
 from styletrain.data.video_frames import read_clip  # noqa: E402
 from styletrain.temporal.loss import clip_flows  # noqa: E402

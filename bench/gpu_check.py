@@ -92,9 +92,9 @@ def model_only(budget: Budget, results: dict[str, Any], _tmp: Path) -> None:
     import torch
 
     from bench.inference import measure_model_fps
-    from inference.index_limit import PeakTensor
-    from inference.networks import build_network
-    from inference.precision import bf16_native
+    from inference.engine.index_limit import PeakTensor
+    from inference.engine.precision import bf16_native
+    from inference.model.networks import build_network
 
     device = torch.device(DEVICE)
     precisions = ["fp32"] if device.type == "cpu" else ["fp32", "fp16"] + (["bf16"] if bf16_native(device) else [])
@@ -181,10 +181,10 @@ E2E_ROWS = [  # network, size, precision, codec (None: the default, NVENC where 
 
 def end_to_end(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
     """``stylize_file`` frames/s with the stage table for each row of :data:`E2E_ROWS`, and the encoders alone."""
-    from inference.convert import stylize_file
+    from inference.app.convert import stylize_file
+    from inference.engine.stylizer import Stylizer
     from inference.io.encoders import resolve_encoder
-    from inference.networks import build_network
-    from inference.stylizer import Stylizer
+    from inference.model.networks import build_network
 
     clip = make_clip(tmp / "clip-1080p.mp4", size=SIZES["1080p"])
     rows, figures = results.setdefault("end_to_end", []), results["figures"]
@@ -247,9 +247,9 @@ def multi_gpu(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
 
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.cli import main as cli_main
-    from inference.networks import build_network
+    from inference.app.cli import main as cli_main
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     clip = make_clip(tmp / "small.mp4", frames=60, size=(360, 640))
     inputs = []

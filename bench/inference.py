@@ -53,9 +53,9 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from inference.errors import UserError  # noqa: E402
-from inference.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
+from inference.core.errors import UserError  # noqa: E402
+from inference.engine.stylizer import Stylizer  # noqa: E402
+from inference.model.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
 
 SIZES = {"640x360": (360, 640), "1280x720": (720, 1280), "1920x1080": (1080, 1920)}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -174,7 +174,7 @@ def measure_model_fps(
 ) -> dict[str, Any]:
     """Model-only throughput and peak memory of one configuration, run exactly as the Stylizer runs it.
 
-    Through :meth:`inference.stylizer.Stylizer.run_network` of a Stylizer with the end-to-end run's device,
+    Through :meth:`inference.engine.stylizer.Stylizer.run_network` of a Stylizer with the end-to-end run's device,
     precision, layout, compile and backend options (a copy of ``net``: the caller's network is not changed).
 
     Args:

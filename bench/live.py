@@ -56,8 +56,8 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 def make_artifact(folder: Path, network: str) -> Path:
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(0)
     path = folder / f"{network}.safetensors"

@@ -111,7 +111,7 @@ def build_module(args, balance: float, device: torch.device):
 
 
 def train_one(args, balance: float, stills: list[torch.Tensor], device: torch.device, out_dir: Path) -> dict:
-    from inference.artifact import save_artifact
+    from inference.model.artifact import save_artifact
 
     module = build_module(args, balance, device)
     module.train()
@@ -199,7 +199,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir: Path) -> list[dict]:
     """Train one network per temporal balance (0 always included), evaluate all on the clip; one row per balance."""
-    from inference.errors import UserError
+    from inference.core.errors import UserError
     from styletrain.evaluate import evaluate_models
 
     balances = sorted({0.0, *(float(b) for b in args.balances.split(","))})

@@ -5,7 +5,7 @@ the same clip, size, device, backend and precision, in the same run:
 
 * **model only**: the Stylizer's own forward (same backend, e.g. ONNX Runtime on the CPU, same precision and batch)
   on a float input already on the device: the network's ceiling;
-* **end to end**: :func:`inference.convert.stylize_file` (``stylize-video`` minus argument parsing and model
+* **end to end**: :func:`inference.app.convert.stylize_file` (``stylize-video`` minus argument parsing and model
   loading), with its stage table (``--stats``): decode, colour, upload, network, download, colour back, encode, mux;
 * **end to end, other path** (CPU only): the same with the path the CPU does not use by default (YUV planes to the
   network, or the host swscale RGB path), a check of ``stylize_file``'s ``planes`` default;
@@ -48,13 +48,13 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from inference.convert import stylize_file  # noqa: E402
+from inference.app.convert import stylize_file  # noqa: E402
+from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.io.encode_options import EncodeOptions  # noqa: E402
 from inference.io.media import Resize  # noqa: E402
 from inference.io.readers import open_source  # noqa: E402
 from inference.io.video_writer import VideoSink  # noqa: E402
-from inference.networks import build_network  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
+from inference.model.networks import build_network  # noqa: E402
 
 DEFAULT_CLIP = Path("/work/shared/data/videos/sintel_2s.mp4")
 

@@ -33,9 +33,9 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-import inference.convert as convert  # noqa: E402
-from inference.networks import build_network  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
+import inference.app.convert as convert  # noqa: E402
+from inference.engine.stylizer import Stylizer  # noqa: E402
+from inference.model.networks import build_network  # noqa: E402
 
 
 def one_run(stylizer: Stylizer, args: argparse.Namespace, dst: Path, planes: bool) -> dict[str, float]:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from inference.flow import dis_flow, flow_tensor, to_gray, warp
-from inference.stylizer import Stylizer
+from inference.engine.flow import dis_flow, flow_tensor, to_gray, warp
+from inference.engine.stylizer import Stylizer
 from styletrain.data.video_frames import read_clip
 
 TILE = (256, 144)  # each frame shrunk to this size

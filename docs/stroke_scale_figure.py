@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
-from inference.networks import build_network
-from inference.strokes import luminance
-from inference.stylizer import Stylizer
+from inference.engine.strokes import luminance
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 PANELS = (("--stroke-scale 1", 1.0, "none"), ("2", 2.0, "none"), ("2, guided", 2.0, "guided"), ("4", 4.0, "none"))
 TILE_WIDTH = 240  # five 1:1 crops side by side: 1200 px

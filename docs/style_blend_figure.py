@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
-from inference.layers import ConditionalInstanceNorm2d
-from inference.networks import build_network
-from inference.stylizer import Stylizer
+from inference.engine.stylizer import Stylizer
+from inference.model.layers import ConditionalInstanceNorm2d
+from inference.model.networks import build_network
 
 BLENDS = (1.0, 0.75, 0.5, 0.25, 0.0)  # weight of style 0; style 1 gets the rest
 TILE_WIDTH = 240  # six 1:1 crops side by side: 1440 px

@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 
-from inference.colour import to_uint8
+from inference.core.colour import to_uint8
 from styletrain.loggers import is_wandb_logger
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import yaml
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from inference.errors import UserError, exit_on_user_error
+from inference.core.errors import UserError, exit_on_user_error
 from styletrain.callbacks import ExportArtifact, LastAndBestCheckpoint, StyleSamples, Throughput
 from styletrain.data.module import StyleDataModule
 from styletrain.loggers import configure_wandb_mode, is_wandb_logger

@@ -1,5 +1,5 @@
 """``styletrain evaluate --consistency LEVELS``: one artifact's per-frame output against the consistency stage
-(:mod:`inference.consistency`) at each level, on one clip.
+(:mod:`inference.engine.consistency`) at each level, on one clip.
 
 Every figure is judged with the *ruler* flow (``--ruler``, estimated on the input at full size: DIS medium or
 Farnebäck), finer than and, with Farnebäck, of another family than the stage's half-size DIS, so the stage is not
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.colour import to_float
-from inference.errors import UserError
-from inference.flow import flow_tensor, occlusion_mask, warp
+from inference.core.colour import to_float
+from inference.core.errors import UserError
+from inference.engine.flow import flow_tensor, occlusion_mask, warp
 
 
 def parse_levels(text: str) -> list[float]:
@@ -99,7 +99,7 @@ def evaluate_levels(
         One dict per level: ``level``, ``warping_error``, ``contrast``, ``colourfulness``, ``ghosting``, the three
         ``*_ratio`` to per-frame and ``time_ratio``.
     """
-    from inference.stylizer import Stylizer
+    from inference.engine.stylizer import Stylizer
     from styletrain.output_stats import clip_stats
     from styletrain.temporal.loss import warping_error
 
@@ -122,7 +122,7 @@ def evaluate_levels(
 def per_frame_reference(network: torch.nn.Module, frames, flows, cuts, device, batch_size: int) -> dict[str, Any]:
     """Per-frame outputs of ``network`` on ``frames`` with the same Stylizer settings as :func:`evaluate_levels`, and
     their warping error, contrast, colourfulness and stylizing time."""
-    from inference.stylizer import Stylizer
+    from inference.engine.stylizer import Stylizer
     from styletrain.output_stats import clip_stats
     from styletrain.temporal.loss import warping_error
 

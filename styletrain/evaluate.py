@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from inference.colour import to_float
-from inference.errors import UserError, exit_on_user_error
+from inference.core.colour import to_float
+from inference.core.errors import UserError, exit_on_user_error
 from styletrain.consistency_eval import parse_levels
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from styletrain.output_stats import clip_stats, fading_warnings
 
 if TYPE_CHECKING:
-    from inference.artifact import Artifact
+    from inference.model.artifact import Artifact
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,15 @@ def _progress(message: str) -> None:
 
 
 def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4):
-    """Stylize uint8 frames with the runtime's :class:`~inference.stylizer.Stylizer` (what ``stylize-video`` does).
+    """Stylize uint8 frames with the runtime's :class:`~inference.engine.stylizer.Stylizer` (what ``stylize-video``
+    does).
 
     Returns:
         ``(outputs, fps)``: ``uint8 [H, W, 3]`` frames and frames per second, the first (warm-up) batch excluded so
         that lazy initialisation (cuDNN autotuning, allocator) does not count. A clip no longer than one batch has
         nothing left to time after the warm-up, so it is stylized a second time and that warm pass is timed.
     """
-    from inference.stylizer import Stylizer
+    from inference.engine.stylizer import Stylizer
 
     stylizer = Stylizer(net, device=device, batch_size=batch_size)
     outputs = list(stylizer.frames(frames[:batch_size]))
@@ -133,7 +134,7 @@ class _LossEvaluator:
 
 def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any, str | None]:
     """``(style tensor or None, note or None)``, checking the style file against the artifact's sha256."""
-    from inference.hashing import sha256_of_file
+    from inference.core.hashing import sha256_of_file
     from styletrain.data.images import load_style_image
 
     candidate, given = style_path, style_path is not None
@@ -173,9 +174,9 @@ def evaluate_models(
     With ``consistency`` levels, each result also has ``"consistency"``: per level, the consistency stage against the
     model's per-frame output (:mod:`styletrain.consistency_eval`), judged with ``flow_method`` as the ruler.
     """
-    from inference.artifact import load_artifact
-    from inference.devices import resolve_device
-    from inference.flow import scene_cuts
+    from inference.core.devices import resolve_device
+    from inference.engine.flow import scene_cuts
+    from inference.model.artifact import load_artifact
     from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
 

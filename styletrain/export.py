@@ -9,7 +9,7 @@ ONNX models take ``image`` float32 ``[N, 3, H, W]`` RGB in [0, 1] with dynamic N
 network's stride: 8 px for ``johnson``/``tiny``, 16 px for ``light``) and return ``stylized`` of the same shape. After
 export the model is run with ONNX Runtime on two sizes (one not a multiple of the stride) and compared with PyTorch:
 the maximum absolute difference must be below :data:`ONNX_ATOL`. The exporter itself lives in
-:mod:`inference.onnx_backend`, shared with the runtime's ONNX Runtime backend.
+:mod:`inference.engine.onnx_backend`, shared with the runtime's ONNX Runtime backend.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from inference.artifact import unwrap_network
-from inference.atomic import atomic_output
-from inference.errors import UserError
-from inference.onnx_backend import export_onnx_model, num_styles
+from inference.core.atomic import atomic_output
+from inference.core.errors import UserError
+from inference.engine.onnx_backend import export_onnx_model, num_styles
+from inference.model.artifact import unwrap_network
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "ch
 
 def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> nn.Module:
     """Rebuild the transformer net of a checkpoint and load its weights strictly (eval mode, CPU)."""
-    from inference.artifact import clean_state_dict
-    from inference.networks import build_network
+    from inference.model.artifact import clean_state_dict
+    from inference.model.networks import build_network
 
     meta = checkpoint_metadata(ckpt, path)
     net = build_network(meta["network"], **(meta.get("network_kwargs") or {}))
@@ -134,7 +134,7 @@ def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] =
 
 def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write a :class:`~styletrain.module.StyleTransferModule`'s current net as an artifact."""
-    from inference.artifact import save_artifact
+    from inference.model.artifact import save_artifact
 
     meta = module.artifact_metadata()
     return save_artifact(
@@ -214,7 +214,7 @@ def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol:
     if output.suffix not in (".safetensors", ".onnx"):
         raise UserError(f"{output}: output must end in .safetensors or .onnx")
     if source.suffix == ".safetensors":
-        from inference.artifact import load_artifact
+        from inference.model.artifact import load_artifact
 
         artifact = load_artifact(source)
         if output.suffix != ".onnx":
@@ -233,7 +233,7 @@ def export(source: str | os.PathLike[str], output: str | os.PathLike[str], atol:
             atol=atol,
         )
         return output
-    from inference.artifact import save_artifact
+    from inference.model.artifact import save_artifact
 
     return save_artifact(
         output,

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.vgg import IMAGENET_MEAN, IMAGENET_STD, check_layers, load_features
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)

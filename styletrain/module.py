@@ -1,8 +1,8 @@
 """The LightningModule: one transformer net trained against one style image, or several (one multi-style net).
 
 Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI. The network architecture is owned
-by the runtime (:func:`inference.networks.build_network`); this module wraps it as ``self.net`` and adds the frozen
-loss network, the style targets and the optimisation.
+by the runtime (:func:`inference.model.networks.build_network`); this module wraps it as ``self.net`` and adds the
+frozen loss network, the style targets and the optimisation.
 
 Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``temporal_feature``) of raw
 (unweighted) values: :class:`styletrain.losses.PerceptualLoss` gives the first three, :class:`TemporalLoss` the
@@ -10,8 +10,8 @@ others, and :meth:`StyleTransferModule.loss_terms` merges them with ``total = su
 (:func:`styletrain.losses.weighted_sum`). Adding a term means one loss and one weight.
 
 With several style images the net gets one set of normalisation scales and shifts per style (conditional instance
-norm, :mod:`inference.layers`); every batch cycles through the styles sample by sample, so each style gets an equal
-share, and each sample's style loss uses its own style's Grams (computed once per style).
+norm, :mod:`inference.model.layers`); every batch cycles through the styles sample by sample, so each style gets an
+equal share, and each sample's style loss uses its own style's Grams (computed once per style).
 
 Checkpoints hold only ``net.*``: the VGG loss network is frozen and rebuilt from its weights argument, and the style
 Gram matrices are non-persistent buffers recomputed at start-up, so a checkpoint of the standard net is ~7 MB.
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.errors import UserError
-from inference.hashing import sha256_of_file
-from inference.networks import build_network
+from inference.core.errors import UserError
+from inference.core.hashing import sha256_of_file
+from inference.model.networks import build_network
 from styletrain.data.images import load_style_image, style_paths
 from styletrain.loss_scale import PerceptualBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
@@ -376,7 +376,7 @@ class StyleTransferModule(pl.LightningModule):
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     def artifact_metadata(self) -> dict[str, Any]:
-        """What :func:`inference.artifact.save_artifact` needs besides the weights (all JSON-friendly)."""
+        """What :func:`inference.model.artifact.save_artifact` needs besides the weights (all JSON-friendly)."""
         config = self.run_config if self.run_config is not None else {"model": dict(self.hparams)}
         return {
             "network": self.net.name,

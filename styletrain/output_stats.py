@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.colour import luma, to_float
+from inference.core.colour import luma, to_float
 
 # Below these ratios an output counts as flat (issue 12): against the per-frame model's contrast, and the input's.
 FLAT_VS_PER_FRAME = 0.7

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

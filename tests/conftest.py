@@ -83,7 +83,7 @@ def pytest_runtest_call(item: pytest.Item):
 
 def run_cli(*args: object) -> int:
     """Run ``stylize-video`` in this process with ``args`` (each passed through ``str``); returns its exit status."""
-    from inference.cli import main
+    from inference.app.cli import main
 
     try:
         return main([str(a) for a in args])
@@ -111,7 +111,7 @@ def small_network(name: str, **kwargs: object):
     """A seeded (seed 0) network ``name`` built with its :data:`SMALL_NETWORKS` config plus ``kwargs``."""
     import torch
 
-    from inference.networks import build_network
+    from inference.model.networks import build_network
 
     torch.manual_seed(0)
     return build_network(name, **SMALL_NETWORKS[name], **kwargs)
@@ -184,7 +184,7 @@ def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Tests never read or write the user's ONNX export cache (inference.onnx_backend.cache_dir)."""
+    """Tests never read or write the user's ONNX export cache (inference.engine.onnx_backend.cache_dir)."""
     patch = pytest.MonkeyPatch()
     patch.setenv("STYLETRAIN_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
     yield
@@ -232,8 +232,8 @@ def model(tmp_path: Path) -> Path:
     """A ``tiny`` network's artifact with fixed weights (seed 0): what ``stylize-video -m`` takes."""
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(0)
     net = build_network("tiny")

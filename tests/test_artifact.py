@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inference.artifact import (
+from inference.core.errors import ArtifactError, UserError
+from inference.model.artifact import (
     FORMAT_VERSION,
     ArtifactMetadata,
     clean_state_dict,
@@ -22,8 +23,7 @@ from inference.artifact import (
     save_artifact,
     unwrap_network,
 )
-from inference.errors import ArtifactError, UserError
-from inference.networks import build_network
+from inference.model.networks import build_network
 
 CONFIG = {"model": {"network": "tiny", "lr": 1e-3, "layers": ["relu1_2", "relu2_2"]}, "seed": 7, "path": Path("/x")}
 
@@ -258,7 +258,7 @@ def test_loading_in_a_runtime_only_process(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, torch
-        from inference.artifact import load_artifact
+        from inference.model.artifact import load_artifact
         art = load_artifact({str(path)!r})
         out = art.network(torch.rand(1, 3, 21, 19))
         assert out.shape == (1, 3, 21, 19), out.shape

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from inference.backends import build_forward, compile_mode
-from inference.colour import YuvSpec
-from inference.errors import UserError
-from inference.frame_formats import as_rgb, check_tensor, frame_size, from_network_output, to_network_input
-from inference.hashing import sha256_of_file
-from inference.networks import build_network
+from inference.core.colour import YuvSpec
+from inference.core.errors import UserError
+from inference.core.hashing import sha256_of_file
+from inference.engine.backends import build_forward, compile_mode
+from inference.engine.frame_formats import as_rgb, check_tensor, frame_size, from_network_output, to_network_input
+from inference.model.networks import build_network
 
 CPU = torch.device("cpu")
 

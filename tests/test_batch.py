@@ -9,8 +9,8 @@ import av
 import pytest
 import torch
 
-from inference.batch import Job, Outcome, plan_jobs, video_folder_files, worker_devices
-from inference.errors import UserError
+from inference.app.batch import Job, Outcome, plan_jobs, video_folder_files, worker_devices
+from inference.core.errors import UserError
 
 from .conftest import count_video_frames, run_cli
 
@@ -148,7 +148,7 @@ def test_bad_model_fails_before_anything_is_written(tmp_path, make_video, capsys
 def test_collector_reports_a_worker_that_died(tmp_path):
     import queue
 
-    from inference.worker_pool import _Collector
+    from inference.app.worker_pool import _Collector
 
     class DeadProcess:
         exitcode = -9

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from inference import batch
-from inference.batch import cap_workers
-from inference.console import setup_logging
+from inference.app import batch
+from inference.app.batch import cap_workers
+from inference.app.console import setup_logging
 
 from .conftest import run_cli
 

@@ -40,7 +40,7 @@ def _artifact_loads_without_training_stack(path: Path) -> str:
         f"""
         import sys
         import torch
-        from inference.artifact import load_artifact
+        from inference.model.artifact import load_artifact
         artifact = load_artifact({str(path)!r})
         out = artifact.network(torch.rand(1, 3, 30, 34))
         assert out.shape == (1, 3, 30, 34) and 0 <= out.min() and out.max() <= 1

@@ -113,7 +113,7 @@ def test_a_node_lost_mid_run(cluster, clips, model, tmp_path, capsys):
 
 def test_driver_sigterm_leaves_nothing_partial_and_a_rerun_finishes(cluster, clips, model, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "inference.cli", str(clips), "-m", str(model), "-o", str(out), "--cluster", "ray"]
+    cmd = [sys.executable, "-m", "inference.app.cli", str(clips), "-m", str(model), "-o", str(out), "--cluster", "ray"]
     proc = subprocess.Popen([*cmd, "--ray-address", cluster.address, "-q"], stderr=subprocess.PIPE, text=True)
     watcher = _when_writing(out, 1, lambda: proc.send_signal(signal.SIGTERM))
     _, err = proc.communicate(timeout=180)

@@ -17,7 +17,7 @@ import torch
 from av.video.reformatter import Interpolation
 from PIL import Image
 
-from inference.colour import YuvSpec, i420_to_rgb, luma, rgb_to_i420, to_float, to_uint8
+from inference.core.colour import YuvSpec, i420_to_rgb, luma, rgb_to_i420, to_float, to_uint8
 
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "data" / "samples" / "content").glob("*.jpg"))
 SWS_COLORSPACE = {"bt601": "itu601", "bt709": "itu709", "bt2020": "bt2020"}

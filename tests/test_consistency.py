@@ -1,5 +1,5 @@
-"""The consistency stage (inference/consistency.py): off is per-frame, flicker falls with S, newly visible regions take
-the fresh stylization, cuts reset the history; evaluate leaves cut pairs out; --stats has its rows."""
+"""The consistency stage (inference/engine/consistency.py): off is per-frame, flicker falls with S, newly visible
+regions take the fresh stylization, cuts reset the history; evaluate leaves cut pairs out; --stats has its rows."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inference.cli import main as stylize_main
-from inference.consistency import ConsistencyStage
-from inference.convert import stylize_file
-from inference.flow import is_cut
-from inference.stylizer import Stylizer
+from inference.app.cli import main as stylize_main
+from inference.app.convert import stylize_file
+from inference.engine.consistency import ConsistencyStage
+from inference.engine.flow import is_cut
+from inference.engine.stylizer import Stylizer
 from styletrain.evaluate import main as evaluate_main
 from styletrain.temporal.loss import warping_error
 
@@ -179,7 +179,7 @@ def test_contrast_is_kept_while_flicker_falls(make_clip_frames):
 
 def test_composes_with_the_per_frame_options(make_clip_frames):
     """Strength, colour preservation and stroke scale shape the per-frame image; the stage steadies that image."""
-    from inference.networks import build_network
+    from inference.model.networks import build_network
 
     frames = make_clip_frames(4, size=(64, 96), shift=(2, 1))
     options = {"strength": 0.6, "preserve_color": True, "stroke_scale": 2.0, "device": "cpu", "backend": "torch"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.data.module import StyleDataModule
 from styletrain.data.stills import MixedBatches, SkipTracker
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.artifact import save_artifact
-from inference.hashing import sha256_of_file
-from inference.networks import build_network
+from inference.core.hashing import sha256_of_file
+from inference.model.artifact import save_artifact
+from inference.model.networks import build_network
 from styletrain.data.video_frames import read_clip
 from styletrain.evaluate import main, stylize_clip
 from styletrain.temporal.loss import clip_flows, warping_error
@@ -157,7 +157,7 @@ def test_fps_of_a_clip_no_longer_than_one_batch_is_measured(monkeypatch, make_im
                 time.sleep(0.01)
                 yield frame
 
-    monkeypatch.setattr("inference.stylizer.Stylizer", SlowStylizer)
+    monkeypatch.setattr("inference.engine.stylizer.Stylizer", SlowStylizer)
     frames = [make_image(16, 16, seed=i) for i in range(2)]
     outputs, fps = stylize_clip(None, frames, torch.device("cpu"), batch_size=4)
     assert len(outputs) == 2 and all(o is f for o, f in zip(outputs, frames, strict=True))

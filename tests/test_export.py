@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.artifact import load_artifact
-from inference.errors import UserError
+from inference.core.errors import UserError
+from inference.model.artifact import load_artifact
 from styletrain.cli import main
 from styletrain.export import ONNX_ATOL, export, load_checkpoint
 from styletrain.module import StyleTransferModule

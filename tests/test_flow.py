@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.temporal import flow as flow_mod
 from styletrain.temporal.flow import FlowCache, estimate_flow, forward_backward, read_flo, write_flo
 

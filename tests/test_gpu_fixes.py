@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from inference import index_limit
-from inference.cuda_errors import (
+from inference.core.errors import UserError
+from inference.engine import index_limit
+from inference.engine.cuda_errors import (
     is_out_of_memory,
     is_retryable_batch_error,
     is_sticky_cuda_error,
 )
-from inference.errors import UserError
-from inference.index_limit import INDEX_LIMIT, PeakTensor
-from inference.networks import build_network
-from inference.stylizer import Stylizer
+from inference.engine.index_limit import INDEX_LIMIT, PeakTensor
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 
 class _RaiseAbove(nn.Module):
@@ -96,7 +96,7 @@ def test_finding_01_index_overflow_error_halves_the_batch(make_image):
 # ------------------------------------------------------------------------------------------ 6: I420 heights
 def test_finding_06_i420_accepts_heights_two_mod_four():
     st = Stylizer(build_network("identity"), device="cpu")
-    from inference.colour import YuvSpec
+    from inference.core.colour import YuvSpec
 
     for height in (34, 36):  # 34 = 2 (mod 4), like 1280x534 and 1920x802
         planes = torch.full((1, height * 3 // 2, 64), 128, dtype=torch.uint8)
@@ -140,7 +140,7 @@ def test_finding_13_sticky_cuda_errors_are_told_apart():
 
 # ------------------------------------------------------------------------------------------ 15: bf16
 def test_finding_15_bf16_only_where_native(monkeypatch):
-    from inference import precision
+    from inference.engine import precision
 
     cuda = torch.device("cuda:0")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what emulation reports too
@@ -155,8 +155,8 @@ def test_finding_15_bf16_only_where_native(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ 17: precision probe
 def test_finding_17_precision_probe_runs_the_configured_network(monkeypatch):
-    import inference.stylizer as stylizer_module
-    from inference.precision import PrecisionReport, probe_input
+    import inference.engine.stylizer as stylizer_module
+    from inference.engine.precision import PrecisionReport, probe_input
 
     seen = {}
 
@@ -319,14 +319,14 @@ def unbound(monkeypatch):
     """Leave no worker binding behind: host thread share restored, media GPU bound in a throwaway context."""
     import contextvars
 
-    from inference import devices
+    from inference.core import devices
 
     monkeypatch.setattr(devices, "_HOST_THREADS", None)
     return contextvars.copy_context()
 
 
 def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound):
-    from inference import devices
+    from inference.core import devices
     from inference.io import video_reader
 
     calls: list[int] = []
@@ -353,8 +353,8 @@ def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound):
 
 
 def test_finding_02_stage_events_are_recorded_on_the_devices_stream(monkeypatch):
-    from inference.engines import Spans
-    from inference.stages import StageClock
+    from inference.core.stages import StageClock
+    from inference.engine.engines import Spans
 
     recorded: list[str] = []
 
@@ -380,8 +380,8 @@ def test_finding_02_stage_events_are_recorded_on_the_devices_stream(monkeypatch)
 
 def test_finding_02_stylize_file_binds_the_stylizers_gpu(monkeypatch, unbound, tmp_path):
     """stylize_file binds its Stylizer's device before it opens the decoder and the encoder."""
-    import inference.convert as convert
-    from inference import devices
+    import inference.app.convert as convert
+    from inference.core import devices
 
     seen = {}
 
@@ -415,7 +415,7 @@ def test_finding_03_nvdec_decided_from_the_first_frame_not_is_hwaccel():
 
 
 def test_finding_03_nvdec_threads_keep_surfaces_within_32(monkeypatch, unbound):
-    from inference import devices
+    from inference.core import devices
 
     monkeypatch.setattr(devices.os, "cpu_count", lambda: 64)
     assert devices.decoder_threads(nvdec=True) + 16 + 2 <= devices.NVDEC_MAX_SURFACES
@@ -448,8 +448,8 @@ class _Sticky(nn.Module):
 
 
 def test_finding_13_in_process_worker_retires_after_a_sticky_error(monkeypatch, tmp_path, make_video):
-    import inference.local_executor as local_executor
-    from inference.jobs import Job
+    import inference.app.local_executor as local_executor
+    from inference.app.jobs import Job
 
     net = _Sticky()
     monkeypatch.setattr(local_executor, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
@@ -468,7 +468,7 @@ def test_finding_13_in_process_worker_retires_after_a_sticky_error(monkeypatch, 
 def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatch, unbound, tmp_path, make_video):
     import queue
 
-    import inference.worker_pool as worker_pool
+    import inference.app.worker_pool as worker_pool
 
     net = _Sticky()
     monkeypatch.setattr(worker_pool, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
@@ -486,7 +486,7 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
 
 # ------------------------------------------------------------------------------------------ 14: host threads
 def test_finding_14_gpu_workers_share_the_host_cores(unbound, tmp_path, make_video):
-    from inference import devices
+    from inference.core import devices
     from inference.io.video_reader import VideoSource
 
     assert devices.host_thread_budgets(["cuda:0", "cuda:1"], cores=16) == [8, 8]
@@ -506,8 +506,8 @@ def test_finding_14_gpu_workers_share_the_host_cores(unbound, tmp_path, make_vid
 
 # ------------------------------------------------------------------------------------------ 4: colour host copies
 def test_finding_04_colour_matrices_are_made_once_per_device(monkeypatch):
-    import inference.colour as colour
-    from inference.colour import YuvSpec, i420_to_rgb, rgb_to_i420
+    import inference.core.colour as colour
+    from inference.core.colour import YuvSpec, i420_to_rgb, rgb_to_i420
 
     built: list[YuvSpec] = []
     affine = YuvSpec._affine
@@ -531,7 +531,7 @@ def test_finding_16_left_sited_chroma_matches_swscale_on_a_decoded_h264_frame(tm
     import av
     from av.video.reformatter import Interpolation
 
-    from inference.colour import i420_to_rgb
+    from inference.core.colour import i420_to_rgb
     from inference.io.video_reader import VideoSource
 
     clip = make_video(tmp_path / "c.mp4", n_frames=1, size=(160, 120), audio=False)
@@ -561,7 +561,7 @@ def test_finding_16_left_sited_chroma_matches_swscale_on_a_decoded_h264_frame(tm
 
 def test_finding_16_left_sited_downsampling_keeps_a_ramp_in_place():
     """A chroma ramp along x comes out sampled at the even columns (left siting), not half a pixel to the right."""
-    from inference.colour import YuvSpec, rgb_to_i420
+    from inference.core.colour import YuvSpec, rgb_to_i420
 
     spec = YuvSpec("bt709", chroma_left=True)
     h, w = 8, 32
@@ -586,7 +586,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from inference.networks import build_network
+from inference.model.networks import build_network
 from styletrain.temporal.callback import TemporalValidation
 
 rank, port, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]

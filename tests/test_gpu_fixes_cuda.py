@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from inference.colour import YuvSpec, i420_to_rgb, rgb_to_i420
-from inference.networks import build_network
-from inference.stylizer import Stylizer
+from inference.core.colour import YuvSpec, i420_to_rgb, rgb_to_i420
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 pytestmark = pytest.mark.gpu
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
@@ -48,7 +48,7 @@ def test_finding_01_johnson_4k_at_the_default_batch():
 
 def test_finding_02_stage_events_time_the_stylizers_gpu():
     """The network's span must cover the network's kernels: a 1080p johnson batch takes milliseconds."""
-    from inference.stages import StageClock
+    from inference.core.stages import StageClock
 
     st = Stylizer(build_network("johnson"), device="cuda", precision="fp16", batch_size=4)
     frames = [np.zeros((1080, 1920, 3), np.uint8)] * 8
@@ -59,8 +59,8 @@ def test_finding_02_stage_events_time_the_stylizers_gpu():
 
 @two_gpus
 def test_finding_02_second_gpu_events_and_current_device():
-    from inference.engines import Spans
-    from inference.stages import StageClock
+    from inference.core.stages import StageClock
+    from inference.engine.engines import Spans
 
     torch.cuda.set_device(0)
     clock = StageClock()
@@ -76,7 +76,7 @@ def test_finding_03_nvdec_decodes_for_real(tmp_path, make_video):
     av_hw = pytest.importorskip("av.codec.hwaccel")
     if "cuda" not in av_hw.hwdevices_available():
         pytest.skip("this FFmpeg build has no CUDA hwaccel")
-    from inference.devices import NVDEC_MAX_THREADS
+    from inference.core.devices import NVDEC_MAX_THREADS
     from inference.io.video_reader import VideoSource
 
     clip = make_video(tmp_path / "c.mp4", n_frames=12, size=(1920, 1080), audio=False)
@@ -141,7 +141,7 @@ def test_finding_11_cuda_reflection_pad_returns_nchw():
 
 
 def test_finding_15_bf16_native_follows_compute_capability():
-    from inference.precision import bf16_native
+    from inference.engine.precision import bf16_native
 
     assert bf16_native(torch.device("cuda")) == (torch.cuda.get_device_capability()[0] >= 8)
 
@@ -185,8 +185,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from inference.jobs import Job, run_job
-from inference.stylizer import Stylizer
+from inference.app.jobs import Job, run_job
+from inference.engine.stylizer import Stylizer
 
 
 class OutOfBounds(nn.Module):

@@ -14,19 +14,19 @@ from pathlib import Path
 import av
 import pytest
 
-from inference import atomic
-from inference.cli import main
-from inference.errors import MediaError, UserError
+from inference.app.cli import main
+from inference.core import atomic
+from inference.core.errors import MediaError, UserError
 from inference.io import encoders
 from inference.io.encode_options import CRF_RANGES, PRESETS, X264_PRESETS, quality_options
 from inference.io.encoder_limits import SIZE_LIMITS, check_size
 from inference.io.encoders import check_quality, resolve_encoder
-from inference.styles import style_weights
+from inference.model.styles import style_weights
 
 from .conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-_CLI = "import sys\nfrom inference.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+_CLI = "import sys\nfrom inference.app.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_a_crashed_writer_leaves_nothing_for_the_next_run(tmp_path):
     never a live writer's file or another machine's."""
     dst = tmp_path / "out.mp4"
     code = (
-        "import os, sys\nfrom inference.atomic import atomic_output\n"
+        "import os, sys\nfrom inference.core.atomic import atomic_output\n"
         "with atomic_output(sys.argv[1], suffix='.mp4') as tmp:\n    tmp.write_bytes(b'half')\n    os.abort()\n"
     )
     r = subprocess.run([sys.executable, "-c", code, str(dst)], capture_output=True, timeout=60)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.errors import MediaError
+from inference.core.errors import MediaError
 from inference.io.image_reader import read_image, resize_array
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
 
@@ -124,9 +124,9 @@ def test_decompression_bomb_is_one_line_media_error(tmp_path):
 
 
 def test_stylize_video_refuses_a_decompression_bomb_with_one_line(tmp_path, capsys):
-    from inference.artifact import save_artifact
-    from inference.cli import main
-    from inference.networks import build_network
+    from inference.app.cli import main
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     model = save_artifact(
         tmp_path / "m.safetensors", build_network("tiny"), style_name="s", style_sha256="0" * 64, config={},

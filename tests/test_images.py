@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.errors import UserError
-from inference.hashing import sha256_of_file
+from inference.core.errors import UserError
+from inference.core.hashing import sha256_of_file
 from styletrain.data import images
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
 from styletrain.data.images import load_style_image

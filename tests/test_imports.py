@@ -106,6 +106,48 @@ def test_relative_and_function_level_imports_are_edges():
 
 def test_the_packages_have_no_import_circles():
     graph = import_graph()
-    assert "inference.stylizer" in graph and "styletrain.module" in graph
+    assert "inference.engine.stylizer" in graph and "styletrain.module" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+# The role folders of ``inference/``, lowest first, and what each may import (README, "Architecture").
+LAYERS = {
+    "core": set(),
+    "model": {"core"},
+    "io": {"core"},
+    "engine": {"core", "model", "io"},
+    "app": {"core", "model", "io", "engine"},
+    "serve": {"core", "model", "io", "engine", "app"},
+}
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``"a -> b"`` for each import in ``inference`` that goes up or sideways between role folders."""
+    found = []
+    for module, imports in sorted(graph.items()):
+        parts = module.split(".")
+        if parts[0] != "inference" or len(parts) < 2:
+            continue
+        for other in sorted(imports):
+            target = other.split(".")
+            if target[0] == "inference" and len(target) > 1 and target[1] != parts[1]:
+                if target[1] not in LAYERS[parts[1]]:
+                    found.append(f"{module} -> {other}")
+    return found
+
+
+def test_inference_is_grouped_into_the_role_folders_only():
+    loose = sorted(p.name for p in (ROOT / "inference").glob("*.py") if p.name != "__init__.py")
+    assert loose == [], f"modules outside a role folder: {loose}"
+    assert {p.name for p in (ROOT / "inference").iterdir() if (p / "__init__.py").exists()} == set(LAYERS)
+
+
+def test_the_layer_checker_flags_an_upward_import():
+    graph = {"inference.core.a": {"inference.engine.b"}, "inference.engine.b": {"inference.core.a"}}
+    assert layer_violations(graph) == ["inference.core.a -> inference.engine.b"]
+
+
+def test_role_folders_import_only_the_layers_below():
+    violations = layer_violations(import_graph())
+    assert violations == [], "imports against the layering:\n" + "\n".join(violations)

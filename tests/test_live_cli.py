@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.cli import main
+from inference.app.cli import main
+from inference.app.live import FrameBuffer, is_live
 from inference.io.live_io import live_input, live_output
-from inference.live import FrameBuffer, is_live
 
 FPS = 25
 
@@ -117,7 +117,7 @@ def test_udp_stream_to_file(model, make_clip_frames, tmp_path, capsys):
 def test_sigterm_finishes_a_playable_file(model, make_clip_frames, tmp_path):
     port = free_udp_port()
     out = tmp_path / "cut.mkv"
-    cmd = [sys.executable, "-m", "inference.cli", f"udp://127.0.0.1:{port}", "-m", str(model), "-o", str(out)]
+    cmd = [sys.executable, "-m", "inference.app.cli", f"udp://127.0.0.1:{port}", "-m", str(model), "-o", str(out)]
     proc = subprocess.Popen(cmd + ["--backend", "torch"], stderr=subprocess.PIPE, text=True)
     camera = UdpCamera(port, 60.0, make_clip_frames)
     camera.start()

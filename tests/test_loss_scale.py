@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.module import StyleTransferModule
 
 from .conftest import scaled_loss_module

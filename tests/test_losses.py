@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain import vgg
 from styletrain.losses import (
     LossNetwork,

@@ -17,17 +17,17 @@ from torch import nn
 
 import inference.io.encoders as encoders
 import inference.io.video_reader as video_reader
-from inference.cli import main
-from inference.convert import stylize_file
-from inference.errors import MediaError, UserError
+from inference.app.cli import main
+from inference.app.convert import stylize_file
+from inference.core.errors import MediaError, UserError
+from inference.core.stages import STAGES
+from inference.engine.stylizer import Stylizer
 from inference.io.colour_tags import ColourTags
 from inference.io.encode_options import quality_options
 from inference.io.encoders import resolve_encoder
 from inference.io.readers import open_source
 from inference.io.video_writer import VideoSink
 from inference.io.writers import EncodeOptions
-from inference.stages import STAGES
-from inference.stylizer import Stylizer
 
 from .conftest import clip_frames
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.core.stages import StageClock
 from inference.io.gif_writer import GifSink
 from inference.io.image_reader import ImageSequenceSource
 from inference.io.live_io import LiveSink, LiveSource
@@ -16,7 +17,6 @@ from inference.io.readers import open_source
 from inference.io.video_reader import VideoSource
 from inference.io.video_writer import VideoSink
 from inference.io.writers import FolderSink, ImageSink
-from inference.stages import StageClock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +39,13 @@ def test_every_reader_and_writer_declares_its_protocol(cls, protocol):
 
 
 def test_convert_calls_sources_and_sinks_without_probing_them():
-    tree = ast.parse((ROOT / "inference" / "convert.py").read_text())
+    tree = ast.parse((ROOT / "inference" / "app" / "convert.py").read_text())
     probes = [
         node.lineno
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr")
     ]
-    assert not probes, f"inference/convert.py probes attributes at lines {probes}"
+    assert not probes, f"inference/app/convert.py probes attributes at lines {probes}"
 
 
 def test_an_image_folder_source_has_every_source_attribute_and_times_its_decoding(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 
 from .conftest import small_module
 

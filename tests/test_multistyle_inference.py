@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.artifact import save_artifact
-from inference.cli import main
-from inference.errors import UserError
+from inference.app.cli import main
+from inference.core.errors import UserError
+from inference.engine.stylizer import Stylizer
 from inference.io.image_reader import read_image
-from inference.layers import ConditionalInstanceNorm2d
-from inference.networks import StyleNetwork, build_network
-from inference.styles import parse_blend, style_weights
-from inference.stylizer import Stylizer
+from inference.model.artifact import save_artifact
+from inference.model.layers import ConditionalInstanceNorm2d
+from inference.model.networks import StyleNetwork, build_network
+from inference.model.styles import parse_blend, style_weights
 
 
 def _two_style_net(name: str = "tiny") -> StyleNetwork:

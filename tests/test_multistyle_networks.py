@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from inference.artifact import FORMAT, ArtifactError, load_artifact, read_metadata, save_artifact
-from inference.layers import ConditionalInstanceNorm2d
-from inference.networks import StyleNetwork, build_network
+from inference.model.artifact import FORMAT, ArtifactError, load_artifact, read_metadata, save_artifact
+from inference.model.layers import ConditionalInstanceNorm2d
+from inference.model.networks import StyleNetwork, build_network
 
 from .conftest import SMALL_NETWORKS, small_network
 

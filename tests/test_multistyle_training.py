@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.artifact import read_metadata
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.io.image_reader import read_image
+from inference.model.artifact import read_metadata
 from styletrain.cli import _rewrite_args, main
 
 from .conftest import small_module
@@ -97,7 +97,7 @@ def test_repeated_style_flag_becomes_one_list() -> None:
 def test_two_style_smoke_fit_gives_one_artifact_that_stylize_video_runs(
     two_styles, tmp_path, monkeypatch, capsys, make_image
 ):
-    from inference.cli import main as stylize
+    from inference.app.cli import main as stylize
 
     monkeypatch.chdir(tmp_path)
     Image.fromarray(make_image(72, 90, seed=1)).save(tmp_path / "photo.png")

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from inference.errors import UserError
-from inference.networks import (
+from inference.core.errors import UserError
+from inference.model.networks import (
     StyleNetwork,
     available_networks,
     build_network,

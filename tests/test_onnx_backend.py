@@ -12,13 +12,13 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from inference import onnx_backend  # noqa: E402
-from inference.artifact import save_artifact  # noqa: E402
-from inference.cli import main  # noqa: E402
-from inference.errors import UserError  # noqa: E402
-from inference.networks import build_network  # noqa: E402
-from inference.onnx_backend import OrtNetwork  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
+from inference.app.cli import main  # noqa: E402
+from inference.core.errors import UserError  # noqa: E402
+from inference.engine import onnx_backend  # noqa: E402
+from inference.engine.onnx_backend import OrtNetwork  # noqa: E402
+from inference.engine.stylizer import Stylizer  # noqa: E402
+from inference.model.artifact import save_artifact  # noqa: E402
+from inference.model.networks import build_network  # noqa: E402
 
 
 def _net(name: str) -> torch.nn.Module:

@@ -7,9 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import inference.batch
-from inference.cli import main
-from inference.errors import OptionError, UserError
+import inference.app.batch
+from inference.app.cli import main
+from inference.core.errors import OptionError, UserError
 from inference.io.gif_writer import gif_rate
 from inference.io.readers import open_source
 
@@ -37,7 +37,7 @@ def test_the_command_line_names_its_flag_for_a_field(monkeypatch, capsys, tmp_pa
     def refuse(inputs):
         raise OptionError("gif_fps", "must be in [0.01, 50], got 0")
 
-    monkeypatch.setattr(inference.batch, "is_batch", refuse)
+    monkeypatch.setattr(inference.app.batch, "is_batch", refuse)
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "in.mp4"), "-m", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "out.gif")])
     assert exc.value.code == 2

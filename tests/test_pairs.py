@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.data.pairs import VideoPairDataset
 from styletrain.data.video_frames import read_clip
 from styletrain.temporal import flow as flow_mod

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from inference import precision
-from inference.errors import UserError
-from inference.networks import build_network
-from inference.precision import PARITY_TOLERANCE, PrecisionReport, select_precision
-from inference.stylizer import Stylizer
+from inference.core.errors import UserError
+from inference.engine import precision
+from inference.engine.precision import PARITY_TOLERANCE, PrecisionReport, select_precision
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_auto_on_cuda_probes_and_records(monkeypatch, caplog):
     monkeypatch.setattr(precision, "resolve_precision", lambda p, d: None)
     monkeypatch.setattr(precision, "bf16_native", lambda device: True)
     torch.manual_seed(0)
-    with caplog.at_level("INFO", logger="inference.precision"):
+    with caplog.at_level("INFO", logger="inference.engine.precision"):
         report = precision.choose_precision(build_network("tiny"), "auto", torch.device("cpu"))
     assert report.reason == "parity check" and set(report.errors) == {"fp16", "bf16"}
     assert report.chosen == select_precision(report.errors)

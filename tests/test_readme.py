@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inference.cli import build_parser as stylize_parser
+from inference.app.cli import build_parser as stylize_parser
 from styletrain.cli import main
 from styletrain.evaluate import build_parser as evaluate_parser
 from styletrain.export import build_parser as export_parser

@@ -22,11 +22,11 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (dev extra
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.serve.app import ServeConfig, create_app  # noqa: E402
 from inference.serve.catalog import Catalog, Controls  # noqa: E402
 from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, encode_image  # noqa: E402
 from inference.serve.live_socket import REPLY_HEADER, TAG, _Slot  # noqa: E402
-from inference.stylizer import Stylizer  # noqa: E402
 
 
 def png(array: np.ndarray) -> bytes:
@@ -44,8 +44,8 @@ def multi(tmp_path: Path) -> Path:
     """A two-style tiny artifact ("dots", "waves") beside the single-style one."""
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(1)
     net = build_network("tiny", num_styles=2)
@@ -350,7 +350,7 @@ def test_stopping_server_ends_running_jobs(model, make_video, tmp_path):
 
 
 def test_pixel_limit(make_image):
-    from inference.errors import UserError
+    from inference.core.errors import UserError
     from inference.serve.frames import decode_image
 
     data = png(make_image(20, 30))

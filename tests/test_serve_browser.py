@@ -58,8 +58,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     server, one browser)."""
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("serve-browser") / "light.safetensors"
@@ -71,8 +71,8 @@ def multi(model: Path) -> Path:
     """A two-style ``light`` artifact ("dots", "waves") beside ``model``: the server offers both."""
     import torch
 
-    from inference.artifact import save_artifact
-    from inference.networks import build_network
+    from inference.model.artifact import save_artifact
+    from inference.model.networks import build_network
 
     torch.manual_seed(1)
     net = build_network("light", num_styles=2)
@@ -157,8 +157,8 @@ _LAST_PAIR = """async () => {
 
 
 def test_webcam_stream_in_the_browser(page, model, multi):
+    from inference.engine.stylizer import Stylizer
     from inference.serve.frames import STREAM_JPEG_QUALITY, encode_image
-    from inference.stylizer import Stylizer
 
     page.click("#start")
     page.wait_for_function("window.liveStats.received >= 10", timeout=60_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from inference.stages import StageClock
+from inference.core.stages import StageClock
 
 
 def test_timed_yields_every_item_and_counts_producing_time_as_the_stage():

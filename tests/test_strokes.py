@@ -1,4 +1,4 @@
-"""Stroke scale (``inference/strokes.py``, ``Stylizer(stroke_scale=...)``, ``stylize-video --stroke-scale``)."""
+"""Stroke scale (``inference/engine/strokes.py``, ``Stylizer(stroke_scale=...)``, ``stylize-video --stroke-scale``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference.colour import rgb_to_ycbcr
-from inference.errors import UserError
-from inference.networks import build_network
-from inference.strokes import guided_filter, luminance, stroke_scaled, stylize_at_scale
-from inference.stylizer import Stylizer
+from inference.core.colour import rgb_to_ycbcr
+from inference.core.errors import UserError
+from inference.engine.strokes import guided_filter, luminance, stroke_scaled, stylize_at_scale
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 from .conftest import run_cli
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.cli import main
+from inference.app.cli import main
 
 from .conftest import run_cli
 
@@ -170,7 +170,7 @@ def test_cli_imports_only_the_runtime(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48))
     code = (
         "import sys\n"
-        "from inference.cli import main\n"
+        "from inference.app.cli import main\n"
         f"rc = main([{str(src)!r}, '-m', {str(model)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '-q', '--device', 'cpu'])\n"
         "banned = [m for m in sys.modules if m.split('.')[0] in "
         "('lightning', 'pytorch_lightning', 'lightning_fabric', 'wandb', 'datasets', 'styletrain')]\n"
@@ -237,7 +237,7 @@ def test_max_side_and_strength_at_their_limits(tmp_path, make_video, model):
 def test_sigterm_removes_the_temporary_output(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=200, size=(256, 192), audio=False)
     out = tmp_path / "out.mkv"
-    code = "import sys\nfrom inference.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = "import sys\nfrom inference.app.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     args = [str(src), "-m", str(model), "-o", str(out), "--device", "cpu", "--preset", "medium"]
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
     try:
@@ -276,15 +276,15 @@ def test_gif_rate_is_capped_at_50(tmp_path, make_video, model, capsys):
 
 
 def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monkeypatch):
-    import inference.convert
+    import inference.app.convert
 
     calls = []
 
     def fake(stylizer, src, dst, **options):
         calls.append(options)
-        return inference.convert.StylizeResult(Path(dst), 0, 1.0)
+        return inference.app.convert.StylizeResult(Path(dst), 0, 1.0)
 
-    monkeypatch.setattr(inference.convert, "stylize_file", fake)
+    monkeypatch.setattr(inference.app.convert, "stylize_file", fake)
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(32, 32), audio=False)
     assert run_cli(src, "-m", model, "-o", tmp_path / "a.mp4", "--stats", "-q") == 0
     assert run_cli(src, "-m", model, "-o", tmp_path / "b.mp4", "-q") == 0

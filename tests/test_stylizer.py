@@ -10,15 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from inference.artifact import save_artifact
-from inference.cli import main
-from inference.colour import YuvSpec, rgb_to_i420
-from inference.devices import resolve_device
-from inference.errors import ArtifactError, UserError
-from inference.networks import build_network
-from inference.precision import resolve_precision
-from inference.stages import StageClock
-from inference.stylizer import Stylizer
+from inference.app.cli import main
+from inference.app.convert import stylize_file
+from inference.core.colour import YuvSpec, rgb_to_i420
+from inference.core.devices import resolve_device
+from inference.core.errors import ArtifactError, UserError
+from inference.core.stages import StageClock
+from inference.engine.precision import resolve_precision
+from inference.engine.stylizer import Stylizer
+from inference.model.artifact import save_artifact
+from inference.model.networks import build_network
 
 
 @pytest.fixture
@@ -109,11 +110,11 @@ def test_failure_mid_video_leaves_nothing(tmp_path, make_video):
     for dst in ("out.mp4", "out.gif", "frames"):
         st = Stylizer(_FailOnBatch(3), device="cpu", batch_size=2)
         with pytest.raises(RuntimeError, match="simulated"):
-            st.video(src, tmp_path / dst)
+            stylize_file(st, src, tmp_path / dst)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"], dst
     # Ctrl-C behaves the same.
     with pytest.raises(KeyboardInterrupt):
-        Stylizer(_FailOnBatch(2, KeyboardInterrupt), device="cpu", batch_size=2).video(src, tmp_path / "o.mp4")
+        stylize_file(Stylizer(_FailOnBatch(2, KeyboardInterrupt), device="cpu", batch_size=2), src, tmp_path / "o.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
     assert src.read_bytes() == before
 
@@ -159,7 +160,7 @@ def test_cuda_path(artifact, make_image, tmp_path, make_video, precision):
     assert np.percentile(diff, 99.9) <= {"fp16": 2, "bf16": 4}[precision]
     assert diff.max() <= {"fp16": 6, "bf16": 12}[precision]
     src = make_video(tmp_path / "in.mp4", n_frames=10, size=(96, 64))
-    result = gpu.video(src, tmp_path / "out.mp4")
+    result = stylize_file(gpu, src, tmp_path / "out.mp4")
     assert result.frames == 10
 
 
@@ -346,7 +347,7 @@ def test_cuda_yuv_path_pools_and_timing(artifact, make_image):
 
 @pytest.mark.gpu
 def test_cuda_engine_reuses_pinned_buffers(make_image):
-    from inference.engines import CudaEngine
+    from inference.engine.engines import CudaEngine
 
     engine = CudaEngine(torch.device("cuda"), None, depth=2)
     frames = [make_image(16, 24, seed=i) for i in range(8)]

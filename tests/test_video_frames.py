@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.data.video_frames import VideoFrameSource, read_clip, resize_shorter, sample_frames
 
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from inference.atomic import atomic_output, check_destination
-from inference.colour import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
-from inference.errors import MediaError
+from inference.app.convert import stylize_file
+from inference.core.atomic import atomic_output, check_destination
+from inference.core.colour import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
+from inference.core.errors import MediaError
+from inference.engine.stylizer import Stylizer
 from inference.io.image_reader import list_frames, natural_key
 from inference.io.media import Resize
 from inference.io.readers import open_source, read_frames
-from inference.stylizer import Stylizer
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_resize_rules():
 
 def test_video_roundtrip_keeps_count_rate_timestamps_and_pixels(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=12, size=(96, 64), fps=Fraction(30000, 1001))
-    out = identity.video(src, tmp_path / "out.mp4").output
+    out = stylize_file(identity, src, tmp_path / "out.mp4").output
     with av.open(str(src)) as a, av.open(str(out)) as b:
         va, vb = a.streams.video[0], b.streams.video[0]
         assert vb.average_rate == va.average_rate == Fraction(30000, 1001)
@@ -79,7 +80,7 @@ def test_variable_frame_rate_timestamps_kept(tmp_path, identity):
         for packet in s.encode():
             c.mux(packet)
     for ext in ("mkv", "mp4"):
-        result = identity.video(src, tmp_path / f"out.{ext}")
+        result = stylize_file(identity, src, tmp_path / f"out.{ext}")
         assert result.warnings == []
         with av.open(str(result.output)) as c:
             times = [round(float(f.pts * f.time_base) * 1000) for f in c.decode(video=0)]
@@ -88,26 +89,26 @@ def test_variable_frame_rate_timestamps_kept(tmp_path, identity):
 
 def test_rotation_metadata_kept_and_applied_for_images(tmp_path, make_video, identity):
     src = make_video(tmp_path / "rot.mp4", n_frames=4, size=(96, 64), rotation=90)
-    out = identity.video(src, tmp_path / "out.mp4").output
+    out = stylize_file(identity, src, tmp_path / "out.mp4").output
     with av.open(str(out)) as c:
         frame = next(c.decode(video=0))
         assert (frame.rotation, frame.width, frame.height) == (90, 96, 64)
     # Formats without a rotation tag get upright pixels.
-    png = identity.video(src, tmp_path / "still.png").output
+    png = stylize_file(identity, src, tmp_path / "still.png").output
     assert np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(png)).shape == (96, 64, 3)
-    folder = identity.video(src, tmp_path / "frames").output
+    folder = stylize_file(identity, src, tmp_path / "frames").output
     assert len(list_frames(folder)) == 4
 
 
 def test_gif_frame_count_and_duration(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=12, size=(96, 64), fps=24, audio=False)
-    out = identity.video(src, tmp_path / "out.gif").output
+    out = stylize_file(identity, src, tmp_path / "out.gif").output
     with av.open(str(out)) as c:
         frames = list(c.decode(video=0))
         duration = c.duration / 1e6
     assert len(frames) == 12 and frames[0].format.name in ("pal8", "bgra", "rgb8")
     assert abs(duration - 0.5) <= 1 / 24 + 0.01
-    small = identity.video(src, tmp_path / "small.gif", gif_fps=12, gif_width=48).output
+    small = stylize_file(identity, src, tmp_path / "small.gif", gif_fps=12, gif_width=48).output
     with av.open(str(small)) as c:
         frames = list(c.decode(video=0))
         assert abs(c.duration / 1e6 - 0.5) <= 1 / 12 + 0.01
@@ -116,19 +117,19 @@ def test_gif_frame_count_and_duration(tmp_path, make_video, identity):
 
 def test_frames_folder_roundtrip_odd_size_is_exact(tmp_path, make_image_folder, identity):
     src = make_image_folder(tmp_path / "in", 5, size=(179, 321))
-    out = identity.video(src, tmp_path / "out").output
+    out = stylize_file(identity, src, tmp_path / "out").output
     a, b = list(read_frames(src)), list(read_frames(out))
     assert len(b) == 5 and b[0].shape == (179, 321, 3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # PNG in, identity, PNG out: lossless
-    image = identity.video(src / "img_000.png", tmp_path / "one.png").output
+    image = stylize_file(identity, src / "img_000.png", tmp_path / "one.png").output
     assert np.array_equal(next(read_frames(image)), a[0])
 
 
 def test_odd_size_video(tmp_path, make_image_folder, identity):
     src = make_image_folder(tmp_path / "in", 3, size=(179, 321))
-    cropped = identity.video(src, tmp_path / "out.mp4", fps=10)
+    cropped = stylize_file(identity, src, tmp_path / "out.mp4", fps=10)
     assert any("cropped to 320x178" in w for w in cropped.warnings)
-    exact = identity.video(src, tmp_path / "exact.mkv", pix_fmt="yuv444p", fps=10)
+    exact = stylize_file(identity, src, tmp_path / "exact.mkv", pix_fmt="yuv444p", fps=10)
     for path, size in ((cropped.output, (320, 178)), (exact.output, (321, 179))):
         with av.open(str(path)) as c:
             s = c.streams.video[0]
@@ -138,7 +139,7 @@ def test_odd_size_video(tmp_path, make_image_folder, identity):
 
 def test_trim_and_resize(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=24, size=(96, 64), fps=24)
-    out = identity.video(src, tmp_path / "out.mp4", start=0.25, duration=0.5, max_side=48).output
+    out = stylize_file(identity, src, tmp_path / "out.mp4", start=0.25, duration=0.5, max_side=48).output
     with av.open(str(out)) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 12 and (frames[0].width, frames[0].height) == (48, 32)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inference.colour import YuvSpec
+    from inference.core.colour import YuvSpec
 
 UNSPECIFIED = 2
-# AVColorSpace -> the matrix of inference.colour; 5 (BT.470BG) and 6 (SMPTE 170M) are both BT.601.
+# AVColorSpace -> the matrix of inference.core.colour; 5 (BT.470BG) and 6 (SMPTE 170M) are both BT.601.
 _MATRIX_NAMES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
 # The tags written for a resolved matrix when the input named none: (colorspace, primaries, transfer).
 _DEFAULT_TAGS = {"bt709": (1, 1, 1), "bt601": (6, 6, 6), "bt2020": (9, 9, 14)}
@@ -28,7 +28,7 @@ _LEFT_SITED = ("h264", "hevc", "libx264", "libx265", "mpeg2", "mpeg1", "mpeg4", 
 
 def chroma_left_sited(codec_name: str) -> bool:
     """Whether a stream of decoder or encoder ``codec_name`` (``h264``, ``h264_nvenc``, ``libx265``...) sites 4:2:0
-    chroma left (see :class:`inference.colour.YuvSpec`)."""
+    chroma left (see :class:`inference.core.colour.YuvSpec`)."""
     return codec_name.lower().startswith(_LEFT_SITED)
 
 
@@ -58,14 +58,14 @@ class ColourTags:
         """``"bt601"``, ``"bt709"`` or ``"bt2020"``: the tagged matrix, or the default for an untagged stream."""
         if self.matrix in _MATRIX_NAMES:
             return _MATRIX_NAMES[self.matrix]
-        from inference.colour import YuvSpec
+        from inference.core.colour import YuvSpec
 
         return YuvSpec.default_for(width, height).matrix
 
     def yuv_spec(self, width: int, height: int, chroma_left: bool = False) -> YuvSpec:
-        """The :class:`~inference.colour.YuvSpec` decoding this stream's samples (``chroma_left``: see
+        """The :class:`~inference.core.colour.YuvSpec` decoding this stream's samples (``chroma_left``: see
         :func:`chroma_left_sited`)."""
-        from inference.colour import YuvSpec
+        from inference.core.colour import YuvSpec
 
         return YuvSpec(self.matrix_name(width, height), self.full_range, chroma_left)
 

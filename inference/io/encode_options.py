@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.io.encode_options import DEFAULT_PIX_FMT, quality_options
 from inference.io.encoder_limits import SIZE_LIMITS, check_size
 

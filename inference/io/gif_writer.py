@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError, OptionError, UserError
+from inference.core.errors import MediaError, OptionError, UserError
 from inference.io.encode_options import EncodeOptions
 from inference.io.limits import MIN_GIF_FPS, check_frame_size
 from inference.io.media import MediaInfo

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from inference.errors import MediaError, OptionError
+from inference.core.errors import MediaError, OptionError
+from inference.core.stages import StageClock
 from inference.io.limits import MAX_FPS, MIN_FPS
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 from inference.io.protocols import Source
-from inference.stages import StageClock
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

@@ -7,7 +7,7 @@ what would be a traceback deep in PyAV into one line naming the option.
 
 from __future__ import annotations
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 
 # Seconds (--start, --duration): about 31 years. Converted to pts in time bases down to 1/1e9 s this still fits the
 # int64 timestamps of FFmpeg; 1e308 would overflow to infinity.

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.core.errors import MediaError
 from inference.io.media import Resize
 from inference.io.protocols import StreamSink, StreamSource
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.core.errors import MediaError
 from inference.io.colour_tags import ColourTags
 from inference.io.limits import check_frame_size
 
 if TYPE_CHECKING:
-    from inference.colour import YuvSpec
+    from inference.core.colour import YuvSpec
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_FOLDER_FPS = Fraction(25)

@@ -1,8 +1,8 @@
 """The declared interface of media readers and writers, so that callers use attributes instead of probing for them.
 
-File conversion (:mod:`inference.convert`) reads a :class:`Source` into a :class:`Sink`; a live run
-(:mod:`inference.live`) reads a :class:`StreamSource` into a :class:`StreamSink`, with timestamps in seconds because a
-live input has no fixed time base. Every reader and writer subclasses its protocol explicitly, so each attribute below
+File conversion (:mod:`inference.app.convert`) reads a :class:`Source` into a :class:`Sink`; a live run
+(:mod:`inference.app.live`) reads a :class:`StreamSource` into a :class:`StreamSink`, with timestamps in seconds because
+a live input has no fixed time base. Every reader and writer subclasses its protocol explicitly, so each attribute below
 always exists (``None`` or ``False`` where it does not apply).
 """
 
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from inference.colour import YuvSpec
+    from inference.core.colour import YuvSpec
+    from inference.core.stages import StageClock
     from inference.io.media import MediaInfo, SourceFrame
-    from inference.stages import StageClock
 
 
 class Source(Protocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import OptionError
+from inference.core.errors import OptionError
 from inference.io.image_reader import ImageSequenceSource
 from inference.io.limits import MAX_SECONDS
 from inference.io.media import Resize, probe_kind

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.devices import decoder_threads, nvdec_device
-from inference.errors import MediaError
+from inference.core.devices import decoder_threads, nvdec_device
+from inference.core.errors import MediaError
+from inference.core.stages import StageClock
 from inference.io.colour_tags import SWS_COLORSPACE, ColourTags, chroma_left_sited
 from inference.io.media import DEFAULT_FOLDER_FPS, MediaInfo, Resize, SourceFrame
 from inference.io.protocols import Source
-from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class VideoSource(Source):
         s = self.stream = self.container.streams.video[0]
         s.thread_type = "AUTO"  # Frame + slice threads: software decoding scales with cores.
         # NVDEC: few enough frame threads that the decode surfaces stay within NVDEC's limit; software: the worker's
-        # share of the host cores in a multi-worker run (see inference.devices).
+        # share of the host cores in a multi-worker run (see inference.core.devices).
         s.thread_count = decoder_threads(nvdec=hw is not None)
         self.time_base = s.time_base or Fraction(1, 90000)
         self._start_pts = s.start_time or 0
@@ -264,8 +264,8 @@ class VideoSource(Source):
 def _hwaccel_candidates(hwaccel: bool) -> list:
     """``[HWAccel("cuda"), None]`` when FFmpeg was built with CUDA and NVDEC is wanted, else ``[None]``.
 
-    The hardware decoder runs on the GPU bound by :func:`inference.devices.bind_media_device` and never falls back to
-    software silently: a stream NVDEC refuses fails to decode, and :meth:`VideoSource._open` reopens it in software
+    The hardware decoder runs on the GPU bound by :func:`inference.core.devices.bind_media_device` and never falls back
+    to software silently: a stream NVDEC refuses fails to decode, and :meth:`VideoSource._open` reopens it in software
     (with the reason in the debug log) instead of decoding in software behind an NVDEC label.
     """
     if not hwaccel:

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference.devices import encoder_threads, nvenc_options
-from inference.errors import MediaError
+from inference.core.devices import encoder_threads, nvenc_options
+from inference.core.errors import MediaError
+from inference.core.stages import StageClock
 from inference.io.colour_tags import SWS_COLORSPACE, chroma_left_sited
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoders import resolve_encoder
 from inference.io.media import MediaInfo
 from inference.io.protocols import Sink
-from inference.stages import StageClock
 
 if TYPE_CHECKING:
-    from inference.colour import YuvSpec
+    from inference.core.colour import YuvSpec
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class VideoSink(Sink):
         if self.encoder.x26x:
             # Frame threads on every core (thread_count 0 lets x264/x265 pick); PyAV's default is slice threads.
             # The measurement behind this is in bench/results/encoder-presets-cpu.json.
-            # In a multi-worker run each worker gets its share of the cores instead (inference.devices).
+            # In a multi-worker run each worker gets its share of the cores instead (inference.core.devices).
             ctx.thread_type, ctx.thread_count = "FRAME", encoder_threads()
         elif not self.encoder.nvenc:
             ctx.thread_type = "AUTO"
@@ -116,7 +116,7 @@ class VideoSink(Sink):
     @property
     def yuv_spec(self) -> YuvSpec | None:
         """The matrix and range of planes :meth:`write_planes` takes, or ``None`` if the pixel format needs RGB."""
-        from inference.colour import YuvSpec
+        from inference.core.colour import YuvSpec
 
         if self.pix_fmt != "yuv420p" or self.encoder.pix_fmt != "yuv420p":
             return None

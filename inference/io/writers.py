@@ -1,6 +1,6 @@
 """Writers chosen by the output's extension: video containers, GIF, folders of PNG frames, single images.
 
-Every sink writes to the (temporary) path it is given; renaming into place is :mod:`inference.atomic`'s job.
+Every sink writes to the (temporary) path it is given; renaming into place is :mod:`inference.core.atomic`'s job.
 Frames arrive as ``uint8 [H, W, 3]`` RGB arrays in coded orientation with their pts in ``MediaInfo.time_base``;
 the video sink also takes I420 planes (``VideoSink.write_planes``) when its pixel format is yuv420p.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.core.errors import MediaError
+from inference.core.stages import StageClock
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoders import resolve_encoder
 from inference.io.media import IMAGE_EXTENSIONS, MediaInfo
 from inference.io.protocols import Sink
-from inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 

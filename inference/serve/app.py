@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.serve.catalog import Catalog
 from inference.serve.frames import FrameService, decode_image, encode_image
 from inference.serve.limits import UploadLimit

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from inference.errors import UserError
-from inference.strokes import DETAIL_MODES, STROKE_SCALE_RANGE
+from inference.core.errors import UserError
+from inference.engine.strokes import DETAIL_MODES, STROKE_SCALE_RANGE
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Controls:
         stroke_scale: In [0.25, 4]: strokes this many times larger.
         stroke_detail: ``"none"`` or ``"guided"``.
         consistency: In [0, 1]: how strongly webcam and video frames are pulled towards the previous output moved
-            by the input's motion (:mod:`inference.consistency`); 0 is off. Images ignore it.
+            by the input's motion (:mod:`inference.engine.consistency`); 0 is off. Images ignore it.
     """
 
     artifact: str
@@ -69,15 +69,15 @@ class Catalog:
 
     Args:
         path: One ``.safetensors`` artifact, or a folder holding several (each known by its stem).
-        stylizer_options: :class:`~inference.stylizer.Stylizer` options shared by every artifact (device, precision,
-            backend, batch size).
+        stylizer_options: :class:`~inference.engine.stylizer.Stylizer` options shared by every artifact (device,
+            precision, backend, batch size).
 
     Raises:
         UserError: The path does not exist, holds no artifact, or an artifact's header is invalid (one line).
     """
 
     def __init__(self, path: str | Path, stylizer_options: dict[str, Any] | None = None) -> None:
-        from inference.artifact import read_metadata
+        from inference.model.artifact import read_metadata
 
         path = Path(path)
         if path.is_dir():
@@ -140,12 +140,12 @@ class Catalog:
         return controls
 
     def _check_style(self, controls: Controls) -> None:
-        from inference.styles import style_weights
+        from inference.model.styles import style_weights
 
         style_weights(controls.style, self.metadata[controls.artifact].style_names)
 
     def stylizer(self, name: str):
-        """The artifact's :class:`~inference.stylizer.Stylizer`, loaded on first use and kept (thread-safe)."""
+        """The artifact's :class:`~inference.engine.stylizer.Stylizer`, loaded on first use and kept (thread-safe)."""
         with self._lock:
             if name not in self._stylizers:
                 self._stylizers[name] = self.load(name)
@@ -154,7 +154,7 @@ class Catalog:
     def load(self, name: str, controls: Controls | None = None):
         """A new Stylizer for artifact ``name`` (video jobs get their own, so page changes never alter a running
         job), configured by ``controls`` when given."""
-        from inference.stylizer import Stylizer
+        from inference.engine.stylizer import Stylizer
 
         stylizer = Stylizer.from_artifact(self.paths[name], **self.options)
         if controls is not None:

@@ -17,10 +17,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from inference.argtypes import ranged
-from inference.cli import _Parser
-from inference.console import setup_logging
-from inference.errors import UserError, exit_on_user_error
+from inference.app.argtypes import ranged
+from inference.app.cli import _Parser
+from inference.app.console import setup_logging
+from inference.core.errors import UserError, exit_on_user_error
 
 log = logging.getLogger("inference")
 

@@ -1,7 +1,7 @@
 """One thread that owns the stylizers: webcam frames and uploaded images queue here and come back as futures.
 
-A :class:`~inference.stylizer.Stylizer` is not thread-safe (its controls change between frames), so every frame runs
-on this one thread. Requests waiting at the same time that share the artifact, the controls and the frame size run
+A :class:`~inference.engine.stylizer.Stylizer` is not thread-safe (its controls change between frames), so every frame
+runs on this one thread. Requests waiting at the same time that share the artifact, the controls and the frame size run
 as one batch, up to the stylizer's batch size (8 on CUDA, 1 on the CPU, where wider batches gain nothing), so several
 webcams on one GPU share its forward passes.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.serve.catalog import Catalog, Controls, apply_controls
 
 log = logging.getLogger("inference")

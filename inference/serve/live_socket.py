@@ -23,7 +23,7 @@ import struct
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.serve.catalog import Catalog, Controls
 from inference.serve.frames import MAX_FRAME_PIXELS, STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
 
@@ -89,8 +89,8 @@ async def _controls_message(websocket: WebSocket, catalog: Catalog, text: str, c
 
 
 class _History:
-    """One connection's consistency state (:class:`inference.consistency.ConsistencyStage`): the previous output and
-    input, kept while consistency is on."""
+    """One connection's consistency state (:class:`inference.engine.consistency.ConsistencyStage`): the previous output
+    and input, kept while consistency is on."""
 
     def __init__(self) -> None:
         self.stage, self.look = None, None
@@ -101,7 +101,7 @@ class _History:
     def consistent(self, frame, out, controls: Controls):
         """``uint8 [H, W, 3]`` input and its per-frame stylization -> the consistent output (same shape). Another
         artifact or style starts a new history (its first frame is taken as it is)."""
-        from inference.consistency import ConsistencyStage
+        from inference.engine.consistency import ConsistencyStage
 
         look = (controls.artifact, controls.style)
         if self.stage is None or look != self.look:

@@ -1,4 +1,4 @@
-"""Video uploads as jobs: each runs :func:`inference.convert.stylize_file` (sound copied, errors one line each) on a
+"""Video uploads as jobs: each runs :func:`inference.app.convert.stylize_file` (sound copied, errors one line each) on a
 worker thread with its own stylizer, reports its progress, and keeps its result until it is replaced by newer ones.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.serve.catalog import Catalog, Controls
 
 log = logging.getLogger("inference")
@@ -117,7 +117,7 @@ class VideoJobs:
         return job
 
     def _run(self, job: VideoJob) -> None:
-        from inference.convert import stylize_file
+        from inference.app.convert import stylize_file
 
         job.status = "running"
         try:

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from inference.errors import MediaError
+from inference.core.errors import MediaError
 
 
 class UnreadableImageError(MediaError):

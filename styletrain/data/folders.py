@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from inference.io.media import IMAGE_EXTENSIONS
 from styletrain.data.content_sources import load_rgb
 

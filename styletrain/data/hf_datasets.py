@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
 
 OFFLINE_HINT = "offline, use --data.path DIR or --data.hf_dataset imagefolder --data.hf_data_dir DIR"

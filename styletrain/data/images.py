@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.colour import to_float
-from inference.errors import MediaError, UserError
+from inference.core.colour import to_float
+from inference.core.errors import MediaError, UserError
 
 # A style image above this many pixels is refused rather than decoded (about 4 GB of RGBA at full size).
 MAX_STYLE_PIXELS = 1 << 30

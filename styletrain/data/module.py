@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from inference.errors import UserError
+from inference.core.errors import UserError
 from styletrain.data.content_sources import Source, UnreadableImageError, split_validation
 from styletrain.data.folders import FolderSource
 from styletrain.data.hf_datasets import HFSource, decode_hf_value, hf_image_column, hf_load_kwargs, load_hf_dataset

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from inference.colour import to_float
-from inference.errors import MediaError, UserError
+from inference.core.colour import to_float
+from inference.core.errors import MediaError, UserError
 from styletrain.data.video_frames import read_clip, resize_shorter
 from styletrain.temporal.flow import FLOW_METHODS, FlowCache, forward_backward
 from styletrain.temporal.loss import inside_mask, occlusion_mask

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from inference.colour import to_float
-from inference.errors import UserError
+from inference.core.colour import to_float
+from inference.core.errors import UserError
 from styletrain.data.content_sources import Source, UnreadableImageError
 from styletrain.data.hf_datasets import decode_hf_value
 from styletrain.data.video_frames import resize_shorter

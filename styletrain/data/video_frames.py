@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import MediaError, UserError
+from inference.core.errors import MediaError, UserError
 from inference.io.image_reader import resize_array
 from inference.io.media import Resize
 from styletrain.data.content_sources import load_rgb

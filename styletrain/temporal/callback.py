@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from inference.colour import to_float, to_uint8
+from inference.core.colour import to_float, to_uint8
 from styletrain.loggers import is_wandb_logger
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: int = 8) -> Path:
 
     Odd sides lose their last row or column (yuv420p needs even sizes); the file appears only once complete.
     """
-    from inference.atomic import atomic_output
+    from inference.core.atomic import atomic_output
     from inference.io.encode_options import EncodeOptions
     from inference.io.media import MediaInfo
     from inference.io.video_writer import VideoSink

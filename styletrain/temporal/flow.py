@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.colour import to_uint8
-from inference.errors import MediaError, UserError
+from inference.core.colour import to_uint8
+from inference.core.errors import MediaError, UserError
 
 FLOW_METHODS = ("dis", "farneback", "raft", "raft_small")
 _FLO_TAG = 202021.25
@@ -31,7 +31,7 @@ def _to_uint8_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def _dis_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
-    from inference.flow import dis_flow, to_gray
+    from inference.engine.flow import dis_flow, to_gray
 
     return dis_flow(to_gray(frame_a), to_gray(frame_b), preset="medium")
 
@@ -41,7 +41,7 @@ def _farneback_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
     consistency stage uses, so that the stage is not judged by its own flow."""
     import cv2
 
-    from inference.flow import to_gray
+    from inference.engine.flow import to_gray
 
     flow = cv2.calcOpticalFlowFarneback(to_gray(frame_a), to_gray(frame_b), None, 0.5, 5, 15, 5, 7, 1.5, 0)
     return flow.astype(np.float32)
@@ -156,7 +156,7 @@ class FlowCache:
 
     def _write(self, path: Path, array: np.ndarray) -> None:
         # The runtime's atomic writer: a temporary file renamed into place, with the usual (umask) permissions.
-        from inference.atomic import atomic_output
+        from inference.core.atomic import atomic_output
 
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The temporal loss and the warping-error metric (warping and occlusion masks come from :mod:`inference.flow`).
+"""The temporal loss and the warping-error metric (warping and occlusion masks come from :mod:`inference.engine.flow`).
 
 Flow convention (the same everywhere in styletrain, and the MPI-Sintel ``.flo`` one): ``flow [B,2,H,W]`` in pixels,
 channel 0 = x (u), channel 1 = y (v), maps frame1 to frame2 in frame1's coordinates, so that
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.colour import luma, to_float
+from inference.core.colour import luma, to_float
 
 # Warping and occlusion live in the runtime (the consistency stage uses them too); re-exported here for training.
-from inference.flow import inside_mask, occlusion_mask, warp  # noqa: F401
+from inference.engine.flow import inside_mask, occlusion_mask, warp  # noqa: F401
 
 
 def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
@@ -166,7 +166,7 @@ def warping_error(
             ``[H,W,2]`` arrays, pixels).
         flows_bw: ``T-1`` flows of the INPUT clip, ``flows_bw[t]`` maps frame t+1 -> t.
         cuts: ``T-1`` flags, ``cuts[t]`` True when pair ``(t, t+1)`` crosses a scene cut (see
-            :func:`inference.flow.scene_cuts`); those pairs are left out. ``None`` keeps every pair.
+            :func:`inference.engine.flow.scene_cuts`); those pairs are left out. ``None`` keeps every pair.
 
     Returns:
         The clip's warping error (float, RGB in [0,1] units; lower is steadier); NaN when every pair is a cut.

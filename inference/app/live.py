@@ -1,0 +1,260 @@
+"""Live stylization for ``stylize-video``: a camera or network stream in, a file, stream URL or stdout out, in real
+time.
+
+Three threads, bounded everywhere: the reader decodes into a small buffer, the main thread stylizes, the writer
+encodes. When stylizing falls behind a live source, the reader drops the oldest waiting frame (never queues without
+bound) and the run reports how many it dropped. Ctrl-C or SIGTERM stops reading, finishes the frames in hand,
+flushes the encoder and closes the container, so a file output is complete and playable up to its last frame (it
+is written to a temporary name and renamed, like every output).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.core.errors import UserError
+from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
+from inference.io.protocols import StreamSink, StreamSource
+
+log = logging.getLogger("inference")
+
+#: Frames the writer may hold: encoding runs beside stylizing, and a slow encoder slows the stylizer (and then the
+#: reader drops) instead of growing a queue.
+WRITER_DEPTH = 4
+#: File outputs of a live run: video containers (MPEG-TS and FLV too, which stay playable even if cut).
+LIVE_FILE_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".flv"}
+#: Seconds between progress lines on stderr.
+REPORT_EVERY = 5.0
+
+
+def is_live(inputs: list[str], output: str) -> bool:
+    """Whether a ``stylize-video`` command is a live one: a camera or stream input, or a stream or stdout output."""
+    return len(inputs) == 1 and (live_input(inputs[0]) is not None or live_output(output) is not None)
+
+
+@dataclass
+class LiveResult:
+    """What a live run did: frames read, written and dropped, wall-clock seconds, and why it stopped."""
+
+    read: int = 0
+    written: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    stopped_by: str | None = None
+
+    def line(self, output: str) -> str:
+        """The summary, e.g. ``out.mp4: 250 frames in 10.0s (25.0 frames/s); 3 of 253 dropped``."""
+        fps = self.written / self.seconds if self.seconds > 0 else 0.0
+        text = f"{output}: {self.written} frames in {self.seconds:.1f}s ({fps:.1f} frames/s)"
+        if self.dropped:
+            text += f"; {self.dropped} of {self.read} input frames dropped (stylizing was behind)"
+        else:
+            text += f"; none of {self.read} input frames dropped"
+        return text + (f"; stopped by {self.stopped_by}" if self.stopped_by else "")
+
+
+class FrameBuffer:
+    """The reader's bounded buffer: with ``drop``, a full buffer loses its oldest frame (counted); else put waits."""
+
+    def __init__(self, depth: int, drop: bool) -> None:
+        self.items: deque = deque()
+        self.depth, self.drop = depth, drop
+        self.dropped = 0
+        self.received = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+
+    def put(self, item) -> None:
+        with self._cond:
+            while not self.drop and len(self.items) >= self.depth and not self.done:
+                self._cond.wait(0.1)
+            if len(self.items) >= self.depth:
+                self.items.popleft()
+                self.dropped += 1
+            self.items.append(item)
+            self.received += 1
+            self._cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self.done, self.error = True, self.error or error
+            self._cond.notify_all()
+
+    def __iter__(self):
+        while True:
+            with self._cond:
+                while not self.items and not self.done:
+                    self._cond.wait(0.1)
+                if not self.items:
+                    if self.error is not None:
+                        raise self.error
+                    return
+                item = self.items.popleft()
+                self._cond.notify_all()
+            yield item
+
+
+def _read(source: StreamSource, buffer: FrameBuffer, stop: threading.Event, pace: bool, duration: float | None) -> None:
+    """Reader thread: decode into ``buffer`` until the input ends, ``duration`` seconds are read, or ``stop``."""
+    start_wall, first = time.monotonic(), None
+    try:
+        for array, seconds in source.frames():
+            first = seconds if first is None else first
+            if stop.is_set() or (duration is not None and seconds - first >= duration):
+                break
+            if pace:  # A file played like a live source: no frame before its time (FFmpeg's -re).
+                time.sleep(max(0.0, start_wall + seconds - first - time.monotonic()))
+            buffer.put((array, seconds - first))
+        buffer.finish()
+    except BaseException as exc:  # Reported by the main thread, in its own words.
+        buffer.finish(exc)
+
+
+class _Writer:
+    """Writer thread: encodes stylized frames from a small queue into the sink."""
+
+    def __init__(self, sink: StreamSink) -> None:
+        self.sink, self.error = sink, None
+        self.queue: queue.Queue = queue.Queue(maxsize=WRITER_DEPTH)
+        self.thread = threading.Thread(target=self._loop, name="live-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.sink.write(*item)
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def finish(self) -> None:
+        """Encode what is queued and stop; raises the first write error."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def stylize_live(
+    stylizer, source: StreamSource, sink: StreamSink, *, pace: bool, drop: bool, duration=None, quiet=True
+):
+    """Stylize ``source`` into ``sink`` until the input ends, ``duration`` seconds pass, or Ctrl-C / SIGTERM.
+
+    Args:
+        stylizer: A :class:`~inference.engine.stylizer.Stylizer`.
+        source, sink: Opened live input and output.
+        pace: Read at the input's own frame rate (for files; live sources pace themselves).
+        drop: Drop the oldest waiting frame when stylizing is behind (live sources, ``--realtime``).
+        duration: Seconds of input to stylize, or ``None`` for all of it.
+        quiet: No progress lines.
+
+    Returns:
+        A :class:`LiveResult`; ``stopped_by`` says ``"Ctrl-C"`` or ``"SIGTERM"`` when a signal ended the run (the
+        output is complete either way; ``sink`` is closed).
+    """
+    from inference.core.errors import Terminated
+
+    result, t0 = LiveResult(), time.perf_counter()
+    buffer, stop = FrameBuffer(max(2, stylizer.batch_size), drop), threading.Event()
+    reader = threading.Thread(
+        target=_read, args=(source, buffer, stop, pace, duration), name="live-reader", daemon=True
+    )
+    reader.start()
+    writer, last_report = _Writer(sink), t0
+    try:
+        for out, seconds in stylizer.process(iter(buffer)):
+            writer.put((out, seconds))
+            result.written += 1
+            if not quiet and time.perf_counter() - last_report > REPORT_EVERY:
+                last_report = time.perf_counter()
+                print(f"{result.written} frames, {buffer.dropped} dropped", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:
+        result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    finally:
+        stop.set()
+        buffer.finish()
+        try:
+            writer.finish()
+        finally:
+            sink.close()
+        reader.join(timeout=READ_JOIN_TIMEOUT)
+    result.read, result.dropped, result.seconds = buffer.received, buffer.dropped, time.perf_counter() - t0
+    return result
+
+
+#: Seconds to wait for the reader after a stop (it may be inside a blocking read of a stalled stream).
+READ_JOIN_TIMEOUT = 2.0
+
+
+def run_live(opts, stylizer_options: dict) -> int:
+    """``stylize-video`` with a live input or output (see :func:`is_live`); returns the exit status (0)."""
+    from inference.app.batch import load_stylizer
+    from inference.core.atomic import atomic_output, check_destination
+    from inference.io.encoders import resolve_encoder
+    from inference.io.media import Resize, probe_kind
+
+    _check_live_options(opts)
+    src = live_input(opts.inputs[0])
+    if src is None:  # A file played into a stream output.
+        probe_kind(opts.inputs[0])
+        src = LiveInput(opts.inputs[0], None, "file")
+    stream_out = live_output(opts.output)
+    dst = None if stream_out else check_destination(opts.output, overwrite=opts.overwrite, is_dir=False)
+    # The model loads first: a stream opened earlier would pile up frames meanwhile, to be dropped on arrival.
+    stylizer = load_stylizer(opts.model, device=opts.device, **stylizer_options)
+    source = LiveSource(src, Resize(opts.size, opts.max_side, True))
+    try:
+        ext = Path(opts.output).suffix.lower() if dst else ".ts"
+        encoder = resolve_encoder(
+            opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, size=(source.width, source.height)
+        )
+        live = src.kind != "file"
+        # Live inputs are read at their frame rate too: a no-op for cameras and live streams, and what makes a
+        # file behind a URL (http://host/clip.mp4) play in real time instead of racing ahead and being dropped.
+        run = {"pace": live or opts.realtime, "drop": live or opts.realtime, "duration": opts.duration}
+        if dst is None:
+            sink = LiveSink(*stream_out, (source.width, source.height), source.rate, encoder, stream=True)
+            result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
+        else:
+            with atomic_output(dst, suffix=dst.suffix) as tmp:
+                sink = LiveSink(str(tmp), None, (source.width, source.height), source.rate, encoder, stream=False)
+                result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
+    finally:
+        source.close()
+    if not opts.quiet:
+        print(result.line(opts.output), file=sys.stderr)
+    return 0
+
+
+def _some_frames(result: LiveResult, source: str) -> LiveResult:
+    """``result``, unless no frame arrived and no signal stopped the run: then one line (and no empty output)."""
+    if result.written == 0 and result.stopped_by is None:
+        raise UserError(f"{source}: no video frames arrived")
+    return result
+
+
+def _check_live_options(opts) -> None:
+    """Options that mean nothing for a live run fail with one line."""
+    if opts.start is not None:
+        raise UserError("--start: a live input cannot be skipped into; use --duration to stop after some seconds")
+    suffix = Path(opts.output).suffix.lower()
+    if live_output(opts.output) is None and suffix not in LIVE_FILE_EXTENSIONS:
+        raise UserError(
+            f"{opts.output}: a live run writes a video file ({', '.join(sorted(LIVE_FILE_EXTENSIONS))}), a stream "
+            "URL (udp://, srt://, tcp://, rtmp://, rtsp://) or - for stdout"
+        )
+    if opts.pix_fmt != "yuv420p":
+        raise UserError("--pix-fmt: a live run encodes yuv420p")

@@ -1,0 +1,256 @@
+"""Temporal consistency at inference, for any artifact: keep each output close to the previous output moved by the
+input's motion, where the pixel stayed visible.
+
+For frame ``t`` with per-frame stylization ``P_t`` (whatever the network, blend, stroke scale, colour or strength
+options made of it) the stage outputs::
+
+    O_t = C(P_t + S * w_t * (warp(O_{t-1}, flow_t->t-1) - P_t))
+
+- ``flow`` is OpenCV DIS on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
+  and backward, estimated at reduced resolution (:data:`FLOW_SCALE`) in a worker thread while the network runs.
+- ``w_t`` in [0, 1] is the visibility mask (forward-backward disagreement, motion boundaries, leaving the frame:
+  :func:`inference.engine.flow.occlusion_mask`, eroded by :data:`OCCLUSION_MARGIN`) times a photometric check on the
+  inputs (1 where the warped previous input matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma
+  difference), so newly visible regions and flow failures take the fresh stylization exactly. Where zero motion
+  explains the input as well as the flow, the flow is replaced by zero (DIS invents motion in flat regions).
+- A scene cut (input histograms, :func:`inference.engine.flow.is_cut`) resets the history: ``O_t = P_t``.
+- ``C`` restores the local contrast of ``P_t`` that the blend averaged away (:func:`restore_contrast`).
+- ``S`` is the user's strength: 0 is off (the stage is not even built, so the output is bit-identical to per-frame
+  output), 1 keeps visible pixels fully.
+
+The recursion is a per-pixel exponential average along motion paths: flicker that is independent from frame to frame
+falls by about ``(1 - S) / (1 + S)`` in variance, while content that moves with the input is carried along. The
+figures for these choices (and for what each step changed) are in bench/consistency.py's results and the README,
+"Consistency at inference, for any artifact"; the DIS preset and scale were picked for cost, not swept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.core.colour import to_float
+from inference.core.errors import UserError
+from inference.core.stages import StageClock
+from inference.engine.flow import (
+    CUT_THRESHOLD,
+    dis_flow,
+    flow_tensor,
+    histogram_signature,
+    occlusion_mask,
+    to_gray,
+    warp,
+)
+
+log = logging.getLogger(__name__)
+# Said once per Stylizer on a GPU: the stage (DIS flow and the blend) runs on the host.
+HOST_NOTE = "consistency: optical flow (OpenCV DIS) and blending run on the host CPU, beside the device's work"
+
+#: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size and
+#: smooths more; picked for cost, not swept.
+FLOW_PRESET = "medium"
+FLOW_SCALE = 0.5
+#: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
+#: reaches 0: the flow is wrong there, or the light changed, so the fresh stylization is the safer choice.
+PHOTO_TOLERANCE = 0.05
+#: Zero motion is preferred wherever its luma mismatch is within this of the flow's (see _MotionEstimator).
+STILL_MARGIN = 0.002
+#: Local contrast restoration after the blend (:func:`restore_contrast`): box size in pixels and the largest gain.
+CONTRAST_WINDOW = 13
+MAX_CONTRAST_GAIN = 2.0
+#: Visibility is eroded by this many pixels: DIS flow is smooth across motion boundaries, so the pixels next to an
+#: occlusion are the likeliest to be carried wrongly (ghost fringes at the trailing edges of moving objects).
+OCCLUSION_MARGIN = 3
+
+
+def check_consistency(strength: float) -> float:
+    """Validate ``--consistency`` (a float in [0, 1]) and return it as a float."""
+    value = float(strength)
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--consistency must be in [0, 1], got {strength}")
+    return value
+
+
+@dataclass
+class Motion:
+    """What the stage needs to carry the previous output into frame ``t``.
+
+    Attributes:
+        flow: ``float32 [H,W,2]`` from frame t to frame t-1 in frame t's coordinates (pixels), or None when there
+            is no usable history (first frame, scene cut, size change).
+        weight: ``float32 [H,W,1]`` in [0, 1]: visibility times the photometric check (None with ``flow``).
+        cut: Whether frame t starts a new shot.
+    """
+
+    flow: np.ndarray | None
+    weight: np.ndarray | None
+    cut: bool = False
+
+
+class _MotionEstimator:
+    """Estimates :class:`Motion` frame after frame; keeps the previous input's grey image and histogram.
+
+    Called from one worker thread only, in frame order, so its state needs no lock.
+    """
+
+    def __init__(self, preset: str, scale: float) -> None:
+        self.preset, self.scale = preset, scale
+        self._gray: np.ndarray | None = None
+        self._hist: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> Motion:
+        gray, hist = to_gray(frame), histogram_signature(frame)
+        prev_gray, prev_hist = self._gray, self._hist
+        self._gray, self._hist = gray, hist
+        if prev_gray is None:
+            return Motion(None, None)
+        if prev_gray.shape != gray.shape or 0.5 * np.abs(hist - prev_hist).sum(1).mean() > CUT_THRESHOLD:
+            return Motion(None, None, cut=True)
+        back_np = dis_flow(gray, prev_gray, self.preset, self.scale)  # t -> t-1
+        back = flow_tensor(back_np)
+        ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))  # t-1 -> t
+        visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
+        luma = to_float(torch.from_numpy(np.stack([gray, prev_gray]))).unsqueeze(1)
+        # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
+        mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
+        still = F.avg_pool2d((luma[:1] - luma[1:]).abs_(), 5, 1, 2, count_include_pad=False)
+        # Where standing still explains the input as well as the flow does, stand still. DIS invents large motions in
+        # flat or hazy regions (any flow matches there); carrying the output's texture along them smears it, while a
+        # network's output over an unchanged input region is itself unchanged.
+        use_still = still <= mismatch + STILL_MARGIN
+        mismatch = torch.where(use_still, still, mismatch)
+        visible = torch.where(use_still, torch.ones_like(visible), visible)
+        back_np = np.where(use_still[0].permute(1, 2, 0).numpy(), np.float32(0.0), back_np)
+        weight = visible * (1.0 - mismatch / PHOTO_TOLERANCE).clamp_(0.0, 1.0)
+        return Motion(back_np, weight[0].permute(1, 2, 0).numpy())
+
+
+def carry(previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``previous`` (float32 ``[H,W,3]``) sampled at ``x + flow(x)`` (bilinear, 0 outside), as
+    :func:`inference.engine.flow.warp` does, with OpenCV's remap (single pass, no thread-pool overhead)."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    return cv2.remap(previous, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def restore_contrast(blended: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Give ``blended`` back the local contrast of ``current`` where blending took it away.
+
+    Averaging the fresh stylization with the carried history lowers the variance of whatever differs between them
+    (flicker, and texture that the bilinear warp softens a little at every frame); along a recursion that compounds
+    into a flat, blurred painting. Here each channel's deviation from its local mean (a :data:`CONTRAST_WINDOW`-pixel
+    box) is scaled by ``std(current) / std(blended)`` over the same box, only upwards and at most
+    :data:`MAX_CONTRAST_GAIN` times (variance-preserving blending, as in Heitz and Neyret 2018). Where nothing was
+    blended the two deviations are equal and the gain is 1; since the gain is a smooth, local statistic of the
+    per-frame output, it restores contrast without bringing back the frame-to-frame flicker itself.
+
+    Args:
+        blended, current: ``float32 [H,W,3]`` in [0, 1].
+
+    Returns:
+        ``float32 [H,W,3]`` in [0, 1].
+    """
+    import cv2
+
+    k = (CONTRAST_WINDOW, CONTRAST_WINDOW)
+    mean = cv2.blur(blended, k)
+    var_blended = np.maximum(cv2.blur(blended * blended, k) - mean * mean, 0.0)
+    mean_current = cv2.blur(current, k)
+    var_current = np.maximum(cv2.blur(current * current, k) - mean_current * mean_current, 0.0)
+    gain = np.clip(np.sqrt((var_current + 1e-5) / (var_blended + 1e-5)), 1.0, MAX_CONTRAST_GAIN)
+    return np.clip(mean + gain * (blended - mean), 0.0, 1.0)
+
+
+class ConsistencyStage:
+    """The consistency stage around a frame stylizer (see the module docstring for the formula).
+
+    It runs on the host whatever the Stylizer's device: its inputs (the uint8 input and output frames) are there
+    already, and OpenCV's single-pass remap and box filters cost a few milliseconds per 640x360 frame.
+
+    Args:
+        strength: ``S`` in (0, 1].
+        clock: Receives ``flow`` (worker thread) and ``consistency`` (combination) busy time; None = not timed.
+        preset, scale: DIS preset and estimation scale (defaults: :data:`FLOW_PRESET`, :data:`FLOW_SCALE`).
+
+    Attributes:
+        cuts: Scene cuts seen so far (each one reset the history).
+    """
+
+    def __init__(
+        self,
+        strength: float,
+        *,
+        clock: StageClock | None = None,
+        preset: str = FLOW_PRESET,
+        scale: float = FLOW_SCALE,
+    ) -> None:
+        self.strength = check_consistency(strength)
+        self.clock = clock
+        self.cuts = 0
+        self._estimate = _MotionEstimator(preset, scale)
+        self._previous: np.ndarray | None = None
+
+    def run(
+        self,
+        items: Iterable[tuple[np.ndarray, Any]],
+        stylize: Callable[[Iterator[tuple[np.ndarray, Any]]], Iterator[tuple[np.ndarray, Any]]],
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """Stylize ``(frame, meta)`` pairs with ``stylize`` and make the results consistent, in order.
+
+        Args:
+            items: ``uint8 [H,W,3]`` RGB input frames with any metadata.
+            stylize: The per-frame stylizer (e.g. ``Stylizer.process``): ``(frame, meta)`` in, ``(uint8 [H,W,3],
+                meta)`` out, in order; it may read ahead (batches).
+
+        Yields:
+            ``(uint8 [H,W,3] RGB, meta)``, one per input frame.
+        """
+        # One worker: motion must be estimated in frame order, and it overlaps the network (cv2 and torch release
+        # the GIL while they work).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") as pool:
+
+            def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future]]]:
+                for frame, meta in items:
+                    yield frame, (meta, pool.submit(self._timed_motion, frame))
+
+            for out, (meta, job) in stylize(submitted()):
+                yield self.combine(out, job.result()), meta
+
+    def _timed_motion(self, frame: np.ndarray) -> Motion:
+        t0 = time.perf_counter()
+        try:
+            return self._estimate(frame)
+        finally:
+            if self.clock is not None:
+                self.clock.add("flow", time.perf_counter() - t0)
+
+    def combine(self, out: np.ndarray, motion: Motion) -> np.ndarray:
+        """One frame of the recursion: ``uint8 [H,W,3]`` per-frame output and its :class:`Motion` -> consistent
+        ``uint8 [H,W,3]``. The history is kept in float so that rounding does not accumulate."""
+        t0 = time.perf_counter()
+        current = np.asarray(out, dtype=np.float32) * np.float32(1.0 / 255.0)
+        self.cuts += int(motion.cut)
+        previous = self._previous
+        if motion.flow is None or previous is None or previous.shape != current.shape:
+            result = current
+        else:
+            carried = carry(previous, motion.flow)
+            blended = current + (motion.weight * np.float32(self.strength)) * (carried - current)
+            # Only where something was carried: newly visible pixels stay the fresh stylization, bit for bit.
+            result = np.where(motion.weight > 0, restore_contrast(blended, current), current)
+        self._previous = result
+        frame = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
+        if self.clock is not None:
+            self.clock.add("consistency", time.perf_counter() - t0)
+        return frame
