@@ -113,7 +113,7 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "ch
 
 def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> nn.Module:
     """Rebuild the transformer net of a checkpoint and load its weights strictly (eval mode, CPU)."""
-    from inference.model.artifact import clean_state_dict
+    from inference.model.artifact import clean_state_dict, state_dict_mismatch
     from inference.model.networks import build_network
 
     meta = checkpoint_metadata(ckpt, path)
@@ -121,13 +121,9 @@ def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] =
     state = clean_state_dict(ckpt["state_dict"], prefix="net.")
     if not state:
         raise UserError(f"{path}: checkpoint holds no 'net.*' weights")
-    expected = net.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if getattr(state[k], "shape", None) != expected[k].shape)
-    if missing or unexpected or wrong:
-        counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
-        first = (missing or unexpected or wrong)[0]
-        raise UserError(f"{path}: weights do not match network {meta['network']!r} ({counts}; first: {first})")
+    mismatch = state_dict_mismatch(net.state_dict(), state)
+    if mismatch:
+        raise UserError(f"{path}: weights do not match network {meta['network']!r}: {mismatch}")
     net.load_state_dict(state, strict=True)
     return net.eval()
 

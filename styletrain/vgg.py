@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from inference.core.errors import UserError
+from inference.model.artifact import state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -207,22 +208,9 @@ def _select_feature_keys(state: dict[str, torch.Tensor], arch: str, source: str)
         feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     else:
         stray, feats = [], dict(state)
-    expected = feature_keys(arch)
-    missing = sorted(set(expected) - set(feats), key=_key_order)
-    unexpected = sorted(stray + [k for k in feats if k not in expected], key=_key_order)
-    if missing or unexpected:
-        detail = []
-        if missing:
-            detail.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            detail.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
-        raise UserError(f"{source} is not a torchvision {arch} state_dict: {'; '.join(detail)}")
-    for key, shape in expected.items():
-        if tuple(feats[key].shape) != shape:
-            raise UserError(
-                f"{source} is not a torchvision {arch} state_dict: {key} has shape {tuple(feats[key].shape)}, "
-                f"expected {shape}"
-            )
+    mismatch = state_dict_mismatch(feature_keys(arch), feats | dict.fromkeys(stray), sort_key=_key_order)
+    if mismatch:
+        raise UserError(f"{source} is not a torchvision {arch} state_dict: {mismatch}")
     return {k: v.float() for k, v in feats.items()}
 
 

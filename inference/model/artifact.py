@@ -26,7 +26,7 @@ import json
 import os
 import platform
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,17 +340,12 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:
         raise ArtifactError(f"{path}: cannot read the weights ({exc})") from None
-    expected = net.state_dict()
-    mismatch = describe_key_mismatch(expected, tensors)
+    mismatch = state_dict_mismatch(net.state_dict(), tensors)
     if mismatch:
         raise ArtifactError(f"{path}: weights do not match network {metadata.network!r}: {mismatch}")
     for key, tensor in tensors.items():
         if not tensor.is_floating_point():
             raise ArtifactError(f"{path}: tensor {key!r} has non-floating dtype {tensor.dtype}")
-        if tensor.shape != expected[key].shape:
-            raise ArtifactError(
-                f"{path}: tensor {key!r} has shape {list(tensor.shape)}, network expects {list(expected[key].shape)}"
-            )
         bad = int(tensor.numel() - torch.isfinite(tensor).sum())
         if bad:
             # A diverged training run exports NaN/Inf weights; they would stylize every frame black or garbage.
@@ -364,25 +359,38 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
     return Artifact(network=net, metadata=metadata, path=path)
 
 
-def describe_key_mismatch(
-    expected: Iterable[str], actual: Iterable[str], sort_key: Callable[[str], Any] | None = None, limit: int = 5
+def state_dict_mismatch(
+    expected: Mapping[str, torch.Tensor | Sequence[int]],
+    actual: Mapping[str, Any],
+    *,
+    sort_key: Callable[[str], Any] | None = None,
+    limit: int = 3,
 ) -> str | None:
-    """Describe how a state dict's keys differ from the expected ones, or return ``None`` when they match.
+    """How a state dict differs from the one a model defines, in one line; ``None`` when names and shapes match.
+
+    The one mismatch message of the project: artifacts, training checkpoints and loss-network weights all use it.
 
     Args:
-        expected: The keys the model defines.
-        actual: The keys found in the file.
+        expected: The model's own state dict: names to tensors (only their shapes are read) or to shapes.
+        actual: What the file holds (names to tensors; a value without a shape counts as of another shape).
         sort_key: Order of the listed keys (default: alphabetical).
         limit: How many keys of each kind to name.
 
     Returns:
-        E.g. ``"missing keys [a, b] (2); unexpected keys [c] (1)"``, one line.
+        E.g. ``"missing keys [a, b] (2); unexpected keys [c] (1)"``, or when every name matches, the first tensor of
+        another shape: ``"tensor 'w' has shape [8, 3], expected [4, 3]"``.
     """
-    expected, actual = set(expected), set(actual)
     details = []
-    for label, keys in (("missing", expected - actual), ("unexpected", actual - expected)):
+    for label, keys in (("missing", set(expected) - set(actual)), ("unexpected", set(actual) - set(expected))):
         if keys:
             ordered = sorted(keys, key=sort_key)
             shown = ", ".join(ordered[:limit])
             details.append(f"{label} keys [{shown}{', ...' if len(ordered) > limit else ''}] ({len(ordered)})")
-    return "; ".join(details) or None
+    if details:
+        return "; ".join(details)
+    for key in sorted(expected, key=sort_key):
+        want, shape = list(getattr(expected[key], "shape", expected[key])), getattr(actual[key], "shape", None)
+        if shape is None or list(shape) != want:
+            got = list(shape) if shape is not None else type(actual[key]).__name__
+            return f"tensor {key!r} has shape {got}, expected {want}"
+    return None
