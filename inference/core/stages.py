@@ -28,11 +28,13 @@ class StageClock:
     Attributes:
         busy: Seconds each stage spent working, keyed by the names in :data:`STAGES`.
         frames: Frames that went through the pipeline.
+        notes: What ran in a stage, by stage name (``notes["flow"]``: which optical flow); printed under the table.
     """
 
     def __init__(self) -> None:
         self.busy: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
+        self.notes: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
@@ -88,6 +90,7 @@ class StageClock:
         fps = self.frames / wall_seconds if wall_seconds > 0 else 0.0
         lines.append(f"{'wall':<12} {wall_seconds:8.3f} {1000 * wall_seconds / n:9.2f} {100.0:9.1f} {fps:10.1f}")
         lines.append(f"bound by: {self.bound()} ({self.frames} frames)")
+        lines.extend(f"{stage}: {note}" for stage, note in self.notes.items())
         return "\n".join(lines)
 
     def as_dict(self, wall_seconds: float) -> dict:
@@ -97,4 +100,5 @@ class StageClock:
             "wall_s": wall_seconds,
             "busy_s": dict(self.busy),
             "bound": self.bound(),
+            "notes": dict(self.notes),
         }

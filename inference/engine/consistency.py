@@ -6,8 +6,10 @@ options made of it) the stage outputs::
 
     O_t = C(P_t + S * w_t * (warp(O_{t-1}, flow_t->t-1) - P_t))
 
-- ``flow`` is OpenCV DIS on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
-  and backward, estimated at reduced resolution (:data:`FLOW_SCALE`) in a worker thread while the network runs.
+- ``flow`` is estimated on the *input* frames (the only motion that can be trusted: the outputs flicker), forward
+  and backward, at reduced resolution in a worker thread while the network runs: OpenCV DIS on the host
+  (:data:`FLOW_SCALE`), or RAFT on the Stylizer's CUDA device where its weights are at hand
+  (:mod:`inference.engine.device_flow`).
 - ``w_t`` in [0, 1] is the visibility mask (forward-backward disagreement, motion boundaries, leaving the frame:
   :func:`inference.engine.flow.occlusion_mask`, eroded by :data:`OCCLUSION_MARGIN`) times a photometric check on the
   inputs (1 where the warped previous input matches the current one, falling to 0 at :data:`PHOTO_TOLERANCE` of luma
@@ -40,10 +42,9 @@ import torch.nn.functional as F
 from inference.core.colour import to_float
 from inference.core.errors import UserError
 from inference.core.stages import StageClock
+from inference.engine.device_flow import DisFlow, FlowEstimator
 from inference.engine.flow import (
     CUT_THRESHOLD,
-    dis_flow,
-    flow_tensor,
     histogram_signature,
     occlusion_mask,
     to_gray,
@@ -101,22 +102,22 @@ class _MotionEstimator:
     Called from one worker thread only, in frame order, so its state needs no lock.
     """
 
-    def __init__(self, preset: str, scale: float) -> None:
-        self.preset, self.scale = preset, scale
+    def __init__(self, flow: FlowEstimator) -> None:
+        self.flow = flow
+        self._frame: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._hist: np.ndarray | None = None
 
     def __call__(self, frame: np.ndarray) -> Motion:
         gray, hist = to_gray(frame), histogram_signature(frame)
-        prev_gray, prev_hist = self._gray, self._hist
-        self._gray, self._hist = gray, hist
+        prev_frame, prev_gray, prev_hist = self._frame, self._gray, self._hist
+        self._frame, self._gray, self._hist = frame, gray, hist
         if prev_gray is None:
             return Motion(None, None)
         if prev_gray.shape != gray.shape or 0.5 * np.abs(hist - prev_hist).sum(1).mean() > CUT_THRESHOLD:
             return Motion(None, None, cut=True)
-        back_np = dis_flow(gray, prev_gray, self.preset, self.scale)  # t -> t-1
-        back = flow_tensor(back_np)
-        ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))  # t-1 -> t
+        back, ahead = self.flow.pair(prev_frame, frame, prev_gray, gray)  # t -> t-1, t-1 -> t: [1,2,H,W] CPU
+        back_np = back[0].permute(1, 2, 0).numpy()
         visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
         luma = to_float(torch.from_numpy(np.stack([gray, prev_gray]))).unsqueeze(1)
         # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
@@ -175,13 +176,16 @@ def restore_contrast(blended: np.ndarray, current: np.ndarray) -> np.ndarray:
 class ConsistencyStage:
     """The consistency stage around a frame stylizer (see the module docstring for the formula).
 
-    It runs on the host whatever the Stylizer's device: its inputs (the uint8 input and output frames) are there
-    already, and OpenCV's single-pass remap and box filters cost a few milliseconds per 640x360 frame.
+    The combination runs on the host whatever the Stylizer's device (the flow runs where its estimator does): its
+    inputs (the uint8 input and output frames) are there already, and OpenCV's single-pass remap and box filters cost
+    a few milliseconds per 640x360 frame.
 
     Args:
         strength: ``S`` in (0, 1].
         clock: Receives ``flow`` (worker thread) and ``consistency`` (combination) busy time; None = not timed.
         preset, scale: DIS preset and estimation scale (defaults: :data:`FLOW_PRESET`, :data:`FLOW_SCALE`).
+        flow: The flow estimator (:mod:`inference.engine.device_flow`: RAFT on a device, or DIS); None = DIS with
+            ``preset`` and ``scale``. Its ``label`` goes into ``clock``'s notes (``--stats`` names the flow that ran).
 
     Attributes:
         cuts: Scene cuts seen so far (each one reset the history).
@@ -194,11 +198,12 @@ class ConsistencyStage:
         clock: StageClock | None = None,
         preset: str = FLOW_PRESET,
         scale: float = FLOW_SCALE,
+        flow: FlowEstimator | None = None,
     ) -> None:
         self.strength = check_consistency(strength)
         self.clock = clock
         self.cuts = 0
-        self._estimate = _MotionEstimator(preset, scale)
+        self._estimate = _MotionEstimator(flow if flow is not None else DisFlow(preset, scale))
         self._previous: np.ndarray | None = None
 
     def run(
@@ -234,6 +239,7 @@ class ConsistencyStage:
         finally:
             if self.clock is not None:
                 self.clock.add("flow", time.perf_counter() - t0)
+                self.clock.notes["flow"] = self._estimate.flow.label  # after the pair: a fallback changes it
 
     def combine(self, out: np.ndarray, motion: Motion) -> np.ndarray:
         """One frame of the recursion: ``uint8 [H,W,3]`` per-frame output and its :class:`Motion` -> consistent

@@ -1,0 +1,304 @@
+"""Optical flow for the consistency stage: OpenCV DIS on the host, or torchvision RAFT on the stage's CUDA device.
+
+Both estimators give the stage the same thing: for the pair (previous input, current input) the backward flow
+(current -> previous) and the forward flow (previous -> current), each ``float32 [1,2,H,W]`` on the CPU in the
+convention of :mod:`inference.engine.flow` (pixels, channel 0 = x).
+
+:func:`choose_flow` picks one for a Stylizer: RAFT when the device is CUDA and RAFT weights are at hand (an explicit
+file, or torchvision's own weights already in the torch hub cache: nothing is downloaded during a conversion), DIS
+otherwise. Whenever the Stylizer is on a GPU and DIS is chosen, or RAFT fails while running, one log line says why.
+torchvision is imported only when RAFT is built, so loading an artifact or running DIS never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inference.core.errors import UserError
+from inference.engine.flow import dis_flow, flow_tensor
+
+log = logging.getLogger(__name__)
+
+#: torchvision's RAFT variants in the order a state dict is tried against them (the small one has fewer keys).
+RAFT_VARIANTS = ("raft_small", "raft_large")
+#: RAFT estimates at this fraction of the frame's size (as DIS does in the stage): half size keeps 1080p under a
+#: million pixels per frame, and the stage's masks work at full size from the flow brought back up.
+RAFT_SCALE = 0.5
+#: The smallest side RAFT is run at: torchvision's correlation pyramid needs feature maps (1/8 of the input) of at
+#: least 16 cells; smaller frames are estimated enlarged.
+RAFT_MIN_SIDE = 128
+#: RAFT's recurrent refinement steps (torchvision's default).
+RAFT_UPDATES = 12
+
+
+class FlowEstimator(Protocol):
+    """What the consistency stage asks of a flow: one pair of frames at a time, in frame order."""
+
+    label: str  # what runs where, for the log and ``--stats`` ("OpenCV DIS (medium, x0.5) on the CPU")
+
+    def pair(
+        self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
+    ) -> tuple[Tensor, Tensor]:
+        """``(backward frame -> prev, forward prev -> frame)``, each ``float32 [1,2,H,W]`` on the CPU, from ``uint8
+        [H,W,3]`` RGB frames and their ``uint8 [H,W]`` grey versions."""
+        ...
+
+
+class DisFlow:
+    """OpenCV DIS on grey frames, on the host (the stage's flow without a GPU).
+
+    Args:
+        preset: One of :data:`inference.engine.flow.DIS_PRESETS`.
+        scale: Estimation size relative to the frames, in (0, 1].
+    """
+
+    name = "OpenCV DIS"
+
+    def __init__(self, preset: str = "medium", scale: float = 0.5) -> None:
+        self.preset, self.scale = preset, scale
+        self.label = f"OpenCV DIS ({preset}, x{scale:g}) on the CPU"
+
+    def pair(
+        self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
+    ) -> tuple[Tensor, Tensor]:
+        """``(backward frame -> prev, forward prev -> frame)``, each ``float32 [1,2,H,W]`` on the CPU.
+
+        Args:
+            prev, frame: ``uint8 [H,W,3]`` RGB (unused here; RAFT reads colour).
+            prev_gray, gray: ``uint8 [H,W]`` grey versions of the same frames.
+        """
+        back = flow_tensor(dis_flow(gray, prev_gray, self.preset, self.scale))
+        ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))
+        return back, ahead
+
+
+def raft_size(height: int, width: int, scale: float = RAFT_SCALE) -> tuple[int, int]:
+    """The ``(height, width)`` RAFT runs at for a frame: ``scale`` times the size, rounded to multiples of 8 (RAFT's
+    feature stride), at least :data:`RAFT_MIN_SIDE` each."""
+
+    def side(n: int) -> int:
+        return max(RAFT_MIN_SIDE, 8 * round(n * scale / 8))
+
+    return side(height), side(width)
+
+
+class RaftFlow:
+    """torchvision RAFT on a device, in batches of frame pairs, forward and backward in one pass.
+
+    Args:
+        model: A torchvision ``RAFT`` (``raft_small`` or ``raft_large``), any weights; moved to ``device``.
+        device: Where RAFT runs (CUDA in the stage; any device in tests).
+        scale: Estimation size relative to the frames (see :func:`raft_size`).
+        name: How the weights are named in the log and ``--stats``.
+        updates: RAFT's refinement steps (fewer: faster, coarser).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device,
+        scale: float = RAFT_SCALE,
+        name: str = "RAFT",
+        updates: int = RAFT_UPDATES,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.scale, self.updates = scale, updates
+        self.name = name
+        self.label = f"{name} on {self.device}"
+        # Its own stream on CUDA: the flow runs in the stage's worker thread beside the network's kernels.
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._last: tuple[np.ndarray, Tensor] | None = None  # the latest uploaded frame, reused by the next pair
+
+    def _upload(self, frame: np.ndarray) -> Tensor:
+        """``uint8 [H,W,3]`` host RGB -> ``float32 [1,3,H,W]`` in [-1, 1] on the device (RAFT's input range); the
+        previous call's frame is reused, so each frame of a sequence crosses the bus once."""
+        if self._last is not None and self._last[0] is frame:
+            return self._last[1]
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float().mul_(2.0 / 255.0).sub_(1.0)
+        self._last = (frame, x)
+        return x
+
+    def flows(self, first: Tensor, second: Tensor) -> Tensor:
+        """Flow from each image of ``first`` to the same-index image of ``second``, in one batch.
+
+        Args:
+            first, second: ``float32 [B,3,H,W]`` RGB in [-1, 1] on the device, any size.
+
+        Returns:
+            ``float32 [B,2,H,W]`` on the device, pixels of the given size, ``first(x) ≈ second(x + flow(x))``.
+        """
+        h, w = first.shape[-2:]
+        rh, rw = raft_size(h, w, self.scale)
+        if (rh, rw) != (h, w):
+            # antialias: downsizing without it aliases fine texture into false matches.
+            first, second = (F.interpolate(t, (rh, rw), mode="bilinear", antialias=True) for t in (first, second))
+        with torch.inference_mode():
+            flow = self.model(first, second, num_flow_updates=self.updates)[-1]
+        if (rh, rw) != (h, w):
+            flow = F.interpolate(flow, (h, w), mode="bilinear", align_corners=False)
+            flow = flow * torch.tensor([w / rw, h / rh], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+        return flow.float()
+
+    def pairs(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Forward and backward flow of every consecutive pair of ``frames`` (``float32 [N,3,H,W]`` in [-1, 1]), in one
+        batch of ``2 (N - 1)``: ``(forward [N-1,2,H,W] t -> t+1, backward [N-1,2,H,W] t+1 -> t)`` on the device."""
+        a, b = frames[:-1], frames[1:]
+        both = self.flows(torch.cat((a, b)), torch.cat((b, a)))
+        return both[: len(a)], both[len(a) :]
+
+    def pair(
+        self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
+    ) -> tuple[Tensor, Tensor]:
+        """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` CPU."""
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
+        with stream:
+            ahead, back = self.pairs(torch.cat((self._upload(prev), self._upload(frame))))
+            return back.cpu(), ahead.cpu()
+
+
+class FallbackFlow:
+    """RAFT until it fails, then DIS for the rest of the run, with one warning naming the failure.
+
+    A failure on one pair (CUDA out of memory, a driver error) must not end a conversion that DIS can finish.
+    """
+
+    def __init__(self, primary: RaftFlow, fallback: DisFlow) -> None:
+        self.primary, self.fallback = primary, fallback
+        self.failed: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.failed is None:
+            return self.primary.label
+        return f"{self.fallback.label} (RAFT failed: {self.failed})"
+
+    def pair(
+        self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
+    ) -> tuple[Tensor, Tensor]:
+        if self.failed is None:
+            try:
+                return self.primary.pair(prev, frame, prev_gray, gray)
+            except Exception as exc:  # noqa: BLE001 - out of memory, a driver error, a shape RAFT refuses: DIS goes on
+                self.failed = _first_line(exc)
+                log.warning("consistency: RAFT failed (%s); optical flow continues with %s", self.failed,
+                            self.fallback.label)  # fmt: skip
+        return self.fallback.pair(prev, frame, prev_gray, gray)
+
+
+def hub_weights_file(variant: str = "raft_small") -> Path:
+    """Where torchvision keeps ``variant``'s default weights once downloaded (the torch hub cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _default_weights(variant).url.rsplit("/", 1)[-1]
+
+
+def _default_weights(variant: str):
+    from torchvision.models import optical_flow as of
+
+    return {"raft_small": of.Raft_Small_Weights.DEFAULT, "raft_large": of.Raft_Large_Weights.DEFAULT}[variant]
+
+
+def _builder(variant: str):
+    from torchvision.models import optical_flow as of
+
+    return {"raft_small": of.raft_small, "raft_large": of.raft_large}[variant]
+
+
+def load_raft_file(path: str | Path) -> tuple[nn.Module, str]:
+    """A torchvision RAFT from a state dict file (``torch.save(model.state_dict(), path)``, or torchvision's own
+    ``.pth``): the variant is the one whose parameter names match.
+
+    Returns:
+        ``(model, variant)`` with ``variant`` in :data:`RAFT_VARIANTS`.
+
+    Raises:
+        UserError: Missing or unreadable file, or not a RAFT state dict (one line naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--flow-weights {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and IO errors all mean "not a readable state dict"
+        raise UserError(f"--flow-weights {path}: not a readable torch state dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"--flow-weights {path}: not a state dict (a {type(state).__name__})")
+    for variant in RAFT_VARIANTS:
+        model = _builder(variant)(weights=None)
+        if set(model.state_dict()) == set(state):
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise UserError(f"--flow-weights {path}: {variant} weights of the wrong shapes ({exc!s:.80})") from None
+            return model, variant
+    raise UserError(f"--flow-weights {path}: not a torchvision RAFT state dict (raft_small or raft_large)")
+
+
+def cached_raft(variant: str = "raft_small") -> nn.Module | None:
+    """torchvision's ``variant`` with its default weights, loaded the usual way (``weights=...DEFAULT``) when they are
+    already in the torch hub cache; None when they are not (this never downloads)."""
+    if not hub_weights_file(variant).is_file():
+        return None
+    return _builder(variant)(weights=_default_weights(variant), progress=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+@dataclass
+class FlowChoice:
+    """What :func:`choose_flow` picked: the estimator, and why DIS stands in for RAFT (None when nothing does)."""
+
+    estimator: DisFlow | FallbackFlow
+    reason: str | None
+
+
+def choose_flow(device: torch.device, weights: str | Path | None = None, *, dis: DisFlow | None = None) -> FlowChoice:
+    """The consistency stage's flow for a Stylizer on ``device``. One warning says why when DIS stands in for RAFT
+    (a GPU without RAFT weights, a non-CUDA device with ``weights`` given, RAFT failing to load); a CPU Stylizer
+    without ``weights`` gets DIS silently: that is the plan, not a fallback.
+
+    Args:
+        device: The Stylizer's device. RAFT runs only on CUDA (on a CPU, DIS is much cheaper).
+        weights: A RAFT state dict file (:func:`load_raft_file`), or None for torchvision's ``raft_small`` weights
+            if they are in the torch hub cache (:func:`hub_weights_file`; never downloaded here).
+        dis: The DIS estimator to use or fall back to (default :class:`DisFlow` ()).
+
+    Raises:
+        UserError: ``weights`` is given but is not a readable RAFT state dict (checked on every device).
+    """
+    dis = dis or DisFlow()
+    loaded = load_raft_file(weights) if weights is not None else None
+    if device.type != "cuda":
+        if loaded is None and device.type == "cpu":
+            return FlowChoice(dis, None)
+        return _dis_because(dis, f"the device is {device}, and RAFT runs here only on CUDA")
+    try:
+        if loaded is not None:
+            model, name = loaded[0], f"{loaded[1]} from {Path(weights).name}"
+        else:
+            model, name = cached_raft("raft_small"), "raft_small (torchvision C_T_V2)"
+            if model is None:
+                cached = hub_weights_file("raft_small")
+                return _dis_because(
+                    dis, f"no RAFT weights (none in the torch hub cache: {cached}; --flow-weights PATH)"
+                )
+        return FlowChoice(FallbackFlow(RaftFlow(model, device, name=name), dis), None)
+    except Exception as exc:  # noqa: BLE001 - a corrupt cache file, a device error: DIS still works
+        return _dis_because(dis, f"RAFT failed to load ({_first_line(exc)})")
+
+
+def _dis_because(dis: DisFlow, reason: str) -> FlowChoice:
+    log.warning("consistency: optical flow runs with %s: %s", dis.label, reason)
+    return FlowChoice(dis, reason)

@@ -1,0 +1,189 @@
+"""The consistency stage's flow (inference/engine/device_flow.py): RAFT in batches of pairs on a device, the choice
+between RAFT and DIS with one log line when DIS stands in, RAFT weight files, and the fallback when RAFT fails."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision.models.optical_flow import raft_small
+
+from inference.core.errors import UserError
+from inference.core.stages import StageClock
+from inference.engine.consistency import ConsistencyStage
+from inference.engine.device_flow import (
+    DisFlow,
+    FallbackFlow,
+    RaftFlow,
+    cached_raft,
+    choose_flow,
+    hub_weights_file,
+    load_raft_file,
+    raft_size,
+)
+from inference.engine.flow import to_gray
+
+LOGGER = "inference.engine.device_flow"
+
+
+def _random_raft(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return raft_small(weights=None)
+
+
+@pytest.fixture(scope="module")
+def raft_file(tmp_path_factory) -> str:
+    """A raft_small state dict with random weights, saved as torch.save writes it (what --flow-weights reads)."""
+    path = tmp_path_factory.mktemp("raft") / "raft_small_random.pth"
+    torch.save(_random_raft().state_dict(), path)
+    return str(path)
+
+
+def _noisy(items):
+    """A stylizer that flickers: each frame plus fresh noise (seeded)."""
+    rng = np.random.default_rng(0)
+    for frame, meta in items:
+        noise = rng.normal(0, 20, frame.shape)
+        yield np.clip(frame + noise, 0, 255).astype(np.uint8), meta
+
+
+class ConstantFlow(nn.Module):
+    """Stands in for RAFT: a flow of (1, 2) pixels everywhere, at whatever size it is given (a list, as RAFT's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, ...]] = []
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, num_flow_updates: int = 12) -> list[torch.Tensor]:
+        self.sizes.append(tuple(a.shape))
+        flow = torch.ones(a.shape[0], 2, *a.shape[-2:])
+        flow[:, 1] = 2.0
+        return [flow]
+
+
+def test_raft_size_is_half_size_in_multiples_of_8_and_at_least_128():
+    assert raft_size(1080, 1920) == (544, 960)
+    assert raft_size(360, 640) == (176, 320)  # 180 rounds to a multiple of 8
+    assert raft_size(48, 80) == (128, 128)  # small frames are estimated enlarged
+    assert all(side % 8 == 0 for side in raft_size(333, 777))
+
+
+def test_flow_comes_back_in_pixels_of_the_frame():
+    """At the estimation size the flow is (1, 2) px; brought back to the frame it is scaled by the size ratio."""
+    model = ConstantFlow()
+    raft = RaftFlow(model, "cpu")
+    frames = torch.rand(3, 3, 360, 640) * 2 - 1
+    ahead, back = raft.pairs(frames)
+    assert model.sizes == [(4, 3, 176, 320)]  # one batch: 2 pairs forward and backward
+    assert ahead.shape == back.shape == (2, 2, 360, 640) and ahead.dtype == torch.float32
+    assert torch.allclose(ahead[:, 0], torch.tensor(640 / 320)) and torch.allclose(
+        ahead[:, 1], torch.tensor(2 * 360 / 176)
+    )
+
+
+def test_random_raft_pair_on_the_cpu(make_clip_frames):
+    a, b = make_clip_frames(2, size=(48, 80), shift=(2, 1))
+    raft = RaftFlow(_random_raft(), "cpu", updates=2)
+    back, ahead = raft.pair(a, b, to_gray(a), to_gray(b))
+    for flow in (back, ahead):
+        assert flow.shape == (1, 2, 48, 80) and flow.dtype == torch.float32 and flow.device.type == "cpu"
+        assert torch.isfinite(flow).all()
+    assert not torch.equal(back, ahead)
+    assert raft.label == "RAFT on cpu"
+
+
+def test_stage_runs_end_to_end_with_raft(make_clip_frames):
+    frames = make_clip_frames(4, size=(48, 64), shift=(2, 1))
+    calls = []
+    raft = RaftFlow(_random_raft(), "cpu", updates=2, name="raft_small (random)")
+    pair = raft.pair
+    raft.pair = lambda *args: calls.append(1) or pair(*args)
+    clock = StageClock()
+    stage = ConsistencyStage(0.8, clock=clock, flow=raft)
+    out = [frame for frame, _ in stage.run(((f, i) for i, f in enumerate(frames)), _noisy)]
+    assert len(out) == 4 and all(o.shape == (48, 64, 3) and o.dtype == np.uint8 for o in out)
+    assert len(calls) == 3  # one pair per frame after the first
+    assert clock.busy["flow"] > 0 and clock.notes["flow"] == "raft_small (random) on cpu"
+    assert "flow: raft_small (random) on cpu" in clock.table(1.0)
+
+
+def test_weight_files_round_trip_and_bad_ones_are_one_line_errors(raft_file, tmp_path):
+    model, variant = load_raft_file(raft_file)
+    assert variant == "raft_small"
+    expected = _random_raft().state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    for path, message in [
+        (tmp_path / "missing.pth", "no such file"),
+        (tmp_path / "junk.pth", "not a readable torch state dict"),
+        (tmp_path / "other.pth", "not a torchvision RAFT state dict"),
+    ]:
+        with pytest.raises(UserError, match=message) as exc:
+            load_raft_file(path)
+        assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_cached_weights_load_the_usual_way_and_are_never_downloaded(raft_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
+    assert cached_raft() is None
+    hub_weights_file().parent.mkdir(parents=True)
+    hub_weights_file().write_bytes(open(raft_file, "rb").read())
+    model = cached_raft()  # through torchvision's Raft_Small_Weights.DEFAULT, from the cache
+    assert torch.equal(model.state_dict()["feature_encoder.convnormrelu.0.weight"],
+                       _random_raft().state_dict()["feature_encoder.convnormrelu.0.weight"])  # fmt: skip
+
+
+def test_cpu_default_is_dis_without_a_word(caplog):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        choice = choose_flow(torch.device("cpu"))
+    assert isinstance(choice.estimator, DisFlow) and choice.reason is None
+    assert caplog.records == []
+
+
+def test_weights_off_cuda_give_dis_with_one_line(raft_file, caplog):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        choice = choose_flow(torch.device("cpu"), raft_file)
+    assert isinstance(choice.estimator, DisFlow)
+    assert [r.getMessage() for r in caplog.records] == [
+        "consistency: optical flow runs with OpenCV DIS (medium, x0.5) on the CPU: the device is cpu, and RAFT runs "
+        "here only on CUDA"
+    ]
+
+
+def test_gpu_without_weights_falls_back_to_dis_with_one_line(tmp_path, monkeypatch, caplog, make_clip_frames):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        choice = choose_flow(torch.device("cuda"))
+    assert len(caplog.records) == 1 and caplog.records[0].levelno == logging.WARNING
+    assert "no RAFT weights" in choice.reason and "--flow-weights PATH" in caplog.records[0].getMessage()
+    frames = make_clip_frames(3, size=(48, 64), shift=(2, 1))
+
+    def run(flow):
+        stage = ConsistencyStage(0.8, flow=flow)
+        return [f for f, _ in stage.run(((f, None) for f in frames), _noisy)]
+
+    # The fallback is the stage's own DIS: the same output, bit for bit.
+    assert all(np.array_equal(x, y) for x, y in zip(run(choice.estimator), run(None), strict=True))
+
+
+def test_raft_failing_mid_run_falls_back_once(make_clip_frames, caplog):
+    class Broken(nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    frames = make_clip_frames(4, size=(48, 64), shift=(2, 1))
+    flow = FallbackFlow(RaftFlow(Broken(), "cpu"), DisFlow())
+    clock = StageClock()
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        out = [f for f, _ in ConsistencyStage(0.8, clock=clock, flow=flow).run(((f, None) for f in frames), _noisy)]
+    assert len(out) == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        "consistency: RAFT failed (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB); optical flow "
+        "continues with OpenCV DIS (medium, x0.5) on the CPU"
+    ]
+    assert clock.notes["flow"].startswith("OpenCV DIS (medium, x0.5) on the CPU (RAFT failed: RuntimeError")
