@@ -38,40 +38,45 @@ from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, device_label,
 DEFAULT_CLIP = SHARED / "videos" / "big_buck_bunny_pan_2s.mp4"
 
 
-def build(args: argparse.Namespace, style: str, seed: int, network: str, temporal: bool):
-    """The module of one run; the seed is set right before construction, so both runs of a cell start equal."""
+def build(args: argparse.Namespace, cell: dict, temporal: bool):
+    """The module of one run (``cell``: style, seed, network, vgg_weights); the seed is set right before
+    construction, so both runs of a cell start equal."""
     from styletrain.module import StyleTransferModule
 
     options = {"temporal_balance": args.temporal_balance, "temporal_calibration_steps": args.calibration_steps}
     if args.style_balance is not None:
         options |= {"style_balance": args.style_balance}
-    torch.manual_seed(seed)
+    torch.manual_seed(cell["seed"])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore" if args.vgg_weights == "random" else "default")
-        return StyleTransferModule(
-            style=str(SHARED / "styles" / f"{style}.jpg"),
+        warnings.simplefilter("ignore" if cell["vgg_weights"] == "random" else "default")
+        module = StyleTransferModule(
+            style=str(SHARED / "styles" / f"{cell['style']}.jpg"),
             style_size=args.style_size,
-            network=network,
-            vgg_weights=args.vgg_weights,
+            network=cell["network"],
+            vgg_weights=cell["vgg_weights"],
             lr=args.lr,
-            motion_seed=seed,
+            motion_seed=cell["seed"],
             **(options if temporal else {k: v for k, v in options.items() if not k.startswith("temporal")}),
         )
+    return module.to(args.device)
 
 
-def train(args, module, stills: list[torch.Tensor], seed: int) -> float:
-    """``args.steps`` Adam steps; crops from a generator of their own (the same in both runs of a cell)."""
+def train(args, module, stills: list[torch.Tensor], cell: dict) -> float:
+    """``cell["steps"]`` Adam steps; crops from a generator of their own (the same in both runs of a cell)."""
     module.train()
     optimizer = torch.optim.Adam(module.net.parameters(), lr=args.lr)
-    data_gen = torch.Generator().manual_seed(seed)
+    data_gen = torch.Generator().manual_seed(cell["seed"])
     start = time.perf_counter()
-    for _ in range(args.steps):
-        batch = {"content": crop_batch(stills, args.image_size, args.batch_size, data_gen)}
+    for _ in range(cell["steps"]):
+        content = crop_batch(stills, args.image_size, args.batch_size, data_gen).to(args.device)
+        batch = {"content": content}
         generator = module.motion_generator() if module.temporal_on else None
         loss = module.loss_terms(batch, generator=generator)["total"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    if args.device.type == "cuda":
+        torch.cuda.synchronize(args.device)
     return time.perf_counter() - start
 
 
@@ -103,11 +108,13 @@ class Clip:
 
 @torch.no_grad()
 def stylize(module, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """``uint8 [H, W, 3]`` frames through the trained network (on its device), in batches of 4."""
     module.eval()
+    device = next(module.net.parameters()).device
     out = []
     for i in range(0, len(frames), 4):
-        x = torch.from_numpy(np.stack(frames[i : i + 4])).permute(0, 3, 1, 2).float() / 255.0
-        out += list((module(x).clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy())
+        x = torch.from_numpy(np.stack(frames[i : i + 4])).to(device).permute(0, 3, 1, 2).float() / 255.0
+        out += list((module(x).clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy())
     return out
 
 
@@ -117,13 +124,14 @@ def measure(clip: Clip, outputs: list[np.ndarray]) -> dict[str, float]:
     return {"warping_error": clip.warping_error(outputs)} | clip_stats(outputs, inputs=clip.frames)
 
 
-def run_cell(args, clip: Clip, stills, style: str, seed: int, network: str, strip_dir: Path | None) -> dict:
-    """Train the matched pair of one cell and compare them on the clip."""
-    cell: dict = {"style": style, "seed": seed, "network": network}
+def run_cell(args, clip: Clip, stills, cell: dict) -> dict:
+    """Train the matched pair of one ``cell`` (style, seed, network, steps, vgg_weights) and compare them on the
+    clip; returns the cell with its measurements added."""
+    cell = dict(cell)
     outputs = {}
     for name, temporal in (("per_frame", False), ("temporal", True)):
-        module = build(args, style, seed, network, temporal)
-        cell[f"{name}_train_s"] = train(args, module, stills, seed)
+        module = build(args, cell, temporal)
+        cell[f"{name}_train_s"] = train(args, module, stills, cell)
         outputs[name] = stylize(module, clip.frames)
         cell[name] = measure(clip, outputs[name])
         if temporal and module.temporal_balance is not None:
@@ -131,8 +139,10 @@ def run_cell(args, clip: Clip, stills, style: str, seed: int, network: str, stri
     cell["warp_ratio"] = cell["temporal"]["warping_error"] / cell["per_frame"]["warping_error"]
     cell["contrast_ratio"] = cell["temporal"]["contrast"] / cell["per_frame"]["contrast"]
     cell["meets"] = cell["warp_ratio"] <= 0.5 and cell["contrast_ratio"] >= 0.8
-    if strip_dir is not None:
-        save_strip(strip_dir / f"{style}-s{seed}-{network}.png", clip.frames, outputs)
+    if args.strip is not None:
+        tag = "random-" if cell["vgg_weights"] == "random" else ""
+        name = f"{tag}{cell['style']}-s{cell['seed']}-{cell['network']}-{cell['steps']}steps.png"
+        save_strip(args.strip / name, clip.frames, outputs)
     return cell
 
 
@@ -147,6 +157,8 @@ def save_strip(path: Path, frames: list[np.ndarray], outputs: dict[str, list[np.
 
 
 def summary(cells: list[dict]) -> dict:
+    """Median and worst over ``cells`` (the main grid only: the extra-length and random-feature cells are
+    reported beside it, not counted)."""
     ratios = [c["warp_ratio"] for c in cells]
     worst = max(cells, key=lambda c: c["warp_ratio"])
     return {
@@ -163,7 +175,8 @@ def summary(cells: list[dict]) -> dict:
 def print_cell(c: dict) -> None:
     pf, tp = c["per_frame"], c["temporal"]
     print(
-        f"{c['style']:>13} s{c['seed']} {c['network']:>5}: warp {c['warp_ratio']:.3f}x contrast "
+        f"{c['style']:>13} s{c['seed']} {c['network']:>5} {c['steps']} steps {c['vgg_weights']}: "
+        f"warp {c['warp_ratio']:.3f}x contrast "
         f"{c['contrast_ratio']:.3f}x | content_kept per-frame {pf['content_kept']:.3f} temporal "
         f"{tp['content_kept']:.3f} | {'meets' if c['meets'] else 'misses'}",
         flush=True,
@@ -190,8 +203,32 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=320)
     p.add_argument("--cut-factor", type=float, default=10.0)
     p.add_argument("--strip", type=Path, default=None, help="folder for one PNG strip per cell")
+    p.add_argument("--device", type=torch.device, default=torch.device("cpu"), help="cpu, cuda, cuda:1...")
+    p.add_argument(
+        "--extra-length", default=None, metavar="STYLE:STEPS", help="one style again at a second training length"
+    )
+    p.add_argument(
+        "--random-cells", type=int, default=0, help="repeat the first N main cells with a random-feature loss net"
+    )
     p.add_argument("--out", type=Path, required=True, help="results JSON")
     return p.parse_args(argv)
+
+
+def plan_cells(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """The main grid (styles x seeds x networks at ``--steps``), the extra training length and the random-feature
+    repeats, each cell as ``{style, seed, network, steps, vgg_weights}``."""
+    main_cells = [
+        {"style": style, "seed": int(seed), "network": network, "steps": args.steps, "vgg_weights": args.vgg_weights}
+        for network in args.networks.split(",")
+        for style in args.styles.split(",")
+        for seed in args.seeds.split(",")
+    ]
+    extra = []
+    if args.extra_length:
+        style, steps = args.extra_length.split(":")
+        extra = [c | {"steps": int(steps)} for c in main_cells if c["style"] == style]
+    random = [c | {"vgg_weights": "random"} for c in main_cells[: args.random_cells]]
+    return {"cells": main_cells, "extra_length_cells": extra, "random_feature_cells": random}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,20 +238,25 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"loss net {args.vgg_weights}; {args.steps} steps, {args.image_size}px, batch {args.batch_size}; clip "
         f"{args.clip.name} {len(clip.frames)} frames, {clip.cuts} cut pair(s) left out; "
-        f"device {device_label(torch.device('cpu'))}",
+        f"device {device_label(args.device)}",
         flush=True,
     )
-    cells = []
-    for network in args.networks.split(","):
-        for style in args.styles.split(","):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                cells.append(run_cell(args, clip, stills, style, seed, network, args.strip))
-                print_cell(cells[-1])
-    result = summary(cells)
+    measured: dict[str, list[dict]] = {}
+    for group, cells in plan_cells(args).items():
+        measured[group] = []
+        for cell in cells:
+            measured[group].append(run_cell(args, clip, stills, cell))
+            print_cell(measured[group][-1])
+    result = summary(measured["cells"])
     print(json.dumps(result))
-    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "cuts_left_out": clip.cuts, "summary": result}
+    payload = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "device": device_label(args.device),
+        "cuts_left_out": clip.cuts,
+        "summary": result,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload | {"cells": cells}, indent=2))
+    args.out.write_text(json.dumps(payload | measured, indent=2))
     print(f"wrote {args.out}")
 
 
