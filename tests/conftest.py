@@ -143,6 +143,28 @@ def scaled_loss_module(style_path: Path, feature_scale: float = 1.0, **overrides
     return module.train()
 
 
+# Luma weights (Kr, Kb) of ITU-R BT.601, BT.709 and BT.2020, from the recommendations themselves.
+ITU_LUMA_WEIGHTS = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+
+
+def yuv8_to_rgb_reference(matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The reference the colour tests check against, written from the ITU equations and not from the library.
+
+    Returns:
+        ``(A [3, 3], b [3])`` float64 with ``rgb = A @ (Y, Cb, Cr) + b`` for 8-bit samples and RGB in [0, 1]
+        (unclamped): ``R = Y' + 2(1 - Kr) Pr``, ``B = Y' + 2(1 - Kb) Pb``, ``G = (Y' - Kr R - Kb B) / Kg``, with
+        ``Y' = (Y - 16) / 219`` and ``P = (C - 128) / 224`` for limited range, ``/ 255`` and no 16 for full range.
+    """
+    kr, kb = ITU_LUMA_WEIGHTS[matrix]
+    kg = 1.0 - kr - kb
+    y_off, y_span, c_span = (0.0, 255.0, 255.0) if full_range else (16.0, 219.0, 224.0)
+    to_rgb = np.array(
+        [[1.0, 0.0, 2 * (1 - kr)], [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg], [1.0, 2 * (1 - kb), 0.0]]
+    )
+    a = to_rgb / np.array([y_span, c_span, c_span])
+    return a, -(a @ np.array([y_off, 128.0, 128.0]))
+
+
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic synthetic photo-like image.
 

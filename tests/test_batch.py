@@ -148,7 +148,7 @@ def test_bad_model_fails_before_anything_is_written(tmp_path, make_video, capsys
 def test_collector_reports_a_worker_that_died(tmp_path):
     import queue
 
-    from inference.app.worker_pool import _Collector
+    from inference.app.worker_pool import Collector
 
     class DeadProcess:
         exitcode = -9
@@ -163,7 +163,7 @@ def test_collector_reports_a_worker_that_died(tmp_path):
     results.put(("start", 0, 0))
     results.put(("done", 0, 0, Outcome("written", frames=3, seconds=1.0, device="cpu")))
     results.put(("start", 0, 1))
-    collector = _Collector(jobs, [DeadProcess()], ["cpu"], lambda i, o: reported.__setitem__(i, o))
+    collector = Collector(jobs, [DeadProcess()], ["cpu"], lambda i, o: reported.__setitem__(i, o))
     collector.check_workers(results)
     assert reported[0].status == "written"
     assert reported[1].status == "failed" and "the worker on cpu died (exit code -9)" in reported[1].message

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.app import batch
-from inference.app.batch import cap_workers
+from inference.app.batch import WORKER_MEMORY, cap_workers
 from inference.app.console import setup_logging
 
 from .conftest import run_cli
@@ -47,20 +46,19 @@ def test_workers_capped_at_the_files_with_one_line(tmp_path, make_video, model, 
     assert len(warnings) == 1 and "1000 worker processes lowered to 2 (2 files" in warnings[0], warnings
 
 
-def test_cap_workers_keeps_every_device_and_respects_cores_and_memory(monkeypatch, capsys):
+def test_cap_workers_keeps_every_device_and_respects_cores_and_memory(capsys):
     setup_logging(quiet=False)
-    monkeypatch.setattr(batch, "_available_memory", lambda: 64 * batch.WORKER_MEMORY)
-    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert cap_workers(["cuda:0", "cuda:0", "cuda:1", "cuda:1"], 2) == ["cuda:0", "cuda:1"]  # round-robin
-    assert cap_workers(["cpu"] * 8, 100) == ["cpu", "cpu"]
+    plenty = {"cores": 2, "free_memory": 64 * WORKER_MEMORY}
+    assert cap_workers(["cuda:0", "cuda:0", "cuda:1", "cuda:1"], 2, **plenty) == ["cuda:0", "cuda:1"]  # round-robin
+    assert cap_workers(["cpu"] * 8, 100, **plenty) == ["cpu", "cpu"]
     assert (
         capsys.readouterr().err.splitlines()[-1] == "warning: --workers: 8 worker processes lowered to 2 (2 CPU cores)"
     )
-    monkeypatch.setattr(batch, "_available_memory", lambda: 3 * batch.WORKER_MEMORY)
-    assert cap_workers(["cuda:0"] * 8, 100) == ["cuda:0"] * 3
+    assert cap_workers(["cuda:0"] * 8, 100, cores=2, free_memory=3 * WORKER_MEMORY) == ["cuda:0"] * 3
     assert "lowered to 3 (3.0 GiB free memory)" in capsys.readouterr().err
-    assert cap_workers(["cuda:0"] * 2, 5) == ["cuda:0"] * 2
+    assert cap_workers(["cuda:0"] * 2, 5, **plenty) == ["cuda:0"] * 2
     assert capsys.readouterr().err == ""  # nothing lowered, nothing said
+    assert cap_workers(["cpu"], 1) == ["cpu"]  # this machine's own cores and memory allow one worker
 
 
 @pytest.mark.parametrize("where", ["input", "output"])

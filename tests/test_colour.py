@@ -19,6 +19,8 @@ from PIL import Image
 
 from inference.core.colour import YuvSpec, i420_to_rgb, luma, rgb_to_i420, to_float, to_uint8
 
+from .conftest import yuv8_to_rgb_reference
+
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "data" / "samples" / "content").glob("*.jpg"))
 SWS_COLORSPACE = {"bt601": "itu601", "bt709": "itu709", "bt2020": "bt2020"}
 # swscale's exact path: nearest-neighbour chroma (as an unscaled conversion does), accurate rounding, full chroma
@@ -57,8 +59,8 @@ def _exact(planes: np.ndarray, spec: YuvSpec) -> np.ndarray:
     h, w = planes.shape[0] * 2 // 3, planes.shape[1]
     uv = planes[h:].reshape(2, h // 2, w // 2).repeat(2, 1).repeat(2, 2).astype(np.float64)
     yuv = np.concatenate((planes[None, :h].astype(np.float64), uv))
-    a, b = spec._affine()
-    return 255.0 * (np.einsum("ij,jhw->ihw", a.double().numpy(), yuv) + b.double().numpy()[:, None, None])
+    a, b = yuv8_to_rgb_reference(spec.matrix, spec.full_range)
+    return 255.0 * (np.einsum("ij,jhw->ihw", a, yuv) + b[:, None, None])
 
 
 def _ours(planes: np.ndarray, spec: YuvSpec) -> torch.Tensor:

@@ -24,6 +24,8 @@ from inference.engine.index_limit import INDEX_LIMIT, PeakTensor
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
 
+from .conftest import yuv8_to_rgb_reference
+
 
 class _RaiseAbove(nn.Module):
     """Identity that raises ``error`` for batches larger than ``limit`` and records every batch size."""
@@ -180,17 +182,20 @@ def test_finding_17_precision_probe_runs_the_configured_network(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ 5: RAFT workers
-def test_finding_05_raft_loaders_spawn_their_workers(tmp_path, make_image_folder):
+def test_finding_05_raft_loaders_spawn_their_workers(tmp_path, make_image_folder, make_video):
     from styletrain.data.module import StyleDataModule, worker_context
 
     assert worker_context("raft", 2) == "spawn" and worker_context("raft_small", 1) == "spawn"
     assert worker_context("dis", 2) is None and worker_context("raft", 0) is None
-    dm = StyleDataModule(path=str(make_image_folder(tmp_path / "img", 4)), flow_method="raft", num_workers=1)
-    loader = dm._loader(list(range(4)), shuffle=False, drop_last=False, flow=True)
-    assert loader.multiprocessing_context is not None
-    assert loader.multiprocessing_context.get_start_method() == "spawn"
-    still = dm._loader(list(range(4)), shuffle=False, drop_last=False)
-    assert still.multiprocessing_context is None
+    clip = make_video(tmp_path / "pairs.mp4", n_frames=4, audio=False)
+    dm = StyleDataModule(
+        path=str(make_image_folder(tmp_path / "img", 4)), video_pairs=[str(clip)], video_pair_ratio=0.5,
+        flow_method="raft", num_workers=1, val_size=1,
+    )  # fmt: skip
+    mixed = dm.train_dataloader()  # no flow is estimated (and no worker started) until the loaders are iterated
+    assert mixed.pairs.multiprocessing_context is not None
+    assert mixed.pairs.multiprocessing_context.get_start_method() == "spawn"
+    assert mixed.still.multiprocessing_context is None and dm.val_dataloader().multiprocessing_context is None
 
 
 # ------------------------------------------------------------------------------------------ 9: training syncs
@@ -248,7 +253,7 @@ def test_finding_09_progress_bar_loss_only_on_logging_steps(style_path, content)
     module.log_dict = lambda *a, **k: None
     optimizer = torch.optim.Adam(module.net.parameters())
     module.optimizers = lambda: optimizer
-    module._trainer = SimpleNamespace(log_every_n_steps=3, global_step=0)
+    module.trainer = SimpleNamespace(log_every_n_steps=3, global_step=0)
     for i in range(6):
         step["i"] = i
         module.training_step({"content": content}, i)
@@ -277,9 +282,10 @@ def test_finding_10_clip_callback_reads_log_dir_on_every_rank(tmp_path, make_ima
     module = SimpleNamespace(device=torch.device("cpu"), training=False, log=lambda *a, **k: None)
     module.eval = module.train = lambda *a, **k: None
     net = build_network("tiny").eval()
+    first_batch = {"content": torch.from_numpy(make_image(32, 32)).permute(2, 0, 1)[None].float() / 255}
     for rank in (0, 1):
         cb = TemporalValidation(n_frames=3, max_side=32, log_video=True)
-        cb._source = make_image(32, 32)
+        cb.on_validation_batch_start(Trainer(rank), module, first_batch, 0)  # the clip pans over this image
         cb.on_validation_epoch_end(Trainer(rank), _Callable(module, net))
     assert sorted(reads) == [0, 1]
     assert len(list((tmp_path / "temporal_clips").glob("*.mp4"))) == 1  # written by rank 0 only
@@ -315,19 +321,44 @@ def test_finding_11_channels_last_is_advised_only_with_compile():
 
 # ------------------------------------------------------------------------------------------ 2: device selection
 @pytest.fixture
-def unbound(monkeypatch):
-    """Leave no worker binding behind: host thread share restored, media GPU bound in a throwaway context."""
+def unbound():
+    """Leave no worker binding behind: media GPU bound in a throwaway context, and this process back to "not a pool
+    worker" (all host threads) before and after the test."""
     import contextvars
 
     from inference.core import devices
 
-    monkeypatch.setattr(devices, "_HOST_THREADS", None)
-    return contextvars.copy_context()
+    context = contextvars.copy_context()
+    context.run(devices.bind_worker, "cpu", None)
+    yield context
+    context.run(devices.bind_worker, "cpu", None)
 
 
-def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound):
+def _hwaccel_opens(monkeypatch, decode_on_hw: bool) -> list:
+    """Pretend FFmpeg was built with CUDA; record the ``HWAccel`` of every ``av.open`` that asks for one, which then
+    fails as NVDEC does without a GPU (``decode_on_hw`` False) or opens the file without it (a silent software
+    fallback, ``decode_on_hw`` True)."""
+    import av
+    from av.codec import hwaccel
+
+    asked: list = []
+    real_open = av.open
+
+    def open_(*args, hwaccel=None, **kwargs):
+        if hwaccel is not None:
+            asked.append(hwaccel)
+            if not decode_on_hw:
+                raise RuntimeError("Hardware accelerated decode requested but no stream is compatible")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(hwaccel, "hwdevices_available", lambda: ["cuda"])
+    monkeypatch.setattr(av, "open", open_)
+    return asked
+
+
+def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound, tmp_path, make_video):
     from inference.core import devices
-    from inference.io import video_reader
+    from inference.io.video_reader import VideoSource
 
     calls: list[int] = []
     monkeypatch.setattr(torch.cuda, "set_device", calls.append)
@@ -337,16 +368,19 @@ def test_finding_02_worker_maps_to_its_physical_gpu(monkeypatch, unbound):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     assert devices.cuda_index("cuda") == 1 and devices.physical_id(1) == "3"
 
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    asked = _hwaccel_opens(monkeypatch, decode_on_hw=False)
+
     def in_worker():
         devices.bind_worker("cuda:1", 4)
-        candidates = video_reader._hwaccel_candidates(True)
-        return devices.nvdec_device(), devices.nvenc_options(), candidates
+        VideoSource(clip).close()
+        return devices.nvdec_device(), devices.nvenc_options()
 
-    nvdec, nvenc, candidates = unbound.run(in_worker)
+    nvdec, nvenc = unbound.run(in_worker)
     assert calls == [1]  # torch's current device is the worker's GPU
     assert nvdec == "1" and nvenc == {"gpu": "1"}  # NVDEC and NVENC on it too, not on GPU 0
-    if candidates[0] is not None:  # FFmpeg built with CUDA: the decoder is created for GPU 1, without silent fallback
-        assert candidates[0].device_id == 1 and candidates[0].allow_software_fallback is False
+    # The decoder is created for GPU 1, without a silent software fallback.
+    assert [(hw.device_id, hw.allow_software_fallback) for hw in asked] == [(1, False)]
     calls.clear()
     assert unbound.run(lambda: (devices.bind_worker("cpu", 2), devices.nvenc_options())[1]) == {}
     assert calls == []
@@ -397,21 +431,19 @@ def test_finding_02_stylize_file_binds_the_stylizers_gpu(monkeypatch, unbound, t
 
 
 # ------------------------------------------------------------------------------------------ 3: NVDEC fallback
-def test_finding_03_nvdec_decided_from_the_first_frame_not_is_hwaccel():
-    from inference.io.video_reader import _decoder_name, decoded_on_nvdec
+def test_finding_03_nvdec_decided_from_the_first_frame_not_is_hwaccel(monkeypatch, tmp_path, make_video):
+    from inference.io.video_reader import VideoSource, decoded_on_nvdec
 
     # A hardware device attached, but the software decoder produced the frame: not NVDEC.
     assert not decoded_on_nvdec(True, "yuv420p", "yuv420p")
     assert decoded_on_nvdec(True, "cuda", "nv12") and decoded_on_nvdec(True, "cuda", "cuda")
     assert not decoded_on_nvdec(False, "cuda", "nv12")
-    ctx = SimpleNamespace(
-        name="h264", is_hwaccel=True, format=SimpleNamespace(name="yuv420p"), thread_count=17,
-        thread_type=SimpleNamespace(name="AUTO"),
-    )  # fmt: skip
-    frame = SimpleNamespace(format=SimpleNamespace(name="yuv420p"))
-    assert _decoder_name(SimpleNamespace(codec_context=ctx), True, frame) == "h264 (software, auto threads)"
-    ctx.format, frame.format = SimpleNamespace(name="cuda"), SimpleNamespace(name="nv12")
-    assert "on NVDEC" in _decoder_name(SimpleNamespace(codec_context=ctx), True, frame)
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    asked = _hwaccel_opens(monkeypatch, decode_on_hw=True)  # NVDEC asked for, software frames out
+    source = VideoSource(clip)
+    source.close()
+    assert len(asked) == 1 and source.decoder == "h264 (software, auto threads)"
+    # The name on a real NVDEC decode is checked on a GPU (test_gpu_fixes_cuda.py, finding 03).
 
 
 def test_finding_03_nvdec_threads_keep_surfaces_within_32(monkeypatch, unbound):
@@ -477,8 +509,8 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
     for i in range(3):
         tasks.put((i, str(clip), str(tmp_path / f"o{i}.mp4")))
     tasks.put(None)
-    seat, spec = worker_pool._Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
-    unbound.run(worker_pool._serve, seat, spec, tasks, results)
+    seat, spec = worker_pool.Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
+    unbound.run(worker_pool.serve, seat, spec, tasks, results)
     messages = [results.get_nowait() for _ in range(results.qsize())]
     assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire
     assert tasks.qsize() == 3  # two files and the end marker, left to the other workers
@@ -506,20 +538,18 @@ def test_finding_14_gpu_workers_share_the_host_cores(unbound, tmp_path, make_vid
 
 # ------------------------------------------------------------------------------------------ 4: colour host copies
 def test_finding_04_colour_matrices_are_made_once_per_device(monkeypatch):
-    import inference.core.colour as colour
     from inference.core.colour import YuvSpec, i420_to_rgb, rgb_to_i420
 
-    built: list[YuvSpec] = []
-    affine = YuvSpec._affine
-    monkeypatch.setattr(YuvSpec, "_affine", lambda self: (built.append(self), affine(self))[1])
-    colour._device_affine.cache_clear()
-    spec = YuvSpec("bt709")
+    inverted: list[torch.Tensor] = []
+    inv = torch.linalg.inv
+    monkeypatch.setattr(torch.linalg, "inv", lambda a: (inverted.append(a), inv(a))[1])
+    spec = YuvSpec("bt2020", full_range=True, chroma_left=True)
     planes = torch.randint(0, 256, (2, 24, 32), dtype=torch.uint8)
     for _ in range(4):  # four batches, in and out
         rgb_to_i420(i420_to_rgb(planes, spec), spec)
-    # The matrix and offsets are built (and, on a GPU, copied to it) once for each direction, not once per batch.
-    assert len(built) == 2 and colour._device_affine.cache_info().hits == 6
-    colour._device_affine.cache_clear()
+    # The RGB -> YUV matrix is made (and, on a GPU, copied to it) once per spec and device, not once per batch (at
+    # most once here: an earlier test may have converted with this spec already).
+    assert len(inverted) <= 1
 
 
 # ------------------------------------------------------------------------------------------ 16: chroma siting
@@ -563,13 +593,12 @@ def test_finding_16_left_sited_downsampling_keeps_a_ramp_in_place():
     """A chroma ramp along x comes out sampled at the even columns (left siting), not half a pixel to the right."""
     from inference.core.colour import YuvSpec, rgb_to_i420
 
-    spec = YuvSpec("bt709", chroma_left=True)
     h, w = 8, 32
     x = torch.arange(w, dtype=torch.float64)
     yuv = torch.stack((torch.full((h, w), 120.0, dtype=torch.float64), (100 + 4 * x).expand(h, w),
                        torch.full((h, w), 128.0, dtype=torch.float64)))  # fmt: skip
-    a, b = spec._affine()
-    rgb = (torch.einsum("ij,jhw->ihw", a.double(), yuv) + b.double()[:, None, None]).float()[None]
+    a, b = (torch.from_numpy(m) for m in yuv8_to_rgb_reference("bt709", full_range=False))
+    rgb = (torch.einsum("ij,jhw->ihw", a, yuv) + b[:, None, None]).float()[None]
     for left, shift in ((True, 0.0), (False, 0.5)):
         out = rgb_to_i420(rgb, YuvSpec("bt709", chroma_left=left))[0]
         u = out[h : h + h // 4].reshape(h // 2, w // 2)[0].double()
@@ -582,7 +611,6 @@ import sys
 from datetime import timedelta
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -616,7 +644,8 @@ class Module:
 
 
 cb = TemporalValidation(n_frames=3, max_side=32, log_video=True)
-cb._source = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+first_batch = {"content": torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))}
+cb.on_validation_batch_start(Trainer(), Module(), first_batch, 0)  # the clip pans over this image
 cb.on_validation_epoch_end(Trainer(), Module())
 dist.barrier()
 dist.destroy_process_group()  # without it gloo's threads may abort the process at exit ("terminate called ...")

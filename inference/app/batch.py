@@ -281,19 +281,24 @@ def _output_folder(folder: Path) -> Iterator[None]:
             folder.rmdir()
 
 
-def cap_workers(devices: list[str], files: int) -> list[str]:
+def cap_workers(
+    devices: list[str], files: int, *, cores: int | None = None, free_memory: int | None = None
+) -> list[str]:
     """Keep at most one worker per file, per usable CPU core (for CPU workers) and per share of free memory.
 
     Args:
         devices: One entry per requested worker, e.g. ``["cpu"] * 1000`` or ``["cuda:0", "cuda:0", "cuda:1"]``.
         files: Files left to stylize.
+        cores: CPU cores this process may use; ``None`` reads its CPU affinity.
+        free_memory: Bytes of memory available to new processes; ``None`` reads the system's.
 
     Returns:
         The entries kept, taken round-robin over the devices so each keeps its share. A ``warning:`` line says so
         when any is dropped.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    free = _available_memory()
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    free = _available_memory() if free_memory is None else free_memory
     limits = {f"{files} files": files, f"{free / 2**30:.1f} GiB free memory": max(1, free // WORKER_MEMORY)}
     # Round-robin order: the n-th worker of every device before the (n+1)-th of any.
     ranked = sorted(range(len(devices)), key=lambda i: (devices[:i].count(devices[i]), i))

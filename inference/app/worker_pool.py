@@ -42,7 +42,7 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
-class _Seat:
+class Seat:
     """One worker's place: its id (in messages), its device and its share of the host threads (``None``: all)."""
 
     wid: int
@@ -71,21 +71,28 @@ def run_pool(
     # workers for x264 and the decoder (inference.core.devices).
     budgets = host_thread_budgets(devices)
     for wid, (device, threads) in enumerate(zip(devices, budgets, strict=True)):
-        args = (_Seat(wid, device, threads), spec, task_q, result_q)
+        args = (Seat(wid, device, threads), spec, task_q, result_q)
         procs.append(ctx.Process(target=_worker, args=args, name=f"stylize-video {device}", daemon=True))
     for proc in procs:
         proc.start()
     finished = False
     try:
-        _Collector(dict(tasks), procs, devices, report).run(result_q)
+        Collector(dict(tasks), procs, devices, report).run(result_q)
         finished = True
     finally:
         task_q.cancel_join_thread()  # Tasks nobody will read must not block this process's exit.
         _stop(procs, gently=finished)
 
 
-class _Collector:
-    """Read worker messages until every task has an outcome; notice workers that die."""
+class Collector:
+    """Read worker messages until every task has an outcome; notice workers that die.
+
+    Args:
+        jobs: The tasks by index.
+        procs: One per worker id: anything with ``is_alive()`` and ``exitcode`` (the spawned processes).
+        devices: Each worker's device, named in the line about a worker that died.
+        report: Called as ``report(index, outcome)`` once per task.
+    """
 
     def __init__(
         self, jobs: dict[int, Job], procs: list[Any], devices: list[str], report: Callable[[int, Outcome], None]
@@ -153,16 +160,24 @@ def _stop(procs: list[Any], *, gently: bool) -> None:
 
 
 def _worker(*args: Any) -> None:
-    """A worker process: :func:`_serve` (same arguments) with SIGTERM and Ctrl-C turned into a clean exit."""
+    """A worker process: :func:`serve` (same arguments) with SIGTERM and Ctrl-C turned into a clean exit."""
     try:
         with terminate_on_sigterm():
-            _serve(*args)
+            serve(*args)
     except KeyboardInterrupt as exc:  # Ctrl-C reaches every process of the terminal; SIGTERM comes from the parent.
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
 
-def _serve(seat: _Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
-    """Load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)`` tuples."""
+def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
+    """One worker: load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)``.
+
+    Args:
+        seat: The worker's id, device and host threads (bound here, see :func:`~inference.core.devices.bind_worker`).
+        spec: What to load and how to stylize each file.
+        tasks: Queue of ``(index, src, dst)`` tuples; ``None`` ends the worker. Tasks are left there for the other
+            workers when this one retires after a sticky CUDA error.
+        results: Queue the messages go to (read by :class:`Collector`); any queue with ``get``/``put`` works.
+    """
 
     from inference.app.console import setup_logging
 
