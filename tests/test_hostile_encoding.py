@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -116,8 +117,8 @@ def test_a_crashed_writer_leaves_nothing_for_the_next_run(tmp_path):
     assert r.returncode < 0  # killed by SIGABRT, like the heap-corruption abort
     stale = [p.name for p in tmp_path.iterdir()]
     assert len(stale) == 1 and stale[0].startswith(".out.mp4.tmp-"), stale
-    dead_pid = stale[0].split(".tmp-")[1].split("-")[0]
-    live = tmp_path / f".other.mkv.tmp-{os.getpid()}-{atomic._host()}~abcd.mkv"
+    dead_pid, host = re.fullmatch(r"\.out\.mp4\.tmp-(\d+)-(.+)~.*", stale[0]).groups()  # pid and host of the writer
+    live = tmp_path / f".other.mkv.tmp-{os.getpid()}-{host}~abcd.mkv"
     foreign = tmp_path / f".other.mkv.tmp-{dead_pid}-some-other-host~abcd.mkv"
     live.write_bytes(b"busy")
     foreign.write_bytes(b"busy")

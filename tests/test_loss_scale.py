@@ -12,13 +12,24 @@ from styletrain.module import StyleTransferModule
 from .conftest import scaled_loss_module
 
 
+def _perceptual_weights(module: StyleTransferModule) -> dict[str, torch.Tensor | float]:
+    """The content, style and TV weights a training step uses: the configured ones, or with relative weights the
+    ones the perceptual balance calibrated."""
+    weights = dict(module.loss_weights)
+    if module.perceptual_balance is not None:
+        weights |= module.perceptual_balance.weights(weights["content"])
+    return weights
+
+
 def _weighted_ratios(module: StyleTransferModule, content: torch.Tensor, steps: int) -> list[dict[str, float]]:
     """Train ``steps`` steps; per step, the weighted style and TV terms as multiples of the weighted content term."""
     optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-2)
     ratios = []
     for _ in range(steps):
         terms = module.loss_terms({"content": content})
-        weights = module._weights(terms)  # the frozen weights the step used (calibration is over by then)
+        weights = _perceptual_weights(module)  # the frozen weights the step used (calibration is over by then)
+        used = sum(weights[k] * terms[k].detach() for k in ("content", "style", "tv"))
+        assert float(terms["total"]) == pytest.approx(float(used), rel=1e-5)  # they are the weights the step used
         weighted = {k: float(weights[k] * terms[k].detach()) for k in ("content", "style", "tv")}
         ratios.append({k: weighted[k] / weighted["content"] for k in ("style", "tv")})
         optimizer.zero_grad()
@@ -45,7 +56,7 @@ def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(
     with torch.no_grad():
         module.loss_terms({"content": content})  # the first training batch calibrates
         references = module.perceptual.reference_terms(content)
-    weights = module._weights({})
+    weights = _perceptual_weights(module)
     energy = module.loss_weights["content"] * float(references["ref_content"])
     assert float(weights["style"] * references["ref_style"]) == pytest.approx(2.0 * energy, rel=1e-4)
     assert float(weights["tv"] * references["ref_tv"]) == pytest.approx(0.5 * energy, rel=1e-4)
@@ -54,7 +65,7 @@ def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(
     assert calibration["style_balance"] == 2.0 and calibration["style_weight"] == pytest.approx(float(weights["style"]))
     # Evaluation neither calibrates nor changes the weights.
     module.eval().loss_terms({"content": content.flip(-1)})
-    assert float(module._weights({})["style"]) == float(weights["style"])
+    assert float(_perceptual_weights(module)["style"]) == float(weights["style"])
 
 
 def test_invalid_balances_are_user_errors(style_path):

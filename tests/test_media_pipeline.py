@@ -137,20 +137,24 @@ def test_stats_times_every_stage(tmp_path, make_video, identity, capsys):
 
 
 def test_decoder_falls_back_to_software(tmp_path, make_video, monkeypatch, caplog):
+    from av.codec import hwaccel
+
     src = make_video(tmp_path / "in.mp4", n_frames=4, audio=False)
-    real_open = video_reader._open_container
+    real_open = av.open
+    asked = []
 
-    def no_nvdec(path, hw):
-        if hw is not None:
-            raise MediaError("NVDEC: no device")
-        return real_open(path, hw)
+    def no_nvdec(*args, hwaccel=None, **kwargs):
+        if hwaccel is not None:
+            asked.append(hwaccel)
+            raise av.error.FFmpegError(22, "NVDEC: no device")  # what FFmpeg says when the CUDA device cannot start
+        return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(video_reader, "_hwaccel_candidates", lambda hw: ["cuda", None])
-    monkeypatch.setattr(video_reader, "_open_container", no_nvdec)
+    monkeypatch.setattr(hwaccel, "hwdevices_available", lambda: ["cuda"])  # as if FFmpeg were built with CUDA
+    monkeypatch.setattr(av, "open", no_nvdec)
     with caplog.at_level(logging.INFO, logger="inference"):
         source = open_source(src)
         assert len(list(source.frames())) == 4
-    assert "software" in source.decoder
+    assert len(asked) == 1 and "software" in source.decoder
     assert [r.message for r in caplog.records if "decoding with" in r.message] == [
         f"{src}: decoding with {source.decoder}"
     ]
@@ -234,11 +238,18 @@ def test_sink_constructor_failure_releases_files(tmp_path, make_video, monkeypat
     real_open = av.open
 
     class Spy:
+        refuse_streams = False
+
         def __init__(self, c):
             self.c, self.closed = c, False
 
         def __getattr__(self, name):
             return getattr(self.c, name)
+
+        def add_stream(self, *args, **kwargs):
+            if self.refuse_streams:
+                raise ValueError("stream broke")
+            return self.c.add_stream(*args, **kwargs)
 
         def close(self):
             self.closed = True
@@ -258,10 +269,7 @@ def test_sink_constructor_failure_releases_files(tmp_path, make_video, monkeypat
         VideoSink(tmp_path / "o.mp4", src.info, EncodeOptions())
     assert len(opened) == 1 and opened[0].closed
 
-    def broken_stream(self, ext):
-        raise MediaError("stream broke")
-
-    monkeypatch.setattr(VideoSink, "_add_stream", broken_stream)
+    Spy.refuse_streams = True
     with pytest.raises(MediaError, match="stream broke"):
         VideoSink(tmp_path / "o2.mp4", src.info, EncodeOptions())
     assert len(opened) == 2 and opened[1].closed
