@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from inference.engine.flow import dis_flow, flow_tensor
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,13 @@ class RaftFlow:
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._last: tuple[np.ndarray, Tensor] | None = None  # the latest uploaded frame, reused by the next pair
 
-    def _upload(self, frame: np.ndarray) -> Tensor:
-        """``uint8 [H,W,3]`` host RGB -> ``float32 [1,3,H,W]`` in [-1, 1] on the device (RAFT's input range); the
-        previous call's frame is reused, so each frame of a sequence crosses the bus once."""
-        if self._last is not None and self._last[0] is frame:
+    def _upload(self, frame: np.ndarray, reuse: bool = False) -> Tensor:
+        """``uint8 [H,W,3]`` host RGB -> ``float32 [1,3,H,W]`` in [-1, 1] on the device (RAFT's input range).
+
+        With ``reuse``, the tensor of the latest upload is returned when it came from this same array: a pair's
+        earlier frame is the previous pair's later one, so each frame crosses the bus once. A pair's later frame is
+        always uploaded, in case the caller refills one array frame after frame."""
+        if reuse and self._last is not None and self._last[0] is frame:
             return self._last[1]
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float().mul_(2.0 / 255.0).sub_(1.0)
@@ -163,7 +166,7 @@ class RaftFlow:
         """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` CPU."""
         stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
         with stream:
-            ahead, back = self.pairs(torch.cat((self._upload(prev), self._upload(frame))))
+            ahead, back = self.pairs(torch.cat((self._upload(prev, reuse=True), self._upload(frame))))
             return back.cpu(), ahead.cpu()
 
 
@@ -221,26 +224,29 @@ def load_raft_file(path: str | Path) -> tuple[nn.Module, str]:
         ``(model, variant)`` with ``variant`` in :data:`RAFT_VARIANTS`.
 
     Raises:
-        UserError: Missing or unreadable file, or not a RAFT state dict (one line naming the file).
+        OptionError: Missing or unreadable file, or not a RAFT state dict (one line naming ``flow_weights`` and the
+            file; the command line names its flag).
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--flow-weights {path}: no such file")
+        raise OptionError("flow_weights", f"{path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and IO errors all mean "not a readable state dict"
-        raise UserError(f"--flow-weights {path}: not a readable torch state dict ({type(exc).__name__})") from None
+        raise OptionError("flow_weights", f"{path}: not a readable torch state dict ({type(exc).__name__})") from None
     if not isinstance(state, dict):
-        raise UserError(f"--flow-weights {path}: not a state dict (a {type(state).__name__})")
+        raise OptionError("flow_weights", f"{path}: not a state dict (a {type(state).__name__})")
     for variant in RAFT_VARIANTS:
         model = _builder(variant)(weights=None)
         if set(model.state_dict()) == set(state):
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:
-                raise UserError(f"--flow-weights {path}: {variant} weights of the wrong shapes ({exc!s:.80})") from None
+                raise OptionError(
+                    "flow_weights", f"{path}: {variant} weights of the wrong shapes ({exc!s:.80})"
+                ) from None
             return model, variant
-    raise UserError(f"--flow-weights {path}: not a torchvision RAFT state dict (raft_small or raft_large)")
+    raise OptionError("flow_weights", f"{path}: not a torchvision RAFT state dict (raft_small or raft_large)")
 
 
 def cached_raft(variant: str = "raft_small") -> nn.Module | None:
@@ -276,7 +282,7 @@ def choose_flow(device: torch.device, weights: str | Path | None = None, *, dis:
         dis: The DIS estimator to use or fall back to (default :class:`DisFlow` ()).
 
     Raises:
-        UserError: ``weights`` is given but is not a readable RAFT state dict (checked on every device).
+        OptionError: ``weights`` is given but is not a readable RAFT state dict (checked on every device).
     """
     dis = dis or DisFlow()
     loaded = load_raft_file(weights) if weights is not None else None
@@ -292,7 +298,8 @@ def choose_flow(device: torch.device, weights: str | Path | None = None, *, dis:
             if model is None:
                 cached = hub_weights_file("raft_small")
                 return _dis_because(
-                    dis, f"no RAFT weights (none in the torch hub cache: {cached}; --flow-weights PATH)"
+                    dis,
+                    f"no RAFT weights (none in the torch hub cache: {cached}; pass flow_weights, --flow-weights PATH)",
                 )
         return FlowChoice(FallbackFlow(RaftFlow(model, device, name=name), dis), None)
     except Exception as exc:  # noqa: BLE001 - a corrupt cache file, a device error: DIS still works
