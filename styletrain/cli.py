@@ -17,6 +17,7 @@ space-separated values. Each ``fit`` writes its checkpoints to its own folder (:
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from typing import Any, NoReturn
 import yaml
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from inference.core.errors import UserError, exit_on_user_error
+from inference.core.errors import OptionError, UserError, exit_on_user_error
 from styletrain.callbacks import ExportArtifact, LastAndBestCheckpoint, StyleSamples, Throughput
 from styletrain.data.module import StyleDataModule
 from styletrain.loggers import configure_wandb_mode, is_wandb_logger
@@ -279,6 +280,24 @@ def _user_error_in_chain(exc: BaseException) -> UserError | None:
     return None
 
 
+def flag_of(field: str) -> str:
+    """The command-line flag of a field of the model or data module: ``vgg_weights`` -> ``--model.vgg_weights``,
+    ``image_size`` -> ``--data.image_size``; the style images have the ``--style`` shortcut."""
+    if field == "style":
+        return "--style"
+    in_data = field in inspect.signature(StyleDataModule).parameters
+    return (
+        f"--data.{field}"
+        if in_data and field not in inspect.signature(StyleTransferModule).parameters
+        else (f"--model.{field}")
+    )
+
+
+def with_flags(error: UserError) -> UserError:
+    """``error`` as the command line says it: the library names fields (:class:`OptionError`), the CLI its flags."""
+    return UserError(error.with_flags(flag_of)) if isinstance(error, OptionError) else error
+
+
 def _finish_wandb() -> None:
     """Close an open W&B run so its closing messages come before our last line."""
     wandb = sys.modules.get("wandb")
@@ -362,7 +381,7 @@ def main(args: list[str] | None = None) -> None:
         error = _user_error_in_chain(exc)
         if error is None:
             raise
-        raise error from None
+        raise with_flags(error) from None
     finally:
         if owns_run_id:
             os.environ.pop(RUN_ID_ENV, None)

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from styletrain.vgg import IMAGENET_MEAN, IMAGENET_STD, check_layers, load_features
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)
@@ -49,7 +49,6 @@ class LossNetwork(nn.Module):
             torchvision state_dict (``.pth`` or ``.safetensors``, whole model or ``.features``), or ``"random"``
             (tests and dry runs only; warns loudly). See :mod:`styletrain.vgg`.
         layers: Layer names such as ``"relu2_2"``; an unknown name raises a ``UserError`` listing the valid ones.
-        option: The command-line option that sets ``weights``, named in error messages and warnings.
     """
 
     def __init__(
@@ -57,14 +56,13 @@ class LossNetwork(nn.Module):
         arch: str = "vgg16",
         weights: str = "imagenet",
         layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-        option: str = "--model.vgg_weights",
     ) -> None:
         super().__init__()
         self.arch = arch
         self.weights = str(weights)
         self.layers = list(dict.fromkeys(layers))  # keep order, drop duplicates
         self._indices = check_layers(arch, self.layers)
-        self.features = load_features(arch, self.weights, depth=max(self._indices.values()) + 1, option=option)
+        self.features = load_features(arch, self.weights, depth=max(self._indices.values()) + 1)
         self.features.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -202,7 +200,6 @@ class PerceptualLoss(nn.Module):
         arch: Loss network architecture, ``"vgg16"`` or ``"vgg19"``.
         vgg_weights: ``"imagenet"``, a local state_dict path, or ``"random"`` (tests only); see :class:`LossNetwork`.
         loss_network: An existing :class:`LossNetwork` to share (its layers must cover the ones above).
-        option: The command-line option that sets ``vgg_weights``, named in error messages.
     """
 
     def __init__(
@@ -215,17 +212,16 @@ class PerceptualLoss(nn.Module):
         arch: str = "vgg16",
         vgg_weights: str = "imagenet",
         loss_network: LossNetwork | None = None,
-        option: str = "--model.vgg_weights",
     ) -> None:
         super().__init__()
         for name, value in (("content", content_weight), ("style", style_weight), ("tv", tv_weight)):
             if value < 0:
-                raise UserError(f"--model.{name}_weight must be >= 0, got {value}")
+                raise OptionError(f"{name}_weight", f"must be >= 0, got {value}")
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         needed = list(dict.fromkeys(self.content_layers + self.style_layers))
         if loss_network is None:
-            loss_network = LossNetwork(arch, vgg_weights, needed, option=option)
+            loss_network = LossNetwork(arch, vgg_weights, needed)
         elif missing := [layer for layer in needed if layer not in loss_network.layers]:
             raise ValueError(f"the shared loss network lacks layers {missing}")
         self.loss_network = loss_network

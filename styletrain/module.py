@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.core.hashing import sha256_of_file
+from inference.model.artifact import clean_state_dict
 from inference.model.networks import build_network
 from styletrain.data.images import load_style_image, style_paths
 from styletrain.loss_scale import PerceptualBalance
@@ -370,10 +371,10 @@ class StyleTransferModule(pl.LightningModule):
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Strict loading of ``net.*`` (the loss network fills in its own frozen weights, see :class:`LossNetwork`).
 
-        ``_orig_mod.`` (torch.compile) wrapper segments are removed so compiled runs resume uncompiled and vice versa.
+        Wrapper segments (:func:`~inference.model.artifact.clean_state_dict`) are removed so compiled runs resume
+        uncompiled and vice versa.
         """
-        state = {k.replace("_orig_mod.", ""): v for k, v in state_dict.items()}
-        return super().load_state_dict(state, strict=strict, assign=assign)
+        return super().load_state_dict(clean_state_dict(state_dict), strict=strict, assign=assign)
 
     def artifact_metadata(self) -> dict[str, Any]:
         """What :func:`inference.model.artifact.save_artifact` needs besides the weights (all JSON-friendly)."""
@@ -437,23 +438,25 @@ def _with_styles(network_kwargs: dict[str, Any] | None, num_styles: int) -> dict
     kwargs = dict(network_kwargs or {})
     given = kwargs.pop("num_styles", num_styles)
     if int(given) != num_styles:
-        raise UserError(f"--model.network_kwargs num_styles={given} but {num_styles} style images were given")
+        raise OptionError("network_kwargs", f"num_styles={given} but {num_styles} style images were given")
     return kwargs | ({"num_styles": num_styles} if num_styles > 1 else {})
 
 
 def _temporal_balance(weight: float, balance: float | None, steps: int) -> TemporalBalance | None:
-    """The calibrator for ``--model.temporal_balance``, after checking it excludes ``--model.temporal_weight``."""
+    """The calibrator for ``temporal_balance``, after checking it excludes ``temporal_weight``."""
     if balance is None:
         return None
     if weight > 0:
-        raise UserError(
-            "--model.temporal_weight and --model.temporal_balance are mutually exclusive: set one "
-            "(--model.temporal_balance null to use an absolute weight, e.g. over configs/video.yaml)"
+        raise OptionError(
+            "temporal_weight",
+            "and `temporal_balance` are mutually exclusive: set one "
+            "(`temporal_balance` null to use an absolute weight, e.g. over configs/video.yaml)",
+            mentions=("temporal_balance",),
         )
     try:
         return TemporalBalance(balance, steps)
     except ValueError as exc:
-        raise UserError(f"invalid --model.temporal_balance settings: {exc}") from None
+        raise OptionError("temporal_balance", f"settings are invalid: {exc}") from None
 
 
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "temporal_balance_against": ("content", "perceptual")}
@@ -467,13 +470,13 @@ def _check_choices(**values: str) -> None:
 
 
 def _perceptual_balance(style_balance: float | None, tv_balance: float, steps: int) -> PerceptualBalance | None:
-    """The calibrator for ``--model.style_balance`` (None keeps the style and TV weights absolute)."""
+    """The calibrator for ``style_balance`` (None keeps the style and TV weights absolute)."""
     if style_balance is None:
         return None
     try:
         return PerceptualBalance(style_balance, tv_balance, steps)
     except ValueError as exc:
-        raise UserError(f"invalid --model.style_balance settings: {exc}") from None
+        raise OptionError("style_balance", f"settings are invalid: {exc}") from None
 
 
 def _batch_size(batch: dict[str, Tensor]) -> int:

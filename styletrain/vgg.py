@@ -1,7 +1,8 @@
 """The frozen VGG loss network: construction, layer names and weight loading.
 
 The loss network is torchvision's VGG16 (or VGG19) ``features`` stack, truncated after the deepest layer a loss
-needs. Its weights come from one of three places, chosen by ``--model.vgg_weights``:
+needs. Its weights come from one of three places, chosen by ``vgg_weights`` (a field of the training module;
+errors name the field, and the command line writes it as its flag):
 
 * ``"imagenet"`` (default): torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (``VGG19_Weights.IMAGENET1K_V1``),
   downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``). When the download fails the run
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.model.artifact import state_dict_mismatch
 
 log = logging.getLogger(__name__)
@@ -141,18 +142,21 @@ def _record_failure(arch: str, reason: str) -> None:
         pass  # a read-only cache: the next run simply tries again
 
 
-def _offline_error(arch: str, reason: str, option: str) -> UserError:
+def _offline_error(arch: str, reason: str) -> OptionError:
     filename = Path(_imagenet_weights(arch).url).name
-    return UserError(
-        f"could not get the ImageNet {arch.upper()} loss-network weights ({reason}); "
-        f"offline options: {option} /path/to/{filename} (a torchvision state_dict, .pth or "
-        f".safetensors; or put that file in {_hub_checkpoint_dir()}/), or {option} random "
-        "(tests and dry runs only: meaningless perceptual losses)"
+    return OptionError(
+        "vgg_weights",
+        f"imagenet: could not get the ImageNet {arch.upper()} loss-network weights ({reason}); "
+        f"offline options: `vgg_weights` /path/to/{filename} (a torchvision state_dict, .pth or "
+        f".safetensors; or put that file in {_hub_checkpoint_dir()}/), or `vgg_weights` random "
+        "(tests and dry runs only: meaningless perceptual losses)",
+        mentions=("vgg_weights",),
     )
 
 
-def load_imagenet_features(arch: str, option: str = "--model.vgg_weights") -> dict[str, torch.Tensor]:
-    """ImageNet ``features`` weights for ``arch``; a failed download becomes a one-line :class:`UserError`.
+def load_imagenet_features(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet ``features`` weights for ``arch``; a failed download becomes a one-line :class:`OptionError`
+    naming ``vgg_weights``.
 
     The torch hub cache is used when it holds the file (no network access). Otherwise one download is tried, with a
     progress line first; after a failure no further attempt is made for :data:`RETRY_AFTER_S` seconds (a marker
@@ -160,12 +164,11 @@ def load_imagenet_features(arch: str, option: str = "--model.vgg_weights") -> di
 
     Args:
         arch: ``"vgg16"`` or ``"vgg19"``.
-        option: The command-line option that sets the weights, named in the error message.
     """
     filename = Path(_imagenet_weights(arch).url).name
     if not (_hub_checkpoint_dir() / filename).is_file():
         if (reason := _recent_failure(arch)) is not None:
-            raise _offline_error(arch, f"{reason}; not retried for {RETRY_AFTER_S / 60:.0f} min", option)
+            raise _offline_error(arch, f"{reason}; not retried for {RETRY_AFTER_S / 60:.0f} min")
         print(f"downloading the ImageNet {arch.upper()} loss-network weights into {_hub_checkpoint_dir()}/ (once)",
               file=sys.stderr, flush=True)  # fmt: skip
     try:
@@ -173,17 +176,18 @@ def load_imagenet_features(arch: str, option: str = "--model.vgg_weights") -> di
     except Exception as exc:  # URLError, OSError, hash mismatch...: all mean "no usable weights here"
         reason = f"{type(exc).__name__}: {exc}"
         _record_failure(arch, reason)
-        raise _offline_error(arch, reason, option) from exc
+        raise _offline_error(arch, reason) from exc
     return _select_feature_keys(state, arch, source=f"torchvision {arch} ImageNet weights")
 
 
-def load_features_file(path: str | Path, arch: str, option: str = "--model.vgg_weights") -> dict[str, torch.Tensor]:
+def load_features_file(path: str | Path, arch: str) -> dict[str, torch.Tensor]:
     """Read a local VGG state_dict (whole model or ``.features``; ``.pth`` or ``.safetensors``) strictly."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(
-            f"VGG weights file not found: {path} ({option} takes 'imagenet', 'random' or a path to a "
-            f"torchvision {arch} state_dict)"
+        raise OptionError(
+            "vgg_weights",
+            f"{path}: VGG weights file not found (takes 'imagenet', 'random' or a path to a torchvision {arch} "
+            "state_dict)",
         )
     try:
         if path.suffix == ".safetensors":
@@ -219,29 +223,27 @@ def _key_order(key: str) -> tuple[int, str]:
     return (int(index) if index.isdigit() else -1, name)
 
 
-def warn_random_weights(arch: str, option: str = "--model.vgg_weights") -> None:
+def warn_random_weights(arch: str) -> None:
     """Say loudly that the loss network is random: one ``UserWarning`` (not also a log record, which printed twice)."""
     message = (
-        f"!!! The {arch} loss network uses RANDOM weights ({option} random). Content and style losses "
+        f"!!! The {arch} loss network uses RANDOM weights (vgg_weights random). Content and style losses "
         "are NOT perceptual: use this only for tests and dry runs, never to train a real style. !!!"
     )
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def load_features(arch: str, weights: str, depth: int, option: str = "--model.vgg_weights") -> nn.Sequential:
-    """Build ``features[:depth]`` of ``arch`` and fill it from ``weights`` (see module docstring).
-
-    ``option`` is the command-line option that sets ``weights``, named in errors and in the random-weights warning.
-    """
+def load_features(arch: str, weights: str, depth: int) -> nn.Sequential:
+    """Build ``features[:depth]`` of ``arch`` and fill it from ``weights`` (see module docstring); errors about
+    ``weights`` are :class:`OptionError`\\ s naming the field ``vgg_weights``."""
     features = build_features(arch, depth)
     if weights == "random":
-        warn_random_weights(arch, option)
+        warn_random_weights(arch)
         random_init_(features, seed=0)
         return features
     if weights == "imagenet":
-        state = load_imagenet_features(arch, option)
+        state = load_imagenet_features(arch)
     else:
-        state = load_features_file(weights, arch, option)
+        state = load_features_file(weights, arch)
     kept = {k: v for k, v in state.items() if int(k.split(".")[0]) < depth}
     features.load_state_dict(kept, strict=True)
     return features

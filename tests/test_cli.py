@@ -142,6 +142,20 @@ def test_user_errors_are_one_line(workdir, capsys):
     _one_line_error(capsys, ["train", "--style", "Starry.png"], "unknown command 'train'")
 
 
+def test_errors_name_the_flag_the_library_names_the_field(workdir, capsys):
+    """The modules raise OptionError naming their field; the CLI says it with the flag the user typed."""
+    _one_line_error(capsys, _fit_args("--model.style_weight", "-1"), "--model.style_weight must be >= 0, got -1")
+    _one_line_error(capsys, _fit_args("--data.image_size", "8"), "--data.image_size must be >= 16, got 8")
+    _one_line_error(
+        capsys, _fit_args("--data.video_pair_ratio", "0.5"), "--data.video_pair_ratio > 0 needs --data.video_pairs"
+    )
+    _one_line_error(
+        capsys,
+        _fit_args("--model.temporal_weight", "1", "--model.temporal_balance", "0.5"),
+        "--model.temporal_weight and --model.temporal_balance are mutually exclusive",
+    )
+
+
 class _Payload:
     """Unpickling this would create the file ``marker``: proof that no code ran if it does not exist."""
 

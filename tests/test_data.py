@@ -137,7 +137,7 @@ def test_hf_errors_are_one_line_with_the_offline_option(tmp_path, monkeypatch, m
     with pytest.raises(UserError) as info:
         dm.prepare_data()
     message = str(info.value)
-    assert "someone/coco" in message and "--data.path DIR" in message and "--data.hf_dataset imagefolder" in message
+    assert "someone/coco" in message and "`path` DIR" in message and "`hf_dataset` imagefolder" in message
     assert "\n" not in message
     monkeypatch.undo()
 
@@ -146,7 +146,7 @@ def test_hf_errors_are_one_line_with_the_offline_option(tmp_path, monkeypatch, m
     dm = StyleDataModule(hf_dataset="imagefolder", hf_data_dir=str(folder), hf_image_column="picture")
     with pytest.raises(UserError, match="has no column 'picture'; columns: image"):
         dm.setup("fit")
-    with pytest.raises(UserError, match="needs --data.hf_data_dir"):
+    with pytest.raises(UserError, match="needs `hf_data_dir`"):
         StyleDataModule(hf_dataset="imagefolder").setup("fit")
 
 
@@ -178,7 +178,7 @@ def test_missing_empty_and_absent_sources_are_user_errors(tmp_path):
         StyleDataModule().setup("fit")
     with pytest.raises(UserError, match="video_pair_ratio must be in"):
         StyleDataModule(path="x", video_pairs=["v.mp4"], video_pair_ratio=1.5)
-    with pytest.raises(UserError, match="needs --data.video_pairs"):
+    with pytest.raises(UserError, match="needs `video_pairs`"):
         StyleDataModule(path="x", video_pair_ratio=0.5)
 
 

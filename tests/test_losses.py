@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from inference.core.errors import UserError
 from styletrain import vgg
+from styletrain.cli import with_flags
 from styletrain.losses import (
     LossNetwork,
     PerceptualLoss,
@@ -169,13 +170,15 @@ def test_download_failure_names_both_offline_options(monkeypatch):
     with pytest.raises(UserError) as info:
         LossNetwork("vgg16", "imagenet", ["relu2_2"])
     message = str(info.value)
-    assert "\n" not in message
-    assert "--model.vgg_weights /path/to/vgg16-397923af.pth" in message
-    assert "--model.vgg_weights random" in message
+    assert "\n" not in message and "--" not in message  # the library names its field; the CLI knows the flag
+    assert "`vgg_weights` /path/to/vgg16-397923af.pth" in message and "`vgg_weights` random" in message
     assert "hub" in message and "checkpoints" in message
+    on_command_line = with_flags(info.value)
+    assert "--model.vgg_weights /path/to/vgg16-397923af.pth" in str(on_command_line)
+    assert "--model.vgg_weights random" in str(on_command_line)
 
 
-def test_failed_download_is_not_retried_and_names_the_callers_option(monkeypatch, capsys):
+def test_failed_download_is_not_retried_and_names_the_field(monkeypatch, capsys):
     attempts = []
 
     def offline(arch):
@@ -184,8 +187,8 @@ def test_failed_download_is_not_retried_and_names_the_callers_option(monkeypatch
 
     monkeypatch.setattr(vgg, "download_imagenet_state_dict", offline)
     with pytest.raises(UserError) as info:
-        LossNetwork("vgg16", "imagenet", ["relu2_2"], option="--vgg-weights")
-    assert "--vgg-weights random" in str(info.value) and "--model.vgg_weights" not in str(info.value)
+        LossNetwork("vgg16", "imagenet", ["relu2_2"])
+    assert info.value.field == "vgg_weights" and "--" not in str(info.value)
     assert "downloading the ImageNet VGG16" in capsys.readouterr().err  # a progress line before the wait
     with pytest.raises(UserError, match="not retried"):
         LossNetwork("vgg16", "imagenet", ["relu2_2"])

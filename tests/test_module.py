@@ -117,5 +117,5 @@ def test_bad_options_are_user_errors(style_path, tmp_path):
         small_module(style_path, network="nope")
     with pytest.raises(UserError, match="missing.png"):
         small_module(tmp_path / "missing.png")
-    with pytest.raises(UserError, match="--model.style_weight must be >= 0"):
+    with pytest.raises(UserError, match="^style_weight must be >= 0"):
         small_module(style_path, style_weight=-1.0)

@@ -45,15 +45,25 @@ class OptionError(UserError):
     Args:
         field: The keyword argument or dataclass field, e.g. ``"start"`` or ``"gif_fps"``.
         problem: What is wrong, e.g. ``"must be in [0, 86400] seconds, got -1"``.
+        mentions: Other fields that ``problem`` names, each written in backticks there, e.g. ``("temporal_weight",)``
+            for ``"cannot be combined with `temporal_weight`"``; :meth:`with_flags` writes them as flags too.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        self.field, self.problem = field, problem
+    def __init__(self, field: str, problem: str, *, mentions: tuple[str, ...] = ()) -> None:
+        self.field, self.problem, self.mentions = field, problem, mentions
         super().__init__(f"{field} {problem}")
 
     def for_flag(self, flag: str) -> str:
         """The message with ``flag`` (e.g. ``"--start"``) in place of the field name."""
         return " ".join(f"{flag} {self.problem}".split())
+
+    def with_flags(self, flag_of: Callable[[str], str]) -> str:
+        """The message with the field and every mentioned field written as ``flag_of(name)``, e.g.
+        ``"--model.temporal_weight"``."""
+        problem = self.problem
+        for name in self.mentions:
+            problem = problem.replace(f"`{name}`", flag_of(name))
+        return " ".join(f"{flag_of(self.field)} {problem}".split())
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.io.media import IMAGE_EXTENSIONS
 from styletrain.data.content_sources import load_rgb
 
@@ -25,7 +25,7 @@ def list_image_files(root: str | Path) -> tuple[list[Path], int]:
     if not root.exists():
         raise UserError(f"data folder not found: {root}")
     if not root.is_dir():
-        raise UserError(f"--data.path must be a folder of images, got a file: {root}")
+        raise OptionError("path", f"must be a folder of images, got a file: {root}")
     files: list[Path] = []
     ignored = 0
     seen: set[str] = set()

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
 
-OFFLINE_HINT = "offline, use --data.path DIR or --data.hf_dataset imagefolder --data.hf_data_dir DIR"
+OFFLINE_HINT = "offline, use `path` DIR or `hf_dataset` imagefolder `hf_data_dir` DIR"
+_HINT_FIELDS = ("path", "hf_dataset", "hf_data_dir")
 
 
 def hf_load_kwargs(
@@ -35,17 +36,19 @@ def load_hf_dataset(kwargs: dict[str, Any]):
     if kwargs["path"] == "imagefolder":
         data_dir = kwargs.get("data_dir")
         if not data_dir:
-            raise UserError("--data.hf_dataset imagefolder needs --data.hf_data_dir DIR")
+            raise OptionError("hf_dataset", "imagefolder needs `hf_data_dir` DIR", mentions=("hf_data_dir",))
         if not Path(data_dir).is_dir():
-            raise UserError(f"--data.hf_data_dir folder not found: {data_dir}")
+            raise OptionError("hf_data_dir", f"folder not found: {data_dir}")
     try:
         return datasets.load_dataset(**kwargs)
     except Exception as exc:  # ConnectionError, DatasetNotFoundError, FileNotFoundError, ValueError...
         what = f"{kwargs['path']}" + (f" ({kwargs['data_dir']})" if kwargs.get("data_dir") else "")
         detail = " ".join(str(exc).split())[:300]
-        raise UserError(
-            f"cannot load Hugging Face dataset {what} split {kwargs['split']}: {type(exc).__name__}: {detail}; "
-            f"{OFFLINE_HINT}"
+        raise OptionError(
+            "hf_dataset",
+            f"{what}: cannot load the Hugging Face dataset's split {kwargs['split']}: {type(exc).__name__}: "
+            f"{detail}; {OFFLINE_HINT}",
+            mentions=_HINT_FIELDS,
         ) from exc
 
 
@@ -55,7 +58,10 @@ def hf_image_column(dataset, column: str, what: str):
 
     features = dataset.features
     if features is not None and column not in features:
-        raise UserError(f"{what} has no column '{column}'; columns: {', '.join(features)} (set --data.hf_image_column)")
+        raise OptionError(
+            "hf_image_column",
+            f"must name a column of {what}: it has no column '{column}'; columns: {', '.join(features)}",
+        )
     if features is not None and isinstance(features[column], datasets.Image):
         dataset = dataset.cast_column(column, datasets.Image(decode=False))
     return dataset

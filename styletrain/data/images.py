@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from inference.core.colour import to_float
-from inference.core.errors import MediaError, UserError
+from inference.core.errors import MediaError, OptionError, UserError
 
 # A style image above this many pixels is refused rather than decoded (about 4 GB of RGBA at full size).
 MAX_STYLE_PIXELS = 1 << 30
@@ -27,18 +27,20 @@ MIN_STYLE_SIDE = 64
 
 
 def style_paths(style: str | Path | list[str] | tuple[str, ...]) -> list[Path]:
-    """The style image paths of ``--model.style``: one path, or a list of them for a multi-style network.
+    """The style image paths of the ``style`` field: one path, or a list of them for a multi-style network.
 
     Raises:
         UserError: An empty list, or two images with the same file stem (the stems name the styles).
     """
     paths = [Path(style)] if isinstance(style, str | Path) else [Path(s) for s in style]
     if not paths:
-        raise UserError("--style: give at least one style image")
+        raise OptionError("style", "is empty: give at least one style image")
     stems = [p.stem for p in paths]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:
-        raise UserError(f"--style: two style images are named {repeated[0]!r}; styles are named by file stem")
+        raise OptionError(
+            "style", f"is invalid: two style images are named {repeated[0]!r}; styles are named by file stem"
+        )
     return paths
 
 

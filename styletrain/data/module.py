@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from styletrain.data.content_sources import Source, UnreadableImageError, split_validation
 from styletrain.data.folders import FolderSource
 from styletrain.data.hf_datasets import HFSource, decode_hf_value, hf_image_column, hf_load_kwargs, load_hf_dataset
@@ -107,19 +107,19 @@ class StyleDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         checks = [
-            (image_size >= 16, f"--data.image_size must be >= 16, got {image_size}"),
-            (batch_size >= 1, f"--data.batch_size must be >= 1, got {batch_size}"),
-            (num_workers >= 0, f"--data.num_workers must be >= 0, got {num_workers}"),
-            (val_size >= 0, f"--data.val_size must be >= 0, got {val_size}"),
-            (0.0 <= video_pair_ratio <= 1.0, f"--data.video_pair_ratio must be in [0, 1], got {video_pair_ratio}"),
-            (max_images is None or max_images >= 1, f"--data.max_images must be >= 1, got {max_images}"),
-            (video_pair_ratio == 0 or bool(video_pairs), "--data.video_pair_ratio > 0 needs --data.video_pairs"),
+            (image_size >= 16, "image_size", f"must be >= 16, got {image_size}"),
+            (batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}"),
+            (num_workers >= 0, "num_workers", f"must be >= 0, got {num_workers}"),
+            (val_size >= 0, "val_size", f"must be >= 0, got {val_size}"),
+            (0.0 <= video_pair_ratio <= 1.0, "video_pair_ratio", f"must be in [0, 1], got {video_pair_ratio}"),
+            (max_images is None or max_images >= 1, "max_images", f"must be >= 1, got {max_images}"),
+            (video_pair_ratio == 0 or bool(video_pairs), "video_pair_ratio", "> 0 needs `video_pairs`"),
         ]
-        for ok, message in checks:
+        for ok, field, problem in checks:
             if not ok:
-                raise UserError(message)
+                raise OptionError(field, problem, mentions=("video_pairs",))
         if video_pairs and video_pair_ratio == 0:
-            log.warning("--data.video_pairs is set but --data.video_pair_ratio is 0: the pairs are not used")
+            log.warning("video_pairs is set but video_pair_ratio is 0: the pairs are not used")
         self.sources: list[Source] = []
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -144,7 +144,11 @@ class StyleDataModule(pl.LightningDataModule):
             return
         h = self.hparams
         if not (h.path or h.hf_dataset or h.videos):
-            raise UserError("no content images: pass --data.path DIR, --data.hf_dataset NAME or --data.videos FILE")
+            raise OptionError(
+                "path",
+                "is not set: no content images (set `path` DIR, `hf_dataset` NAME or `videos` FILE)",
+                mentions=("path", "hf_dataset", "videos"),
+            )
         budget = h.max_images
         if h.path:
             folder = FolderSource(h.path, budget)
@@ -158,7 +162,9 @@ class StyleDataModule(pl.LightningDataModule):
             self._add(VideoFrameSource(h.videos, h.video_frame_stride, h.image_size, budget))
         if h.hf_dataset and h.streaming:
             if self.sources:
-                raise UserError("--data.streaming cannot be combined with --data.path or --data.videos")
+                raise OptionError(
+                    "streaming", "cannot be combined with `path` or `videos`", mentions=("path", "videos")
+                )
             self._setup_streaming()
         else:
             self._setup_indexed()

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.core.errors import MediaError, UserError
+from inference.core.errors import MediaError, OptionError, UserError
 from inference.io.image_reader import resize_array
-from inference.io.media import Resize
 from styletrain.data.content_sources import load_rgb
 
 
@@ -32,7 +31,7 @@ def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.nd
     """
     from inference.io.readers import read_frames
 
-    yield from read_frames(path, upright=True, resize=Resize(max_side=max_side) if max_side else None)
+    yield from read_frames(path, upright=True, max_side=max_side)
 
 
 def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
@@ -89,7 +88,7 @@ class VideoFrameSource:
 
     def __init__(self, videos: Sequence[str], stride: int, image_size: int, max_images: int | None = None) -> None:
         if stride < 1:
-            raise UserError(f"--data.video_frame_stride must be >= 1, got {stride}")
+            raise OptionError("video_frame_stride", f"must be >= 1, got {stride}")
         self.frames: list[bytes] = []
         self.keys: list[str] = []
         for video in videos:
@@ -101,7 +100,7 @@ class VideoFrameSource:
                 if max_images is not None and len(self.frames) >= max_images:
                     break
         if not self.frames:
-            raise UserError(f"no frames decoded from --data.videos {', '.join(map(str, videos))}")
+            raise OptionError("videos", f"{', '.join(map(str, videos))}: no frames decoded")
         self.name = f"{len(videos)} video(s), every {stride}th frame"
 
     def __len__(self) -> int:
