@@ -199,7 +199,7 @@ class StyleTrainCLI(LightningCLI):
             self.datamodule.setup(self.subcommand)
         for logger in self.trainer.loggers:
             if is_wandb_logger(logger):
-                _quiet_wandb_logger(logger)
+                quiet_wandb_logger(logger)
 
     @property
     def artifact_path(self) -> Path | None:
@@ -210,8 +210,13 @@ class StyleTrainCLI(LightningCLI):
         return None
 
 
-def _quiet_wandb_logger(logger: Any) -> None:
-    """Avoid two W&B warnings that every run printed, by not causing them."""
+def quiet_wandb_logger(logger: Any) -> None:
+    """Avoid two W&B warnings that every run printed, by not causing them (call before the run starts).
+
+    Args:
+        logger: A Lightning ``WandbLogger`` whose run has not started yet: the deprecated ``anonymous`` setting is
+            left out of its ``wandb.init`` arguments, and its save folder is created.
+    """
     init = getattr(logger, "_wandb_init", None)
     # Lightning passes anonymous=None, and wandb warns that the setting is deprecated whenever the key is present.
     if isinstance(init, dict) and init.get("anonymous") is None:
@@ -320,7 +325,7 @@ def silence_known_noise() -> None:
     rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if _drop_litlogger_tip not in rank_zero_log.filters:
         rank_zero_log.addFilter(_drop_litlogger_tip)
-    # The two W&B warnings (deprecated `anonymous`, missing git root) are avoided at the source: _quiet_wandb_logger.
+    # The two W&B warnings (deprecated `anonymous`, missing git root) are avoided at the source: quiet_wandb_logger.
 
 
 def run(args: list[str] | None) -> Path | None:

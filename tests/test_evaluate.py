@@ -177,7 +177,7 @@ def test_offline_loss_net_note_names_this_commands_flag_and_is_not_retried(setup
         attempts.append(arch)
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(vgg, "_hub_checkpoint_dir", lambda: tmp_path / "hub")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torch hub cache: the download is tried
     monkeypatch.setattr(vgg, "download_imagenet_state_dict", offline)
     args = ["--model", str(setup["models"][0]), "--video", str(setup["clip"]), "--max-frames", "2"]
     for _ in range(2):

@@ -28,9 +28,10 @@ from styletrain.losses import (
 
 @pytest.fixture(autouse=True)
 def hub_dir(tmp_path, monkeypatch):
-    """A private torch hub checkpoint folder: tests never read or write the user's cache."""
-    monkeypatch.setattr(vgg, "_hub_checkpoint_dir", lambda: tmp_path / "hub" / "checkpoints")
-    return tmp_path / "hub" / "checkpoints"
+    """A private torch hub checkpoint folder (``$TORCH_HOME/hub/checkpoints``): tests never read or write the user's
+    cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_download_failure_names_both_offline_options(monkeypatch):
     assert "--model.vgg_weights random" in str(on_command_line)
 
 
-def test_failed_download_is_not_retried_and_names_the_field(monkeypatch, capsys):
+def test_failed_download_is_not_retried_and_names_the_field(monkeypatch, hub_dir, capsys):
     attempts = []
 
     def offline(arch):
@@ -193,8 +194,9 @@ def test_failed_download_is_not_retried_and_names_the_field(monkeypatch, capsys)
     with pytest.raises(UserError, match="not retried"):
         LossNetwork("vgg16", "imagenet", ["relu2_2"])
     assert attempts == ["vgg16"]  # the second run failed at once, without the network
+    (marker,) = hub_dir.glob(".vgg16-*.unreachable")  # the failure is remembered beside the cache
     old = time.time() - vgg.RETRY_AFTER_S - 1
-    os.utime(vgg._unreachable_marker("vgg16"), (old, old))
+    os.utime(marker, (old, old))
     with pytest.raises(UserError, match="timed out"):
         LossNetwork("vgg16", "imagenet", ["relu2_2"])
     assert attempts == ["vgg16", "vgg16"]  # tried again once the window passed
@@ -202,9 +204,15 @@ def test_failed_download_is_not_retried_and_names_the_field(monkeypatch, capsys)
 
 def test_cached_weights_are_used_even_after_a_failed_download(monkeypatch, hub_dir, capsys):
     state = _random_full_state("vgg16")
-    hub_dir.mkdir(parents=True)
+
+    def offline(arch):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(vgg, "download_imagenet_state_dict", offline)
+    with pytest.raises(UserError, match="offline"):
+        LossNetwork("vgg16", "imagenet", ["relu2_2"])  # a failure, remembered for the next hour
+    capsys.readouterr()
     (hub_dir / "vgg16-397923af.pth").write_bytes(b"cached")  # torchvision reads it; the stub below stands in
-    vgg._unreachable_marker("vgg16").write_text("URLError: offline\n")
     monkeypatch.setattr(vgg, "download_imagenet_state_dict", lambda arch: state)
     net = LossNetwork("vgg16", "imagenet", ["relu2_2"])
     assert torch.equal(net.features[7].weight, state["features.7.weight"])

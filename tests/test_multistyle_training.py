@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from inference.core.errors import UserError
 from inference.io.image_reader import read_image
 from inference.model.artifact import read_metadata
-from styletrain.cli import _rewrite_args, main
+from styletrain.cli import main
 
 from .conftest import small_module
 
@@ -30,17 +31,27 @@ def two_styles(tmp_path: Path, make_image) -> list[str]:
     return paths
 
 
+def _unchanged(x, return_features=False, style=None):
+    """A network that returns its input: every module then scores the same image, whatever its weights."""
+    return x
+
+
 def test_grams_are_computed_once_per_style(two_styles) -> None:
     multi = small_module(two_styles)
     assert multi.net.num_styles == 2 and multi.style_names == ["starry", "wave"]
-    multi.loss_terms({"content": torch.rand(2, 3, 32, 32)})
+    targets = []
+    set_style = multi.perceptual.set_style
+    multi.perceptual.set_style = lambda image: (targets.append(image), set_style(image))[1]
+    multi.net.forward = _unchanged
+    content = torch.rand(1, 3, 32, 32)
     for i, path in enumerate(two_styles):
         single = small_module(path)
-        for layer, gram in single.style_grams().items():
-            torch.testing.assert_close(multi._all_grams[layer][i : i + 1], gram)
-    grams = multi._all_grams
+        single.net.forward = _unchanged
+        with torch.no_grad():  # sample i is scored against style i's Grams, the ones a one-style module computes
+            ours, its = multi.loss_terms({"content": content}, style_offset=i), single.loss_terms({"content": content})
+        torch.testing.assert_close(ours["style"], its["style"])
     multi.loss_terms({"content": torch.rand(2, 3, 32, 32)})
-    assert multi._all_grams is grams  # not recomputed per batch
+    assert len(targets) == 2  # once per style, not once per batch
 
 
 def test_styles_are_assigned_evenly_and_each_sample_uses_its_own(two_styles) -> None:
@@ -87,10 +98,18 @@ def test_bad_multi_style_settings_are_user_errors(two_styles, tmp_path) -> None:
         small_module(two_styles, network_kwargs={"num_styles": 3})
 
 
-def test_repeated_style_flag_becomes_one_list() -> None:
-    assert _rewrite_args(["fit", "--style", "a.jpg", "--x", "1"]) == ["fit", "--model.style", "a.jpg", "--x", "1"]
-    args = _rewrite_args(["fit", "--style", "a.jpg", "--data.path", "p", "--style=b.jpg"])
-    assert args == ["fit", "--model.style", '["a.jpg", "b.jpg"]', "--data.path", "p"]
+def _printed_config(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--print_config"])
+    out = capsys.readouterr()
+    assert info.value.code in (0, None), out.err
+    return yaml.safe_load(out.out)
+
+
+def test_repeated_style_flag_becomes_one_list(two_styles, capsys) -> None:
+    a, b = two_styles  # (one --style stays a string: tests/test_cli.py)
+    config = _printed_config(capsys, "fit", "--style", a, "--data.path", "p", f"--style={b}")
+    assert config["model"]["style"] == [a, b] and config["data"]["path"] == "p"
 
 
 @pytest.mark.slow

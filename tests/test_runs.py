@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from jsonargparse import Namespace
@@ -106,16 +107,24 @@ def test_wandb_logger_settings(tmp_path, monkeypatch):
     assert logger.init_args.offline is False
 
 
-def test_wandb_logger_is_quieted(tmp_path):
+def test_wandb_logger_is_quieted(tmp_path, monkeypatch):
+    import wandb
     from pytorch_lightning.loggers import WandbLogger
 
-    from styletrain.cli import _quiet_wandb_logger
+    from styletrain.cli import quiet_wandb_logger
 
-    logger = WandbLogger(save_dir=str(tmp_path / "runs" / "x"), offline=True)  # no run starts until first use
-    assert "anonymous" in logger._wandb_init  # what makes wandb warn that the setting is deprecated
-    _quiet_wandb_logger(logger)
-    assert "anonymous" not in logger._wandb_init
-    assert (tmp_path / "runs" / "x").is_dir()  # wandb's git-root lookup warns when its folder is missing
+    monkeypatch.setenv("WANDB_MODE", "offline")  # recorded: the logger sets it when its run starts
+    started: list[dict] = []
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: started.append(kwargs) or SimpleNamespace())
+    for quiet in (False, True):
+        folder = tmp_path / "runs" / str(quiet)
+        logger = WandbLogger(save_dir=str(folder), offline=True)  # no run starts until first use
+        if quiet:
+            quiet_wandb_logger(logger)
+        assert folder.is_dir() is quiet  # wandb's git-root lookup warns when its folder is missing
+        assert logger.experiment is not None  # starts the run: wandb.init gets the logger's settings
+    # The anonymous setting is what makes wandb warn that it is deprecated.
+    assert ["anonymous" in kwargs for kwargs in started] == [True, False]
 
 
 def test_known_noise_is_silenced_and_nothing_else(caplog):

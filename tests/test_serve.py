@@ -26,7 +26,7 @@ from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.serve.app import ServeConfig, create_app  # noqa: E402
 from inference.serve.catalog import Catalog, Controls  # noqa: E402
 from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, encode_image  # noqa: E402
-from inference.serve.live_socket import REPLY_HEADER, TAG, _Slot  # noqa: E402
+from inference.serve.live_socket import REPLY_HEADER, TAG  # noqa: E402
 
 
 def png(array: np.ndarray) -> bytes:
@@ -168,12 +168,12 @@ def test_video_job_errors_are_one_line(client):
     assert r.status_code == 404 and r.json()["error"] == "unknown video job '0123'"
 
 
-def test_concurrent_job_limit(client):
+def test_concurrent_job_limit(client, monkeypatch):
     jobs = client.app.app.state.jobs  # UploadLimit wraps the FastAPI app
     job_id, path = jobs.new_upload("a.mp4")
     path.write_bytes(b"x")
-    hold = threading.Event()
-    jobs._pool.submit(hold.wait)  # Occupy the only worker so the job stays queued.
+    hold, load = threading.Event(), jobs.catalog.load
+    monkeypatch.setattr(jobs.catalog, "load", lambda *args: (hold.wait(30), load(*args))[1])  # the job stays running
     jobs.start(job_id, "a.mp4", path, Controls("m"))
     r = client.post("/api/videos", files={"video": ("b.mp4", b"y")})
     hold.set()
@@ -242,25 +242,18 @@ def test_webcam_socket_drops_old_frames_never_queues(client, make_image):
     assert tags == sorted(tags) and len(tags) + dropped == n, (tags, dropped)
 
 
-def test_slot_keeps_only_the_newest():
-    import asyncio
-
-    slot = _Slot()
-    for i in range(3):
-        slot.put((bytes([i]), Controls("m")))
-    item = asyncio.run(slot.take())
-    assert item[0] == b"\x02" and slot.dropped == 2
-
-
-def test_concurrent_frames_share_a_batch(model, make_image):
+def test_concurrent_frames_share_a_batch(model, make_image, monkeypatch):
     catalog = Catalog(model, {"device": "cpu", "backend": "torch", "batch_size": 2})
     catalog.stylizer("m")
     service = FrameService(catalog)
     images = [make_image(24, 32, seed=s) for s in range(4)]
-    with catalog._lock:  # The worker waits here with the first request while the others queue up.
-        futures = [service.submit(im, Controls("m")) for im in images]
-        time.sleep(0.2)
-        assert futures[1].cancel()  # A caller that gave up (a webcam that left) must not break the worker.
+    hold, stylizer = threading.Event(), catalog.stylizer
+    # The worker waits here with the first request while the others queue up.
+    monkeypatch.setattr(catalog, "stylizer", lambda name: (hold.wait(30), stylizer(name))[1])
+    futures = [service.submit(im, Controls("m")) for im in images]
+    time.sleep(0.2)
+    assert futures[1].cancel()  # A caller that gave up (a webcam that left) must not break the worker.
+    hold.set()
     outs = [f.result(timeout=30) for f in futures[:1] + futures[2:]]
     assert service.submit(images[0], Controls("m")).result(timeout=30).shape == images[0].shape
     service.close()
@@ -342,7 +335,7 @@ def test_stopping_server_ends_running_jobs(model, make_video, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), audio=False)
     job_id, path = jobs.new_upload("clip.mp4")
     path.write_bytes(clip.read_bytes())
-    jobs._stopping.set()  # As close() does, before the job's first frame: it must end there, not run to the end.
+    jobs.stopping.set()  # As close() does, before the job's first frame: it must end there, not run to the end.
     job = jobs.start(job_id, "clip.mp4", path, Controls("m"))
     jobs.close()
     assert job.status == "failed" and job.error == "clip.mp4: the server stopped before the video was finished"

@@ -88,7 +88,8 @@ class VideoJobs:
         self._owns_folder = folder is None
         self.jobs: dict[str, VideoJob] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        #: Set by :meth:`close`: running jobs end at their next frame (their temporary output is removed).
+        self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="stylize-video-job")
 
     def active(self) -> int:
@@ -122,9 +123,7 @@ class VideoJobs:
         job.status = "running"
         try:
             stylizer = self.catalog.load(job.controls.artifact, job.controls)
-            result = stylize_file(
-                _Counting(stylizer, job, self._stopping), job.src, job.dst, overwrite=True, audio=True
-            )
+            result = stylize_file(_Counting(stylizer, job, self.stopping), job.src, job.dst, overwrite=True, audio=True)
             job.frames, job.warnings, job.status = result.frames, result.warnings, "done"
         except UserError as exc:
             job.error, job.status = f"{job.name}: {str(exc).replace(str(job.src), '').lstrip(': ')}", "failed"
@@ -143,7 +142,7 @@ class VideoJobs:
 
     def close(self) -> None:
         """Stop running jobs at their next frame, drop queued ones, then remove the temporary folder."""
-        self._stopping.set()
+        self.stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._owns_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
