@@ -147,10 +147,9 @@ def encoder_alone_fps(clip: Path, codec: str | None, preset: str, size: tuple[in
     import av
 
     from inference.io.encoders import resolve_encoder
-    from inference.io.media import Resize
     from inference.io.readers import open_source
 
-    source = open_source(clip, resize=Resize(size=size, even=True), planes=True)
+    source = open_source(clip, size=size, even=True, planes=True)
     fmt = "yuv420p" if source.info.yuv is not None else "rgb24"  # planes whenever the stream allows
     frames = [f.array for f in source.frames()]
     source.close()
@@ -182,6 +181,7 @@ E2E_ROWS = [  # network, size, precision, codec (None: the default, NVENC where 
 def end_to_end(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
     """``stylize_file`` frames/s with the stage table for each row of :data:`E2E_ROWS`, and the encoders alone."""
     from inference.app.convert import stylize_file
+    from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
     from inference.io.encoders import resolve_encoder
     from inference.model.networks import build_network
@@ -192,7 +192,9 @@ def end_to_end(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
         if budget.left() < 10:
             rows.append({"network": name, "size": size, "status": "not run: time"})
             continue
-        st = Stylizer(build_network(name), device=DEVICE, precision=precision if DEVICE == "cuda" else "fp32")
+        st = Stylizer(
+            build_network(name), RuntimeOptions(device=DEVICE, precision=precision if DEVICE == "cuda" else "fp32")
+        )
         wh = SIZES[size][::-1]
         last = {}
 

@@ -54,6 +54,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from inference.core.errors import UserError  # noqa: E402
+from inference.engine.options import RuntimeOptions  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.model.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
 
@@ -148,10 +149,10 @@ def _network_runner(net: nn.Module, device: torch.device, precision: str, channe
         # Every row compiles a fresh copy of the same forward code; without a reset dynamo would hit its recompile
         # limit after a few rows and silently fall back to eager.
         torch._dynamo.reset()
-    stylizer = Stylizer(
-        copy.deepcopy(net), device=device, precision=precision, channels_last=channels_last, compile=compile,
-        backend=backend,
-    )  # fmt: skip
+    options = RuntimeOptions(
+        device=device, precision=precision, channels_last=channels_last, compile=compile, backend=backend
+    )
+    stylizer = Stylizer(copy.deepcopy(net), options)
     return stylizer, stylizer.backend
 
 

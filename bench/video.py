@@ -49,9 +49,9 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 from inference.app.convert import stylize_file  # noqa: E402
+from inference.engine.options import RuntimeOptions  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.io.encode_options import EncodeOptions  # noqa: E402
-from inference.io.media import Resize  # noqa: E402
 from inference.io.readers import open_source  # noqa: E402
 from inference.io.video_writer import VideoSink  # noqa: E402
 from inference.model.networks import build_network  # noqa: E402
@@ -111,7 +111,7 @@ def serial_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path) -> float
     """Same reader, Stylizer and encoder as end to end, in one thread: decode, stylize, encode, one frame at a time."""
     t0 = time.perf_counter()
     planes = uses_planes(stylizer)
-    source = open_source(args.input, resize=Resize(size=args.size, even=True), duration=args.duration, planes=planes)
+    source = open_source(args.input, size=args.size, duration=args.duration, even=True, planes=planes)
     sink = VideoSink(dst, source.info, EncodeOptions(crf=args.crf, preset=args.preset, audio=False))
     yuv_in = source.info.yuv
     yuv_out = sink.yuv_spec if yuv_in is not None else None
@@ -173,7 +173,9 @@ def transcode_fps(args: argparse.Namespace, dst: Path) -> float:
 
 def run_network(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Every measurement of one network; returns its row."""
-    stylizer = Stylizer(network(name), device=args.device, precision=args.precision, batch_size=args.batch_size)
+    stylizer = Stylizer(
+        network(name), RuntimeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size)
+    )
     precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[stylizer.dtype]
     row: dict[str, Any] = {"network": name, "device": str(stylizer.device), "backend": stylizer.backend,
                            "precision": precision, "batch": stylizer.batch_size, "frames": args.frames,

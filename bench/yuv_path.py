@@ -34,6 +34,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 import inference.app.convert as convert  # noqa: E402
+from inference.engine.options import RuntimeOptions  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.model.networks import build_network  # noqa: E402
 
@@ -50,7 +51,7 @@ def one_run(stylizer: Stylizer, args: argparse.Namespace, dst: Path, planes: boo
 
 def compare(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     torch.manual_seed(0)
-    stylizer = Stylizer(build_network(name), device="cpu")
+    stylizer = Stylizer(build_network(name), RuntimeOptions(device="cpu"))
     runs: dict[str, list] = {"yuv": [], "rgb": []}
     for i in range(args.repeats + 1):
         for path in ("yuv", "rgb"):

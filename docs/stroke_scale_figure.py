@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
+from inference.engine.options import RuntimeOptions
 from inference.engine.strokes import luminance
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
@@ -37,7 +38,8 @@ def main() -> None:
     for label, scale, detail in PANELS:
         torch.manual_seed(opts.seed)  # the same weights in every panel
         stylizer = Stylizer(
-            build_network("johnson"), device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail
+            build_network("johnson"),
+            RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail),
         )
         panels.append((label, stylizer.image(img)))
     for label, rgb in panels:

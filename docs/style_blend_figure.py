@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.model.layers import ConditionalInstanceNorm2d
 from inference.model.networks import build_network
@@ -36,7 +37,7 @@ def two_style_network(seed: int) -> torch.nn.Module:
 def main() -> None:
     """Stylize the photo with each blend and write the picture."""
     opts, img = figure_options(__doc__.splitlines()[0], "docs/style-blend.jpg")
-    stylizer = Stylizer(two_style_network(opts.seed), device="cpu", backend="torch")
+    stylizer = Stylizer(two_style_network(opts.seed), RuntimeOptions(device="cpu", backend="torch"))
     panels = [("original", img)]
     for w in BLENDS:
         stylizer.set_style({"0": w, "1": 1.0 - w})

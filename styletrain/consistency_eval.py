@@ -80,6 +80,7 @@ def evaluate_levels(
     flows: tuple[list[np.ndarray], list[np.ndarray]],
     cuts: list[bool],
     per_frame: dict[str, Any],
+    *,
     levels: Sequence[float],
     device: torch.device,
     batch_size: int,
@@ -99,13 +100,16 @@ def evaluate_levels(
         One dict per level: ``level``, ``warping_error``, ``contrast``, ``colourfulness``, ``ghosting``, the three
         ``*_ratio`` to per-frame and ``time_ratio``.
     """
+    from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
     from styletrain.output_stats import clip_stats
     from styletrain.temporal.loss import warping_error
 
     rows = []
     for level in levels:
-        stylizer = Stylizer(network, device=device, batch_size=batch_size, backend="torch", consistency=level)
+        stylizer = Stylizer(
+            network, RuntimeOptions(device=device, batch_size=batch_size, backend="torch", consistency=level)
+        )
         start = time.perf_counter()
         outputs = list(stylizer.frames(frames))
         seconds = time.perf_counter() - start
@@ -119,14 +123,15 @@ def evaluate_levels(
     return rows
 
 
-def per_frame_reference(network: torch.nn.Module, frames, flows, cuts, device, batch_size: int) -> dict[str, Any]:
+def per_frame_reference(network: torch.nn.Module, frames, flows, cuts, *, device, batch_size: int) -> dict[str, Any]:
     """Per-frame outputs of ``network`` on ``frames`` with the same Stylizer settings as :func:`evaluate_levels`, and
     their warping error, contrast, colourfulness and stylizing time."""
+    from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
     from styletrain.output_stats import clip_stats
     from styletrain.temporal.loss import warping_error
 
-    stylizer = Stylizer(network, device=device, batch_size=batch_size, backend="torch")
+    stylizer = Stylizer(network, RuntimeOptions(device=device, batch_size=batch_size, backend="torch"))
     start = time.perf_counter()
     outputs = list(stylizer.frames(frames))
     seconds = time.perf_counter() - start

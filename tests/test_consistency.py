@@ -4,6 +4,7 @@ regions take the fresh stylization, cuts reset the history; evaluate leaves cut 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from inference.app.cli import main as stylize_main
 from inference.app.convert import stylize_file
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.flow import is_cut
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from styletrain.evaluate import main as evaluate_main
 from styletrain.temporal.loss import warping_error
@@ -34,7 +36,7 @@ class Flicker(nn.Module):
 
 
 def _run(frames, consistency: float) -> list[np.ndarray]:
-    stylizer = Stylizer(Flicker(), device="cpu", backend="torch", batch_size=1, consistency=consistency)
+    stylizer = Stylizer(Flicker(), RuntimeOptions(device="cpu", backend="torch", batch_size=1, consistency=consistency))
     return list(stylizer.frames(frames))
 
 
@@ -47,7 +49,7 @@ def _known_flows(n: int, size: tuple[int, int], shift: tuple[int, int]):
 
 def test_zero_is_bit_identical_to_per_frame(make_clip_frames):
     frames = make_clip_frames(5, size=(48, 64), shift=(2, 1))
-    per_frame = list(Stylizer(Flicker(), device="cpu", backend="torch").frames(frames))
+    per_frame = list(Stylizer(Flicker(), RuntimeOptions(device="cpu", backend="torch")).frames(frames))
     off = _run(frames, 0.0)
     assert all(np.array_equal(a, b) for a, b in zip(per_frame, off, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(per_frame, _run(frames, 0.8), strict=True))
@@ -122,7 +124,7 @@ def test_a_cut_resets_the_history(make_clip_frames):
     frames = shot_a + shot_b
     per_frame = _run(frames, 0.0)
     stage = ConsistencyStage(1.0)
-    net = Stylizer(Flicker(), device="cpu", backend="torch")
+    net = Stylizer(Flicker(), RuntimeOptions(device="cpu", backend="torch"))
     out = [o for o, _ in stage.run(((f, i) for i, f in enumerate(frames)), net.process)]
     assert stage.cuts == 1
     assert np.array_equal(out[3], per_frame[3])  # the first frame of the new shot: fresh
@@ -131,7 +133,7 @@ def test_a_cut_resets_the_history(make_clip_frames):
 
 def test_stats_have_flow_and_consistency_rows(tmp_path, make_video, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=6, audio=False)
-    stylizer = Stylizer(Flicker(), device="cpu", backend="torch", consistency=0.8)
+    stylizer = Stylizer(Flicker(), RuntimeOptions(device="cpu", backend="torch", consistency=0.8))
     res = stylize_file(stylizer, src, tmp_path / "out.mp4", stats=True)
     err = capsys.readouterr().err
     lines = err.splitlines()
@@ -182,11 +184,11 @@ def test_composes_with_the_per_frame_options(make_clip_frames):
     from inference.model.networks import build_network
 
     frames = make_clip_frames(4, size=(64, 96), shift=(2, 1))
-    options = {"strength": 0.6, "preserve_color": True, "stroke_scale": 2.0, "device": "cpu", "backend": "torch"}
+    options = RuntimeOptions(strength=0.6, preserve_color=True, stroke_scale=2.0, device="cpu", backend="torch")
     torch.manual_seed(0)
     network = build_network("tiny")
-    per_frame = list(Stylizer(network, **options).frames(frames))
-    steady = list(Stylizer(network, consistency=0.8, **options).frames(frames))
+    per_frame = list(Stylizer(network, options).frames(frames))
+    steady = list(Stylizer(network, replace(options, consistency=0.8)).frames(frames))
     assert np.array_equal(steady[0], per_frame[0])  # no history yet: the options' own output
     assert not np.array_equal(steady[-1], per_frame[-1])
     assert np.abs(steady[-1].astype(int) - per_frame[-1]).mean() < 10  # steadied, not replaced

@@ -21,6 +21,7 @@ from inference.engine.cuda_errors import (
     is_sticky_cuda_error,
 )
 from inference.engine.index_limit import INDEX_LIMIT, PeakTensor
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
 
@@ -64,7 +65,7 @@ def test_finding_01_batch_cap_by_element_count_at_4k():
 
 def test_finding_01_stylizer_splits_batches_over_the_index_limit(monkeypatch, make_image):
     torch.manual_seed(0)
-    st = Stylizer(build_network("tiny"), device="cpu", batch_size=8, backend="torch")
+    st = Stylizer(build_network("tiny"), RuntimeOptions(device="cpu", batch_size=8, backend="torch"))
     reference = list(st.frames(make_image(32, 48, seed=i) for i in range(8)))
     sizes: list[int] = []
     # (The shape probe runs a meta-device copy, hooks included: only real batches count.)
@@ -87,17 +88,21 @@ def test_finding_01_stylizer_splits_batches_over_the_index_limit(monkeypatch, ma
 
 def test_finding_01_index_overflow_error_halves_the_batch(make_image):
     net = _RaiseAbove(2, RuntimeError("input tensor must fit into 32-bit index math"))
-    st = Stylizer(net, device="cpu", batch_size=8)
+    st = Stylizer(net, RuntimeOptions(device="cpu", batch_size=8))
     frames = [make_image(16, 24, seed=i) for i in range(8)]
     assert [f.shape for f in st.frames(frames)] == [f.shape for f in frames]
     assert st.batch_size == 2 and net.sizes[:3] == [8, 4, 2]
     with pytest.raises(UserError, match="32-bit index limit even for one 24x16 frame"):
-        list(Stylizer(_RaiseAbove(0, RuntimeError("must fit into 32-bit index math")), device="cpu").frames(frames))
+        list(
+            Stylizer(
+                _RaiseAbove(0, RuntimeError("must fit into 32-bit index math")), RuntimeOptions(device="cpu")
+            ).frames(frames)
+        )
 
 
 # ------------------------------------------------------------------------------------------ 6: I420 heights
 def test_finding_06_i420_accepts_heights_two_mod_four():
-    st = Stylizer(build_network("identity"), device="cpu")
+    st = Stylizer(build_network("identity"), RuntimeOptions(device="cpu"))
     from inference.core.colour import YuvSpec
 
     for height in (34, 36):  # 34 = 2 (mod 4), like 1280x534 and 1920x802
@@ -116,16 +121,22 @@ def test_finding_12_allocation_failures_of_every_kind_halve_the_batch(monkeypatc
         torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     ):
         net = _RaiseAbove(1, error)
-        st = Stylizer(net, device="cpu", batch_size=4)
+        st = Stylizer(net, RuntimeOptions(device="cpu", batch_size=4))
         assert len(list(st.frames(frames))) == 4 and st.batch_size == 1, error
     # torch before 2.5 has no torch.OutOfMemoryError: the check must not depend on it.
     monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
-    st = Stylizer(_RaiseAbove(1, torch.cuda.OutOfMemoryError("CUDA out of memory")), device="cpu", batch_size=2)
+    st = Stylizer(
+        _RaiseAbove(1, torch.cuda.OutOfMemoryError("CUDA out of memory")), RuntimeOptions(device="cpu", batch_size=2)
+    )
     assert len(list(st.frames(frames))) == 4
     # Anything else still fails at once instead of being retried.
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        list(Stylizer(_RaiseAbove(0, RuntimeError("shape mismatch")), device="cpu", batch_size=4).frames(frames))
+        list(
+            Stylizer(_RaiseAbove(0, RuntimeError("shape mismatch")), RuntimeOptions(device="cpu", batch_size=4)).frames(
+                frames
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------------ 13: sticky errors
@@ -177,7 +188,7 @@ def test_finding_17_precision_probe_runs_the_configured_network(monkeypatch):
 
     monkeypatch.setattr(stylizer_module, "choose_precision", fake_choose)
     net = build_network("tiny", num_styles=2)
-    Stylizer(net, device="cpu", style="1", channels_last=True, stroke_scale=2.0)
+    Stylizer(net, RuntimeOptions(device="cpu", style="1", channels_last=True, stroke_scale=2.0))
     assert seen == {"style": [0.0, 1.0], "size": (64, 96), "channels_last": True}
 
 
@@ -484,7 +495,9 @@ def test_finding_13_in_process_worker_retires_after_a_sticky_error(monkeypatch, 
     from inference.app.jobs import Job
 
     net = _Sticky()
-    monkeypatch.setattr(local_executor, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
+    monkeypatch.setattr(
+        local_executor, "load_stylizer", lambda model, *a, **k: Stylizer(net, RuntimeOptions(device="cpu"))
+    )
     clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
     tasks = [(i, Job(clip, tmp_path / f"o{i}.mp4")) for i in range(3)]
     reports: dict = {}
@@ -503,7 +516,9 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
     import inference.app.worker_pool as worker_pool
 
     net = _Sticky()
-    monkeypatch.setattr(worker_pool, "load_stylizer", lambda model, **k: Stylizer(net, device="cpu"))
+    monkeypatch.setattr(
+        worker_pool, "load_stylizer", lambda model, *a, **k: Stylizer(net, RuntimeOptions(device="cpu"))
+    )
     clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
     tasks, results = queue.Queue(), queue.Queue()
     for i in range(3):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from inference.core.colour import YuvSpec, i420_to_rgb, rgb_to_i420
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
 
@@ -36,7 +37,7 @@ def no_host_sync():
 
 
 def test_finding_01_johnson_4k_at_the_default_batch():
-    st = Stylizer(build_network("johnson"), device="cuda", precision="fp16")
+    st = Stylizer(build_network("johnson"), RuntimeOptions(device="cuda", precision="fp16"))
     assert st.batch_size == 8
     spec = YuvSpec("bt709", chroma_left=True)
     rng = np.random.default_rng(0)
@@ -50,7 +51,7 @@ def test_finding_02_stage_events_time_the_stylizers_gpu():
     """The network's span must cover the network's kernels: a 1080p johnson batch takes milliseconds."""
     from inference.core.stages import StageClock
 
-    st = Stylizer(build_network("johnson"), device="cuda", precision="fp16", batch_size=4)
+    st = Stylizer(build_network("johnson"), RuntimeOptions(device="cuda", precision="fp16", batch_size=4))
     frames = [np.zeros((1080, 1920, 3), np.uint8)] * 8
     clock = StageClock()
     list(st.process(((f, None) for f in frames), clock=clock))
@@ -114,7 +115,7 @@ class _SlowIdentity(nn.Module):
 
 
 def test_finding_04_pinned_buffers_are_reused_only_when_free(make_image):
-    st = Stylizer(_SlowIdentity(), device="cuda", precision="fp32", batch_size=2)
+    st = Stylizer(_SlowIdentity(), RuntimeOptions(device="cuda", precision="fp32", batch_size=2))
     frames = [make_image(270, 480, seed=i) for i in range(14)]
     outs = list(st.frames(frames))
     assert all(np.array_equal(a, b) for a, b in zip(outs, frames, strict=True))
@@ -163,8 +164,8 @@ def test_finding_17_precision_probe_sees_the_selected_style():
         for module in net.modules():
             if hasattr(module, "num_styles") and isinstance(getattr(module, "weight", None), nn.Parameter):
                 module.weight[1].fill_(1e6)
-    first = Stylizer(copy.deepcopy(net), device="cuda", style="0").precision_report
-    second = Stylizer(copy.deepcopy(net), device="cuda", style="1").precision_report
+    first = Stylizer(copy.deepcopy(net), RuntimeOptions(device="cuda", style="0")).precision_report
+    second = Stylizer(copy.deepcopy(net), RuntimeOptions(device="cuda", style="1")).precision_report
     assert math.isfinite(first.errors["fp16"]), first.line()
     assert second.chosen != "fp16" and first.errors != second.errors, (first.line(), second.line())
 
@@ -186,6 +187,7 @@ import torch
 from torch import nn
 
 from inference.app.jobs import Job, run_job
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 
 
@@ -196,7 +198,8 @@ class OutOfBounds(nn.Module):
 
 
 clip, out = sys.argv[1], sys.argv[2]
-outcome = run_job(Stylizer(OutOfBounds(), device="cuda", precision="fp32"), Job(Path(clip), Path(out)), {})
+stylizer = Stylizer(OutOfBounds(), RuntimeOptions(device="cuda", precision="fp32"))
+outcome = run_job(stylizer, Job(Path(clip), Path(out)), {})
 print("RETIRE" if outcome.retire else "KEEP", outcome.message)
 """
 

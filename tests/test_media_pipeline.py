@@ -21,6 +21,7 @@ from inference.app.cli import main
 from inference.app.convert import stylize_file
 from inference.core.errors import MediaError, UserError
 from inference.core.stages import STAGES
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.io.colour_tags import ColourTags
 from inference.io.encode_options import quality_options
@@ -34,7 +35,7 @@ from .conftest import clip_frames
 
 @pytest.fixture
 def identity() -> Stylizer:
-    return Stylizer(nn.Identity(), device="cpu", backend="torch")
+    return Stylizer(nn.Identity(), RuntimeOptions(device="cpu", backend="torch"))
 
 
 def _write_tagged(path: Path, n: int = 12, size=(96, 64), matrix="itu709", tags=(1, 1, 1), pix_fmt="yuv420p"):
@@ -342,7 +343,7 @@ def test_cuda_yuv_path_nvdec_and_nvenc(tmp_path):
     source.close()
     if "cuda" in av.codec.hwaccel.hwdevices_available():
         assert "NVDEC" in decoder, decoder
-    gpu = Stylizer(nn.Identity(), device="cuda", backend="torch")
+    gpu = Stylizer(nn.Identity(), RuntimeOptions(device="cuda", backend="torch"))
     res = stylize_file(gpu, src, tmp_path / "out.mp4", stats=True)
     assert res.path == "yuv" and res.frames == 16 and _tags(tmp_path / "out.mp4") == (1, 1, 1, 1)
     err = _plane_error(tmp_path / "out.mp4", src)

@@ -16,6 +16,7 @@ from inference.app.cli import main  # noqa: E402
 from inference.core.errors import UserError  # noqa: E402
 from inference.engine import onnx_backend  # noqa: E402
 from inference.engine.onnx_backend import OrtNetwork  # noqa: E402
+from inference.engine.options import RuntimeOptions  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.model.artifact import save_artifact  # noqa: E402
 from inference.model.networks import build_network  # noqa: E402
@@ -56,9 +57,9 @@ def test_small_input_falls_back_to_torch():
 
 def test_stylizer_auto_picks_ort_on_cpu(make_image):
     net = _net("tiny")
-    stylizer = Stylizer(net, device="cpu", strength=0.7, preserve_color=True)
+    stylizer = Stylizer(net, RuntimeOptions(device="cpu", strength=0.7, preserve_color=True))
     assert stylizer.backend == "onnxruntime"
-    reference = Stylizer(net, device="cpu", strength=0.7, preserve_color=True, backend="torch")
+    reference = Stylizer(net, RuntimeOptions(device="cpu", strength=0.7, preserve_color=True, backend="torch"))
     assert reference.backend == "torch"
     image = make_image(40, 56, seed=2)
     diff = np.abs(stylizer.image(image).astype(int) - reference.image(image).astype(int))
@@ -71,7 +72,7 @@ def test_auto_falls_back_when_export_fails(monkeypatch, caplog):
 
     monkeypatch.setattr(onnx_backend, "onnx_bytes", broken)
     with caplog.at_level("WARNING", logger="inference"):
-        stylizer = Stylizer(_net("tiny"), device="cpu")
+        stylizer = Stylizer(_net("tiny"), RuntimeOptions(device="cpu"))
     assert stylizer.backend == "torch" and "ONNX export failed" in caplog.text
     assert stylizer.image(np.zeros((20, 20, 3), np.uint8)).shape == (20, 20, 3)
 
@@ -79,10 +80,10 @@ def test_auto_falls_back_when_export_fails(monkeypatch, caplog):
 def test_explicit_ort_without_package_is_user_error(monkeypatch):
     monkeypatch.setattr(onnx_backend, "available", lambda: False)
     with pytest.raises(UserError, match="needs the onnxruntime"):
-        Stylizer(_net("tiny"), device="cpu", backend="onnxruntime")
-    assert Stylizer(_net("tiny"), device="cpu").backend == "torch"  # auto quietly uses torch
-    with pytest.raises(UserError, match="unknown backend"):
-        Stylizer(_net("tiny"), device="cpu", backend="tensorrt")
+        Stylizer(_net("tiny"), RuntimeOptions(device="cpu", backend="onnxruntime"))
+    assert Stylizer(_net("tiny"), RuntimeOptions(device="cpu")).backend == "torch"  # auto quietly uses torch
+    with pytest.raises(UserError, match="^backend must be one of auto, torch, onnxruntime"):
+        Stylizer(_net("tiny"), RuntimeOptions(device="cpu", backend="tensorrt"))
 
 
 def test_stylize_video_with_onnxruntime(tmp_path, make_video, capsys):
@@ -132,7 +133,7 @@ def test_export_is_cached_per_artifact(tmp_path, monkeypatch, make_image):
     assert np.array_equal(first.image(image), second.image(image))
     # Other weights, other key; a bare network (no artifact) is exported in memory and never cached.
     Stylizer.from_artifact(_artifact(tmp_path / "b", "light"), device="cpu")
-    Stylizer(_net("tiny"), device="cpu")
+    Stylizer(_net("tiny"), RuntimeOptions(device="cpu"))
     assert len(calls) == 3 and len(list((tmp_path / "cache").iterdir())) == 2
 
 

@@ -9,6 +9,7 @@ import torch
 
 from inference.core.errors import UserError
 from inference.engine import precision
+from inference.engine.options import RuntimeOptions
 from inference.engine.precision import PARITY_TOLERANCE, PrecisionReport, select_precision
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
@@ -80,7 +81,7 @@ def test_auto_on_cuda_probes_and_records(monkeypatch, caplog):
 
 
 def test_stylizer_records_the_report():
-    st = Stylizer(build_network("tiny"), device="cpu")
+    st = Stylizer(build_network("tiny"), RuntimeOptions(device="cpu"))
     assert st.precision_report == PrecisionReport("fp32", "fp32 off CUDA")
-    st = Stylizer(build_network("tiny"), device="cpu", precision="fp32")
+    st = Stylizer(build_network("tiny"), RuntimeOptions(device="cpu", precision="fp32"))
     assert st.precision_report.reason == "requested" and st.dtype == torch.float32

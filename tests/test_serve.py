@@ -22,6 +22,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (dev extra
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from inference.engine.options import RuntimeOptions  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.serve.app import ServeConfig, create_app  # noqa: E402
 from inference.serve.catalog import Catalog, Controls  # noqa: E402
@@ -61,7 +62,7 @@ def multi(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(model: Path, tmp_path: Path):
-    catalog = Catalog(model, {"device": "cpu", "backend": "torch"})
+    catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch"))
     config = ServeConfig(max_upload_bytes=200_000, max_jobs=1, jobs_folder=tmp_path / "jobs")
     (tmp_path / "jobs").mkdir()
     with TestClient(create_app(catalog, config)) as c:
@@ -243,7 +244,7 @@ def test_webcam_socket_drops_old_frames_never_queues(client, make_image):
 
 
 def test_concurrent_frames_share_a_batch(model, make_image, monkeypatch):
-    catalog = Catalog(model, {"device": "cpu", "backend": "torch", "batch_size": 2})
+    catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch", batch_size=2))
     catalog.stylizer("m")
     service = FrameService(catalog)
     images = [make_image(24, 32, seed=s) for s in range(4)]
@@ -265,7 +266,7 @@ def test_concurrent_frames_share_a_batch(model, make_image, monkeypatch):
 
 def test_multi_style_artifacts_from_a_folder(multi, model, make_image):
     (multi.parent / "m.safetensors").write_bytes(model.read_bytes())
-    catalog = Catalog(multi.parent, {"device": "cpu", "backend": "torch"})
+    catalog = Catalog(multi.parent, RuntimeOptions(device="cpu", backend="torch"))
     assert [a["name"] for a in catalog.describe()] == ["m", "multi"]
     with TestClient(create_app(catalog, ServeConfig(jobs_folder=None))) as c:
         image = png(make_image(32, 32, seed=7))
@@ -319,7 +320,7 @@ def test_an_artifact_that_fails_to_load_answers_one_line(model, tmp_path, make_i
     folder.mkdir()
     (folder / "a.safetensors").write_bytes(model.read_bytes())
     (folder / "b.safetensors").write_bytes(model.read_bytes())
-    catalog = Catalog(folder, {"device": "cpu", "backend": "torch"})
+    catalog = Catalog(folder, RuntimeOptions(device="cpu", backend="torch"))
     (folder / "b.safetensors").write_bytes(model.read_bytes()[:200])  # truncated after the server started
     with TestClient(create_app(catalog, ServeConfig())) as c:
         image = {"image": ("a.png", png(make_image(16, 16)))}
@@ -331,7 +332,7 @@ def test_an_artifact_that_fails_to_load_answers_one_line(model, tmp_path, make_i
 def test_stopping_server_ends_running_jobs(model, make_video, tmp_path):
     from inference.serve.video_jobs import VideoJobs
 
-    jobs = VideoJobs(Catalog(model, {"device": "cpu", "backend": "torch"}), max_jobs=1)
+    jobs = VideoJobs(Catalog(model, RuntimeOptions(device="cpu", backend="torch")), max_jobs=1)
     clip = make_video(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), audio=False)
     job_id, path = jobs.new_upload("clip.mp4")
     path.write_bytes(clip.read_bytes())

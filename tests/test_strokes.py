@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from inference.core.colour import rgb_to_ycbcr
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
+from inference.engine.options import RuntimeOptions
 from inference.engine.strokes import guided_filter, luminance, stroke_scaled, stylize_at_scale
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
@@ -124,7 +125,7 @@ def test_guided_brings_an_identity_network_closer_to_the_original(make_image):
 def test_stylizer_scale_two_keeps_a_256_px_image_size(make_image):
     torch.manual_seed(0)
     img = make_image(256, 256, seed=1)
-    out = Stylizer(build_network("tiny"), device="cpu", backend="torch", stroke_scale=2.0).image(img)
+    out = Stylizer(build_network("tiny"), RuntimeOptions(device="cpu", backend="torch", stroke_scale=2.0)).image(img)
     assert out.shape == (256, 256, 3) and out.dtype == np.uint8
 
 
@@ -132,8 +133,10 @@ def test_stylizer_scale_one_is_exactly_the_plain_path(make_image):
     img = make_image(72, 96, seed=2)
     torch.manual_seed(0)
     net = build_network("tiny")
-    plain = Stylizer(net, device="cpu", backend="torch").image(img)
-    scaled = Stylizer(net, device="cpu", backend="torch", stroke_scale=1.0, stroke_detail="guided").image(img)
+    plain = Stylizer(net, RuntimeOptions(device="cpu", backend="torch")).image(img)
+    scaled = Stylizer(
+        net, RuntimeOptions(device="cpu", backend="torch", stroke_scale=1.0, stroke_detail="guided")
+    ).image(img)
     assert np.array_equal(plain, scaled)
 
 
@@ -141,11 +144,15 @@ def test_strength_and_preserve_colour_use_the_full_size_frame(make_image):
     img = make_image(64, 80, seed=4)
     net = build_network("tiny")
     # Strength 0 is the original frame itself, not its shrunk-and-enlarged copy.
-    assert np.array_equal(Stylizer(net, device="cpu", backend="torch", strength=0.0, stroke_scale=4.0).image(img), img)
+    assert np.array_equal(
+        Stylizer(net, RuntimeOptions(device="cpu", backend="torch", strength=0.0, stroke_scale=4.0)).image(img), img
+    )
     # Preserve-colour keeps the full-size frame's chroma: closer to it than the enlarged network output's chroma.
     ident = build_network("identity")
-    kept = Stylizer(ident, device="cpu", backend="torch", preserve_color=True, stroke_scale=4.0).image(img)
-    enlarged = Stylizer(ident, device="cpu", backend="torch", stroke_scale=4.0).image(img)
+    kept = Stylizer(ident, RuntimeOptions(device="cpu", backend="torch", preserve_color=True, stroke_scale=4.0)).image(
+        img
+    )
+    enlarged = Stylizer(ident, RuntimeOptions(device="cpu", backend="torch", stroke_scale=4.0)).image(img)
 
     def chroma_error(out: np.ndarray) -> float:
         ycc = rgb_to_ycbcr(torch.from_numpy(np.stack([out, img])).permute(0, 3, 1, 2).float() / 255.0)
@@ -156,13 +163,16 @@ def test_strength_and_preserve_colour_use_the_full_size_frame(make_image):
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), 10.0])
 def test_stylizer_refuses_a_bad_scale(scale):
-    with pytest.raises(UserError, match="--stroke-scale must be in"):
-        Stylizer(build_network("tiny"), device="cpu", backend="torch", stroke_scale=scale)
+    with pytest.raises(OptionError, match="^stroke_scale must be"):
+        Stylizer(build_network("tiny"), RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale))
 
 
 def test_stylizer_refuses_an_unknown_detail_mode():
-    with pytest.raises(UserError, match="--stroke-detail"):
-        Stylizer(build_network("tiny"), device="cpu", backend="torch", stroke_scale=2.0, stroke_detail="sharp")
+    with pytest.raises(OptionError, match="^stroke_detail must be one of none, guided"):
+        Stylizer(
+            build_network("tiny"),
+            RuntimeOptions(device="cpu", backend="torch", stroke_scale=2.0, stroke_detail="sharp"),
+        )
 
 
 def test_onnxruntime_backend_runs_at_the_stroke_scale(make_image):
@@ -171,8 +181,10 @@ def test_onnxruntime_backend_runs_at_the_stroke_scale(make_image):
     img = make_image(96, 128, seed=5)
     torch.manual_seed(0)
     net = build_network("tiny")
-    ref = Stylizer(net, device="cpu", backend="torch", stroke_scale=2.0, stroke_detail="guided").image(img)
-    ort = Stylizer(net, device="cpu", backend="onnxruntime", stroke_scale=2.0, stroke_detail="guided")
+    ref = Stylizer(net, RuntimeOptions(device="cpu", backend="torch", stroke_scale=2.0, stroke_detail="guided")).image(
+        img
+    )
+    ort = Stylizer(net, RuntimeOptions(device="cpu", backend="onnxruntime", stroke_scale=2.0, stroke_detail="guided"))
     out = ort.image(img)
     assert ort.backend == "onnxruntime" and out.shape == img.shape
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2
@@ -181,7 +193,9 @@ def test_onnxruntime_backend_runs_at_the_stroke_scale(make_image):
 @pytest.mark.gpu
 def test_cuda_half_precision_at_the_stroke_scale():
     x = torch.rand(2, 3, 270, 480, device="cuda")
-    st = Stylizer(build_network("tiny"), device="cuda", precision="fp16", stroke_scale=2.0, stroke_detail="guided")
+    st = Stylizer(
+        build_network("tiny"), RuntimeOptions(device="cuda", precision="fp16", stroke_scale=2.0, stroke_detail="guided")
+    )
     y = st.tensors(x)
     assert y.shape == x.shape and y.device.type == "cuda" and torch.isfinite(y).all()
     assert 0.0 <= y.min() and y.max() <= 1.0

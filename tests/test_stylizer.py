@@ -16,6 +16,7 @@ from inference.core.colour import YuvSpec, rgb_to_i420
 from inference.core.devices import resolve_device
 from inference.core.errors import ArtifactError, UserError
 from inference.core.stages import StageClock
+from inference.engine.options import RuntimeOptions
 from inference.engine.precision import resolve_precision
 from inference.engine.stylizer import Stylizer
 from inference.model.artifact import save_artifact
@@ -92,12 +93,12 @@ def test_strength_and_preserve_color(artifact, make_image):
 
 def test_option_errors(artifact, tmp_path):
     with pytest.raises(UserError, match="strength"):
-        Stylizer(nn.Identity(), device="cpu", strength=1.5)
+        Stylizer(nn.Identity(), RuntimeOptions(device="cpu", strength=1.5))
     with pytest.raises(UserError, match="needs a GPU"):
         resolve_precision("fp16", torch.device("cpu"))
     assert resolve_precision("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(UserError, match="uint8"):
-        Stylizer(nn.Identity(), device="cpu").image(np.zeros((4, 4, 3), np.float32))
+        Stylizer(nn.Identity(), RuntimeOptions(device="cpu")).image(np.zeros((4, 4, 3), np.float32))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(ArtifactError):
@@ -108,37 +109,41 @@ def test_failure_mid_video_leaves_nothing(tmp_path, make_video):
     src = make_video(tmp_path / "in.mp4", n_frames=16, size=(64, 48))
     before = src.read_bytes()
     for dst in ("out.mp4", "out.gif", "frames"):
-        st = Stylizer(_FailOnBatch(3), device="cpu", batch_size=2)
+        st = Stylizer(_FailOnBatch(3), RuntimeOptions(device="cpu", batch_size=2))
         with pytest.raises(RuntimeError, match="simulated"):
             stylize_file(st, src, tmp_path / dst)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"], dst
     # Ctrl-C behaves the same.
     with pytest.raises(KeyboardInterrupt):
-        stylize_file(Stylizer(_FailOnBatch(2, KeyboardInterrupt), device="cpu", batch_size=2), src, tmp_path / "o.mp4")
+        stylize_file(
+            Stylizer(_FailOnBatch(2, KeyboardInterrupt), RuntimeOptions(device="cpu", batch_size=2)),
+            src,
+            tmp_path / "o.mp4",
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
     assert src.read_bytes() == before
 
 
 def test_default_batch_size_is_one_on_cpu():
     # Batch 1 measured faster per frame than batch 4 on a 2-core CPU; CUDA keeps 8 (see Stylizer's docstring).
-    assert Stylizer(nn.Identity(), device="cpu").batch_size == 1
-    assert Stylizer(nn.Identity(), device="cpu", batch_size=3).batch_size == 3
+    assert Stylizer(nn.Identity(), RuntimeOptions(device="cpu")).batch_size == 1
+    assert Stylizer(nn.Identity(), RuntimeOptions(device="cpu", batch_size=3)).batch_size == 3
 
 
 def test_out_of_memory_halves_batch(make_image):
     net = _OOMAbove(limit=2)
-    st = Stylizer(net, device="cpu", batch_size=8)
+    st = Stylizer(net, RuntimeOptions(device="cpu", batch_size=8))
     frames = [make_image(16, 16, seed=i) for i in range(11)]
     outs = list(st.frames(frames))
     assert st.batch_size == 2 and len(outs) == 11
     assert all(np.array_equal(a, b) for a, b in zip(outs, frames, strict=True))
     with pytest.raises(UserError, match="out of GPU memory"):
-        list(Stylizer(_OOMAbove(limit=0), device="cpu", batch_size=2).frames(frames[:2]))
+        list(Stylizer(_OOMAbove(limit=0), RuntimeOptions(device="cpu", batch_size=2)).frames(frames[:2]))
 
 
 def test_a_running_pass_keeps_its_lowered_batch_size_to_itself(make_image):
     net = _OOMAbove(limit=2)
-    st = Stylizer(net, device="cpu", batch_size=8)
+    st = Stylizer(net, RuntimeOptions(device="cpu", batch_size=8))
     frames = [make_image(16, 16, seed=i) for i in range(11)]
     running = st.frames(frames)
     next(running)  # the first batch failed at 8 and 4, then ran at 2
@@ -191,7 +196,7 @@ def test_identity_artifact_runs_stylize_video(tmp_path, make_video, identity_art
 
 
 def test_metadata_is_always_present(artifact):
-    assert Stylizer(build_network("tiny"), device="cpu").metadata is None
+    assert Stylizer(build_network("tiny"), RuntimeOptions(device="cpu")).metadata is None
     assert Stylizer.from_artifact(artifact, device="cpu").metadata.network == "tiny"
 
 
@@ -199,7 +204,7 @@ def test_process_i420_in_and_out(make_image):
     spec = YuvSpec("bt709", full_range=False)
     rgb = torch.from_numpy(np.stack([make_image(32, 48, seed=i) for i in range(3)]))
     planes = rgb_to_i420(rgb.permute(0, 3, 1, 2).float() / 255, spec).numpy()
-    st = Stylizer(build_network("identity"), device="cpu", batch_size=2)
+    st = Stylizer(build_network("identity"), RuntimeOptions(device="cpu", batch_size=2))
     clock = StageClock()
     outs = list(st.process(((p, i) for i, p in enumerate(planes)), yuv_in=spec, yuv_out=spec, clock=clock))
     assert [m for _, m in outs] == [0, 1, 2]
@@ -213,7 +218,7 @@ def test_process_i420_in_and_out(make_image):
 
 
 def test_frames_handed_out_are_never_reused(make_image):
-    st = Stylizer(build_network("identity"), device="cpu", batch_size=2)
+    st = Stylizer(build_network("identity"), RuntimeOptions(device="cpu", batch_size=2))
     frames = [make_image(16, 24, seed=i) for i in range(6)]
     kept = list(st.frames(frames))  # all kept while later batches run
     assert all(np.array_equal(a, b) for a, b in zip(kept, frames, strict=True))
@@ -235,7 +240,7 @@ def test_tensors_in_and_out(artifact, make_image):
     spec = YuvSpec("bt601")
     planes = st.tensors(nhwc, yuv_out=spec)
     assert planes.shape == (3, 36, 40) and planes.dtype == torch.uint8
-    ident = Stylizer(build_network("identity"), device="cpu")
+    ident = Stylizer(build_network("identity"), RuntimeOptions(device="cpu"))
     assert (ident.tensors(planes, yuv_in=spec, yuv_out=spec).int() - planes.int()).abs().max() <= 1
     for bad, kwargs in (
         (torch.zeros(2, 8, 8, 4, dtype=torch.uint8), {}),
@@ -273,7 +278,7 @@ def test_non_cuda_accelerators_return_host_arrays(monkeypatch, make_image):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert resolve_device("auto").type == "mps"
     # The device-to-host step of every non-CUDA device: the network's output lives "on the accelerator".
-    st = Stylizer(_AcceleratorNet(), device="cpu", backend="torch")
+    st = Stylizer(_AcceleratorNet(), RuntimeOptions(device="cpu", backend="torch"))
     with pytest.raises(TypeError, match="mps"):
         _AcceleratorNet()(torch.zeros(1, 3, 2, 2)).numpy()
     image = make_image(12, 20)
@@ -303,7 +308,7 @@ def test_channels_last_and_compile_paths_run(monkeypatch, artifact, make_image):
     for a, b in zip(compiled.frames(frames), reference, strict=True):  # 3 frames: the last batch is padded to 2
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     with pytest.raises(UserError, match="compile mode"):
-        Stylizer(nn.Identity(), device="cpu", compile="fastest")
+        Stylizer(nn.Identity(), RuntimeOptions(device="cpu", compile="fastest"))
 
 
 @pytest.mark.slow
@@ -328,8 +333,8 @@ def test_cuda_yuv_path_pools_and_timing(artifact, make_image):
     spec = YuvSpec("bt709")
     rgb = torch.from_numpy(np.stack([make_image(64, 96, seed=i) for i in range(11)]))
     planes = rgb_to_i420(rgb.permute(0, 3, 1, 2).float() / 255, spec).numpy()
-    cpu = Stylizer(build_network("identity"), device="cpu")
-    gpu = Stylizer(build_network("identity"), device="cuda", precision="fp32", batch_size=2)
+    cpu = Stylizer(build_network("identity"), RuntimeOptions(device="cpu"))
+    gpu = Stylizer(build_network("identity"), RuntimeOptions(device="cuda", precision="fp32", batch_size=2))
     assert torch.backends.cudnn.benchmark is False  # constructing changed nothing global
     clock = StageClock()
     kept = list(gpu.process(((p, i) for i, p in enumerate(planes)), yuv_in=spec, yuv_out=spec, clock=clock))
@@ -372,5 +377,5 @@ def test_auto_precision_runs_the_parity_check(artifact):
 
 def test_tensors_never_returns_the_callers_tensor():
     x = torch.rand(2, 3, 8, 10)
-    out = Stylizer(build_network("identity"), device="cpu").tensors(x)
+    out = Stylizer(build_network("identity"), RuntimeOptions(device="cpu")).tensors(x)
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()

@@ -15,6 +15,7 @@ from inference.app.convert import stylize_file
 from inference.core.atomic import atomic_output, check_destination
 from inference.core.colour import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from inference.core.errors import MediaError
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.io.image_reader import list_frames, natural_key
 from inference.io.media import Resize
@@ -23,7 +24,7 @@ from inference.io.readers import open_source, read_frames
 
 @pytest.fixture
 def identity() -> Stylizer:
-    return Stylizer(nn.Identity(), device="cpu", batch_size=4)
+    return Stylizer(nn.Identity(), RuntimeOptions(device="cpu", batch_size=4))
 
 
 def test_natural_sort_and_glob(tmp_path, make_image):

@@ -261,7 +261,8 @@ class _Progress:
 def _encode_options(file_options: dict[str, Any]) -> EncodeOptions:
     """The encoder settings among :func:`~inference.app.convert.stylize_file` options (defaults for those left out)."""
     names = {f.name for f in dataclasses.fields(EncodeOptions)}
-    return EncodeOptions(**{k: v for k, v in file_options.items() if k in names})
+    fields = {k: v for k, v in file_options.items() if k in names}
+    return dataclasses.replace(file_options.get("encode") or EncodeOptions(), **fields)
 
 
 @contextmanager

@@ -20,22 +20,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from inference.app.argtypes import ranged, size
+from inference.app.argtypes import add_field, flag, from_namespace, ranged
 from inference.app.console import setup_logging
 from inference.core.errors import OptionError, UserError, exit_on_user_error, terminate_on_sigterm
-from inference.io.encode_options import (
-    CRF_BOUNDS,
-    DEFAULT_CRF,
-    DEFAULT_PIX_FMT,
-    DEFAULT_PRESET,
-    crf_help,
-    preset_help,
-)
-from inference.io.limits import MAX_BATCH_SIZE, MAX_FPS, MAX_SECONDS, MIN_FPS, MIN_GIF_FPS
+from inference.engine.options import RuntimeOptions
+from inference.io.encode_options import EncodeOptions
+from inference.io.trim import TrimOptions
 
 # stylize-video's --consistency default (the Python API's is 0, off), chosen from bench/consistency.py's measurements:
 # steady with the contrast kept, and less ghosting than 1 (README, "Consistency at inference, for any artifact").
 DEFAULT_CONSISTENCY = 0.8
+#: stylize-video's defaults where they differ from the library's; every other default, range and help text comes from
+#: the options dataclasses (RuntimeOptions, TrimOptions, EncodeOptions).
+CLI_DEFAULTS = {"consistency": DEFAULT_CONSISTENCY}
 
 log = logging.getLogger("inference")
 
@@ -74,65 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _field(group: argparse._ActionsContainer, cls: type, name: str) -> None:
+    """``--name`` for field ``name`` of ``cls``, stylize-video's defaults applied (see :func:`add_field`)."""
+    add_field(group, cls, name, CLI_DEFAULTS)
+
+
 def _what_options(g: argparse._ActionsContainer) -> None:
-    g.add_argument(
-        "--start", type=ranged(float, 0, MAX_SECONDS), default=None, metavar="SEC", help="skip this many seconds"
-    )
-    g.add_argument(
-        "--duration", type=ranged(float, 0, MAX_SECONDS, low_open=True), default=None, metavar="SEC",
-        help="stylize only this many seconds",
-    )  # fmt: skip
+    _field(g, TrimOptions, "start")
+    _field(g, TrimOptions, "duration")
     resize = g.add_mutually_exclusive_group()
-    resize.add_argument(
-        "--max-side", type=ranged(int, 2), default=None, metavar="PX", help="shrink so the long side is <= PX (>= 2)"
-    )
-    resize.add_argument("--size", type=size, default=None, metavar="WxH", help="resize to exactly WxH (display)")
-    g.add_argument(
-        "--fps", type=ranged(float, MIN_FPS, MAX_FPS), default=None,
-        help="frame rate for image/folder inputs (default 25)",
-    )  # fmt: skip
-    g.add_argument(
-        "--strength", type=ranged(float, 0, 1), default=1.0, help="0..1: blend of stylized and original (default 1)"
-    )
-    g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, transfer luminance only")
-    g.add_argument(
-        "--consistency", type=ranged(float, 0, 1), default=DEFAULT_CONSISTENCY, metavar="S",
-        help="0..1: pull each frame towards the previous output moved by the input's optical flow, where visible "
-        f"(removes flicker of any model; 0 = off, per-frame output; default {DEFAULT_CONSISTENCY})",
-    )  # fmt: skip
-    g.add_argument(
-        "--stroke-scale", type=ranged(float, 0.25, 4), default=1.0, metavar="S",
-        help="0.25..4: strokes S times larger (the network runs on the frame resized by 1/S; same output size)",
-    )  # fmt: skip
-    g.add_argument(
-        "--stroke-detail", default="none", choices=["none", "guided"],
-        help="with --stroke-scale > 1, guided restores the frame's luminance detail lost when enlarging (default none)",
-    )  # fmt: skip
-    g.add_argument(
-        "--style", default=None, metavar="NAME[:W,...]",
-        help="style of a multi-style model: a name, or a blend such as a:0.3,b:0.7 (default: the first style)",
-    )  # fmt: skip
+    _field(resize, TrimOptions, "max_side")
+    _field(resize, TrimOptions, "size")
+    _field(g, TrimOptions, "fps")
+    for name in ("strength", "preserve_color", "consistency", "stroke_scale", "stroke_detail", "style"):
+        _field(g, RuntimeOptions, name)
 
 
 def _encoding_options(g: argparse._ActionsContainer) -> None:
-    g.add_argument(
-        "--codec", default=None,
-        help="video encoder: a family (h264, hevc, av1, vp9: NVENC where the GPU has it, else libx264/libx265/"
-        "libsvtav1/libvpx-vp9) or an FFmpeg encoder name (default h264; vp9 for .webm)",
-    )  # fmt: skip
-    g.add_argument("--crf", type=ranged(int, *CRF_BOUNDS), default=DEFAULT_CRF, help=crf_help())
-    g.add_argument("--preset", default=DEFAULT_PRESET, help=preset_help())
-    g.add_argument(
-        "--pix-fmt", default=DEFAULT_PIX_FMT, help=f"pixel format (default {DEFAULT_PIX_FMT}, plays everywhere; odd "
-        "sizes lose their last row/column; yuv444p keeps every pixel)",
-    )  # fmt: skip
-    g.add_argument(
-        "--gif-fps", type=ranged(float, MIN_GIF_FPS), default=None,
-        help=f"GIF frame rate, {MIN_GIF_FPS:g} to 50 (default: the input's timing, capped at 50)",
-    )  # fmt: skip
-    g.add_argument(
-        "--gif-width", type=ranged(int, 1, 65535), default=None, help="GIF width in pixels (default: frame width)"
-    )
+    for name in ("codec", "crf", "preset", "pix_fmt", "gif_fps", "gif_width"):
+        _field(g, EncodeOptions, name)
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     g.add_argument(
         "--ext", default=None,
@@ -141,7 +98,7 @@ def _encoding_options(g: argparse._ActionsContainer) -> None:
 
 
 def _runtime_options(g: argparse._ActionsContainer) -> None:
-    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    _field(g, RuntimeOptions, "device")
     g.add_argument(
         "--devices", default=None, metavar="LIST",
         help="batch: devices to spread the files over, e.g. cuda:0,cuda:1, or cuda for every visible GPU, or cpu "
@@ -151,24 +108,8 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
         "--workers", type=ranged(int, 1), default=1, metavar="N",
         help="batch: worker processes per device (default 1); e.g. --devices cpu --workers 2",
     )  # fmt: skip
-    g.add_argument(
-        "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-        help="auto: on CUDA fp16, else bf16, else fp32, whichever first matches fp32 in a parity check when the "
-        "model loads; fp32 elsewhere",
-    )  # fmt: skip
-    g.add_argument(
-        "--batch-size", type=ranged(int, 1, MAX_BATCH_SIZE), default=None,
-        help="frames per batch (default: 8 on CUDA, 1 on the CPU); halved on CUDA out-of-memory",
-    )  # fmt: skip
-    g.add_argument(
-        "--channels-last", action="store_true",
-        help="NHWC memory layout (off by default; benchmark it on your GPU before relying on it)",
-    )  # fmt: skip
-    g.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, faster after)")
-    g.add_argument(
-        "--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
-        help="auto: ONNX Runtime on the CPU in fp32 when onnxruntime is installed (faster there), else torch",
-    )  # fmt: skip
+    for name in ("precision", "batch_size", "channels_last", "compile", "backend", "flow_weights"):
+        _field(g, RuntimeOptions, name)
     g.add_argument(
         "--realtime", action="store_true",
         help="read the input at its own frame rate and drop frames when stylizing falls behind (reported); camera "
@@ -200,40 +141,16 @@ def _cluster_options(g: argparse._ActionsContainer) -> None:
     )  # fmt: skip
 
 
-def _stylizer_options(opts: argparse.Namespace) -> dict[str, Any]:
-    """:class:`~inference.engine.stylizer.Stylizer` options except the device."""
-    return {
-        "precision": opts.precision,
-        "batch_size": opts.batch_size,
-        "channels_last": opts.channels_last,
-        "compile": opts.compile,
-        "strength": opts.strength,
-        "preserve_color": opts.preserve_color,
-        "consistency": opts.consistency,
-        "backend": opts.backend,
-        "stroke_scale": opts.stroke_scale,
-        "stroke_detail": opts.stroke_detail,
-        "style": opts.style,
-    }
+def runtime_options(opts: argparse.Namespace) -> RuntimeOptions:
+    """The :class:`~inference.engine.options.RuntimeOptions` the command line asks for."""
+    return from_namespace(RuntimeOptions, opts)
 
 
-def _file_options(opts: argparse.Namespace) -> dict[str, Any]:
-    """:func:`~inference.app.convert.stylize_file` options except ``progress``."""
-    options = {
-        "overwrite": opts.overwrite,
-        "start": opts.start,
-        "duration": opts.duration,
-        "size": opts.size,
-        "max_side": opts.max_side,
-        "fps": opts.fps,
-        "codec": opts.codec,
-        "crf": opts.crf,
-        "preset": opts.preset,
-        "pix_fmt": opts.pix_fmt,
-        "gif_fps": opts.gif_fps,
-        "gif_width": opts.gif_width,
-        "audio": not opts.no_audio,
-    }
+def file_options(opts: argparse.Namespace) -> dict[str, Any]:
+    """:func:`~inference.app.convert.stylize_file` options except ``progress``: the trim and encoder options the
+    command line asks for, ``overwrite`` and ``stats``."""
+    encode = from_namespace(EncodeOptions, opts, audio=not opts.no_audio)
+    options = {"trim": from_namespace(TrimOptions, opts), "encode": encode, "overwrite": opts.overwrite}
     if opts.stats:
         options["stats"] = True  # Passed only when asked for, so the call works with either stylize_file.
     return options
@@ -267,7 +184,7 @@ def main(args: Sequence[str] | None = None) -> int:
         try:
             return _main(args)
         except OptionError as exc:  # The library names its field; the flag is this command's name for it.
-            raise UserError(exc.for_flag("--" + exc.field.replace("_", "-"))) from None
+            raise UserError(exc.for_flag(flag(exc.field))) from None
 
 
 def _main(args: Sequence[str] | None) -> int:
@@ -281,7 +198,7 @@ def _main(args: Sequence[str] | None) -> int:
     if is_live(opts.inputs, opts.output) or opts.realtime:
         if len(opts.inputs) > 1:
             raise UserError("a live run takes one input (a camera, a stream URL, or a file with --realtime)")
-        return run_live(opts, _stylizer_options(opts))
+        return run_live(opts, runtime_options(opts))
     if is_batch(opts.inputs):
         return _run_batch(opts)
     if opts.cluster != "local":
@@ -311,8 +228,8 @@ def _run_single(opts: argparse.Namespace) -> int:
         if len(set(devices)) > 1:
             log.warning("one input runs on one device: %s (--devices spreads several inputs)", devices[0])
         device = devices[0]
-    stylizer = load_stylizer(opts.model, device=device, **_stylizer_options(opts))
-    stylize_file(stylizer, src, opts.output, progress=not opts.quiet, **_file_options(opts))
+    stylizer = load_stylizer(opts.model, runtime_options(opts), device=device)
+    stylize_file(stylizer, src, opts.output, progress=not opts.quiet, **file_options(opts))
     return 0
 
 
@@ -328,7 +245,7 @@ def _run_batch(opts: argparse.Namespace) -> int:
     _check_crf(opts, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
     make = _ray_executor(opts) if opts.cluster == "ray" else _local_executor(opts)
-    return run_batch(jobs, make, _file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)
+    return run_batch(jobs, make, file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)
 
 
 def _local_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
@@ -338,9 +255,9 @@ def _local_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
     from inference.app.local_executor import LocalExecutor
 
     devices = worker_devices(opts.devices, opts.device, opts.workers)
-    check_stylizer_options(opts.model, devices, _stylizer_options(opts))
+    check_stylizer_options(opts.model, devices, runtime_options(opts))
     return lambda todo: LocalExecutor(
-        opts.model, cap_workers(devices, len(todo)), _stylizer_options(opts), _file_options(opts), quiet=opts.quiet
+        opts.model, cap_workers(devices, len(todo)), runtime_options(opts), file_options(opts), quiet=opts.quiet
     )
 
 
@@ -352,11 +269,11 @@ def _ray_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
     if opts.devices is not None or opts.workers != 1:
         raise UserError("--devices and --workers choose local workers; with --cluster ray use --cpus-per-worker")
     require_ray()
-    check_stylizer_options(opts.model, [], _stylizer_options(opts))  # Precision is checked on the workers' devices.
+    check_stylizer_options(opts.model, [], runtime_options(opts))  # Precision is checked on the workers' devices.
     return lambda todo: RayExecutor(
         opts.model,
-        _stylizer_options(opts),
-        _file_options(opts),
+        runtime_options(opts),
+        file_options(opts),
         address=opts.ray_address,
         retries=opts.retries,
         cpus_per_worker=opts.cpus_per_worker,

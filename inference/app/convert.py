@@ -11,6 +11,7 @@ other pixel formats) converts to RGB on the host with swscale, using the stream'
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -25,11 +26,12 @@ from inference.core.atomic import atomic_output, check_destination
 from inference.core.devices import bind_media_device
 from inference.core.errors import MediaError
 from inference.core.stages import StageClock
-from inference.io.encode_options import DEFAULT_CRF, DEFAULT_PIX_FMT, DEFAULT_PRESET, EncodeOptions
+from inference.io.encode_options import EncodeOptions
 from inference.io.encoder_limits import size_multiples
 from inference.io.media import MediaInfo, Resize
 from inference.io.protocols import Sink, Source
 from inference.io.readers import open_source
+from inference.io.trim import TrimOptions
 from inference.io.writers import check_encoders, open_sink, output_kind
 
 if TYPE_CHECKING:
@@ -97,22 +99,24 @@ class ConversionPlan:
     Attributes:
         kind: The output kind (:func:`~inference.io.writers.output_kind`).
         options: Encoder settings (checked already for video outputs).
-        resize: Output size rules; ``resize.even`` when the pixel format needs even sizes.
-        start, duration: Trim in seconds (``None``: from the start, to the end).
-        fps: Frame rate for image-sequence inputs.
+        trim: The part of the input to read and the output size.
+        even: The pixel format needs even sizes.
         planes: Let a video source hand I420 planes to the device (see :class:`~inference.io.protocols.Source`).
         progress, stats: Show the progress bar and summary; time every stage.
     """
 
     kind: str
     options: EncodeOptions
-    resize: Resize
-    start: float | None = None
-    duration: float | None = None
-    fps: float | None = None
+    trim: TrimOptions
+    even: bool = False
     planes: bool = False
     progress: bool = False
     stats: bool = False
+
+    @property
+    def resize(self) -> Resize:
+        """Output size rules."""
+        return self.trim.resize(self.even)
 
 
 def stylize_file(
@@ -120,22 +124,13 @@ def stylize_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
+    trim: TrimOptions | None = None,
+    encode: EncodeOptions | None = None,
     overwrite: bool = False,
-    start: float | None = None,
-    duration: float | None = None,
-    size: tuple[int, int] | None = None,
-    max_side: int | None = None,
-    fps: float | None = None,
-    codec: str | None = None,
-    crf: int = DEFAULT_CRF,
-    preset: str = DEFAULT_PRESET,
-    pix_fmt: str = DEFAULT_PIX_FMT,
-    gif_fps: float | None = None,
-    gif_width: int | None = None,
-    audio: bool = True,
     progress: bool = False,
     stats: bool = False,
     planes: bool | None = None,
+    **fields: Any,
 ) -> StylizeResult:
     """Stylize ``src`` into ``dst`` (the output kind follows ``dst``'s extension); returns a :class:`StylizeResult`.
 
@@ -143,28 +138,26 @@ def stylize_file(
         stylizer: The configured runner.
         src: A video, an image, a folder of frames or a glob.
         dst: A video container (.mp4, .mkv, .mov, .webm, .avi), a ``.gif``, an image, or a folder (no extension).
+        trim: The part of the input and the output size (:class:`~inference.io.trim.TrimOptions`: ``start``,
+            ``duration``, ``size``, ``max_side``, ``fps``); ``None``: all of it, at its own size.
+        encode: Encoder settings (:class:`~inference.io.encode_options.EncodeOptions`: ``codec``, ``crf``,
+            ``preset``, ``pix_fmt``, ``gif_fps``, ``gif_width``, ``audio``); ``None``: the defaults.
         overwrite: Replace an existing output.
-        start, duration: Seconds to skip (the output then starts at 0) and to keep, from ``start`` or else from the
-            stream's first timestamp (without ``start`` the output keeps the input's timestamps, a non-zero offset too).
-        size, max_side: Output ``(width, height)`` in display orientation; or a cap on the longest side.
-        fps: Frame rate for image-sequence inputs (videos keep their own timing).
-        codec, crf, preset: Encoder or family (default H.264: NVENC where it opens, else libx264; VP9 for .webm),
-            constant quality (lower is better) and x264 speed preset (mapped onto NVENC's).
-        pix_fmt: Video pixel format; with the default yuv420p odd sizes lose their last row/column.
-        gif_fps, gif_width: GIF frame rate and width (default: the input's timing and the frame width).
-        audio: Copy the input's audio into video outputs (never re-encoded).
         progress, stats: Show a progress bar (tqdm, terminals only) and a summary; time every stage (on stderr).
         planes: Hand 8-bit 4:2:0 video to the device as I420 planes into a yuv420p output; ``None``: on GPUs only.
+        **fields: Fields of either dataclass that replace ``trim``'s or ``encode``'s (a shorthand: ``start=2.0``,
+            ``crf=23``).
 
     Raises:
-        UserError: A bad ``codec``, ``preset``, ``crf`` or ``pix_fmt`` (before anything is decoded).
+        OptionError: A trim or encoder field out of range (one line naming the field).
+        UserError: A codec, preset, crf or pix_fmt the encoder refuses (before anything is decoded).
         MediaError: Unreadable input, unsupported or unwritable output, existing output without ``overwrite``.
     """
     t0 = time.perf_counter()
+    trim, encode = split_fields(trim, encode, fields)
     bind_media_device(stylizer.device)  # NVDEC and NVENC on the Stylizer's GPU, not the first one
-    options = EncodeOptions(codec, crf, preset, pix_fmt, gif_fps, gif_width, audio)
-    kind, even, planes = _plan(stylizer, Path(dst), options, planes)
-    plan = ConversionPlan(kind, options, Resize(size, max_side, even), start, duration, fps, planes, progress, stats)
+    kind, even, planes = _plan(stylizer, Path(dst), encode, planes)
+    plan = ConversionPlan(kind, encode, trim, even, planes, progress, stats)
     source, dst = _open_input(src, dst, plan, overwrite)
     result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
     try:
@@ -175,6 +168,25 @@ def stylize_file(
     result.seconds = time.perf_counter() - t0
     _report(result, source, progress, stats)
     return result
+
+
+def split_fields(
+    trim: TrimOptions | None, encode: EncodeOptions | None, fields: dict[str, Any]
+) -> tuple[TrimOptions, EncodeOptions]:
+    """``trim`` and ``encode`` (defaults for ``None``) with ``fields`` given to the dataclass that has each.
+
+    Raises:
+        TypeError: A field neither dataclass has.
+        OptionError: A bad value.
+    """
+    trim_names = {f.name for f in dataclasses.fields(TrimOptions)}
+    encode_names = {f.name for f in dataclasses.fields(EncodeOptions)}
+    unknown = sorted(set(fields) - trim_names - encode_names)
+    if unknown:
+        raise TypeError(f"unknown stylize_file option {unknown[0]!r}")
+    trim = TrimOptions.build(trim, **{k: v for k, v in fields.items() if k in trim_names})
+    encode = dataclasses.replace(encode or EncodeOptions(), **{k: v for k, v in fields.items() if k in encode_names})
+    return trim, encode
 
 
 def _plan(stylizer: FrameRunner, dst: Path, options: EncodeOptions, planes: bool | None) -> tuple[str, bool, bool]:
@@ -196,9 +208,7 @@ def _plan(stylizer: FrameRunner, dst: Path, options: EncodeOptions, planes: bool
 def _open_input(src, dst, plan: ConversionPlan, overwrite: bool) -> tuple[Source, Path]:
     """Open the source, then check the destination (a missing input is a better first message than an existing
     output). Returns ``(source, dst)`` with ``dst`` as a checked :class:`Path`."""
-    source = open_source(
-        src, resize=plan.resize, start=plan.start, duration=plan.duration, fps=plan.fps, planes=plan.planes
-    )
+    source = open_source(src, plan.trim, even=plan.even, planes=plan.planes)
     try:
         dst = check_destination(dst, overwrite=overwrite, is_dir=plan.kind == "frames")
         src_path = Path(src)

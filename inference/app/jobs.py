@@ -9,9 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inference.core.errors import UserError
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def check_stylizer_options(model: str, devices: Sequence[str], options: dict[str, Any]) -> None:
-    """Refuse a ``--style`` the artifact lacks or a ``--precision`` a device cannot run, without loading the network.
+def check_stylizer_options(model: str, devices: Sequence[str], options: RuntimeOptions) -> None:
+    """Refuse a style the artifact lacks or a precision a device cannot run, without loading the network.
 
     Executors load the model in other processes (or machines); this check runs in the driver first, so that a bad
     option is one line before any folder or worker exists.
@@ -72,31 +75,33 @@ def check_stylizer_options(model: str, devices: Sequence[str], options: dict[str
 
     from inference.engine.precision import resolve_precision
     from inference.model.artifact import read_metadata
-    from inference.model.styles import style_weights
+    from inference.model.styles import style_names, style_weights
 
     meta = read_metadata(model)
-    names = meta.style_names or [str(i) for i in range(int(meta.network_kwargs.get("num_styles", 1)))]
-    style_weights(options.get("style"), names)
+    style_weights(options.style, style_names(meta.style_names, int(meta.network_kwargs.get("num_styles", 1))))
     for device in sorted(set(devices)):
-        resolve_precision(options.get("precision", "auto"), torch.device(device))
+        resolve_precision(options.precision, torch.device(device))
 
 
-def load_stylizer(model: str, **kwargs: Any):
+def load_stylizer(model: str, options: RuntimeOptions | None = None, **fields: Any):
     """Load the artifact into a :class:`~inference.engine.stylizer.Stylizer`, with cuDNN autotuning on CUDA.
 
     Args:
         model: The ``.safetensors`` artifact.
-        **kwargs: Stylizer options (``device``, ``precision``, ``batch_size``, ...).
+        options: The Stylizer's :class:`~inference.engine.options.RuntimeOptions` (``None``: the defaults).
+        **fields: Fields that replace ``options``' (``device="cuda:1"``...).
     """
     import torch
 
     from inference.core.devices import resolve_device
+    from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
 
-    if resolve_device(kwargs.get("device", "auto")).type == "cuda":
+    options = RuntimeOptions.build(options, **fields)
+    if resolve_device(options.device).type == "cuda":
         # Every batch of a video has the same shape: let cuDNN time its algorithms once and reuse the fastest.
         torch.backends.cudnn.benchmark = True
-    return Stylizer.from_artifact(model, **kwargs)
+    return Stylizer.from_artifact(model, options)
 
 
 def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = None) -> Outcome:

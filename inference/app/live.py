@@ -18,10 +18,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.core.errors import UserError
 from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
 from inference.io.protocols import StreamSink, StreamSource
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger("inference")
 
@@ -199,7 +203,7 @@ def stylize_live(
 READ_JOIN_TIMEOUT = 2.0
 
 
-def run_live(opts, stylizer_options: dict) -> int:
+def run_live(opts, options: RuntimeOptions) -> int:
     """``stylize-video`` with a live input or output (see :func:`is_live`); returns the exit status (0)."""
     from inference.app.batch import load_stylizer
     from inference.core.atomic import atomic_output, check_destination
@@ -214,7 +218,7 @@ def run_live(opts, stylizer_options: dict) -> int:
     stream_out = live_output(opts.output)
     dst = None if stream_out else check_destination(opts.output, overwrite=opts.overwrite, is_dir=False)
     # The model loads first: a stream opened earlier would pile up frames meanwhile, to be dropped on arrival.
-    stylizer = load_stylizer(opts.model, device=opts.device, **stylizer_options)
+    stylizer = load_stylizer(opts.model, options)
     source = LiveSource(src, Resize(opts.size, opts.max_side, True))
     try:
         ext = Path(opts.output).suffix.lower() if dst else ".ts"

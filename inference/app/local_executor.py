@@ -6,9 +6,12 @@ usual exception path); with several, :mod:`inference.app.worker_pool` spawns one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 
 class LocalExecutor:
@@ -17,7 +20,7 @@ class LocalExecutor:
     Args:
         model: The artifact, loaded once per worker.
         devices: One entry per worker, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``.
-        stylizer_options: :class:`~inference.engine.stylizer.Stylizer` options except ``device``.
+        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
         file_options: :func:`~inference.app.convert.stylize_file` options.
         quiet: Workers print errors only.
     """
@@ -26,7 +29,7 @@ class LocalExecutor:
         self,
         model: str,
         devices: list[str],
-        stylizer_options: dict[str, Any],
+        stylizer_options: RuntimeOptions,
         file_options: dict[str, Any],
         *,
         quiet: bool = False,
@@ -43,7 +46,7 @@ class LocalExecutor:
     def start(self) -> None:
         """Load the model here (one worker), or check that it loads (several): a bad artifact fails once."""
         if len(self.devices) == 1:
-            self._stylizer = load_stylizer(self.model, device=self.devices[0], **self.stylizer_options)
+            self._stylizer = load_stylizer(self.model, self.stylizer_options, device=self.devices[0])
         else:
             from inference.model.artifact import load_artifact
 

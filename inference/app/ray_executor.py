@@ -21,10 +21,13 @@ import tempfile
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
 from inference.core.errors import Terminated, UserError
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger("inference")
 
@@ -44,7 +47,7 @@ class _Worker:
     """The actor: loads the artifact once from the object store's bytes, then stylizes one file per call."""
 
     def __init__(
-        self, artifact: bytes, stylizer_options: dict[str, Any], file_options: dict[str, Any], cpus: int, cwd: str
+        self, artifact: bytes, stylizer_options: RuntimeOptions, file_options: dict[str, Any], cpus: int, cwd: str
     ):
         import ray
         import torch
@@ -71,7 +74,7 @@ class _Worker:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(artifact)
-            self.stylizer = load_stylizer(path, device=self.device, **stylizer_options)
+            self.stylizer = load_stylizer(path, stylizer_options, device=self.device)
         except UserError as exc:
             self.error = f"{self.name}: {exc}"  # Returned by ready(): a bad option is the user's, not a crash.
         finally:
@@ -90,7 +93,7 @@ class RayExecutor:
 
     Args:
         model: The artifact; read here and shipped through the object store.
-        stylizer_options: :class:`~inference.engine.stylizer.Stylizer` options except ``device``.
+        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
         file_options: :func:`~inference.app.convert.stylize_file` options.
         address: ``ray.init`` address (``"auto"``, ``"ray://head:10001"``); ``None``: ``$RAY_ADDRESS``, else a
             local instance. An already initialised Ray (a test, a notebook) is used as it is.
@@ -103,7 +106,7 @@ class RayExecutor:
     def __init__(
         self,
         model: str,
-        stylizer_options: dict[str, Any],
+        stylizer_options: RuntimeOptions,
         file_options: dict[str, Any],
         *,
         address: str | None = None,

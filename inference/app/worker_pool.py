@@ -14,11 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.app.jobs import Job, Outcome, load_stylizer, run_job
 from inference.core.devices import bind_worker, host_thread_budgets
 from inference.core.errors import UserError, terminate_on_sigterm
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 _POLL_S = 0.5  # How often the parent checks that its workers are alive while no result arrives.
 _STOP_S = 30.0  # How long stopped workers get to remove their temporary outputs before they are killed.
@@ -30,13 +33,13 @@ class PoolSpec:
 
     Attributes:
         model: The ``.safetensors`` artifact, loaded once per worker.
-        stylizer_options: :class:`~inference.engine.stylizer.Stylizer` options except ``device``.
+        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
         file_options: :func:`~inference.app.convert.stylize_file` options.
         quiet: Workers log errors only.
     """
 
     model: str
-    stylizer_options: dict[str, Any]
+    stylizer_options: RuntimeOptions
     file_options: dict[str, Any]
     quiet: bool = False
 
@@ -185,7 +188,7 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
     setup_logging(spec.quiet)
     bind_worker(device, seat.threads)  # its GPU for torch, NVDEC and NVENC; its share of the host threads
     try:
-        stylizer = load_stylizer(model, device=device, **spec.stylizer_options)
+        stylizer = load_stylizer(model, spec.stylizer_options, device=device)
     except UserError as exc:
         results.put(("init_failed", wid, str(exc)))
         return

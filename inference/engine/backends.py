@@ -38,6 +38,12 @@ def compile_mode(compile: bool | str | None) -> str | None:
     return str(compile)
 
 
+def prepare(network: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
+    """``network`` for inference: eval mode, no gradients, on ``device`` in ``dtype``, NHWC when ``channels_last``."""
+    network = network.eval().requires_grad_(False).to(device, dtype)
+    return network.to(memory_format=torch.channels_last) if channels_last else network
+
+
 def compiled(network: nn.Module, mode: str | None) -> Forward:
     """``network`` under ``torch.compile`` in ``mode``, or ``network`` itself when ``mode`` is ``None``.
 

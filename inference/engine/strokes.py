@@ -13,16 +13,15 @@ shrinking, bicubic when enlarging (clamped, since bicubic overshoots).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from inference.core.colour import luma as luminance  # the name this module's callers use
-from inference.core.errors import UserError
 
-#: The allowed ``scale`` range, inclusive: beyond it the network sees too few or too many pixels to be useful.
+#: The allowed ``scale`` range, inclusive: beyond it the network sees too few or too many pixels to be useful
+#: (checked where the options are made: :class:`inference.engine.options.RuntimeOptions`).
 STROKE_SCALE_RANGE = (0.25, 4.0)
 #: ``detail`` modes: ``"none"`` (plain enlargement) or ``"guided"`` (luminance detail restored).
 DETAIL_MODES = ("none", "guided")
@@ -31,15 +30,6 @@ GUIDED_RADIUS = 2
 GUIDED_EPS = 1e-3
 
 Network = Callable[[torch.Tensor], torch.Tensor]
-
-
-def check_stroke_options(scale: float, detail: str) -> None:
-    """Raise :class:`UserError` unless ``scale`` is finite and in :data:`STROKE_SCALE_RANGE` and ``detail`` known."""
-    low, high = STROKE_SCALE_RANGE
-    if not (isinstance(scale, int | float) and math.isfinite(scale) and low <= scale <= high):
-        raise UserError(f"--stroke-scale must be in [{low:g}, {high:g}], got {scale}")
-    if detail not in DETAIL_MODES:
-        raise UserError(f"--stroke-detail must be one of {', '.join(DETAIL_MODES)}, got {detail!r}")
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -151,7 +141,6 @@ def stylize_at_scale(x: torch.Tensor, network: Network, scale: float, detail: st
     Returns:
         ``[B, 3, H, W]`` in [0, 1], in ``x``'s dtype.
     """
-    check_stroke_options(scale, detail)
     if scale == 1.0:
         return network(x)
     size = tuple(x.shape[-2:])
@@ -173,7 +162,6 @@ class StrokeScaled:
     """
 
     def __init__(self, network: Network, scale: float, detail: str = "none") -> None:
-        check_stroke_options(scale, detail)
         self.network = network
         self.scale = float(scale)
         self.detail = detail
@@ -185,5 +173,4 @@ class StrokeScaled:
 
 def stroke_scaled(network: Network, scale: float = 1.0, detail: str = "none") -> Network:
     """``network`` itself at scale 1 (the plain path, untouched), else a :class:`StrokeScaled` around it."""
-    check_stroke_options(scale, detail)
     return network if scale == 1.0 else StrokeScaled(network, scale, detail)

@@ -1,5 +1,5 @@
-"""The Python API: :class:`Stylizer` runs a style network over images, frame iterables, whole videos and device
-tensors.
+"""The Python API: :class:`Stylizer` runs a style network over images, frame iterables and device tensors (files:
+:func:`inference.app.convert.stylize_file`).
 
 Frames travel as ``uint8`` (RGB, or I420 planes at 1.5 bytes per pixel) all the way to the device, where they are
 converted to float RGB, stylized, and converted back to ``uint8``. The Stylizer only stylizes; each other concern has
@@ -27,9 +27,10 @@ from inference.core.devices import resolve_device
 from inference.core.errors import UserError
 from inference.core.hashing import sha256_of_file
 from inference.core.stages import StageClock
-from inference.engine.backends import build_forward, compile_mode, probe_runner
+from inference.engine.backends import build_forward, compile_mode, prepare, probe_runner
 from inference.engine.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
-from inference.engine.consistency import HOST_NOTE, ConsistencyStage, check_consistency
+from inference.engine.consistency import ConsistencyStage
+from inference.engine.device_flow import FlowEstimator, choose_flow
 from inference.engine.engines import Spans
 from inference.engine.frame_formats import (
     as_rgb,
@@ -38,10 +39,10 @@ from inference.engine.frame_formats import (
     tensor_frame_size,
     to_network_input,
 )
+from inference.engine.options import LIVE_FIELDS, RuntimeOptions
 from inference.engine.precision import DTYPES, choose_precision
-from inference.engine.strokes import check_stroke_options, stroke_scaled
-from inference.io.limits import MAX_BATCH_SIZE
-from inference.model.styles import StyleSpec, style_weights
+from inference.engine.strokes import stroke_scaled
+from inference.model.styles import StyleSpec, style_names, style_weights
 
 if TYPE_CHECKING:
     from inference.model.artifact import ArtifactMetadata
@@ -60,42 +61,20 @@ class Stylizer:
 
     Args:
         network: A style network: float ``[B, 3, H, W]`` RGB in [0, 1] in, same out. Moved to the device and dtype.
-        device: ``"auto"`` (cuda, then mps, then cpu), or any torch device string (see
-            :func:`~inference.core.devices.resolve_device`).
-        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"``: on CUDA the lowest precision that passes a
-            parity check against fp32 at load time (see :mod:`inference.engine.precision`), fp32 elsewhere. How it was
-            chosen is in :attr:`precision_report`.
-        batch_size: Frames per forward pass; halved automatically when CUDA runs out of memory (see
-            :mod:`inference.engine.batching`). ``None`` (auto): 8 on CUDA, 1 elsewhere (a CPU gains nothing from wider
-            batches; bench/inference.py measures both).
-        channels_last: Run convolutions in NHWC layout (off by default; whether it is faster depends on the
-            device and network: bench/inference.py measures it).
-        compile: Wrap the network in ``torch.compile``: ``True`` for the default mode, or a mode name
-            (:func:`~inference.engine.backends.compile_mode`). Opt-in: slow first batch; whether it pays off is measured
-            by bench/inference.py, not assumed.
-        strength: 1 is the full style, 0 the original frame; values in between blend.
-        preserve_color: Keep the input's colours, take only the luminance from the style.
-        backend: ``"torch"``, ``"onnxruntime"`` (CPU, fp32 only; needs the ``onnxruntime`` and ``onnx`` packages)
-            or ``"auto"`` (ONNX Runtime where it can run, else torch): see
-        :func:`~inference.engine.backends.build_forward`. metadata: The artifact header the network came from
-        (:meth:`from_artifact` sets it); ``None`` otherwise. cache_key: A stable identity of the weights (the artifact's
-            sha256): the ONNX export is then cached on disk under this key (see
-        :func:`inference.engine.onnx_backend.cached_session`) instead of redone on every start. stroke_scale: Run the
-            network on the frame resized by ``1 / stroke_scale`` (in [0.25, 4]) and bring the result back to the frame's
-            size, so strokes grow that many times (see :mod:`inference.engine.strokes`); colour preservation and
-        strength still use the full-size frame. 1 is the plain path. stroke_detail: ``"none"`` or ``"guided"``: restore
-        the frame's luminance detail lost when enlarging. style: Which style of a multi-style network: ``None`` (the
-            first), a name (``"starry"``), a blend spec (``"starry:0.3,wave:0.7"``) or a mapping (``{"starry": 0.3,
-        "wave": 0.7}``); see :meth:`set_style`. consistency: Temporal consistency in [0, 1] for frame sequences
-            (:meth:`frames`, :meth:`video`, :meth:`process`): each output is pulled towards the previous output moved by
-            the input's optical flow where the pixel stayed visible (:mod:`inference.engine.consistency`). 0 (the API
-            default) is off and bit-identical to per-frame output; ``stylize-video`` defaults to
-            :data:`inference.app.cli.DEFAULT_CONSISTENCY`. :meth:`tensors` and :meth:`image` stay per-frame.
+        options: How to run it (:class:`~inference.engine.options.RuntimeOptions`: device, precision, batch size,
+            backend, compile, strength, colour, strokes, consistency, style); ``None``: every default.
+        metadata: The artifact header the network came from (:meth:`from_artifact` sets it); ``None`` otherwise.
+        cache_key: A stable identity of the weights (the artifact's sha256): the ONNX export is then cached on disk
+            under this key (:func:`inference.engine.onnx_backend.cached_session`) instead of redone on every start.
 
     Attributes:
+        options: The :class:`~inference.engine.options.RuntimeOptions` in effect (:meth:`update` changes the live
+            ones).
         metadata: As given (always present; ``None`` when not built from an artifact).
+        device, dtype: Where and in which float type the network runs, as resolved.
         precision_report: A :class:`~inference.engine.precision.PrecisionReport`: the precision, why, and the parity
-        errors. backend: ``"torch"`` or ``"onnxruntime"``, as resolved.
+            errors.
+        backend: ``"torch"`` or ``"onnxruntime"``, as resolved.
         style_names: The network's style names in order (from the metadata; ``"0"``, ``"1"``, ... without it).
         style_weights: The current weight of each style (non-negative, summing to 1).
     """
@@ -103,54 +82,87 @@ class Stylizer:
     def __init__(
         self,
         network: nn.Module,
+        options: RuntimeOptions | None = None,
         *,
-        device: str | torch.device = "auto",
-        precision: str = "auto",
-        batch_size: int | None = None,
-        channels_last: bool = False,
-        compile: bool | str = False,
-        strength: float = 1.0,
-        preserve_color: bool = False,
-        backend: str = "auto",
         metadata: ArtifactMetadata | None = None,
         cache_key: str | None = None,
-        stroke_scale: float = 1.0,
-        stroke_detail: str = "none",
-        style: StyleSpec | None = None,
-        consistency: float = 0.0,
     ) -> None:
-        check_stroke_options(stroke_scale, stroke_detail)
-        if not 0.0 <= strength <= 1.0:
-            raise UserError(f"--strength must be in [0, 1], got {strength}")
-        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise UserError(f"--batch-size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}")
+        options = RuntimeOptions.build(options)
         self.metadata = metadata
-        self.style_names = _style_names(network, metadata)
-        self.style_weights = style_weights(style, self.style_names)
-        self.device = resolve_device(device)
-        self.strength, self.preserve_color = float(strength), bool(preserve_color)
-        self.channels_last = channels_last
-        self._compile_mode = compile_mode(compile)
-        self.compiled = self._compile_mode is not None
+        self.style_names = style_names(metadata.style_names if metadata else (), getattr(network, "num_styles", 1))
+        self.style_weights = style_weights(options.style, self.style_names)
+        self.device = resolve_device(options.device)
+        mode = compile_mode(options.compile)
+        self.compiled = mode is not None
         if len(self.style_names) > 1:
             network.set_style(self.style_weights)  # the parity probe must see the style the frames will get
-        runner = probe_runner(channels_last, self._compile_mode, stroke_scale, stroke_detail)
-        self.precision_report = choose_precision(network, precision, self.device, runner)
+        runner = probe_runner(options.channels_last, mode, options.stroke_scale, options.stroke_detail)
+        self.precision_report = choose_precision(network, options.precision, self.device, runner)
         self.dtype = DTYPES[self.precision_report.chosen]
-        self.network = _prepare(network, self.device, self.dtype, channels_last)
-        self.set_style(style)
-        self.consistency = check_consistency(consistency)
-        if self.consistency > 0 and self.device.type != "cpu":
-            log.info(HOST_NOTE)  # no device flow yet: DIS on the CPU, overlapped with the device's work
+        self.network = prepare(network, self.device, self.dtype, options.channels_last)
+        # The consistency stage's flow (RAFT on CUDA, else DIS): chosen now when it will be needed (its one log line
+        # and a bad --flow-weights file come at load time), else when consistency is first turned on.
+        self._flow: FlowEstimator | None = None
+        if options.consistency > 0 or options.flow_weights is not None:
+            self._flow = choose_flow(self.device, options.flow_weights).estimator
         # Around the backend (torch, compiled or ONNX Runtime): the resizing runs in torch on the device.
         self._backend_forward, self.backend = build_forward(
-            self.network, self.device, self.dtype, backend, compile=self._compile_mode, cache_key=cache_key
+            self.network, self.device, self.dtype, options.backend, compile=mode, cache_key=cache_key
         )
         cuda = self.device.type == "cuda"
-        size = int(batch_size) if batch_size is not None else (8 if cuda else 1)
+        size = options.batch_size if options.batch_size is not None else (8 if cuda else 1)
         # Only CUDA kernels index with 32 bits (inference.engine.index_limit); a compiled network keeps one batch shape.
         self._batcher = Batcher(size, self.network, index_limited=cuda, pad=self.compiled, cuda=cuda)
-        self.set_strokes(stroke_scale, stroke_detail)
+        self.options = options
+        self._apply_strokes()
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, options: RuntimeOptions | None = None, **fields: Any) -> Stylizer:
+        """Load an exported ``.safetensors`` artifact (see :func:`inference.model.artifact.load_artifact`).
+
+        Args:
+            path: The artifact file.
+            options: Runtime options (``None``: the defaults).
+            **fields: :class:`~inference.engine.options.RuntimeOptions` fields that replace ``options``' (a
+                shorthand: ``from_artifact(path, device="cuda")``).
+        """
+        from inference.model.artifact import load_artifact
+
+        options = RuntimeOptions.build(options, **fields)
+        artifact = load_artifact(path, device="cpu")
+        return cls(artifact.network, options, metadata=artifact.metadata, cache_key=sha256_of_file(artifact.path))
+
+    # Live options: read from ``options``, changed by ``update``.
+    strength = property(lambda self: self.options.strength, doc="1 the full style, 0 the original frame.")
+    preserve_color = property(lambda self: self.options.preserve_color, doc="Luminance-only style transfer.")
+    consistency = property(lambda self: self.options.consistency, doc="Temporal consistency in [0, 1]; 0 off.")
+    stroke_scale = property(lambda self: self.options.stroke_scale, doc="Stroke scale (1: the plain path).")
+    stroke_detail = property(lambda self: self.options.stroke_detail, doc="``none`` or ``guided``.")
+    channels_last = property(lambda self: self.options.channels_last, doc="NHWC convolutions.")
+
+    def update(self, **changes: Any) -> None:
+        """Change live options (:data:`~inference.engine.options.LIVE_FIELDS`: strength, colour, consistency,
+        strokes, style); the frames computed after the call use them. No reload, re-export or recompile.
+
+        Raises:
+            OptionError: A bad value (one line naming the field).
+            TypeError: A field that decides how the network is built (device, precision, ...): make a new Stylizer.
+        """
+        fixed = sorted(set(changes) - set(LIVE_FIELDS))
+        if fixed:
+            raise TypeError(f"{', '.join(fixed)} cannot change on a running Stylizer; make a new one")
+        previous, self.options = self.options, RuntimeOptions.build(self.options, **changes)
+        if "style" in changes:
+            self.style_weights = style_weights(self.options.style, self.style_names)
+            if len(self.style_names) > 1:
+                self.network.set_style(self.style_weights)
+        if (previous.stroke_scale, previous.stroke_detail) != (self.stroke_scale, self.stroke_detail):
+            self._apply_strokes()
+
+    def _apply_strokes(self) -> None:
+        """The forward pass at the current stroke scale (see :mod:`inference.engine.strokes`)."""
+        self._forward = stroke_scaled(self._backend_forward, self.stroke_scale, self.stroke_detail)
+        self._batcher.scale = self.stroke_scale
 
     @property
     def batch_size(self) -> int:
@@ -172,10 +184,9 @@ class Stylizer:
         self._batcher.index_limited = bool(limited)
 
     def set_style(self, style: StyleSpec | None) -> None:
-        """Choose or blend the styles of a multi-style network; the frames computed after the call use it.
-
-        Blends interpolate the per-style normalisation parameters, so any mixture costs the same as one style, on
-        every backend (ONNX Runtime takes the weights as an input: no new export).
+        """Choose or blend the styles of a multi-style network (``update(style=style)``); the frames computed after
+        the call use it. Blends interpolate the per-style normalisation parameters, so any mixture costs the same as
+        one style, on every backend (ONNX Runtime takes the weights as an input: no new export).
 
         Args:
             style: ``None`` (the first style), a style name, a ``"a:0.3,b:0.7"`` spec or a name -> weight mapping;
@@ -185,34 +196,7 @@ class Stylizer:
             UserError: Unknown name (the message lists the available ones), negative or non-finite weight, or a zero
                 total (one line).
         """
-        self.style_weights = style_weights(style, self.style_names)
-        if len(self.style_names) > 1:
-            self.network.set_style(self.style_weights)
-
-    def set_strokes(self, scale: float = 1.0, detail: str = "none") -> None:
-        """Change the stroke scale and detail mode (see :mod:`inference.engine.strokes`); the frames computed after the
-        call use them. No re-export or recompile: only the resizing around the backend changes.
-
-        Raises:
-            UserError: ``scale`` outside [0.25, 4] or an unknown ``detail`` (one line).
-        """
-        self._forward = stroke_scaled(self._backend_forward, scale, detail)
-        self.stroke_scale, self.stroke_detail = float(scale), detail
-        self._batcher.scale = self.stroke_scale
-
-    @classmethod
-    def from_artifact(cls, path: str | Path, **kwargs: Any) -> Stylizer:
-        """Load an exported ``.safetensors`` artifact (see :func:`inference.model.artifact.load_artifact`).
-
-        Args:
-            path: The artifact file.
-            **kwargs: Constructor options (``device``, ``precision``, ``batch_size``, ``style``, ...).
-        """
-        from inference.model.artifact import load_artifact
-
-        artifact = load_artifact(path, device="cpu")
-        digest = sha256_of_file(artifact.path)
-        return cls(artifact.network, metadata=artifact.metadata, cache_key=digest, **kwargs)
+        self.update(style=style)
 
     # ----------------------------------------------------------------------------------------------- public API
     def image(self, array: np.ndarray) -> np.ndarray:
@@ -299,7 +283,9 @@ class Stylizer:
         if self.consistency > 0:
             if yuv_in is not None or yuv_out is not None:
                 raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
-            stage = ConsistencyStage(self.consistency, clock=clock)
+            if self._flow is None:
+                self._flow = choose_flow(self.device, self.options.flow_weights).estimator
+            stage = ConsistencyStage(self.consistency, clock=clock, flow=self._flow)
             yield from stage.run(items, partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock))
         else:
             yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
@@ -340,16 +326,3 @@ class Stylizer:
         if self.preserve_color:
             y = preserve_color(y, x)
         return blend(y, x, self.strength)
-
-
-def _style_names(network: nn.Module, metadata: ArtifactMetadata | None) -> list[str]:
-    """The style names: the artifact's, else ``"0"``, ``"1"``, ... for a network built in Python."""
-    if metadata is not None and metadata.styles:
-        return metadata.style_names
-    return [str(i) for i in range(int(getattr(network, "num_styles", 1)))]
-
-
-def _prepare(network: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
-    """``network`` for inference: eval mode, no gradients, on ``device`` in ``dtype``, NHWC when ``channels_last``."""
-    network = network.eval().requires_grad_(False).to(device, dtype)
-    return network.to(memory_format=torch.channels_last) if channels_last else network

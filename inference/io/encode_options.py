@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference.core.errors import UserError
+from inference.core.option_fields import check_fields, option
+from inference.io.limits import MIN_GIF_FPS
 
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
@@ -60,29 +62,66 @@ PRESETS: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
-@dataclass
+def crf_help() -> str:
+    """The ``crf`` help text, built from :data:`CRF_RANGES`."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name, bounds in CRF_RANGES.items():
+        groups.setdefault(bounds, []).append(name)
+    ranges = "; ".join(f"{lo}-{hi} for {', '.join(names)}" for (lo, hi), names in groups.items())
+    return f"encoder quality, lower is better: {ranges}; NVENC's cq starts at 1, so 0 gives cq 1"
+
+
+def preset_help() -> str:
+    """The ``preset`` help text: the x264 names and what each encoder makes of them."""
+    vp9, svt = PRESETS["libvpx-vp9"], PRESETS["libsvtav1"]
+    return (
+        f"speed preset, x264 names ({', '.join(X264_PRESETS)}), mapped onto each "
+        f"encoder's scale: NVENC p1..p7 (medium = {PRESETS['nvenc']['medium']['preset']}; p1..p7 also accepted), "
+        f"libvpx deadline/cpu-used (ultrafast = realtime/{vp9['ultrafast']['cpu-used']}, medium = good/"
+        f"{vp9['medium']['cpu-used']}, placebo = best/0), SVT-AV1 preset {svt['ultrafast']['preset']}.."
+        f"{svt['placebo']['preset']} (medium = {svt['medium']['preset']}), libaom cpu-used; other encoders refuse "
+        "a preset"
+    )
+
+
+@dataclass(frozen=True)
 class EncodeOptions:
-    """Encoder settings.
+    """Encoder settings; each field's default, range and help is here once (checked when made: a bad value is an
+    :class:`~inference.core.errors.OptionError` naming the field; ``stylize-video`` builds its flags from them).
 
     Attributes:
         codec: Video encoder name or family (h264, hevc, av1, vp9); ``None``: H.264 (NVENC where it opens, else
             libx264), or VP9 for .webm. See :mod:`inference.io.encoders`.
-        crf: Constant quality, lower is better, in the encoder's range of :data:`CRF_RANGES` (``cq`` for NVENC).
+        crf: Constant quality, lower is better, within :data:`CRF_BOUNDS` here and the encoder's range of
+            :data:`CRF_RANGES` when the encoder is known (``cq`` for NVENC).
         preset: x264 speed preset name, mapped onto the encoder's own scale by :data:`PRESETS` (NVENC also takes
             ``p1``..``p7``).
         pix_fmt: Output pixel format; yuv420p (the default) plays everywhere and needs even sizes.
-        gif_fps: GIF frame rate (``None`` keeps the input's timing).
-        gif_width: GIF width in pixels (``None`` keeps the size); the height follows the aspect ratio.
+        gif_fps: GIF frame rate, >= :data:`~inference.io.limits.MIN_GIF_FPS` (above 50 it is capped, with a
+            warning); ``None`` keeps the input's timing.
+        gif_width: GIF width in pixels, in [1, 65535] (``None`` keeps the size); the height follows the aspect ratio.
         audio: Copy the input's audio streams into video outputs.
     """
 
-    codec: str | None = None
-    crf: int = DEFAULT_CRF
-    preset: str = DEFAULT_PRESET
-    pix_fmt: str = DEFAULT_PIX_FMT
-    gif_fps: float | None = None
-    gif_width: int | None = None
-    audio: bool = True
+    codec: str | None = option(
+        None,
+        "video encoder: a family (h264, hevc, av1, vp9: NVENC where the GPU has it, else libx264/libx265/libsvtav1/"
+        "libvpx-vp9) or an FFmpeg encoder name (default h264; vp9 for .webm)",
+    )
+    crf: int = option(DEFAULT_CRF, crf_help(), kind=int, low=CRF_BOUNDS[0], high=CRF_BOUNDS[1])
+    preset: str = option(DEFAULT_PRESET, preset_help())
+    pix_fmt: str = option(
+        DEFAULT_PIX_FMT,
+        "pixel format (plays everywhere; odd sizes lose their last row/column; yuv444p keeps every pixel)",
+    )
+    gif_fps: float | None = option(
+        None, "GIF frame rate, up to 50; default: the input's timing, capped at 50", kind=float, low=MIN_GIF_FPS
+    )
+    gif_width: int | None = option(None, "GIF width in pixels; default: the frame width", kind=int, low=1, high=65535)
+    audio: bool = option(True, "copy the input's audio")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def _family(name: str) -> str:
@@ -130,27 +169,3 @@ def _crf_options(name: str, crf: int) -> dict[str, str]:
     if name.startswith("libvpx"):
         return {"crf": str(crf), "b": "0"}  # b=0: constant quality, not constrained quality.
     return {"crf": str(crf)}
-
-
-def crf_help() -> str:
-    """The ``--crf`` help text, built from :data:`CRF_RANGES`."""
-    groups: dict[tuple[int, int], list[str]] = {}
-    for name, bounds in CRF_RANGES.items():
-        groups.setdefault(bounds, []).append(name)
-    ranges = "; ".join(f"{lo}-{hi} for {', '.join(names)}" for (lo, hi), names in groups.items())
-    return (
-        f"encoder quality, lower is better: {ranges}; NVENC's cq starts at 1, so 0 gives cq 1 (default {DEFAULT_CRF})"
-    )
-
-
-def preset_help() -> str:
-    """The ``--preset`` help text: the x264 names and what each encoder makes of them."""
-    vp9, svt = PRESETS["libvpx-vp9"], PRESETS["libsvtav1"]
-    return (
-        f"speed preset, x264 names ({', '.join(X264_PRESETS)}; default {DEFAULT_PRESET}), mapped onto each "
-        f"encoder's scale: NVENC p1..p7 (medium = {PRESETS['nvenc']['medium']['preset']}; p1..p7 also accepted), "
-        f"libvpx deadline/cpu-used (ultrafast = realtime/{vp9['ultrafast']['cpu-used']}, medium = good/"
-        f"{vp9['medium']['cpu-used']}, placebo = best/0), SVT-AV1 preset {svt['ultrafast']['preset']}.."
-        f"{svt['placebo']['preset']} (medium = {svt['medium']['preset']}), libaom cpu-used; other encoders refuse "
-        "a preset"
-    )

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from inference.core.errors import MediaError, OptionError
+from inference.core.errors import MediaError
 from inference.core.stages import StageClock
-from inference.io.limits import MAX_FPS, MIN_FPS
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 from inference.io.protocols import Source
 
@@ -190,7 +189,7 @@ class ImageSequenceSource(Source):
     Args:
         path: An image file, a folder or a glob pattern.
         resize: Resizing rules.
-        fps: Frame rate given to the sequence (images carry none).
+        fps: Frame rate given to the sequence (images carry none), checked by :class:`~inference.io.trim.TrimOptions`.
         start: Seconds to skip (``start * fps`` frames).
         duration: Seconds to keep, or ``None``.
     """
@@ -209,8 +208,6 @@ class ImageSequenceSource(Source):
         paths = [Path(path)] if kind == "image" else list_frames(path)
         if not paths:
             raise MediaError(f"{path}: no image files found")
-        if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
-            raise OptionError("fps", f"must be in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps}")
         # A float such as 29.97 is a fraction over 2^48: muxers need a time base in 32 bits (NTSC: 30000/1001).
         rate = Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FOLDER_FPS
         first = int(round((start or 0.0) * rate))

@@ -4,54 +4,45 @@ globs through :mod:`inference.io.image_reader`."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from inference.core.errors import OptionError
 from inference.io.image_reader import ImageSequenceSource
-from inference.io.limits import MAX_SECONDS
-from inference.io.media import Resize, probe_kind
+from inference.io.media import probe_kind
 from inference.io.protocols import Source
+from inference.io.trim import TrimOptions
 from inference.io.video_reader import VideoSource
 from inference.io.writers import display
 
 
 def open_source(
-    path: str | Path,
-    *,
-    resize: Resize | None = None,
-    start: float | None = None,
-    duration: float | None = None,
-    fps: Fraction | float | None = None,
-    planes: bool = False,
+    path: str | Path, trim: TrimOptions | None = None, *, even: bool = False, planes: bool = False, **fields: Any
 ) -> Source:
     """Open any supported input.
 
     Args:
         path: A video file, an image file, a folder of frames or a glob pattern.
-        resize: Resizing rules.
-        start: Seconds to skip.
-        duration: Seconds to keep.
-        fps: Frame rate for image sequences (ignored for videos, which keep their own timing).
+        trim: The part to read and the frame size (:class:`~inference.io.trim.TrimOptions`); ``None``: all of it,
+            as stored.
+        even: Make both frame dimensions even (see :class:`~inference.io.media.Resize`).
         planes: Let a video source yield I420 planes when its stream allows (see :class:`VideoSource`).
+        **fields: :class:`~inference.io.trim.TrimOptions` fields that replace ``trim``'s (``start=2.0``...).
 
     Returns:
         A :class:`~inference.io.protocols.Source`.
 
     Raises:
-        OptionError: ``start`` or ``duration`` out of range.
+        OptionError: A trim or size field out of range.
         MediaError: Missing input, not a video or image, no frames.
     """
-    if start is not None and not 0 <= start <= MAX_SECONDS:
-        raise OptionError("start", f"must be in [0, {MAX_SECONDS:g}] seconds, got {start}")
-    if duration is not None and not 0 < duration <= MAX_SECONDS:
-        raise OptionError("duration", f"must be in (0, {MAX_SECONDS:g}] seconds, got {duration}")
+    trim = TrimOptions.build(trim, **fields)
+    resize = trim.resize(even)
     kind = probe_kind(path)
     if kind == "video":
-        return VideoSource(path, resize, start, duration, planes=planes)
-    return ImageSequenceSource(path, resize, fps, start, duration)
+        return VideoSource(path, resize, trim.start, trim.duration, planes=planes)
+    return ImageSequenceSource(path, resize, trim.fps, trim.start, trim.duration)
 
 
 def read_frames(path: str | Path, *, upright: bool = False, **kwargs) -> Iterator[np.ndarray]:

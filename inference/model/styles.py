@@ -69,3 +69,9 @@ def style_weights(style: StyleSpec | None, names: Sequence[str]) -> list[float]:
     scaled = {name: weight / largest for name, weight in blend.items()}
     total = sum(scaled.values())
     return [scaled.get(n, 0.0) / total for n in names]
+
+
+def style_names(named: Sequence[str], num_styles: int) -> list[str]:
+    """A network's style names: ``named`` (an artifact's, in the network's order) when given, else ``"0"``, ``"1"``,
+    ... for each of its ``num_styles`` styles (a network built in Python)."""
+    return list(named) if named else [str(i) for i in range(num_styles)]

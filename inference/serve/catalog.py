@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from inference.core.errors import UserError
-from inference.engine.strokes import DETAIL_MODES, STROKE_SCALE_RANGE
+from inference.core.option_fields import option_fields, spec_of
+from inference.engine.options import RuntimeOptions
+
+_DEFAULTS = RuntimeOptions()
 
 
 @dataclass(frozen=True)
 class Controls:
-    """What the page's controls (or an API call's form fields) ask for; applied to the next frame.
+    """What the page's controls (or an API call's form fields) ask for; applied to the next frame. Each is a live field
+    of :class:`~inference.engine.options.RuntimeOptions`, with its default and range (except the consistency, off
+    until the page asks for it).
 
     Attributes:
         artifact: The artifact's name (its file stem) in the catalog.
@@ -33,23 +38,25 @@ class Controls:
 
     artifact: str
     style: str | None = None
-    strength: float = 1.0
-    preserve_color: bool = False
-    stroke_scale: float = 1.0
-    stroke_detail: str = "none"
+    strength: float = _DEFAULTS.strength
+    preserve_color: bool = _DEFAULTS.preserve_color
+    stroke_scale: float = _DEFAULTS.stroke_scale
+    stroke_detail: str = _DEFAULTS.stroke_detail
     consistency: float = 0.0
 
 
 _FIELDS = ("artifact", "style", "strength", "preserve_color", "stroke_scale", "stroke_detail", "consistency")
 
 
-def _number(name: str, value: Any, low: float, high: float) -> float:
+def _number(name: str, value: Any) -> float:
+    """A form value of the number field ``name`` of :class:`RuntimeOptions`, within that field's range."""
+    spec = spec_of(option_fields(RuntimeOptions)[name])
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}") from None
-    if not (math.isfinite(number) and low <= number <= high):
-        raise UserError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
+        number = math.nan
+    if spec.problem(number) is not None:
+        raise UserError(f"{name}: expected a number {spec.range_text()}, got {value!r}")
     return number
 
 
@@ -69,14 +76,14 @@ class Catalog:
 
     Args:
         path: One ``.safetensors`` artifact, or a folder holding several (each known by its stem).
-        stylizer_options: :class:`~inference.engine.stylizer.Stylizer` options shared by every artifact (device,
-            precision, backend, batch size).
+        options: :class:`~inference.engine.options.RuntimeOptions` shared by every artifact (device, precision,
+            backend, batch size); the controls set the live ones per request.
 
     Raises:
         UserError: The path does not exist, holds no artifact, or an artifact's header is invalid (one line).
     """
 
-    def __init__(self, path: str | Path, stylizer_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None) -> None:
         from inference.model.artifact import read_metadata
 
         path = Path(path)
@@ -90,7 +97,7 @@ class Catalog:
             raise UserError(f"{path}: no such artifact or folder")
         self.paths = {f.stem: f for f in files}
         self.metadata = {name: read_metadata(f) for name, f in self.paths.items()}
-        self.options = dict(stylizer_options or {})
+        self.options = options or RuntimeOptions()
         self.default = next(iter(self.paths))
         self._stylizers: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -122,19 +129,18 @@ class Catalog:
         if "style" in fields:
             changes["style"] = str(fields["style"]).strip() or None if fields["style"] is not None else None
         if "strength" in fields:
-            changes["strength"] = _number("strength", fields["strength"], 0.0, 1.0)
+            changes["strength"] = _number("strength", fields["strength"])
         if "preserve_color" in fields:
             changes["preserve_color"] = _flag("preserve_color", fields["preserve_color"])
         if "stroke_scale" in fields:
-            changes["stroke_scale"] = _number("stroke_scale", fields["stroke_scale"], *STROKE_SCALE_RANGE)
+            changes["stroke_scale"] = _number("stroke_scale", fields["stroke_scale"])
         if "stroke_detail" in fields:
-            if fields["stroke_detail"] not in DETAIL_MODES:
-                raise UserError(
-                    f"stroke_detail: expected one of {', '.join(DETAIL_MODES)}, got {fields['stroke_detail']!r}"
-                )
+            modes = spec_of(option_fields(RuntimeOptions)["stroke_detail"]).choices
+            if fields["stroke_detail"] not in modes:
+                raise UserError(f"stroke_detail: expected one of {', '.join(modes)}, got {fields['stroke_detail']!r}")
             changes["stroke_detail"] = fields["stroke_detail"]
         if "consistency" in fields:
-            changes["consistency"] = _number("consistency", fields["consistency"], 0.0, 1.0)
+            changes["consistency"] = _number("consistency", fields["consistency"])
         controls = replace(base, **changes)
         self._check_style(controls)
         return controls
@@ -156,24 +162,21 @@ class Catalog:
         job), configured by ``controls`` when given."""
         from inference.engine.stylizer import Stylizer
 
-        stylizer = Stylizer.from_artifact(self.paths[name], **self.options)
+        stylizer = Stylizer.from_artifact(self.paths[name], self.options)
         if controls is not None:
             apply_controls(stylizer, controls)
         return stylizer
 
 
 def apply_controls(stylizer, controls: Controls) -> None:
-    """Set ``stylizer``'s strength, colour, style and strokes to ``controls`` (no reload, no re-export); settings
-    that did not change since the last call cost nothing."""
+    """Set ``stylizer``'s strength, colour, consistency, style and strokes to ``controls`` (no reload, no re-export);
+    settings that did not change since the last call cost nothing."""
     previous: Controls | None = getattr(stylizer, "serve_controls", None)
     if previous == controls:
         return
-    stylizer.strength = controls.strength
-    stylizer.preserve_color = controls.preserve_color
-    stylizer.consistency = controls.consistency
-    if previous is None or previous.style != controls.style:
-        stylizer.set_style(controls.style)
-    strokes = (controls.stroke_scale, controls.stroke_detail)
-    if previous is None or (previous.stroke_scale, previous.stroke_detail) != strokes:
-        stylizer.set_strokes(*strokes)
+    names = ("strength", "preserve_color", "consistency", "style", "stroke_scale", "stroke_detail")
+    changes = {
+        n: getattr(controls, n) for n in names if previous is None or getattr(previous, n) != getattr(controls, n)
+    }
+    stylizer.update(**changes)
     stylizer.serve_controls = controls

@@ -17,12 +17,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from inference.app.argtypes import ranged
+from inference.app.argtypes import add_field, from_namespace, ranged
 from inference.app.cli import _Parser
 from inference.app.console import setup_logging
 from inference.core.errors import UserError, exit_on_user_error
+from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger("inference")
+#: The runtime options the server takes from its command line; the page's controls set the live ones per request.
+_RUNTIME_FIELDS = ("device", "precision", "backend", "batch_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-jobs", type=ranged(int, 1), default=2, metavar="N",
         help="video jobs queued or running at once; more are refused until one finishes (default 2)",
     )  # fmt: skip
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
-    p.add_argument(
-        "--batch-size", type=ranged(int, 1), default=None,
-        help="largest batch of concurrent frames (default: 8 on CUDA, 1 on the CPU)",
-    )  # fmt: skip
+    for name in _RUNTIME_FIELDS:
+        add_field(p, RuntimeOptions, name)
     p.add_argument(
         "--threads", type=ranged(int, 1), default=None, metavar="N",
         help="CPU threads for the network (default: every core)",
@@ -122,8 +120,8 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _stylizer_options(opts: argparse.Namespace) -> dict:
-    return {"device": opts.device, "precision": opts.precision, "backend": opts.backend, "batch_size": opts.batch_size}
+def _stylizer_options(opts: argparse.Namespace) -> RuntimeOptions:
+    return from_namespace(RuntimeOptions, opts)
 
 
 if __name__ == "__main__":
