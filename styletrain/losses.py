@@ -209,6 +209,7 @@ class PerceptualLoss(nn.Module):
         tv_weight: float = 1e-6,
         content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
         style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+        *,
         arch: str = "vgg16",
         vgg_weights: str = "imagenet",
         loss_network: LossNetwork | None = None,

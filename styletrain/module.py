@@ -101,6 +101,7 @@ class StyleTransferModule(pl.LightningModule):
     def __init__(
         self,
         style: list[str] | str,
+        *,
         style_size: int | None = 512,
         network: str = "johnson",
         network_kwargs: dict[str, Any] | None = None,
@@ -277,7 +278,9 @@ class StyleTransferModule(pl.LightningModule):
                 out1, out2 = out.float().chunk(2)
                 feat1, feat2 = feats.float().chunk(2) if feats is not None else (None, None)
                 with torch.autocast(self.device.type, enabled=False):
-                    terms.update(self.temporal(out1, out2, flow, mask, frame1, frame2, feat1, feat2))
+                    terms.update(
+                        self.temporal(out1, out2, flow, mask, in1=frame1, in2=frame2, feat1=feat1, feat2=feat2)
+                    )
         terms["total"] = weighted_sum(terms, self._weights(terms))
         return terms, out
 

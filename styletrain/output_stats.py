@@ -17,7 +17,7 @@ from torch import Tensor
 
 from inference.core.colour import luma, to_float
 
-# Below these ratios an output counts as flat (issue 12): against the per-frame model's contrast, and the input's.
+# Below these ratios an output counts as flat: against the per-frame model's contrast, and the input's.
 FLAT_VS_PER_FRAME = 0.7
 FLAT_VS_INPUT = 0.5
 # content_kept's area-averaging block (px): strokes finer than this are texture, coarser structure is content.

@@ -71,8 +71,8 @@ def test_luminance_variant_allows_input_brightness_change(make_clip_frames):
     out1, out2 = in1 * 0.5, in2 * 0.5 + 0.05  # the output follows: out2 - out1 = 0.1 where aligned
     flow = _const_flow(-2, -1)
     mask = occlusion_mask(flow, _const_flow(2, 1))
-    plain = TemporalLoss(luminance=False)(out1, out2, flow, mask, in1, in2)["temporal"]
-    lum = TemporalLoss(luminance=True)(out1, out2, flow, mask, in1, in2)["temporal"]
+    plain = TemporalLoss(luminance=False)(out1, out2, flow, mask, in1=in1, in2=in2)["temporal"]
+    lum = TemporalLoss(luminance=True)(out1, out2, flow, mask, in1=in1, in2=in2)["temporal"]
     assert plain > 5e-3 and lum < 1e-8
     with pytest.raises(ValueError, match="in1 and in2"):
         TemporalLoss(luminance=True)(out1, out2, flow, mask)

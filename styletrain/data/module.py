@@ -85,6 +85,7 @@ class StyleDataModule(pl.LightningDataModule):
     def __init__(
         self,
         path: str | None = None,
+        *,
         hf_dataset: str | None = None,
         hf_data_dir: str | None = None,
         hf_config: str | None = None,

@@ -61,6 +61,7 @@ class VideoPairDataset(Dataset):
         self,
         sources: list[str],
         image_size: int = 256,
+        *,
         flow_method: str = "dis",
         cache_dir: str | None = None,
         max_gap: int = 1,

@@ -130,6 +130,7 @@ class StillImageDataset(Dataset):
         self,
         sources: Sequence[Source],
         items: Sequence[tuple[int, int]],
+        *,
         image_size: int,
         train: bool,
         tracker: SkipTracker,
@@ -163,7 +164,7 @@ class StreamingStillDataset(IterableDataset):
     """Content crops from a streaming Hugging Face dataset (shuffled with a buffer, skips unreadable rows)."""
 
     def __init__(
-        self, dataset: Any, column: str, image_size: int, tracker: SkipTracker, seed: int = 0, buffer: int = 1000
+        self, dataset: Any, column: str, image_size: int, tracker: SkipTracker, *, seed: int = 0, buffer: int = 1000
     ) -> None:
         self.dataset, self.column, self.image_size = dataset, column, image_size
         self.tracker, self.seed, self.buffer = tracker, seed, buffer

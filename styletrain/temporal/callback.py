@@ -84,6 +84,7 @@ class TemporalValidation(Callback):
     def __init__(
         self,
         clip: str | None = None,
+        *,
         n_frames: int = 8,
         shift: tuple[int, int] = (3, 1),
         max_side: int = 384,

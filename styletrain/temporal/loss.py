@@ -36,6 +36,7 @@ def temporal_loss(
     out2: Tensor,
     flow: Tensor,
     mask: Tensor,
+    *,
     in1: Tensor | None = None,
     in2: Tensor | None = None,
 ) -> Tensor:
@@ -99,6 +100,7 @@ class TemporalLoss(nn.Module):
         out2: Tensor,
         flow: Tensor,
         mask: Tensor,
+        *,
         in1: Tensor | None = None,
         in2: Tensor | None = None,
         feat1: Tensor | None = None,
@@ -109,7 +111,7 @@ class TemporalLoss(nn.Module):
         use_lum = self.luminance
         terms = {
             "temporal": self.output_weight
-            * temporal_loss(out1, out2, flow, mask, in1 if use_lum else None, in2 if use_lum else None)
+            * temporal_loss(out1, out2, flow, mask, in1=in1 if use_lum else None, in2=in2 if use_lum else None)
         }
         if self.feature_weight > 0:
             if feat1 is None or feat2 is None:

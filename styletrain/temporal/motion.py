@@ -89,7 +89,7 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device) ->
 
 
 def random_flow(
-    batch: int, height: int, width: int, config: MotionConfig, generator: torch.Generator | None = None, device="cpu"
+    batch: int, height: int, width: int, config: MotionConfig, *, generator: torch.Generator | None = None, device="cpu"
 ) -> Tensor:
     """A random smooth flow field ``[B,2,H,W]`` (float32 pixels) drawn from ``config``."""
     ys = torch.arange(height, device=device, dtype=torch.float32).view(1, height, 1) - (height - 1) / 2
@@ -139,7 +139,7 @@ def random_motion_pair(
     config = replace(config or MotionConfig(), **overrides)
     b, _, h, w = frames.shape
     device, dtype = frames.device, frames.dtype
-    flow = random_flow(b, h, w, config, generator, device)
+    flow = random_flow(b, h, w, config, generator=generator, device=device)
     image = frames.detach().float()
     frame1 = warp(image, flow, padding_mode="reflection")
     mask = inside_mask(flow, border=1.0)
