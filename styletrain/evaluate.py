@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from inference.core.colour import to_float
-from inference.core.errors import UserError, exit_on_user_error
+from inference.core.errors import OptionError, UserError, exit_on_user_error
 from styletrain.consistency_eval import parse_levels
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from styletrain.output_stats import clip_stats, fading_warnings
@@ -64,6 +64,12 @@ def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return to_float(torch.from_numpy(np.stack(frames)).to(device)).permute(0, 3, 1, 2)
 
 
+def _with_flags(exc: UserError) -> str:
+    """``exc``'s message with library field names written as this command's flags (``vgg_weights`` ->
+    ``--vgg-weights``)."""
+    return exc.with_flags(lambda field: "--" + field.replace("_", "-")) if isinstance(exc, OptionError) else str(exc)
+
+
 def _progress(message: str) -> None:
     """One line on stderr, so that long steps (flow, loss-net weights, stylizing) do not look like a hang."""
     print(f"evaluate: {message}", file=sys.stderr, flush=True)
@@ -78,9 +84,10 @@ def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.d
         that lazy initialisation (cuDNN autotuning, allocator) does not count. A clip no longer than one batch has
         nothing left to time after the warm-up, so it is stylized a second time and that warm pass is timed.
     """
+    from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
 
-    stylizer = Stylizer(net, device=device, batch_size=batch_size)
+    stylizer = Stylizer(net, RuntimeOptions(device=device, batch_size=batch_size))
     outputs = list(stylizer.frames(frames[:batch_size]))
     timed = frames[batch_size:] or frames
     start = time.perf_counter()
@@ -105,11 +112,10 @@ class _LossEvaluator:
         _progress(f"loading the {arch} loss network ({weights})")
         try:
             self.loss = PerceptualLoss(
-                content_layers=content_layers, style_layers=style_layers, arch=arch, vgg_weights=weights,
-                option="--vgg-weights",
+                content_layers=content_layers, style_layers=style_layers, arch=arch, vgg_weights=weights
             ).to(device)  # fmt: skip
         except UserError as exc:
-            self.note = f"content/style losses omitted: no loss-net weights ({exc})"
+            self.note = f"content/style losses omitted: no loss-net weights ({_with_flags(exc)})"
             return
         self.label = f"{arch} {weights}"
 
@@ -160,6 +166,7 @@ def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any
 def evaluate_models(
     models: list[str],
     clip: str,
+    *,
     max_frames: int | None = 48,
     max_side: int | None = 640,
     device: str = "auto",
@@ -197,7 +204,18 @@ def evaluate_models(
     results = []
     for index, (path, artifact) in enumerate(zip(models, artifacts, strict=True), start=1):
         _progress(f"model {index}/{len(models)}: {path}")
-        results.append(_evaluate_model(path, artifact, measured, dev, vgg_weights, style, batch_size, evaluators))
+        results.append(
+            _evaluate_model(
+                path,
+                artifact,
+                measured,
+                dev=dev,
+                vgg_weights=vgg_weights,
+                style=style,
+                batch_size=batch_size,
+                evaluators=evaluators,
+            )
+        )
         if consistency:
             results[-1]["consistency"] = _consistency_levels(artifact.network, measured, consistency, dev, batch_size)
     _compare(results, clip_stats(frames))
@@ -231,8 +249,10 @@ def _consistency_levels(network, clip: _Clip, levels: list[float], dev, batch_si
     from styletrain.consistency_eval import evaluate_levels, per_frame_reference
 
     _progress(f"consistency levels {', '.join(map(str, levels))}")
-    reference = per_frame_reference(network, clip.frames, clip.flows, clip.cuts, dev, batch_size)
-    return evaluate_levels(network, clip.frames, clip.flows, clip.cuts, reference, levels, dev, batch_size)
+    reference = per_frame_reference(network, clip.frames, clip.flows, clip.cuts, device=dev, batch_size=batch_size)
+    return evaluate_levels(
+        network, clip.frames, clip.flows, clip.cuts, reference, levels=levels, device=dev, batch_size=batch_size
+    )
 
 
 @dataclass
@@ -258,6 +278,7 @@ def _evaluate_model(
     path: str,
     artifact: Artifact,
     clip: _Clip,
+    *,
     dev: torch.device,
     vgg_weights: str,
     style: str | None,
@@ -339,18 +360,21 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in checks.items():
         if value is not None and value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    results = evaluate_models(
-        args.model,
-        args.video,
-        max_frames=args.max_frames,
-        max_side=args.max_side,
-        device=args.device,
-        vgg_weights=args.vgg_weights,
-        style=args.style,
-        flow_method=args.flow_method,
-        batch_size=args.batch_size,
-        consistency=parse_levels(args.consistency) if args.consistency is not None else None,
-    )
+    try:
+        results = evaluate_models(
+            args.model,
+            args.video,
+            max_frames=args.max_frames,
+            max_side=args.max_side,
+            device=args.device,
+            vgg_weights=args.vgg_weights,
+            style=args.style,
+            flow_method=args.flow_method,
+            batch_size=args.batch_size,
+            consistency=parse_levels(args.consistency) if args.consistency is not None else None,
+        )
+    except OptionError as exc:
+        raise UserError(_with_flags(exc)) from None
     for result in results:
         print(json.dumps(result), flush=True)
 
