@@ -16,22 +16,8 @@ import numpy as np
 
 from inference.core.errors import MediaError, OptionError, UserError
 from inference.io.image_reader import resize_array
+from inference.io.readers import read_frames
 from styletrain.data.content_sources import load_rgb
-
-
-def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
-    """Yield the frames of a video file, frame folder or glob as upright RGB ``uint8 [H, W, 3]``.
-
-    Args:
-        path: Anything :func:`inference.io.readers.open_source` opens.
-        max_side: Shrink so that the longer side is at most this (the runtime's resize policy); None keeps the size.
-
-    Raises:
-        MediaError: Missing input, not a video or image, no frames.
-    """
-    from inference.io.readers import read_frames
-
-    yield from read_frames(path, upright=True, max_side=max_side)
 
 
 def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
@@ -46,7 +32,7 @@ def read_clip(path: str | Path, max_frames: int | None = None, max_side: int | N
         MediaError: Unreadable input or no frames.
     """
     frames: list[np.ndarray] = []
-    for frame in iter_frames(path, max_side):
+    for frame in read_frames(path, upright=True, max_side=max_side):
         frames.append(frame)
         if max_frames is not None and len(frames) >= max_frames:
             break
@@ -72,7 +58,7 @@ def sample_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
     if not path.is_file():
         raise UserError(f"video not found: {path}")
     try:
-        for index, frame in enumerate(iter_frames(path)):
+        for index, frame in enumerate(read_frames(path, upright=True)):
             if index % stride == 0:
                 yield index, frame
     except MediaError as exc:
