@@ -23,17 +23,18 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The one GPU skip idiom: a test marked ``gpu`` is skipped where CUDA is unavailable (no ``skipif`` of its own)."""
+    """The one GPU skip idiom: a test marked ``gpu`` is skipped where CUDA is unavailable, one marked
+    ``gpu(count=2)`` where fewer than two CUDA devices are visible (no ``skipif`` of its own)."""
     gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_tests:
         return
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     for item in gpu_tests:
-        item.add_marker(skip)
+        needed = item.get_closest_marker("gpu").kwargs.get("count", 1)
+        if visible < needed:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU" if needed == 1 else f"needs {needed} CUDA GPUs"))
 
 
 QUICK_TEST_BUDGET_ENV = "STYLETRAIN_QUICK_TEST_BUDGET"

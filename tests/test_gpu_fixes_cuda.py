@@ -23,7 +23,6 @@ from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
 
 pytestmark = pytest.mark.gpu
-two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 
 
 @contextlib.contextmanager
@@ -58,7 +57,7 @@ def test_finding_02_stage_events_time_the_stylizers_gpu():
     assert clock.busy["network"] > 1e-3
 
 
-@two_gpus
+@pytest.mark.gpu(count=2)
 def test_finding_02_second_gpu_events_and_current_device():
     from inference.core.stages import StageClock
     from inference.engine.engines import Spans

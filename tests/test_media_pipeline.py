@@ -161,11 +161,12 @@ def test_decoder_falls_back_to_software(tmp_path, make_video, monkeypatch, caplo
     ]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
-def test_real_nvdec_attempt_fails_cleanly_without_cuda(tmp_path, make_video):
+def test_real_nvdec_attempt_decodes_every_frame(tmp_path, make_video):
+    """The real FFmpeg asked for NVDEC: on a GPU it decodes there, without one the attempt fails cleanly."""
     src = make_video(tmp_path / "in.mp4", n_frames=4, audio=False)
     source = video_reader.VideoSource(src, hwaccel=True)
-    assert len(list(source.frames())) == 4 and "software" in source.decoder
+    assert len(list(source.frames())) == 4
+    assert "software" in source.decoder or torch.cuda.is_available(), source.decoder
 
 
 def test_nvenc_option_mapping():
