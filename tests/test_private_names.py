@@ -23,7 +23,7 @@ ALLOWED = {
 }
 # Functions whose string argument names an attribute: setattr(x, "_y"), monkeypatch.setattr("a.b._c", ...),
 # mock.patch("a._b"), mock.patch.object(x, "_y"), monkeypatch.delattr(...).
-NAMING_CALLS = {"setattr", "getattr", "hasattr", "delattr", "patch", "object", "setitem"}
+NAMING_CALLS = {"setattr", "getattr", "hasattr", "delattr", "patch", "object"}
 
 
 def _private(name: str) -> bool:
