@@ -149,7 +149,7 @@ def test_fps_of_a_clip_no_longer_than_one_batch_is_measured(monkeypatch, make_im
     import time
 
     class SlowStylizer:  # 10 ms per frame: the true rate is at most 100 frames/s
-        def __init__(self, net, device, batch_size):
+        def __init__(self, net, options):
             pass
 
         def frames(self, frames):
