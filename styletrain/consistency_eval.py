@@ -100,21 +100,12 @@ def evaluate_levels(
         One dict per level: ``level``, ``warping_error``, ``contrast``, ``colourfulness``, ``ghosting``, the three
         ``*_ratio`` to per-frame and ``time_ratio``.
     """
-    from inference.engine.options import RuntimeOptions
-    from inference.engine.stylizer import Stylizer
-    from styletrain.output_stats import clip_stats
-    from styletrain.temporal.loss import warping_error
-
     rows = []
     for level in levels:
-        stylizer = Stylizer(
-            network, RuntimeOptions(device=device, batch_size=batch_size, backend="torch", consistency=level)
+        row = {"level": level} | _stylized(
+            network, frames, flows, cuts, device=device, batch_size=batch_size, consistency=level
         )
-        start = time.perf_counter()
-        outputs = list(stylizer.frames(frames))
-        seconds = time.perf_counter() - start
-        row: dict[str, Any] = {"level": level, "warping_error": warping_error(outputs, *flows, cuts)}
-        row |= clip_stats(outputs)
+        outputs, seconds = row.pop("outputs"), row.pop("seconds")
         row["ghosting"] = ghosting(outputs, per_frame["outputs"], flows, cuts)
         for key in ("warping_error", "contrast", "colourfulness"):
             row[f"{key}_ratio"] = row[key] / per_frame[key] if per_frame[key] else None
@@ -126,15 +117,22 @@ def evaluate_levels(
 def per_frame_reference(network: torch.nn.Module, frames, flows, cuts, *, device, batch_size: int) -> dict[str, Any]:
     """Per-frame outputs of ``network`` on ``frames`` with the same Stylizer settings as :func:`evaluate_levels`, and
     their warping error, contrast, colourfulness and stylizing time."""
+    return _stylized(network, frames, flows, cuts, device=device, batch_size=batch_size, consistency=0.0)
+
+
+def _stylized(network, frames, flows, cuts, *, device, batch_size: int, consistency: float) -> dict[str, Any]:
+    """``outputs``, ``seconds`` (to stylize the clip), ``warping_error``, ``contrast`` and ``colourfulness`` of one
+    run of the Stylizer (the torch backend) at ``consistency``."""
     from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
     from styletrain.output_stats import clip_stats
     from styletrain.temporal.loss import warping_error
 
-    stylizer = Stylizer(network, RuntimeOptions(device=device, batch_size=batch_size, backend="torch"))
+    options = RuntimeOptions(device=device, batch_size=batch_size, backend="torch", consistency=consistency)
+    stylizer = Stylizer(network, options)
     start = time.perf_counter()
     outputs = list(stylizer.frames(frames))
     seconds = time.perf_counter() - start
-    return {"outputs": outputs, "warping_error": warping_error(outputs, *flows, cuts), "seconds": seconds} | clip_stats(
+    return {"outputs": outputs, "seconds": seconds, "warping_error": warping_error(outputs, *flows, cuts)} | clip_stats(
         outputs
     )
