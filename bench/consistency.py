@@ -8,7 +8,11 @@ For one artifact (``--model``) on each clip, in the same run:
   family). Pairs across scene cuts are left out, and counted;
 * **time**: :func:`inference.app.convert.stylize_file` end to end (decode, network, stage, libx264 at the same settings,
   mux) per-frame vs ``--consistency`` at the default level, alternating, after one warm-up run each, ``--repeats``
-  times; the median ratio of wall-clock times.
+  times; the median ratio of wall-clock times;
+* **GPU rows** (flow on the device, 1080p; "not measured" without CUDA): ms per frame pair (forward and backward) of
+  RAFT on the device (:class:`inference.engine.device_flow.RaftFlow`, the weights the stage would pick, else random
+  raft_small weights: the same arithmetic, so the same time) beside the stage's DIS on the host, and end to end at
+  1920x1080 on the device: per-frame vs ``--consistency`` with the RAFT flow, frames/s of each.
 
 Usage (from the repository root)::
 
@@ -41,7 +45,8 @@ import torch  # noqa: E402
 
 from inference.app.cli import DEFAULT_CONSISTENCY  # noqa: E402
 from inference.app.convert import stylize_file  # noqa: E402
-from inference.engine.flow import scene_cuts  # noqa: E402
+from inference.engine.device_flow import DisFlow, RaftFlow, cached_raft, load_raft_file  # noqa: E402
+from inference.engine.flow import scene_cuts, to_gray  # noqa: E402
 from inference.engine.stylizer import Stylizer  # noqa: E402
 from inference.model.artifact import load_artifact  # noqa: E402
 from styletrain.consistency_eval import evaluate_levels, per_frame_reference  # noqa: E402
@@ -60,8 +65,8 @@ def quality(network: torch.nn.Module, clip: Path, frames: int, levels: list[floa
     dev = torch.device("cpu")
     for ruler in rulers:
         flows = clip_flows(inputs, method=ruler)
-        reference = per_frame_reference(network, inputs, flows, cuts, dev, 1)
-        rows = evaluate_levels(network, inputs, flows, cuts, reference, levels, dev, 1)
+        reference = per_frame_reference(network, inputs, flows, cuts, device=dev, batch_size=1)
+        rows = evaluate_levels(network, inputs, flows, cuts, reference, levels=levels, device=dev, batch_size=1)
         result[ruler] = [{k: v for k, v in row.items() if k != "time_ratio"} for row in rows]
     return result
 
@@ -88,6 +93,59 @@ def timing(path: Path, clip: Path, level: float, repeats: int, seconds_of_clip: 
             "seconds": seconds, "time_ratio_median": statistics.median(ratios), "time_ratios": ratios}  # fmt: skip
 
 
+def _ms_per_pair(estimator, frames: list, grays: list, repeats: int) -> float:
+    """Median over ``repeats`` of the mean ms per pair of ``estimator`` along ``frames``, after one warm-up pair."""
+    estimator.pair(frames[0], frames[1], grays[0], grays[1])
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(1, len(frames)):
+            estimator.pair(frames[i - 1], frames[i], grays[i - 1], grays[i])  # returns CPU tensors: synchronised
+        runs.append(1000 * (time.perf_counter() - start) / (len(frames) - 1))
+    return statistics.median(runs)
+
+
+def gpu_rows(
+    path: Path, clip: Path, flow_weights: str | None, repeats: int, frames: int = 12, size=(1920, 1080), device="cuda"
+) -> dict:
+    """Flow on the device at ``size`` (see the module docstring); ``{"status": "not measured"}`` without CUDA."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        return {"status": "not measured", "why": "no CUDA device on this machine"}
+    import cv2
+    from torchvision.models.optical_flow import raft_small
+
+    inputs = [cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in read_clip(clip, max_frames=frames)]
+    grays = [to_gray(f) for f in inputs]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_raft_file(flow_weights)[0] if flow_weights else cached_raft("raft_small")
+        if model is None:  # no weights here: random ones cost the same arithmetic
+            model, flow_weights = raft_small(), str(Path(tmp) / "raft_small_random.pth")
+            torch.save(model.state_dict(), flow_weights)
+        raft = RaftFlow(model, device, name=Path(flow_weights).name if flow_weights else "raft_small (hub cache)")
+        row: dict[str, Any] = {"status": "measured", "device": _device_name(device), "size": "{}x{}".format(*size),
+                               "raft": raft.label, "dis": DisFlow().label}  # fmt: skip
+        row["raft_ms_per_pair"] = _ms_per_pair(raft, inputs, grays, repeats)
+        row["dis_ms_per_pair"] = _ms_per_pair(DisFlow(), inputs, grays, repeats)
+        levels = {"per_frame": 0.0, "consistency": DEFAULT_CONSISTENCY}
+        fps: dict[str, list[float]] = {name: [] for name in levels}
+        stylizers = {
+            name: Stylizer.from_artifact(path, device=device, consistency=level, flow_weights=flow_weights)
+            for name, level in levels.items()
+        }
+        for run in range(repeats + 1):
+            for name, stylizer in stylizers.items():
+                out = Path(tmp) / f"{name}.mp4"
+                res = stylize_file(stylizer, clip, out, overwrite=True, size=size, duration=frames / 24)
+                if run > 0:  # run 0 is the warm-up
+                    fps[name].append(res.fps)
+    row["end_to_end_fps"] = {name: statistics.median(v) for name, v in fps.items()}
+    return row
+
+
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else platform.processor() or "cpu"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the artifact (a `light` network for the issue's targets)")
@@ -99,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds of the first clip for the timing")
     parser.add_argument("--out", type=Path, default=Path("bench/results/consistency-cpu.json"))
+    parser.add_argument("--flow-weights", default=None, help="RAFT weights for the GPU rows (see stylize-video)")
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU rows (flow on the device, 1080p)")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     levels = [float(v) for v in args.levels.split(",")]
@@ -109,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "torch": torch.__version__,
         "model": str(args.model), "about": args.about, "size": "640x360", "default_level": DEFAULT_CONSISTENCY,
     }  # fmt: skip
+    report["gpu"] = gpu_rows(Path(args.model), args.clips[0], args.flow_weights, args.repeats)
+    _print_gpu(report["gpu"])
+    if args.gpu_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        return
     report["quality"] = []
     for clip in args.clips:
         print(f"quality: {clip.name}", file=sys.stderr, flush=True)
@@ -124,6 +190,16 @@ def main(argv: list[str] | None = None) -> None:
                       f"contrast x{row['contrast_ratio']:.3f} colour x{row['colourfulness_ratio']:.3f} "
                       f"ghosting {row['ghosting']:.3f}")  # fmt: skip
     print(f"time ratio (median of {args.repeats}): {report['timing']['time_ratio_median']:.3f}")
+
+
+def _print_gpu(row: dict) -> None:
+    if row["status"] != "measured":
+        print(f"GPU rows (flow on the device, 1920x1080): not measured ({row['why']})")
+        return
+    e2e = row["end_to_end_fps"]
+    print(f"GPU rows on {row['device']}, {row['size']}: {row['raft']} {row['raft_ms_per_pair']:.1f} ms/pair, "
+          f"{row['dis']} {row['dis_ms_per_pair']:.1f} ms/pair; end to end per-frame {e2e['per_frame']:.1f} frames/s, "
+          f"consistency {e2e['consistency']:.1f} frames/s")  # fmt: skip
 
 
 if __name__ == "__main__":

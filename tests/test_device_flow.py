@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.models.optical_flow import raft_small
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from inference.core.stages import StageClock
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.device_flow import (
@@ -25,6 +26,10 @@ from inference.engine.device_flow import (
     raft_size,
 )
 from inference.engine.flow import to_gray
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+
+from .conftest import run_cli
 
 LOGGER = "inference.engine.device_flow"
 
@@ -84,6 +89,25 @@ def test_flow_comes_back_in_pixels_of_the_frame():
     )
 
 
+class MarkerFlow(nn.Module):
+    """Stands in for RAFT: u = mean(first) - mean(second) per image, so the result tells which frame came first."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, num_flow_updates: int = 12) -> list[torch.Tensor]:
+        u = (a.mean((1, 2, 3)) - b.mean((1, 2, 3))).view(-1, 1, 1, 1)
+        return [torch.cat((u, torch.zeros_like(u)), 1).expand(-1, 2, *a.shape[-2:])]
+
+
+def test_pair_returns_backward_then_forward_and_uploads_each_frame_once(monkeypatch):
+    bright, dark, mid = (np.full((16, 16, 3), v, np.uint8) for v in (255, 0, 128))
+    raft = RaftFlow(MarkerFlow(), "cpu")
+    uploads = []
+    monkeypatch.setattr(torch, "from_numpy", lambda a, f=torch.from_numpy: uploads.append(int(a[0, 0, 0])) or f(a))
+    back, ahead = raft.pair(bright, dark, None, None)  # prev = bright, frame = dark
+    assert ahead[0, 0, 0, 0] == pytest.approx(2.0 * 16 / 128) and back[0, 0, 0, 0] == pytest.approx(-2.0 * 16 / 128)
+    raft.pair(dark, mid, None, None)
+    assert uploads == [255, 0, 128]  # dark, uploaded as the first pair's later frame, is reused
+
+
 def test_random_raft_pair_on_the_cpu(make_clip_frames):
     a, b = make_clip_frames(2, size=(48, 80), shift=(2, 1))
     raft = RaftFlow(_random_raft(), "cpu", updates=2)
@@ -122,9 +146,10 @@ def test_weight_files_round_trip_and_bad_ones_are_one_line_errors(raft_file, tmp
         (tmp_path / "junk.pth", "not a readable torch state dict"),
         (tmp_path / "other.pth", "not a torchvision RAFT state dict"),
     ]:
-        with pytest.raises(UserError, match=message) as exc:
+        with pytest.raises(OptionError, match=message) as exc:
             load_raft_file(path)
-        assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+        assert exc.value.field == "flow_weights" and str(exc.value).startswith(f"flow_weights {path}: ")
+        assert "\n" not in str(exc.value)
 
 
 def test_cached_weights_load_the_usual_way_and_are_never_downloaded(raft_file, tmp_path, monkeypatch):
@@ -187,3 +212,50 @@ def test_raft_failing_mid_run_falls_back_once(make_clip_frames, caplog):
         "continues with OpenCV DIS (medium, x0.5) on the CPU"
     ]
     assert clock.notes["flow"].startswith("OpenCV DIS (medium, x0.5) on the CPU (RAFT failed: RuntimeError")
+
+
+# ------------------------------------------------------------------------- through the Stylizer and stylize-video
+def _stylizer(**fields) -> Stylizer:
+    return Stylizer(nn.Identity(), RuntimeOptions(backend="torch", **fields))
+
+
+def test_cpu_stylizer_uses_dis_without_a_word_and_stats_name_it(make_clip_frames, caplog):
+    frames = make_clip_frames(3, size=(48, 64), shift=(2, 1))
+    with caplog.at_level(logging.DEBUG, logger="inference"):
+        stylizer = _stylizer(device="cpu", consistency=0.8)
+        clock = StageClock()
+        out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
+    assert len(out) == 3 and [r for r in caplog.records if r.levelno >= logging.INFO] == []
+    assert clock.notes == {"flow": "OpenCV DIS (medium, x0.5) on the CPU"}
+
+
+def test_stats_line_names_the_flow(tmp_path, make_video, model, capsys):
+    src = make_video(tmp_path / "in.mp4", n_frames=4, audio=False)
+    assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", "--device", "cpu", "--stats", "-q") == 0
+    assert "flow: OpenCV DIS (medium, x0.5) on the CPU" in capsys.readouterr().err.splitlines()
+
+
+def test_bad_flow_weights_are_one_line_exit_2(tmp_path, model, capsys):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    src = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    assert (
+        run_cli(src, "-m", model, "-o", tmp_path / "o.png", "--device", "cpu", "--flow-weights", tmp_path / "junk.pth")
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err == f"error: --flow-weights {tmp_path / 'junk.pth'}: not a readable torch state dict (UnpicklingError)\n"
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.gpu
+def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames):
+    frames = make_clip_frames(4, size=(72, 128), shift=(2, 1))
+    stylizer = _stylizer(device="cuda", consistency=0.8, flow_weights=raft_file)
+    assert isinstance(stylizer._flow, FallbackFlow) and stylizer._flow.primary.device.type == "cuda"
+    back, ahead = stylizer._flow.primary.pairs(torch.rand(2, 3, 72, 128, device="cuda") * 2 - 1)
+    assert back.device.type == "cuda" and back.shape == (1, 2, 72, 128)
+    clock = StageClock()
+    out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
+    assert len(out) == 4 and stylizer._flow.failed is None
+    assert clock.notes["flow"] == "raft_small from raft_small_random.pth on cuda"

@@ -52,9 +52,6 @@ from inference.engine.flow import (
 )
 
 log = logging.getLogger(__name__)
-# Said once per Stylizer on a GPU: the stage (DIS flow and the blend) runs on the host.
-HOST_NOTE = "consistency: optical flow (OpenCV DIS) and blending run on the host CPU, beside the device's work"
-
 #: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size and
 #: smooths more; picked for cost, not swept.
 FLOW_PRESET = "medium"
