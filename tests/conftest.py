@@ -121,13 +121,14 @@ def small_network(name: str, **kwargs: object):
 SMALL_MODULE = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
 
 
-def small_module(style: str | Path | list[str], **overrides: object):
-    """A seeded (seed 0) ``StyleTransferModule`` with :data:`SMALL_MODULE` settings plus ``overrides``."""
+def small_module(style: str | Path | list[str], *, seed: int = 0, **overrides: object):
+    """A ``StyleTransferModule`` with :data:`SMALL_MODULE` settings plus ``overrides``, its weights drawn after
+    ``torch.manual_seed(seed)``."""
     import torch
 
     from styletrain.module import StyleTransferModule
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return StyleTransferModule(style=str(style) if isinstance(style, Path) else style, **(SMALL_MODULE | overrides))
 
 

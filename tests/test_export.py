@@ -18,20 +18,14 @@ from styletrain.cli import main
 from styletrain.export import ONNX_ATOL, export, load_checkpoint
 from styletrain.module import StyleTransferModule
 
+from .conftest import small_module
+
 
 @pytest.fixture
 def module(tmp_path: Path, make_image) -> StyleTransferModule:
     style = tmp_path / "Starry Night.png"
     Image.fromarray(make_image(64, 64, seed=3)).save(style)
-    torch.manual_seed(0)
-    module = StyleTransferModule(
-        style=str(style),
-        network="tiny",
-        vgg_weights="random",
-        style_size=32,
-        style_layers=("relu1_2",),
-        temporal_weight=1.0,
-    )
+    module = small_module(style, style_size=32, style_layers=("relu1_2",), temporal_weight=1.0)
     module.run_config = {"model": {"network": "tiny"}, "trainer": {"max_steps": 3}}
     with torch.no_grad():  # move away from the initialisation so that a wrong load would show
         for p in module.net.parameters():

@@ -25,7 +25,7 @@ from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.model.networks import build_network
 
-from .conftest import yuv8_to_rgb_reference
+from .conftest import small_module, yuv8_to_rgb_reference
 
 
 class _RaiseAbove(nn.Module):
@@ -252,12 +252,7 @@ def test_finding_09_frozen_perceptual_balance_never_reads_the_device():
 
 
 def test_finding_09_progress_bar_loss_only_on_logging_steps(style_path, content):
-    from styletrain.module import StyleTransferModule
-
-    torch.manual_seed(0)
-    module = StyleTransferModule(
-        style=str(style_path), network="tiny", vgg_weights="random", style_size=64, style_layers=("relu1_2",)
-    )
+    module = small_module(style_path, style_layers=("relu1_2",))
     logged: list[tuple[str, bool, int]] = []
     step = {"i": 0}
     module.log = lambda name, value, prog_bar=False, **kw: logged.append((name, prog_bar, step["i"]))

@@ -16,6 +16,8 @@ from styletrain.data import images
 from styletrain.data.content_sources import UnreadableImageError, load_rgb
 from styletrain.data.images import load_style_image
 
+from .conftest import small_module
+
 
 def _check(t: torch.Tensor, h: int, w: int) -> None:
     assert t.shape == (1, 3, h, w) and t.dtype == torch.float32
@@ -103,11 +105,9 @@ def test_tiny_style_images_are_enlarged_with_a_warning(tmp_path, make_image, h, 
 
 
 def test_a_one_pixel_style_trains(tmp_path):
-    from styletrain.module import StyleTransferModule
-
     Image.fromarray(np.full((1, 1, 3), 90, np.uint8)).save(tmp_path / "dot.png")
     with pytest.warns(UserWarning, match="enlarged"):
-        module = StyleTransferModule(style=str(tmp_path / "dot.png"), network="tiny", vgg_weights="random")
+        module = small_module(tmp_path / "dot.png")
     terms = module.loss_terms({"content": torch.rand(1, 3, 32, 32)})
     assert all(torch.isfinite(v) for v in terms.values())
     terms["total"].backward()

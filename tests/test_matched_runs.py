@@ -3,14 +3,13 @@ the same images in the same order, so whatever differs between the two trained n
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from styletrain.data.module import StyleDataModule
-from styletrain.module import StyleTransferModule
+
+from .conftest import small_module
 
 
 class _Record(pl.Callback):
@@ -33,16 +32,7 @@ class _Record(pl.Callback):
 
 def _run(folder, style_path, steps: int, **temporal) -> _Record:
     pl.seed_everything(0, verbose=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the loud random-VGG warning
-        module = StyleTransferModule(
-            style=str(style_path),
-            style_size=64,
-            network="tiny",
-            vgg_weights="random",
-            style_layers=("relu1_2", "relu2_2"),
-            **temporal,
-        )
+    module = small_module(style_path, **temporal)
     data = StyleDataModule(path=str(folder), image_size=32, batch_size=2, num_workers=0, val_size=1)
     record = _Record()
     trainer = pl.Trainer(

@@ -7,7 +7,6 @@ never seen in training, while the output keeps the per-frame model's contrast.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from styletrain.output_stats import clip_stats
 from styletrain.temporal.loss import clip_warping_error
 
+from .conftest import small_module
+
 
 def _video_balance() -> float:
     """The temporal balance that ``configs/video.yaml`` ships (what the evidence below must hold for)."""
@@ -28,29 +29,15 @@ def _video_balance() -> float:
     return float(config["model"]["temporal_balance"])
 
 
-def _module(style_path, temporal_weight: float = 0.0, **temporal):
-    from styletrain.module import StyleTransferModule
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the loud random-VGG warning
-        return StyleTransferModule(
-            style=str(style_path),
-            style_size=64,
-            network="tiny",
-            vgg_weights="random",
-            # Shallow layers keep the random VGG cheap on two cores; the temporal term is what is under test.
-            content_layers=("relu2_2",),
-            style_layers=("relu1_2", "relu2_2"),
-            temporal_weight=temporal_weight,
-            **temporal,
-        )
+def _module(style_path, seed: int = 0, temporal_weight: float = 0.0, **temporal):
+    # A shallow content layer keeps the random VGG cheap on two cores; the temporal term is what is under test.
+    return small_module(style_path, seed=seed, content_layers=("relu2_2",), temporal_weight=temporal_weight, **temporal)
 
 
 def _train(style_path, stills: torch.Tensor, steps: int, seed: int = 0, lr: float = 0.01, **temporal):
     """A matched run: the same initial weights and batches whatever ``temporal`` is (the synthetic motion draws from
     the module's private generator, never from the data generator)."""
-    torch.manual_seed(seed)
-    module = _module(style_path, motion_seed=seed, **temporal)
+    module = _module(style_path, seed, motion_seed=seed, **temporal)
     optimizer = torch.optim.Adam(module.net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
