@@ -249,13 +249,15 @@ def test_bad_flow_weights_are_one_line_exit_2(tmp_path, model, capsys):
 
 
 @pytest.mark.gpu
-def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames):
+def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames, caplog):
+    choice = choose_flow(torch.device("cuda"), raft_file)
+    assert isinstance(choice.estimator, FallbackFlow) and choice.reason is None
+    ahead, back = choice.estimator.primary.pairs(torch.rand(2, 3, 72, 128, device="cuda") * 2 - 1)
+    assert back.device.type == "cuda" and back.shape == (1, 2, 72, 128) and back.dtype == torch.float32
     frames = make_clip_frames(4, size=(72, 128), shift=(2, 1))
-    stylizer = _stylizer(device="cuda", consistency=0.8, flow_weights=raft_file)
-    assert isinstance(stylizer._flow, FallbackFlow) and stylizer._flow.primary.device.type == "cuda"
-    back, ahead = stylizer._flow.primary.pairs(torch.rand(2, 3, 72, 128, device="cuda") * 2 - 1)
-    assert back.device.type == "cuda" and back.shape == (1, 2, 72, 128)
     clock = StageClock()
-    out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
-    assert len(out) == 4 and stylizer._flow.failed is None
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        stylizer = _stylizer(device="cuda", consistency=0.8, flow_weights=raft_file)
+        out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
+    assert len(out) == 4 and caplog.records == []  # no fallback, no warning
     assert clock.notes["flow"] == "raft_small from raft_small_random.pth on cuda"
