@@ -23,18 +23,19 @@ import numpy as np
 import torch
 
 from inference.core.colour import to_float
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from inference.engine.flow import flow_tensor, occlusion_mask, warp
 
 
 def parse_levels(text: str) -> list[float]:
-    """``"0.5,0.8,1"`` -> ``[0.5, 0.8, 1.0]``; each in (0, 1] (:class:`UserError` names ``--consistency``)."""
+    """``"0.5,0.8,1"`` -> ``[0.5, 0.8, 1.0]``; each in (0, 1] (an :class:`OptionError` names the field
+    ``consistency``)."""
     try:
         levels = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"--consistency: expected levels such as 0.5,0.8,1, got {text!r}") from None
+        raise OptionError("consistency", f"expects levels such as 0.5,0.8,1, got {text!r}") from None
     if not levels or any(not 0.0 < level <= 1.0 for level in levels):
-        raise UserError(f"--consistency: levels must be in (0, 1], got {text!r}")
+        raise OptionError("consistency", f"levels must be in (0, 1], got {text!r}")
     return levels
 
 

@@ -193,7 +193,10 @@ def export_onnx(
                 raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
             worst = max(worst, float(np.abs(got - expected).max()))
         if worst > atol:
-            raise UserError(f"{dest}: ONNX Runtime output differs from PyTorch by {worst:.2e} > --atol {atol:.0e}")
+            raise UserError(
+                f"{dest}: ONNX Runtime output differs from PyTorch by {worst:.2e} > `atol` {atol:.0e}",
+                mentions=("atol",),
+            )
     log.info("ONNX verified with ONNX Runtime: max |diff| %.2e (tolerance %.0e)", worst, atol)
     return worst
 
@@ -273,6 +276,9 @@ def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     if not math.isfinite(args.atol) or args.atol <= 0:
         raise UserError(f"--atol must be a positive number, got {args.atol}")
-    path = export(args.checkpoint, args.output, atol=args.atol)
+    try:
+        path = export(args.checkpoint, args.output, atol=args.atol)
+    except UserError as exc:  # the library names its fields; this command's flags are "--" + the field
+        raise UserError(exc.with_flags(lambda field: "--" + field)) from None
     print(path)
     return path

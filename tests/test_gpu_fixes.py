@@ -53,7 +53,7 @@ def test_finding_01_batch_cap_by_element_count_at_4k():
     # A stroke scale below 1 runs the network on a larger frame: at 0.5, one 4K frame is all that fits.
     assert peak.elements(2160, 3840, 0.5) == 64 * 7682 * 4322
     assert peak.max_batch(2160, 3840, 0.5) == 1
-    with pytest.raises(UserError, match=r"3840x2160 frame at --stroke-scale 0.25 .*32-bit index") as err:
+    with pytest.raises(UserError, match=r"3840x2160 frame at `stroke_scale` 0.25 .*32-bit index") as err:
         peak.max_batch(2160, 3840, 0.25)
     assert "\n" not in str(err.value)
     # light never holds a wide full-resolution tensor.

@@ -77,13 +77,13 @@ def _accepted(name: str, pix_fmt: str, width: int, height: int) -> bool:
 
 
 def test_resolve_encoder_checks_the_frame_size(no_nvenc):
-    with pytest.raises(UserError, match=r"--codec libx265 needs frames of at least 49x16, got 48x32"):
+    with pytest.raises(UserError, match=r"^codec libx265 needs frames of at least 49x16, got 48x32"):
         resolve_encoder("hevc", ".mp4", 18, "medium", "yuv420p", size=(48, 32))
-    with pytest.raises(UserError, match=r"--codec libsvtav1 needs frames of at least 26x26, got 24x24"):
+    with pytest.raises(UserError, match=r"^codec libsvtav1 needs frames of at least 26x26, got 24x24"):
         resolve_encoder("av1", ".mp4", 30, "medium", "yuv420p", size=(24, 24))
-    with pytest.raises(UserError, match=r"--codec libx265 needs frames of at least 49x16, got 33x17"):
+    with pytest.raises(UserError, match=r"^codec libx265 needs frames of at least 49x16, got 33x17"):
         resolve_encoder("libx265", ".mkv", 18, "medium", "yuv444p", size=(33, 17))
-    with pytest.raises(UserError, match=r"--pix-fmt yuv422p needs width a multiple of 2"):
+    with pytest.raises(UserError, match=r"^pix_fmt yuv422p needs width a multiple of 2"):
         resolve_encoder("libx264", ".mp4", 18, "medium", "yuv422p", size=(33, 17))
     assert resolve_encoder("hevc", ".mp4", 18, "medium", "yuv444p", size=(49, 16)).name == "libx265"
 
@@ -147,7 +147,7 @@ def test_crf_range_table_is_what_help_says_and_what_the_check_enforces(capsys):
         for crf in (lo, hi):
             assert quality_options(name, crf, "medium")
         for crf in (lo - 1, hi + 1):
-            with pytest.raises(UserError, match=rf"--crf must be in \[{lo}, {hi}\] for {name}"):
+            with pytest.raises(UserError, match=rf"^crf must be in \[{lo}, {hi}\] for {name}"):
                 quality_options(name, crf, "medium")
     check_quality("av1", ".mp4", 63, "medium")
     check_quality(None, ".webm", 60, "medium")
@@ -169,9 +169,9 @@ def test_every_preset_maps_onto_each_encoder_scale():
     vp9 = PRESETS["libvpx-vp9"]
     assert vp9["ultrafast"] == {"deadline": "realtime", "cpu-used": "8"} and vp9["placebo"]["deadline"] == "best"
     assert quality_options("libsvtav1", 30, "veryslow")["preset"] == "2"
-    with pytest.raises(UserError, match="--preset has no equivalent for --codec mpeg4"):
+    with pytest.raises(UserError, match="^preset has no equivalent for `codec` mpeg4"):
         quality_options("mpeg4", 18, "veryslow")
-    with pytest.raises(UserError, match="--preset 'p4' is not a libvpx-vp9 preset"):
+    with pytest.raises(UserError, match="^preset 'p4' is not a libvpx-vp9 preset"):
         quality_options("libvpx-vp9", 18, "p4")
 
 
@@ -303,13 +303,13 @@ def test_every_codec_at_its_smallest_and_odd_sizes(tmp_path, make_video, model, 
 
 def test_early_check_accepts_what_some_encoder_of_the_family_takes(no_nvenc):
     check_quality("h264", ".mp4", 18, "p4")  # NVENC's own preset names: refused later only if NVENC is not picked
-    with pytest.raises(UserError, match="--preset 'p4' is not a libx264 preset"):
+    with pytest.raises(UserError, match="^preset 'p4' is not a libx264 preset"):
         resolve_encoder("h264", ".mp4", 18, "p4", "yuv420p")  # no NVENC on this machine
-    with pytest.raises(UserError, match=r"--preset 'bogus' is not a libsvtav1 preset"):
+    with pytest.raises(UserError, match=r"^preset 'bogus' is not a libsvtav1 preset"):
         check_quality("av1", ".mp4", 18, "bogus")
-    with pytest.raises(UserError, match="--codec: expected an encoder name or a family"):
+    with pytest.raises(UserError, match="^codec expects an encoder name or a family"):
         check_quality("", ".mp4", 18, "medium")
-    with pytest.raises(UserError, match="--codec aac encodes audio, not video"):
+    with pytest.raises(UserError, match="^codec aac encodes audio, not video"):
         resolve_encoder("aac", ".mp4", 18, "medium", "yuv420p")
 
 

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from inference.app.argtypes import add_field, flag, from_namespace, ranged
 from inference.app.console import setup_logging
-from inference.core.errors import OptionError, UserError, exit_on_user_error, terminate_on_sigterm
+from inference.core.errors import UserError, exit_on_user_error, terminate_on_sigterm
 from inference.engine.options import RuntimeOptions
 from inference.io.encode_options import EncodeOptions
 from inference.io.trim import TrimOptions
@@ -183,8 +183,8 @@ def main(args: Sequence[str] | None = None) -> int:
     with terminate_on_sigterm():
         try:
             return _main(args)
-        except OptionError as exc:  # The library names its field; the flag is this command's name for it.
-            raise UserError(exc.for_flag(flag(exc.field))) from None
+        except UserError as exc:  # The library names its fields; the flags are this command's names for them.
+            raise UserError(exc.with_flags(flag)) from None
 
 
 def _main(args: Sequence[str] | None) -> int:

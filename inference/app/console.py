@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from inference.app.argtypes import flag
+
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (tests and callers may replace it)."""
@@ -18,6 +20,17 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _FlagFormatter(logging.Formatter):
+    """``warning: <message>``, with the fields a library message mentions (``extra={"mentions": ("gif_fps",)}``,
+    each written in backticks) as stylize-video's flags: the library names fields, the command line its flags."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for name in getattr(record, "mentions", ()):  # only records logged with extra=... carry it
+            text = text.replace(f"`{name}`", flag(name))
+        return text
+
+
 def setup_logging(quiet: bool) -> None:
     """Print the ``inference`` loggers' warnings (errors only when ``quiet``) as ``warning: <message>`` on stderr.
 
@@ -27,7 +40,7 @@ def setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("inference")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setFormatter(_FlagFormatter("warning: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
     logger.propagate = False

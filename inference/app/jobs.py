@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from inference.app.argtypes import flag
 from inference.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -119,8 +120,8 @@ def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = No
     device = device or str(stylizer.device)
     try:
         result = stylize_file(stylizer, job.src, job.dst, **options)
-    except UserError as exc:
-        return Outcome("failed", str(exc), seconds=time.perf_counter() - t0, device=device)
+    except UserError as exc:  # The summary is printed by stylize-video: the library's fields become its flags.
+        return Outcome("failed", exc.with_flags(flag), seconds=time.perf_counter() - t0, device=device)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the summary names it.
         from inference.engine.cuda_errors import is_sticky_cuda_error
 

@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inference.app.argtypes import flag
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
 from inference.core.errors import Terminated, UserError
 
@@ -76,7 +77,8 @@ class _Worker:
                 f.write(artifact)
             self.stylizer = load_stylizer(path, stylizer_options, device=self.device)
         except UserError as exc:
-            self.error = f"{self.name}: {exc}"  # Returned by ready(): a bad option is the user's, not a crash.
+            # Returned by ready(): a bad option is the user's, not a crash; stylize-video prints it (flags, not fields).
+            self.error = f"{self.name}: {exc.with_flags(flag)}"
         finally:
             os.unlink(path)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inference.app.argtypes import flag
 from inference.app.jobs import Job, Outcome, load_stylizer, run_job
 from inference.core.devices import bind_worker, host_thread_budgets
 from inference.core.errors import UserError, terminate_on_sigterm
@@ -190,7 +191,7 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
     try:
         stylizer = load_stylizer(model, spec.stylizer_options, device=device)
     except UserError as exc:
-        results.put(("init_failed", wid, str(exc)))
+        results.put(("init_failed", wid, exc.with_flags(flag)))  # the parent prints it: flags, not fields
         return
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line instead of a worker traceback.
         results.put(("init_failed", wid, f"{device}: cannot load {model} ({type(exc).__name__}: {exc})"))

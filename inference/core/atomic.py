@@ -49,7 +49,7 @@ def check_destination(dst: str | os.PathLike, *, overwrite: bool, is_dir: bool) 
         if is_dir and not any(dst.iterdir()):
             return dst  # An empty folder is as good as no folder.
         if not overwrite:
-            raise MediaError(f"{dst}: already exists (use --overwrite to replace it)")
+            raise MediaError(f"{dst}: already exists (use `overwrite` to replace it)", mentions=("overwrite",))
         if is_dir and any(not p.name.startswith("frame_") for p in dst.iterdir()):
             # Never delete a user's unrelated files just because they named the wrong folder.
             raise MediaError(f"{dst}: folder holds files other than frame_*; refusing to replace it")

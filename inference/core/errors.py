@@ -21,13 +21,30 @@ T = TypeVar("T")
 
 
 class UserError(Exception):
-    """A problem with the user's input, reported as a single line without a traceback."""
+    """A problem with the user's input, reported as a single line without a traceback.
+
+    Args:
+        message: What is wrong, naming the file or the value.
+        mentions: Option fields the message names, each written in backticks there (``"use `max_side`"``): a library
+            names its fields; a command line writes them as its flags (:meth:`with_flags`).
+    """
 
     exit_code = 2
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, mentions: tuple[str, ...] = ()) -> None:
         # Keep the message on one line whatever the underlying library said.
         super().__init__(" ".join(str(message).split()))
+        self.mentions = tuple(mentions)
+
+    def with_flags(self, flag_of: Callable[[str], str]) -> str:
+        """The message with every mentioned field written as ``flag_of(name)``, e.g. ``"--max-side"``."""
+        return _flags_in(str(self), self.mentions, flag_of)
+
+
+def _flags_in(text: str, mentions: tuple[str, ...], flag_of: Callable[[str], str]) -> str:
+    for name in mentions:
+        text = text.replace(f"`{name}`", flag_of(name))
+    return text
 
 
 class ArtifactError(UserError):
@@ -40,7 +57,7 @@ class MediaError(UserError):
 
 class OptionError(UserError):
     """A bad value of a named option. The message names the library's field (``start``); a command-line entry point
-    names its own flag instead (:meth:`for_flag`), so that only the CLI knows its flags.
+    names its own flag instead (:meth:`with_flags`), so that only the CLI knows its flags.
 
     Args:
         field: The keyword argument or dataclass field, e.g. ``"start"`` or ``"gif_fps"``.
@@ -50,20 +67,16 @@ class OptionError(UserError):
     """
 
     def __init__(self, field: str, problem: str, *, mentions: tuple[str, ...] = ()) -> None:
-        self.field, self.problem, self.mentions = field, problem, mentions
-        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}", mentions=mentions)
 
-    def for_flag(self, flag: str) -> str:
-        """The message with ``flag`` (e.g. ``"--start"``) in place of the field name."""
-        return " ".join(f"{flag} {self.problem}".split())
+    def __reduce__(self):  # rebuilt from field and problem (a worker process may send it back)
+        return (type(self), (self.field, self.problem), self.__dict__)
 
     def with_flags(self, flag_of: Callable[[str], str]) -> str:
         """The message with the field and every mentioned field written as ``flag_of(name)``, e.g.
         ``"--model.temporal_weight"``."""
-        problem = self.problem
-        for name in self.mentions:
-            problem = problem.replace(f"`{name}`", flag_of(name))
-        return " ".join(f"{flag_of(self.field)} {problem}".split())
+        return " ".join(f"{flag_of(self.field)} {_flags_in(self.problem, self.mentions, flag_of)}".split())
 
 
 class Terminated(KeyboardInterrupt):

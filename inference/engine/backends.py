@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.engine.strokes import stroke_scaled
 
 log = logging.getLogger(__name__)
@@ -106,15 +106,21 @@ def build_forward(
     eligible = device.type == "cpu" and dtype == torch.float32 and mode is None
     if backend == "onnxruntime":
         if not eligible:
-            raise UserError("--backend onnxruntime runs on the CPU in fp32 without --compile; use --device cpu")
+            raise OptionError(
+                "backend",
+                "onnxruntime runs on the CPU in fp32 without `compile`; use `device` cpu",
+                mentions=("compile", "device"),
+            )
         if not onnx_backend.available():
-            raise UserError(
-                "--backend onnxruntime needs the onnxruntime and onnx packages (pip install onnx onnxruntime)"
+            raise OptionError(
+                "backend", "onnxruntime needs the onnxruntime and onnx packages (pip install onnx onnxruntime)"
             )
         try:
             return onnx_backend.OrtNetwork(network, cache_key=cache_key), "onnxruntime"
         except Exception as exc:  # the exporter raises many types
-            raise UserError(f"ONNX export of the network failed ({type(exc).__name__}); use --backend torch") from None
+            raise UserError(
+                f"ONNX export of the network failed ({type(exc).__name__}); use `backend` torch", mentions=("backend",)
+            ) from None
     # A network without parameters (identity) has nothing for ONNX Runtime to speed up.
     has_weights = next(network.parameters(), None) is not None
     if backend == "auto" and eligible and has_weights and onnx_backend.available():

@@ -138,7 +138,9 @@ class _Run:
                 raise
             what = "out of GPU memory" if is_out_of_memory(exc) else "over CUDA's 32-bit index limit"
             if n == 1:
-                raise UserError(f"{what} even for one {w}x{h} frame; use --max-side or --size") from None
+                raise UserError(
+                    f"{what} even for one {w}x{h} frame; use `max_side` or `size`", mentions=("max_side", "size")
+                ) from None
             if self.batcher.cuda:
                 torch.cuda.empty_cache()
             self.size = half = max(1, n // 2)

@@ -89,9 +89,10 @@ class PeakTensor:
         limit = INDEX_LIMIT if limit is None else limit
         per_frame = self.elements(height, width, stroke_scale)
         if per_frame > limit:
-            scale = f" at --stroke-scale {stroke_scale:g}" if stroke_scale != 1.0 else ""
+            scale = f" at `stroke_scale` {stroke_scale:g}" if stroke_scale != 1.0 else ""
             raise UserError(
                 f"a {width}x{height} frame{scale} needs a {per_frame:.3g}-element tensor in the network, over the "
-                f"2^31 limit of CUDA's 32-bit index math; use --max-side, --size or a larger --stroke-scale"
+                f"2^31 limit of CUDA's 32-bit index math; use `max_side`, `size` or a larger `stroke_scale`",
+                mentions=("stroke_scale", "max_side", "size"),
             )
         return limit // per_frame

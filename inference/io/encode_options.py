@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from inference.core.option_fields import check_fields, option
 from inference.io.limits import MIN_GIF_FPS
 
@@ -137,7 +137,7 @@ def quality_options(name: str, crf: int, preset: str) -> dict[str, str]:
         preset: An x264 preset name (NVENC also takes ``p1``..``p7``).
 
     Raises:
-        UserError: ``crf`` outside the encoder's range, a non-default ``crf`` for an encoder without constant
+        OptionError: ``crf`` outside the encoder's range, a non-default ``crf`` for an encoder without constant
             quality, an unknown preset, or a non-default preset for an encoder without speed settings.
     """
     opts = dict(_crf_options(name, crf))
@@ -145,24 +145,30 @@ def quality_options(name: str, crf: int, preset: str) -> dict[str, str]:
     if table is None:
         if preset != DEFAULT_PRESET:
             known = ", ".join(n for n in PRESETS if n != "nvenc")
-            raise UserError(f"--preset has no equivalent for --codec {name} (it applies to {known} and NVENC)")
+            raise OptionError(
+                "preset", f"has no equivalent for `codec` {name} (it applies to {known} and NVENC)", mentions=("codec",)
+            )
         return opts
     if name.endswith("_nvenc") and preset in NVENC_NATIVE:
         return opts | {"preset": preset}
     if preset not in table:
         extra = "p1..p7 or " if name.endswith("_nvenc") else ""
-        raise UserError(f"--preset {preset!r} is not a {name} preset; use {extra}one of {', '.join(X264_PRESETS)}")
+        raise OptionError("preset", f"{preset!r} is not a {name} preset; use {extra}one of {', '.join(X264_PRESETS)}")
     return opts | table[preset]
 
 
 def _crf_options(name: str, crf: int) -> dict[str, str]:
     if name not in CRF_RANGES:
         if crf != DEFAULT_CRF:
-            raise UserError(f"--crf has no effect with --codec {name} (no constant-quality mode); leave it out")
+            raise OptionError(
+                "crf",
+                f"has no effect with `codec` {name} (no constant-quality mode); leave it out",
+                mentions=("codec",),
+            )
         return {}
     lo, hi = CRF_RANGES[name]
     if isinstance(crf, bool) or not isinstance(crf, int) or not lo <= crf <= hi:
-        raise UserError(f"--crf must be in [{lo}, {hi}] for {name}, got {crf!r}")
+        raise OptionError("crf", f"must be in [{lo}, {hi}] for {name}, got {crf!r}")
     if name.endswith("_nvenc"):
         # rc=vbr with cq and no target bitrate is NVENC's constant quality; cq 0 would mean "automatic".
         return {"rc": "vbr", "cq": str(max(crf, 1)), "b": "0"}

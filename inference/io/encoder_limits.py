@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,18 @@ def check_size(name: str, pix_fmt: str, width: int, height: int) -> None:
     """Refuse a ``width`` x ``height`` frame that encoder ``name`` cannot code in ``pix_fmt``.
 
     Raises:
-        UserError: One line naming the encoder, the size and its limit.
+        OptionError: One line naming the encoder, the size and its limit (fields `pix_fmt` or `codec`).
     """
     mw, mh = size_multiples(pix_fmt)
     if width % mw or height % mh:
-        raise UserError(f"--pix-fmt {pix_fmt} needs width a multiple of {mw} and height of {mh}, got {width}x{height}")
+        raise OptionError(
+            "pix_fmt", f"{pix_fmt} needs width a multiple of {mw} and height of {mh}, got {width}x{height}"
+        )
     limit = SIZE_LIMITS.get(name)
     if limit is not None and (width < limit.min_width or height < limit.min_height):
-        raise UserError(
-            f"--codec {name} needs frames of at least {limit.min_width}x{limit.min_height}, got {width}x{height} "
-            "(use --size or another --codec)"
+        raise OptionError(
+            "codec",
+            f"{name} needs frames of at least {limit.min_width}x{limit.min_height}, got {width}x{height} "
+            "(use `size` or another `codec`)",
+            mentions=("size", "codec"),
         )

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.io.encode_options import DEFAULT_PIX_FMT, quality_options
 from inference.io.encoder_limits import SIZE_LIMITS, check_size
 
@@ -119,7 +119,7 @@ def resolve_encoder(
             return _checked(name, crf, preset, pix_fmt, size)
         except UserError as exc:
             _warn_once(f"{exc}: encoding with {candidates[i + 1]} instead")
-    raise UserError(f"--codec {codec}: no encoder of this family is available")
+    raise OptionError("codec", f"{codec}: no encoder of this family is available")
 
 
 @functools.cache
@@ -147,9 +147,9 @@ def check_quality(codec: str | None, ext: str, crf: int, preset: str) -> None:
 
 
 def _candidates(codec: str | None, ext: str) -> tuple[str, ...]:
-    """The encoders to try for ``--codec`` (a family's, in order, or the one named) into an ``ext`` file."""
+    """The encoders to try for ``codec`` (a family's, in order, or the one named) into an ``ext`` file."""
     if codec is not None and not codec.strip():
-        raise UserError("--codec: expected an encoder name or a family (h264, hevc, av1, vp9), got ''")
+        raise OptionError("codec", "expects an encoder name or a family (h264, hevc, av1, vp9), got ''")
     family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
     return FAMILIES.get(family, (codec,))
 
@@ -161,13 +161,13 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, in
     try:
         codec = av.Codec(name, "w")
     except Exception:  # noqa: BLE001 - PyAV raises UnknownCodecError or ValueError depending on the name.
-        raise UserError(f"--codec {name}: no such encoder in this FFmpeg build") from None
+        raise OptionError("codec", f"{name}: no such encoder in this FFmpeg build") from None
     if codec.type != "video":
-        raise UserError(f"--codec {name} encodes {codec.type}, not video")
+        raise OptionError("codec", f"{name} encodes {codec.type}, not video")
     coded = coded_pix_fmt(name, pix_fmt)
     formats = [f.name for f in (codec.video_formats or [])]
     if formats and coded not in formats:
-        raise UserError(f"--pix-fmt {pix_fmt} is not supported by {name} (use one of {', '.join(formats)})")
+        raise OptionError("pix_fmt", f"{pix_fmt} is not supported by {name} (use one of {', '.join(formats)})")
     options = quality_options(name, crf, preset) | _QUIET.get(name, {})
     if size is not None:
         check_size(name, pix_fmt, *size)
@@ -176,10 +176,16 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, in
     at = f" at {probe[0]}x{probe[1]}" if probe != _PROBE_SIZE else ""
     reason = opens(name, coded, tuple(_QUIET.get(name, {}).items()), probe)
     if reason is not None:
-        raise UserError(f"--codec {name} cannot be opened on this machine with --pix-fmt {pix_fmt}{at} ({reason})")
+        raise OptionError(
+            "codec",
+            f"{name} cannot be opened on this machine with `pix_fmt` {pix_fmt}{at} ({reason})",
+            mentions=("pix_fmt",),
+        )
     reason = opens(name, coded, tuple(sorted(options.items())), probe)
     if reason is not None:
-        raise UserError(f"--codec {name} refuses --preset {preset} or --crf {crf} ({reason})")
+        raise OptionError(
+            "codec", f"{name} refuses `preset` {preset} or `crf` {crf} ({reason})", mentions=("preset", "crf")
+        )
     return Encoder(name, options, coded)
 
 
@@ -189,4 +195,6 @@ def _check_pix_fmt(pix_fmt: str) -> None:
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
-        raise UserError(f"--pix-fmt {pix_fmt!r} is not a pixel format (e.g. yuv420p, yuv444p, yuv420p10le)") from None
+        raise OptionError(
+            "pix_fmt", f"{pix_fmt!r} is not a pixel format (e.g. yuv420p, yuv444p, yuv420p10le)"
+        ) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.core.errors import MediaError, OptionError, UserError
+from inference.core.errors import MediaError, OptionError
 from inference.io.encode_options import EncodeOptions
 from inference.io.limits import MIN_GIF_FPS, check_frame_size
 from inference.io.media import MediaInfo
@@ -34,14 +34,15 @@ def gif_rate(requested: float | None, source_rate: Fraction) -> Fraction | None:
     """The frame rate to resample the GIF to, or ``None`` to keep the input's timing.
 
     Args:
-        requested: ``--gif-fps``, or ``None``.
+        requested: The requested GIF frame rate (``gif_fps``), or ``None``.
         source_rate: The input's average frame rate.
     """
     if requested is not None and requested > MAX_GIF_FPS:
         log.warning(
-            "--gif-fps %g capped at %d (GIF delays are in 1/100 s; browsers slow shorter ones down to 100 ms)",
+            "`gif_fps` %g capped at %d (GIF delays are in 1/100 s; browsers slow shorter ones down to 100 ms)",
             requested,
             MAX_GIF_FPS,
+            extra={"mentions": ("gif_fps",)},
         )
         return Fraction(MAX_GIF_FPS)
     if requested is not None:
@@ -66,13 +67,13 @@ def gif_size(info: MediaInfo, width: int) -> tuple[int, int]:
     """``(width, height)`` of a GIF ``width`` pixels wide with the input's display aspect ratio (height >= 1).
 
     Raises:
-        UserError: A GIF larger than a GIF (65535 per side) or FFmpeg can hold.
+        OptionError: A GIF larger than a GIF (65535 per side) or FFmpeg can hold (the field ``gif_width``).
     """
     w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
     size = width, max(1, round(width * h / w))
     if max(size) > MAX_GIF_SIDE:
-        raise UserError(f"--gif-width {width}: a {size[0]}x{size[1]} GIF has a side over {MAX_GIF_SIDE} pixels")
-    check_frame_size(*size, f"--gif-width {width}")
+        raise OptionError("gif_width", f"{width}: a {size[0]}x{size[1]} GIF has a side over {MAX_GIF_SIDE} pixels")
+    check_frame_size(*size, f"`gif_width` {width}", mentions=("gif_width",))
     return size
 
 

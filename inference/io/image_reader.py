@@ -214,7 +214,7 @@ class ImageSequenceSource(Source):
         last = None if duration is None else first + max(1, int(round(duration * rate)))
         paths = paths[first:last]
         if not paths:
-            raise MediaError(f"{path}: no frames left after --start {start}")
+            raise MediaError(f"{path}: no frames left after `start` {start}", mentions=("start",))
         first_image = read_image(paths[0])
         h, w = first_image.shape[:2]
         (tw, th), _ = self.resize.target(w, h)

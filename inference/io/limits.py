@@ -33,12 +33,13 @@ def frame_size_problem(width: int, height: int) -> str | None:
     return None
 
 
-def check_frame_size(width: int, height: int, what: str) -> None:
-    """Refuse frames FFmpeg cannot hold, naming ``what`` asked for them (``--size 100000x100000``...).
+def check_frame_size(width: int, height: int, what: str, *, mentions: tuple[str, ...] = ()) -> None:
+    """Refuse frames FFmpeg cannot hold, naming ``what`` asked for them (``"`size` 100000x100000"``, with the
+    field in backticks and in ``mentions``; see :class:`~inference.core.errors.UserError`).
 
     Raises:
         UserError: One line.
     """
     problem = frame_size_problem(width, height)
     if problem is not None:
-        raise UserError(f"{what}: {problem}")
+        raise UserError(f"{what}: {problem}", mentions=mentions)

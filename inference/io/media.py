@@ -117,7 +117,7 @@ class Resize:
                 w, h = max(2, w - w % 2), max(2, h - h % 2)
                 scaled = w > width or h > height  # A 1-pixel side cannot be cropped to an even size.
         if scaled:
-            check_frame_size(w, h, f"--size {w}x{h}" if self.size is not None else "output frames")
+            check_frame_size(w, h, f"`size` {w}x{h}" if self.size is not None else "output frames", mentions=("size",))
         return (w, h), scaled and (w, h) != (width, height)
 
 

@@ -43,7 +43,7 @@ class VideoSink(Sink):
         clock: Accumulates ``colour back`` (swscale from RGB), ``encode`` and ``mux`` busy time.
 
     Raises:
-        UserError: A bad ``--codec``, ``--preset``, ``--crf`` or ``--pix-fmt`` (checked before the file is opened).
+        UserError: A bad ``codec``, ``preset``, ``crf`` or ``pix_fmt`` (checked before the file is opened).
         MediaError: The container cannot be written or cannot hold the codec.
     """
 
@@ -92,7 +92,9 @@ class VideoSink(Sink):
         try:
             self.stream = self.container.add_stream(self.encoder.name, rate=info.rate)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(f"--codec {self.encoder.name} cannot be written to {ext} files ({exc})") from None
+            raise MediaError(
+                f"`codec` {self.encoder.name} cannot be written to {ext} files ({exc})", mentions=("codec",)
+            ) from None
         self.stream.width, self.stream.height = info.width, info.height
         self.stream.pix_fmt = self.encoder.pix_fmt
         ctx = self.stream.codec_context

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 
 StyleSpec = str | Mapping[str, float]
 
@@ -19,20 +19,21 @@ def parse_blend(text: str) -> dict[str, float]:
     """Parse ``"a:0.3,b:0.7"`` (a single ``"a"`` means weight 1) into ``{"a": 0.3, "b": 0.7}``.
 
     Raises:
-        UserError: An empty entry, a weight that is not a number, or a name given twice (one line).
+        OptionError: An empty entry, a weight that is not a number, or a name given twice (one line naming the
+            field ``style``).
     """
     blend: dict[str, float] = {}
     for entry in text.split(","):
         name, sep, value = entry.strip().rpartition(":")
         name = name.strip() if sep else value.strip()
         if not name:
-            raise UserError(f"--style {text!r}: empty style name; use NAME or NAME:WEIGHT,NAME:WEIGHT")
+            raise OptionError("style", f"{text!r}: empty style name; use NAME or NAME:WEIGHT,NAME:WEIGHT")
         try:
             weight = float(value) if sep else 1.0
         except ValueError:
-            raise UserError(f"--style {text!r}: weight {value.strip()!r} of {name!r} is not a number") from None
+            raise OptionError("style", f"{text!r}: weight {value.strip()!r} of {name!r} is not a number") from None
         if name in blend:
-            raise UserError(f"--style {text!r}: style {name!r} is given twice")
+            raise OptionError("style", f"{text!r}: style {name!r} is given twice")
         blend[name] = weight
     return blend
 
@@ -48,8 +49,8 @@ def style_weights(style: StyleSpec | None, names: Sequence[str]) -> list[float]:
         ``len(names)`` non-negative weights summing to 1.
 
     Raises:
-        UserError: An unknown name (the message lists the available ones), a negative or non-finite weight, or
-            weights summing to zero (one line).
+        OptionError: An unknown name (the message lists the available ones), a negative or non-finite weight, or
+            weights summing to zero (one line naming the field ``style``).
     """
     if style is None:
         return [1.0] + [0.0] * (len(names) - 1)
@@ -58,14 +59,14 @@ def style_weights(style: StyleSpec | None, names: Sequence[str]) -> list[float]:
     unknown = [n for n in blend if n not in names]
     if unknown:
         available = ", ".join(repr(n) for n in names)
-        raise UserError(f"--style: unknown style {unknown[0]!r}; this model has: {available}")
+        raise OptionError("style", f"names an unknown style {unknown[0]!r}; this model has: {available}")
     for name, weight in blend.items():
         if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
-            raise UserError(f"--style: weight of {name!r} must be a finite number >= 0, got {weight!r}")
+            raise OptionError("style", f"weight of {name!r} must be a finite number >= 0, got {weight!r}")
     # Scale by the largest weight first: finite weights such as 1e308 each can sum to infinity.
     largest = max(blend.values())
     if largest <= 0:
-        raise UserError("--style: the style weights sum to zero")
+        raise OptionError("style", "weights sum to zero")
     scaled = {name: weight / largest for name, weight in blend.items()}
     total = sum(scaled.values())
     return [scaled.get(n, 0.0) / total for n in names]
