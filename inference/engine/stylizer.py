@@ -22,26 +22,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.core.colour import YuvSpec, blend, preserve_color
+from inference.core.colour import YuvSpec
 from inference.core.devices import resolve_device
 from inference.core.errors import UserError
 from inference.core.hashing import sha256_of_file
 from inference.core.stages import StageClock
 from inference.engine.backends import build_forward, compile_mode, prepare, probe_runner
+from inference.engine.batch_step import BatchStep
 from inference.engine.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.device_flow import FlowEstimator, choose_flow
 from inference.engine.engines import Spans
-from inference.engine.frame_formats import (
-    as_rgb,
-    check_tensor,
-    from_network_output,
-    tensor_frame_size,
-    to_network_input,
-)
+from inference.engine.frame_formats import as_rgb, check_tensor, tensor_frame_size
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
 from inference.engine.precision import DTYPES, choose_precision
-from inference.engine.strokes import stroke_scaled
 from inference.model.styles import StyleSpec, style_names, style_weights
 
 if TYPE_CHECKING:
@@ -68,13 +62,10 @@ class Stylizer:
             under this key (:func:`inference.engine.onnx_backend.cached_session`) instead of redone on every start.
 
     Attributes:
-        options: The :class:`~inference.engine.options.RuntimeOptions` in effect (:meth:`update` changes the live
-            ones).
-        metadata: As given (always present; ``None`` when not built from an artifact).
-        device, dtype: Where and in which float type the network runs, as resolved.
-        precision_report: A :class:`~inference.engine.precision.PrecisionReport`: the precision, why, and the parity
-            errors.
-        backend: ``"torch"`` or ``"onnxruntime"``, as resolved.
+        options: The :class:`~inference.engine.options.RuntimeOptions` in effect (:meth:`update` changes live ones).
+        metadata: As given (``None`` when not built from an artifact).
+        device, dtype, backend: Where, in which float type and on what (``"torch"``, ``"onnxruntime"``) it runs.
+        precision_report: The precision, why, and the parity errors (see :mod:`inference.engine.precision`).
         style_names: The network's style names in order (from the metadata; ``"0"``, ``"1"``, ... without it).
         style_weights: The current weight of each style (non-negative, summing to 1).
     """
@@ -106,15 +97,16 @@ class Stylizer:
         if options.consistency > 0 or options.flow_weights is not None:
             self._flow = choose_flow(self.device, options.flow_weights).estimator
         # Around the backend (torch, compiled or ONNX Runtime): the resizing runs in torch on the device.
-        self._backend_forward, self.backend = build_forward(
+        forward, self.backend = build_forward(
             self.network, self.device, self.dtype, options.backend, compile=mode, cache_key=cache_key
         )
         cuda = self.device.type == "cuda"
         size = options.batch_size if options.batch_size is not None else (8 if cuda else 1)
         # Only CUDA kernels index with 32 bits (inference.engine.index_limit); a compiled network keeps one batch shape.
         self._batcher = Batcher(size, self.network, index_limited=cuda, pad=self.compiled, cuda=cuda)
+        self._batcher.scale = options.stroke_scale
+        self._step = BatchStep(forward, self.dtype, options.channels_last, options)
         self.options = options
-        self._apply_strokes()
 
     @classmethod
     def from_artifact(cls, path: str | Path, options: RuntimeOptions | None = None, **fields: Any) -> Stylizer:
@@ -151,18 +143,13 @@ class Stylizer:
         fixed = sorted(set(changes) - set(LIVE_FIELDS))
         if fixed:
             raise TypeError(f"{', '.join(fixed)} cannot change on a running Stylizer; make a new one")
-        previous, self.options = self.options, RuntimeOptions.build(self.options, **changes)
+        self.options = RuntimeOptions.build(self.options, **changes)
         if "style" in changes:
             self.style_weights = style_weights(self.options.style, self.style_names)
             if len(self.style_names) > 1:
                 self.network.set_style(self.style_weights)
-        if (previous.stroke_scale, previous.stroke_detail) != (self.stroke_scale, self.stroke_detail):
-            self._apply_strokes()
-
-    def _apply_strokes(self) -> None:
-        """The forward pass at the current stroke scale (see :mod:`inference.engine.strokes`)."""
-        self._forward = stroke_scaled(self._backend_forward, self.stroke_scale, self.stroke_detail)
-        self._batcher.scale = self.stroke_scale
+        self._step.configure(self.options)
+        self._batcher.scale = self.options.stroke_scale
 
     @property
     def batch_size(self) -> int:
@@ -176,7 +163,7 @@ class Stylizer:
 
     @property
     def index_limited(self) -> bool:
-        """Whether batches are capped under 32-bit index math (on CUDA)."""
+        """Whether batches are capped under 32-bit index math (on CUDA, see :mod:`inference.engine.index_limit`)."""
         return self._batcher.index_limited
 
     @index_limited.setter
@@ -184,17 +171,13 @@ class Stylizer:
         self._batcher.index_limited = bool(limited)
 
     def set_style(self, style: StyleSpec | None) -> None:
-        """Choose or blend the styles of a multi-style network (``update(style=style)``); the frames computed after
-        the call use it. Blends interpolate the per-style normalisation parameters, so any mixture costs the same as
-        one style, on every backend (ONNX Runtime takes the weights as an input: no new export).
-
-        Args:
-            style: ``None`` (the first style), a style name, a ``"a:0.3,b:0.7"`` spec or a name -> weight mapping;
-                weights are normalised to sum to 1. A single-style network accepts only its own name.
+        """Choose or blend the styles of a multi-style network: ``update(style=style)``. ``style``: ``None`` (the
+        first), a name, a ``"a:0.3,b:0.7"`` blend or a name -> weight mapping (normalised to sum to 1). Blends mix the
+        per-style normalisation parameters, so any mixture costs one style, on every backend.
 
         Raises:
-            UserError: Unknown name (the message lists the available ones), negative or non-finite weight, or a zero
-                total (one line).
+            UserError: An unknown name (the message lists the available ones), a negative or non-finite weight, or a
+                zero total.
         """
         self.update(style=style)
 
@@ -249,8 +232,7 @@ class Stylizer:
         self._batcher.cap(*tensor_frame_size(batch, yuv_in))  # lowers batch_size on CUDA: tensors under 2^31 elements
         step = self.batch_size
         chunks = [
-            self._compute(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype)
-            for i in range(0, batch.shape[0], step)
+            self._step(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype) for i in range(0, batch.shape[0], step)
         ]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
@@ -292,37 +274,11 @@ class Stylizer:
 
     def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None) -> Iterator:
         """:meth:`process` without the consistency stage: batches through the device's engine."""
-        compute = partial(self._compute, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
+        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
         yield from self._batcher.run(make_engine(self.device, clock), items, compute)
 
-    def _compute(
-        self,
-        batch: torch.Tensor,
-        spans: Spans,
-        yuv_in: YuvSpec | None,
-        yuv_out: YuvSpec | None,
-        float_dtype: torch.dtype | None,
-    ) -> torch.Tensor:
-        """Colour, network and colour back for one batch on the device (see :meth:`tensors` for the formats)."""
-        with torch.inference_mode():
-            with spans.span("colour"):
-                x = to_network_input(batch, yuv_in, self.dtype, self.channels_last)
-            with spans.span("network"):
-                y = self.run_network(x)
-            with spans.span("colour back"):
-                return from_network_output(y, yuv_out, float_dtype)
-
     def run_network(self, x: torch.Tensor) -> torch.Tensor:
-        """The network alone as this Stylizer runs it (backend, precision, layout, compile), then colour preservation
-        and strength. This is what "model only" benchmarks time.
-
-        Args:
-            x: Float ``[B, 3, H, W]`` RGB in [0, 1] on the Stylizer's device, in ``self.dtype``; not modified.
-
-        Returns:
-            ``[B, 3, H, W]`` RGB in [0, 1].
-        """
-        y = self._forward(x)
-        if self.preserve_color:
-            y = preserve_color(y, x)
-        return blend(y, x, self.strength)
+        """The network as this Stylizer runs it (backend, precision, layout, compile, strokes), then colour
+        preservation and strength: float ``[B, 3, H, W]`` RGB in [0, 1] in ``self.dtype`` on the device, same out.
+        What "model only" benchmarks time."""
+        return self._step.network(x)
