@@ -167,6 +167,30 @@ def yuv8_to_rgb_reference(matrix: str, full_range: bool) -> tuple[np.ndarray, np
     return a, -(a @ np.array([y_off, 128.0, 128.0]))
 
 
+def two_style_artifact(path: Path, network: str = "tiny", names: tuple[str, str] = ("dots", "waves")) -> Path:
+    """Save a two-style ``network`` artifact at ``path`` whose styles differ clearly, and return ``path``.
+
+    A fresh network's conditional norms are the same for every style (a trained one's are not): here each style's
+    scales and shifts are drawn from a seeded generator instead, so outputs of the two styles differ by tens of levels.
+    """
+    import torch
+
+    from inference.model.artifact import save_artifact
+    from inference.model.layers import ConditionalInstanceNorm2d
+    from inference.model.networks import build_network
+
+    torch.manual_seed(0)
+    net = build_network(network, num_styles=2)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ConditionalInstanceNorm2d):
+                m.weight.copy_(1 + 0.8 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(0.8 * torch.randn(m.bias.shape, generator=gen))
+    styles = [(name, str(i + 1) * 64) for i, name in enumerate(names)]
+    return save_artifact(path, net.eval(), styles=styles, config={}, temporal=False)
+
+
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic synthetic photo-like image.
 

@@ -13,27 +13,15 @@ from inference.app.cli import main
 from inference.core.errors import UserError
 from inference.engine.stylizer import Stylizer
 from inference.io.image_reader import read_image
-from inference.model.artifact import save_artifact
-from inference.model.layers import ConditionalInstanceNorm2d
-from inference.model.networks import StyleNetwork, build_network
+from inference.model.artifact import load_artifact, save_artifact
+from inference.model.networks import build_network
 from inference.model.styles import parse_blend, style_weights
 
-
-def _two_style_net(name: str = "tiny") -> StyleNetwork:
-    torch.manual_seed(0)
-    net = build_network(name, num_styles=2)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # deliberately different styles (a trained network has them; initialisation does not)
-        for m in net.modules():
-            if isinstance(m, ConditionalInstanceNorm2d):
-                m.weight.copy_(1 + 0.8 * torch.randn(m.weight.shape, generator=gen))
-                m.bias.copy_(0.8 * torch.randn(m.bias.shape, generator=gen))
-    return net.eval()
+from .conftest import two_style_artifact
 
 
 def _artifact(tmp_path: Path, name: str = "tiny") -> Path:
-    styles = [("starry", "1" * 64), ("wave", "2" * 64)]
-    return save_artifact(tmp_path / "multi.safetensors", _two_style_net(name), styles=styles, config={}, temporal=False)
+    return two_style_artifact(tmp_path / "multi.safetensors", name, ("starry", "wave"))
 
 
 def test_weights_are_parsed_and_normalised() -> None:
@@ -141,7 +129,7 @@ def test_onnx_export_takes_the_style_weights_as_an_input(tmp_path: Path) -> None
     assert [i.name for i in model.graph.input] == ["image", "style"]
     assert '"name": "wave"' in {p.key: p.value for p in model.metadata_props}["styles"]
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    net = _two_style_net()
+    net = load_artifact(path).network
     x = torch.rand(2, 3, 40, 56)
     for weights in ([1.0, 0.0], [0.5, 0.5], [0.2, 0.8]):
         style = torch.tensor(weights)

@@ -29,6 +29,8 @@ from inference.serve.catalog import Catalog, Controls  # noqa: E402
 from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, encode_image  # noqa: E402
 from inference.serve.live_socket import REPLY_HEADER, TAG  # noqa: E402
 
+from .conftest import two_style_artifact  # noqa: E402
+
 
 def png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -42,22 +44,8 @@ def decoded(data: bytes) -> np.ndarray:
 
 @pytest.fixture
 def multi(tmp_path: Path) -> Path:
-    """A two-style tiny artifact ("dots", "waves") beside the single-style one."""
-    import torch
-
-    from inference.model.artifact import save_artifact
-    from inference.model.networks import build_network
-
-    torch.manual_seed(1)
-    net = build_network("tiny", num_styles=2)
-    with torch.no_grad():  # Make the two styles differ (fresh conditional norms are identical).
-        for p in net.parameters():
-            if p.dim() == 2 and p.shape[0] == 2:
-                p[1].mul_(-1.5)
-    return save_artifact(
-        tmp_path / "arts" / "multi.safetensors", net, config={}, temporal=False,
-        styles=[("dots", "0" * 64), ("waves", "1" * 64)],
-    )  # fmt: skip
+    """A two-style tiny artifact ("dots", "waves") in a folder of its own."""
+    return two_style_artifact(tmp_path / "arts" / "multi.safetensors")
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .conftest import two_style_artifact
+
 CHROMIUM = os.environ.get("STYLETRAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -69,19 +71,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def multi(model: Path) -> Path:
     """A two-style ``light`` artifact ("dots", "waves") beside ``model``: the server offers both."""
-    import torch
-
-    from inference.model.artifact import save_artifact
-    from inference.model.networks import build_network
-
-    torch.manual_seed(1)
-    net = build_network("light", num_styles=2)
-    with torch.no_grad():  # Fresh conditional norms are the same for every style: make the two differ.
-        for p in net.parameters():
-            if p.dim() == 2 and p.shape[0] == 2:
-                p[1].mul_(-1.5)
-    styles = [("dots", "0" * 64), ("waves", "1" * 64)]
-    return save_artifact(model.parent / "multi.safetensors", net, config={}, temporal=False, styles=styles)
+    return two_style_artifact(model.parent / "multi.safetensors", "light")
 
 
 @pytest.fixture(scope="module")
