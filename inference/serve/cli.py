@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from inference.app.argtypes import add_field, from_namespace, ranged
+from inference.app.argtypes import add_field, flag, from_namespace, ranged
 from inference.app.cli import _Parser
 from inference.app.console import setup_logging
 from inference.core.errors import UserError, exit_on_user_error
@@ -86,7 +86,10 @@ def main(args: Sequence[str] | None = None) -> int:
     from inference.serve.catalog import Catalog
 
     _set_threads(opts.threads)
-    catalog = Catalog(opts.model, _stylizer_options(opts))
+    try:
+        catalog = Catalog(opts.model, _stylizer_options(opts))
+    except UserError as exc:  # The library names its fields; the flags are this command's names for them.
+        raise UserError(exc.with_flags(flag)) from None
     if not is_loopback(opts.host):
         log.warning(
             "listening on %s: anyone who can reach port %d can upload files and use this machine's GPU/CPU",
