@@ -72,5 +72,6 @@ def _size_problem(size: Any) -> str | None:
     if not ok or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
         return f"must be (width, height) integers, got {size!r}"
     if min(size) < 1:
-        return f"width and height must be >= 1, got {size[0]}x{size[1]}"
-    return frame_size_problem(int(size[0]), int(size[1]))
+        return f"must be at least 1x1, got {size[0]}x{size[1]}"
+    problem = frame_size_problem(int(size[0]), int(size[1]))
+    return None if problem is None else f"must be smaller: {problem}"

@@ -87,7 +87,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
     _set_threads(opts.threads)
     try:
-        catalog = Catalog(opts.model, _stylizer_options(opts))
+        catalog = Catalog(opts.model, runtime_options(opts))
     except UserError as exc:  # The library names its fields; the flags are this command's names for them.
         raise UserError(exc.with_flags(flag)) from None
     if not is_loopback(opts.host):
@@ -123,7 +123,8 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _stylizer_options(opts: argparse.Namespace) -> RuntimeOptions:
+def runtime_options(opts: argparse.Namespace) -> RuntimeOptions:
+    """The :class:`~inference.engine.options.RuntimeOptions` the command line asks for (the others: defaults)."""
     return from_namespace(RuntimeOptions, opts)
 
 
