@@ -96,8 +96,8 @@ class RuntimeOptions:
     )
     flow_weights: str | None = option(
         None,
-        "RAFT weights (a torchvision raft_small or raft_large state dict) for --consistency's optical flow on CUDA "
-        "(default: raft_small from the torch hub cache if there, else OpenCV DIS on the CPU)",
+        "RAFT weights (a torchvision raft_small or raft_large state dict) for the consistency stage's optical flow on "
+        "CUDA (default: raft_small from the torch hub cache if there, else OpenCV DIS on the CPU)",
         metavar="PATH",
     )
     stroke_scale: float = option(
