@@ -108,6 +108,54 @@ def test_pair_returns_backward_then_forward_and_uploads_each_frame_once(monkeypa
     assert uploads == [255, 0, 128]  # dark, uploaded as the first pair's later frame, is reused
 
 
+class Difference(nn.Module):
+    """Stands in for RAFT: the "flow" is the first two colour channels of ``first - second``, pixel by pixel, so each
+    pair's result depends on exactly its two frames."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, num_flow_updates: int = 12) -> list[torch.Tensor]:
+        return [(a - b)[:, :2]]
+
+
+class Counting(nn.Module):
+    """Wraps a flow model and records the batch size of every call."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.batches = inner, []
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, num_flow_updates: int = 12) -> list[torch.Tensor]:
+        self.batches.append(a.shape[0])
+        return self.inner(a, b, num_flow_updates=num_flow_updates)
+
+
+def test_announced_frames_go_through_raft_in_one_batch(make_clip_frames):
+    frames = make_clip_frames(6, size=(48, 64), shift=(2, 1))
+    model = Counting(Difference())
+    batched, single = RaftFlow(model, "cpu"), RaftFlow(model.inner, "cpu")
+    for frame in frames:
+        batched.show(frame)
+    got = [batched.pair(a, b, None, None) for a, b in zip(frames[:-1], frames[1:], strict=True)]
+    assert model.batches == [8, 2]  # pairs 1-4 forward and backward in one batch, then the fifth
+    for a, b, (back, ahead) in zip(frames[:-1], frames[1:], got, strict=True):
+        one_back, one_ahead = single.pair(a, b, None, None)
+        assert torch.equal(back, one_back) and torch.equal(ahead, one_ahead) and ahead.abs().max() > 0.1
+
+
+def test_a_batch_out_of_memory_goes_on_one_pair_at_a_time():
+    class Tight(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor, num_flow_updates: int = 12) -> list[torch.Tensor]:
+            if a.shape[0] > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+            return MarkerFlow()(a, b)
+
+    frames = [np.full((16, 16, 3), v, np.uint8) for v in (0, 255, 0, 255)]
+    raft = RaftFlow(Tight(), "cpu")
+    for frame in frames:
+        raft.show(frame)
+    aheads = [raft.pair(a, b, None, None)[1][0, 0, 0, 0].item() for a, b in zip(frames[:-1], frames[1:], strict=True)]
+    assert raft.max_pairs == 1 and aheads == pytest.approx([-0.25, 0.25, -0.25])
+
+
 def test_random_raft_pair_on_the_cpu(make_clip_frames):
     a, b = make_clip_frames(2, size=(48, 80), shift=(2, 1))
     raft = RaftFlow(_random_raft(), "cpu", updates=2)

@@ -224,6 +224,7 @@ class ConsistencyStage:
 
             def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future]]]:
                 for frame, meta in items:
+                    self._estimate.flow.show(frame)  # RAFT batches the pairs of frames read ahead of the flow
                     yield frame, (meta, pool.submit(self._timed_motion, frame))
 
             for out, (meta, job) in stylize(submitted()):

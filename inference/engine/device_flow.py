@@ -13,6 +13,8 @@ torchvision is imported only when RAFT is built, so loading an artifact or runni
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,15 @@ RAFT_SCALE = 0.5
 RAFT_MIN_SIDE = 128
 #: RAFT's recurrent refinement steps (torchvision's default).
 RAFT_UPDATES = 12
+#: At most this many frame pairs go through RAFT in one batch (twice as many images: forward and backward).
+RAFT_MAX_PAIRS = 4
+#: Announced frames (:meth:`RaftFlow.show`) kept at most; the oldest are forgotten (they then batch no more).
+SHOWN_LIMIT = 32
 
 
 class FlowEstimator(Protocol):
-    """What the consistency stage asks of a flow: one pair of frames at a time, in frame order."""
+    """What the consistency stage asks of a flow: each frame announced as it arrives (:meth:`show`, in frame order),
+    then one pair of frames at a time, in frame order, from the stage's worker thread (:meth:`pair`)."""
 
     label: str  # what runs where, for the log and ``--stats`` ("OpenCV DIS (medium, x0.5) on the CPU")
 
@@ -50,6 +57,11 @@ class FlowEstimator(Protocol):
     ) -> tuple[Tensor, Tensor]:
         """``(backward frame -> prev, forward prev -> frame)``, each ``float32 [1,2,H,W]`` on the CPU, from ``uint8
         [H,W,3]`` RGB frames and their ``uint8 [H,W]`` grey versions."""
+        ...
+
+    def show(self, frame: np.ndarray) -> None:
+        """Announce ``frame`` (``uint8 [H,W,3]``), which a later :meth:`pair` will name; an estimator may batch the
+        pairs of announced frames."""
         ...
 
 
@@ -80,6 +92,9 @@ class DisFlow:
         ahead = flow_tensor(dis_flow(prev_gray, gray, self.preset, self.scale))
         return back, ahead
 
+    def show(self, frame: np.ndarray) -> None:
+        """DIS works one pair at a time: nothing to prepare."""
+
 
 def raft_size(height: int, width: int, scale: float = RAFT_SCALE) -> tuple[int, int]:
     """The ``(height, width)`` RAFT runs at for a frame: ``scale`` times the size, rounded to multiples of 8 (RAFT's
@@ -93,6 +108,11 @@ def raft_size(height: int, width: int, scale: float = RAFT_SCALE) -> tuple[int, 
 
 class RaftFlow:
     """torchvision RAFT on a device, in batches of frame pairs, forward and backward in one pass.
+
+    When :meth:`pair` is asked for ``(prev, frame)`` and frames after ``frame`` have been announced already
+    (:meth:`show`: the stage announces each frame as the network reads it, ahead of the flow), the pairs up to
+    :attr:`max_pairs` frames ahead are estimated in the same batch and kept for the next calls. So the batches grow
+    only when the flow falls behind the reading, where a wider batch pays, and stay one pair when it keeps up.
 
     Args:
         model: A torchvision ``RAFT`` (``raft_small`` or ``raft_large``), any weights; moved to ``device``.
@@ -115,9 +135,13 @@ class RaftFlow:
         self.scale, self.updates = scale, updates
         self.name = name
         self.label = f"{name} on {self.device}"
+        self.max_pairs = RAFT_MAX_PAIRS  # lowered to 1 for good if a batch of several pairs runs out of memory
         # Its own stream on CUDA: the flow runs in the stage's worker thread beside the network's kernels.
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._last: tuple[np.ndarray, Tensor] | None = None  # the latest uploaded frame, reused by the next pair
+        self._shown: deque[np.ndarray] = deque(maxlen=SHOWN_LIMIT)  # announced frames, in order
+        self._lock = threading.Lock()  # show() runs in the reading thread, pair() in the stage's worker
+        self._ready: dict[int, tuple[np.ndarray, np.ndarray, Tensor, Tensor]] = {}  # id(frame) -> prev, frame, flows
 
     def _upload(self, frame: np.ndarray, reuse: bool = False) -> Tensor:
         """``uint8 [H,W,3]`` host RGB -> ``float32 [1,3,H,W]`` in [-1, 1] on the device (RAFT's input range).
@@ -160,14 +184,53 @@ class RaftFlow:
         both = self.flows(torch.cat((a, b)), torch.cat((b, a)))
         return both[: len(a)], both[len(a) :]
 
+    def show(self, frame: np.ndarray) -> None:
+        """Announce ``frame`` (see the class docstring); thread-safe."""
+        with self._lock:
+            self._shown.append(frame)
+
+    def _ahead_of(self, frame: np.ndarray) -> list[np.ndarray]:
+        """The announced frames right after ``frame`` (its size, at most ``max_pairs - 1``); ``frame`` and the frames
+        before it are forgotten. Empty when ``frame`` was not announced (its successors are unknown)."""
+        with self._lock:
+            at = next((i for i, shown in enumerate(self._shown) if shown is frame), None)
+            if at is None:
+                return []
+            for _ in range(at + 1):
+                self._shown.popleft()
+            later = []
+            for shown in self._shown:
+                if len(later) >= self.max_pairs - 1 or shown.shape != frame.shape:
+                    break
+                later.append(shown)
+            return later
+
+    def _estimate(self, frames: list[np.ndarray]) -> None:
+        """Every consecutive pair of ``frames`` in one batch, into the ready pairs (CPU), replacing the old ones."""
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
+        with stream:
+            images = torch.cat([self._upload(frames[0], reuse=True), *(self._upload(f) for f in frames[1:])])
+            ahead, back = (t.cpu() for t in self.pairs(images))
+        pairs = zip(frames[:-1], frames[1:], strict=True)
+        self._ready = {id(b): (a, b, back[i : i + 1], ahead[i : i + 1]) for i, (a, b) in enumerate(pairs)}
+
     def pair(
         self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
     ) -> tuple[Tensor, Tensor]:
-        """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` CPU."""
-        stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
-        with stream:
-            ahead, back = self.pairs(torch.cat((self._upload(prev, reuse=True), self._upload(frame))))
-            return back.cpu(), ahead.cpu()
+        """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` CPU;
+        from a batch estimated earlier when it holds this pair, else from a new batch (see the class docstring)."""
+        ready = self._ready.get(id(frame))
+        if ready is None or ready[0] is not prev or ready[1] is not frame:
+            frames = [prev, frame, *self._ahead_of(frame)]
+            try:
+                self._estimate(frames)
+            except torch.cuda.OutOfMemoryError:
+                if len(frames) == 2:
+                    raise
+                self.max_pairs = 1  # this device cannot hold several pairs at this size: one pair at a time
+                self._estimate(frames[:2])
+            ready = self._ready[id(frame)]
+        return ready[2], ready[3]
 
 
 class FallbackFlow:
@@ -185,6 +248,10 @@ class FallbackFlow:
         if self.failed is None:
             return self.primary.label
         return f"{self.fallback.label} (RAFT failed: {self.failed})"
+
+    def show(self, frame: np.ndarray) -> None:
+        if self.failed is None:
+            self.primary.show(frame)
 
     def pair(
         self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
