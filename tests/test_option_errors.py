@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 import pytest
 
 import inference.app.batch
 from inference.app.cli import main
 from inference.core.errors import OptionError, UserError
-from inference.io.gif_writer import gif_rate
+from inference.io.encode_options import EncodeOptions
 from inference.io.readers import open_source
 
 
@@ -23,7 +21,7 @@ def test_trim_and_rate_errors_name_the_field_not_a_flag(tmp_path):
         (lambda: open_source(path, start=-1.0), "start", "start must be in [0, "),
         (lambda: open_source(path, duration=0.0), "duration", "duration must be in (0, "),
         (lambda: open_source(path, fps=0.0), "fps", "fps must be in ["),
-        (lambda: gif_rate(float("nan"), Fraction(25)), "gif_fps", "gif_fps must be in ["),
+        (lambda: EncodeOptions(gif_fps=float("nan")), "gif_fps", "gif_fps must be a finite number"),
     ]
     for call, field, start in cases:
         with pytest.raises(OptionError) as err:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from inference.core.errors import OptionError
 from inference.core.option_fields import check_fields, option
-from inference.io.limits import MIN_GIF_FPS
+from inference.io.limits import MAX_GIF_SIDE, MIN_GIF_FPS
 
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
@@ -99,7 +99,8 @@ class EncodeOptions:
         pix_fmt: Output pixel format; yuv420p (the default) plays everywhere and needs even sizes.
         gif_fps: GIF frame rate, >= :data:`~inference.io.limits.MIN_GIF_FPS` (above 50 it is capped, with a
             warning); ``None`` keeps the input's timing.
-        gif_width: GIF width in pixels, in [1, 65535] (``None`` keeps the size); the height follows the aspect ratio.
+        gif_width: GIF width in pixels, in [1, :data:`~inference.io.limits.MAX_GIF_SIDE`] (``None`` keeps the size);
+            the height follows the aspect ratio.
         audio: Copy the input's audio streams into video outputs.
     """
 
@@ -117,7 +118,9 @@ class EncodeOptions:
     gif_fps: float | None = option(
         None, "GIF frame rate, up to 50; default: the input's timing, capped at 50", kind=float, low=MIN_GIF_FPS
     )
-    gif_width: int | None = option(None, "GIF width in pixels; default: the frame width", kind=int, low=1, high=65535)
+    gif_width: int | None = option(
+        None, "GIF width in pixels; default: the frame width", kind=int, low=1, high=MAX_GIF_SIDE
+    )
     audio: bool = option(True, "copy the input's audio")
 
     def __post_init__(self) -> None:

@@ -15,6 +15,8 @@ MAX_SECONDS = 1e9
 # A GIF frame delay is a 16-bit count of 1/100 s, so the slowest GIF rate is 100/65535 frames/s; 0.01 (one frame
 # every 100 s) keeps every delay representable. Above 50 browsers slow a GIF down (inference.io.gif_writer).
 MIN_GIF_FPS = 0.01
+# GIF sizes are 16-bit (--gif-width and the height it gives).
+MAX_GIF_SIDE = 65535
 # Frame rates given to image sequences (--fps), as fractions over at most 1001 (NTSC's 30000/1001): from one frame
 # every 1000 s to 1000 frames/s, each frame lasts a whole number of time-base units that muxers can store.
 MIN_FPS = 0.001
