@@ -22,8 +22,7 @@ _DEFAULTS = RuntimeOptions()
 @dataclass(frozen=True)
 class Controls:
     """What the page's controls (or an API call's form fields) ask for; applied to the next frame. Each is a live field
-    of :class:`~inference.engine.options.RuntimeOptions`, with its default and range (except the consistency, off
-    until the page asks for it).
+    of :class:`~inference.engine.options.RuntimeOptions`, with its default and range.
 
     Attributes:
         artifact: The artifact's name (its file stem) in the catalog.
@@ -42,7 +41,7 @@ class Controls:
     preserve_color: bool = _DEFAULTS.preserve_color
     stroke_scale: float = _DEFAULTS.stroke_scale
     stroke_detail: str = _DEFAULTS.stroke_detail
-    consistency: float = 0.0
+    consistency: float = _DEFAULTS.consistency
 
 
 _FIELDS = ("artifact", "style", "strength", "preserve_color", "stroke_scale", "stroke_detail", "consistency")
