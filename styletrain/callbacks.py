@@ -12,7 +12,7 @@ import re
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -22,6 +22,9 @@ from torch import Tensor
 
 from inference.core.colour import to_uint8
 from styletrain.loggers import is_wandb_logger
+
+if TYPE_CHECKING:
+    from styletrain.module import StyleTransferModule
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,9 @@ def _log_image(trainer: pl.Trainer, key: str, image: np.ndarray, caption: str, f
     Image.fromarray(image).save(folder / filename)
 
 
-def _style_names(pl_module: pl.LightningModule) -> list[str]:
-    """The module's style names (several for a multi-style network), or the one style path's stem."""
-    names = getattr(pl_module, "style_names", None)
-    return list(names) if names else [pl_module.style_path.stem]
+def _style_names(pl_module: StyleTransferModule) -> list[str]:
+    """The module's style names (several for a multi-style network): the style images' file stems."""
+    return list(pl_module.style_names)
 
 
 class StyleSamples(Callback):
@@ -91,11 +93,10 @@ class StyleSamples(Callback):
         self.num_images = num_images
         self._content: Tensor | None = None
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or getattr(pl_module, "style_image", None) is None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: StyleTransferModule) -> None:
+        if not trainer.is_global_zero:
             return
-        images = getattr(pl_module, "style_images", None) or [pl_module.style_image]
-        paths = getattr(pl_module, "style_paths", None) or [pl_module.style_path]
+        images, paths = pl_module.style_images, pl_module.style_paths
         if len(images) == 1:
             _log_image(trainer, "style", _to_uint8(images[0][0]), paths[0].name, "style.png")
             return
@@ -218,9 +219,9 @@ class ExportArtifact(Callback):
         self.use_best = use_best
         self.artifact_path: Path | None = None
 
-    def destination(self, pl_module: pl.LightningModule) -> Path:
-        """Where the artifact goes, in order: this callback's ``path``, ``--model.export_path``, the default."""
-        explicit = self.path or getattr(pl_module.hparams, "export_path", None)
+    def destination(self, pl_module: StyleTransferModule) -> Path:
+        """Where the artifact goes, in order: this callback's ``path``, the module's ``export_path``, the default."""
+        explicit = self.path or pl_module.hparams.export_path
         return Path(explicit) if explicit else Path("artifacts") / f"{'+'.join(_style_names(pl_module))}.safetensors"
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -71,7 +71,7 @@ def test_mentioned_fields_become_flags_and_survive_a_worker_process():
 @pytest.mark.parametrize(
     ("call", "field", "on_the_command_line"),
     [
-        (lambda: style_weights("a:0,b:0", ["a", "b"]), "style", "--style weights sum to zero"),
+        (lambda: style_weights("a:0,b:0", ["a", "b"]), "style", "--style: the style weights sum to zero"),
         (lambda: resolve_encoder("aac", ".mp4", 18, "medium", "yuv420p"), "codec", "--codec aac encodes audio"),
         (
             lambda: PeakTensor(build_network("johnson")).max_batch(2160, 3840, 0.25),

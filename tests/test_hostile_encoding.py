@@ -307,7 +307,7 @@ def test_early_check_accepts_what_some_encoder_of_the_family_takes(no_nvenc):
         resolve_encoder("h264", ".mp4", 18, "p4", "yuv420p")  # no NVENC on this machine
     with pytest.raises(UserError, match=r"^preset 'bogus' is not a libsvtav1 preset"):
         check_quality("av1", ".mp4", 18, "bogus")
-    with pytest.raises(UserError, match="^codec expects an encoder name or a family"):
+    with pytest.raises(UserError, match="^codec: expected an encoder name or a family"):
         check_quality("", ".mp4", 18, "medium")
     with pytest.raises(UserError, match="^codec aac encodes audio, not video"):
         resolve_encoder("aac", ".mp4", 18, "medium", "yuv420p")

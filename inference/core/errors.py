@@ -61,14 +61,15 @@ class OptionError(UserError):
 
     Args:
         field: The keyword argument or dataclass field, e.g. ``"start"`` or ``"gif_fps"``.
-        problem: What is wrong, e.g. ``"must be in [0, 86400] seconds, got -1"``.
+        problem: What is wrong, e.g. ``"must be in [0, 86400] seconds, got -1"``, or ``": unknown style 'x'"``
+            (written right after the field).
         mentions: Other fields that ``problem`` names, each written in backticks there, e.g. ``("temporal_weight",)``
             for ``"cannot be combined with `temporal_weight`"``; :meth:`with_flags` writes them as flags too.
     """
 
     def __init__(self, field: str, problem: str, *, mentions: tuple[str, ...] = ()) -> None:
         self.field, self.problem = field, problem
-        super().__init__(f"{field} {problem}", mentions=mentions)
+        super().__init__(_joined(field, problem), mentions=mentions)
 
     def __reduce__(self):  # rebuilt from field and problem (a worker process may send it back)
         return (type(self), (self.field, self.problem), self.__dict__)
@@ -76,7 +77,13 @@ class OptionError(UserError):
     def with_flags(self, flag_of: Callable[[str], str]) -> str:
         """The message with the field and every mentioned field written as ``flag_of(name)``, e.g.
         ``"--model.temporal_weight"``."""
-        return " ".join(f"{flag_of(self.field)} {_flags_in(self.problem, self.mentions, flag_of)}".split())
+        return " ".join(_joined(flag_of(self.field), _flags_in(self.problem, self.mentions, flag_of)).split())
+
+
+def _joined(name: str, problem: str) -> str:
+    """``"style: unknown style 'x'"`` or ``"crf must be in [0, 51]"``: a problem that starts with a colon follows the
+    name directly."""
+    return f"{name}{'' if problem.startswith(':') else ' '}{problem}"
 
 
 class Terminated(KeyboardInterrupt):

@@ -149,7 +149,7 @@ def check_quality(codec: str | None, ext: str, crf: int, preset: str) -> None:
 def _candidates(codec: str | None, ext: str) -> tuple[str, ...]:
     """The encoders to try for ``codec`` (a family's, in order, or the one named) into an ``ext`` file."""
     if codec is not None and not codec.strip():
-        raise OptionError("codec", "expects an encoder name or a family (h264, hevc, av1, vp9), got ''")
+        raise OptionError("codec", ": expected an encoder name or a family (h264, hevc, av1, vp9), got ''")
     family = (codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")).lower()
     return FAMILIES.get(family, (codec,))
 

@@ -175,7 +175,7 @@ def save_artifact(
     if not name or not isinstance(kwargs, dict):
         raise ValueError("save_artifact needs a network from inference.model.networks.build_network (name and config)")
     entries = [StyleEntry(str(n), str(h)) for n, h in (styles if styles is not None else [(style_name, style_sha256)])]
-    _check_styles(entries, int(getattr(module, "num_styles", 1)), styles is None)
+    _check_styles(entries, module.num_styles, styles is None)
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in clean_state_dict(module.state_dict()).items()}
     metadata = {
         "format": FORMAT,
@@ -331,10 +331,10 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
         net = build_network(metadata.network, **metadata.network_kwargs)
     except UserError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
-    if len(metadata.styles) != getattr(net, "num_styles", 1):
+    if len(metadata.styles) != net.num_styles:
         raise ArtifactError(
             f"{path}: metadata lists {len(metadata.styles)} styles but network {metadata.network!r} has "
-            f"{getattr(net, 'num_styles', 1)}"
+            f"{net.num_styles}"
         )
     try:
         tensors = load_file(str(path), device="cpu")

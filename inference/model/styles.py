@@ -59,14 +59,14 @@ def style_weights(style: StyleSpec | None, names: Sequence[str]) -> list[float]:
     unknown = [n for n in blend if n not in names]
     if unknown:
         available = ", ".join(repr(n) for n in names)
-        raise OptionError("style", f"names an unknown style {unknown[0]!r}; this model has: {available}")
+        raise OptionError("style", f": unknown style {unknown[0]!r}; this model has: {available}")
     for name, weight in blend.items():
         if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
-            raise OptionError("style", f"weight of {name!r} must be a finite number >= 0, got {weight!r}")
+            raise OptionError("style", f": weight of {name!r} must be a finite number >= 0, got {weight!r}")
     # Scale by the largest weight first: finite weights such as 1e308 each can sum to infinity.
     largest = max(blend.values())
     if largest <= 0:
-        raise OptionError("style", "weights sum to zero")
+        raise OptionError("style", ": the style weights sum to zero")
     scaled = {name: weight / largest for name, weight in blend.items()}
     total = sum(scaled.values())
     return [scaled.get(n, 0.0) / total for n in names]

@@ -76,16 +76,18 @@ def downsample_flow(flow: Tensor, mask: Tensor, size: tuple[int, int]) -> tuple[
 
 
 class TemporalLoss(nn.Module):
-    """Output-level (and optional feature-level) temporal consistency loss.
+    """Output-level (and optional feature-level) temporal consistency terms.
 
     Args:
-        output_weight: Weight of the output-level masked MSE (key ``"temporal"``).
-        feature_weight: Weight of the bottleneck-feature term (key ``"temporal_feature"``, ReCoNet); 0 disables it.
+        output_weight: Scale of the output-level masked MSE (key ``"temporal"``).
+        feature_weight: Scale of the bottleneck-feature term (key ``"temporal_feature"``, ReCoNet); 0 leaves the term
+            out (and ``feat1``/``feat2`` are then not needed).
         luminance: Allow the output to change as much as the input's luminance changes (needs ``in1``/``in2``).
 
-    ``forward(out1, out2, flow, mask, in1=None, in2=None, feat1=None, feat2=None) -> dict[str, Tensor]``: every
-    value is already multiplied by its weight, so the caller adds ``sum(d.values())`` (times its own global
-    temporal weight) to the total loss.
+    ``forward(out1, out2, flow, mask, *, in1=None, in2=None, feat1=None, feat2=None) -> dict[str, Tensor]``: one
+    scalar per term, times its scale. :class:`~styletrain.module.StyleTransferModule` builds it with scales 1 (the
+    feature term 1 or 0 as a switch) and weighs the raw terms itself, like every other loss term
+    (``temporal_weight``, ``temporal_feature_weight``, or the calibrated temporal weight).
     """
 
     def __init__(self, output_weight: float = 1.0, feature_weight: float = 0.0, luminance: bool = False) -> None:
