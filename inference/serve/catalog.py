@@ -14,7 +14,7 @@ from typing import Any
 
 from inference.core.errors import UserError
 from inference.core.option_fields import option_fields, spec_of
-from inference.engine.options import RuntimeOptions
+from inference.engine.options import LIVE_FIELDS, RuntimeOptions
 
 _DEFAULTS = RuntimeOptions()
 
@@ -173,9 +173,8 @@ def apply_controls(stylizer, controls: Controls) -> None:
     previous: Controls | None = getattr(stylizer, "serve_controls", None)
     if previous == controls:
         return
-    names = ("strength", "preserve_color", "consistency", "style", "stroke_scale", "stroke_detail")
     changes = {
-        n: getattr(controls, n) for n in names if previous is None or getattr(previous, n) != getattr(controls, n)
+        n: getattr(controls, n) for n in LIVE_FIELDS if previous is None or getattr(previous, n) != getattr(controls, n)
     }
     stylizer.update(**changes)
     stylizer.serve_controls = controls
