@@ -303,6 +303,10 @@ def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames, caplog):
     ahead, back = choice.estimator.primary.pairs(torch.rand(2, 3, 72, 128, device="cuda") * 2 - 1)
     assert back.device.type == "cuda" and back.shape == (1, 2, 72, 128) and back.dtype == torch.float32
     frames = make_clip_frames(4, size=(72, 128), shift=(2, 1))
+    on_gpu = RaftFlow(_random_raft(), "cuda", updates=2).pair(frames[0], frames[1], None, None)
+    on_cpu = RaftFlow(_random_raft(), "cpu", updates=2).pair(frames[0], frames[1], None, None)
+    for gpu_flow, cpu_flow in zip(on_gpu, on_cpu, strict=True):  # the same numbers, within TF32's rounding
+        assert gpu_flow.device.type == "cuda" and torch.allclose(gpu_flow.cpu(), cpu_flow, rtol=0.05, atol=0.1)
     clock = StageClock()
     with caplog.at_level(logging.WARNING, logger="inference"):
         stylizer = _stylizer(device="cuda", consistency=0.8, flow_weights=raft_file)

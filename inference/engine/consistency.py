@@ -113,10 +113,10 @@ class _MotionEstimator:
             return Motion(None, None)
         if prev_gray.shape != gray.shape or 0.5 * np.abs(hist - prev_hist).sum(1).mean() > CUT_THRESHOLD:
             return Motion(None, None, cut=True)
-        back, ahead = self.flow.pair(prev_frame, frame, prev_gray, gray)  # t -> t-1, t-1 -> t: [1,2,H,W] CPU
-        back_np = back[0].permute(1, 2, 0).numpy()
+        # t -> t-1, t-1 -> t: [1,2,H,W] on the flow's device (RAFT's GPU: the masks are computed there too).
+        back, ahead = self.flow.pair(prev_frame, frame, prev_gray, gray)
         visible = -F.max_pool2d(-occlusion_mask(back, ahead), 2 * OCCLUSION_MARGIN + 1, 1, OCCLUSION_MARGIN)
-        luma = to_float(torch.from_numpy(np.stack([gray, prev_gray]))).unsqueeze(1)
+        luma = to_float(torch.from_numpy(np.stack([gray, prev_gray])).to(back.device)).unsqueeze(1)
         # Mean over a neighbourhood: a wrong flow over smooth texture can match single pixels by chance, not areas.
         mismatch = F.avg_pool2d((luma[:1] - warp(luma[1:], back)).abs_(), 5, 1, 2, count_include_pad=False)
         still = F.avg_pool2d((luma[:1] - luma[1:]).abs_(), 5, 1, 2, count_include_pad=False)
@@ -126,9 +126,9 @@ class _MotionEstimator:
         use_still = still <= mismatch + STILL_MARGIN
         mismatch = torch.where(use_still, still, mismatch)
         visible = torch.where(use_still, torch.ones_like(visible), visible)
-        back_np = np.where(use_still[0].permute(1, 2, 0).numpy(), np.float32(0.0), back_np)
+        back_np = torch.where(use_still, 0.0, back)[0].permute(1, 2, 0).cpu().numpy()
         weight = visible * (1.0 - mismatch / PHOTO_TOLERANCE).clamp_(0.0, 1.0)
-        return Motion(back_np, weight[0].permute(1, 2, 0).numpy())
+        return Motion(back_np, weight[0].permute(1, 2, 0).cpu().numpy())
 
 
 def carry(previous: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -55,8 +55,9 @@ class FlowEstimator(Protocol):
     def pair(
         self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
     ) -> tuple[Tensor, Tensor]:
-        """``(backward frame -> prev, forward prev -> frame)``, each ``float32 [1,2,H,W]`` on the CPU, from ``uint8
-        [H,W,3]`` RGB frames and their ``uint8 [H,W]`` grey versions."""
+        """``(backward frame -> prev, forward prev -> frame)``, each ``float32 [1,2,H,W]`` on the estimator's device
+        (the CPU for DIS), ready for the caller's current stream, from ``uint8 [H,W,3]`` RGB frames and their ``uint8
+        [H,W]`` grey versions."""
         ...
 
     def show(self, frame: np.ndarray) -> None:
@@ -206,19 +207,21 @@ class RaftFlow:
             return later
 
     def _estimate(self, frames: list[np.ndarray]) -> None:
-        """Every consecutive pair of ``frames`` in one batch, into the ready pairs (CPU), replacing the old ones."""
+        """Every consecutive pair of ``frames`` in one batch, into the ready pairs (on the device, written on this
+        estimator's stream), replacing the old ones."""
         stream = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
         with stream:
             images = torch.cat([self._upload(frames[0], reuse=True), *(self._upload(f) for f in frames[1:])])
-            ahead, back = (t.cpu() for t in self.pairs(images))
+            ahead, back = self.pairs(images)
         pairs = zip(frames[:-1], frames[1:], strict=True)
         self._ready = {id(b): (a, b, back[i : i + 1], ahead[i : i + 1]) for i, (a, b) in enumerate(pairs)}
 
     def pair(
         self, prev: np.ndarray, frame: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray
     ) -> tuple[Tensor, Tensor]:
-        """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` CPU;
-        from a batch estimated earlier when it holds this pair, else from a new batch (see the class docstring)."""
+        """As :meth:`DisFlow.pair`: ``(backward frame -> prev, forward prev -> frame)``, ``float32 [1,2,H,W]`` on the
+        device, ready for the caller's current stream; from a batch estimated earlier when it holds this pair, else
+        from a new batch (see the class docstring)."""
         ready = self._ready.get(id(frame))
         if ready is None or ready[0] is not prev or ready[1] is not frame:
             frames = [prev, frame, *self._ahead_of(frame)]
@@ -230,7 +233,13 @@ class RaftFlow:
                 self.max_pairs = 1  # this device cannot hold several pairs at this size: one pair at a time
                 self._estimate(frames[:2])
             ready = self._ready[id(frame)]
-        return ready[2], ready[3]
+        back, ahead = ready[2], ready[3]
+        if self._stream is not None:
+            consumer = torch.cuda.current_stream(self.device)
+            consumer.wait_stream(self._stream)  # the caller's kernels read the flows after RAFT has written them
+            for flow in (back, ahead):
+                flow.record_stream(consumer)  # and their memory is not handed out again before those kernels ran
+        return back, ahead
 
 
 class FallbackFlow:
