@@ -175,7 +175,7 @@ def save_artifact(
     if not name or not isinstance(kwargs, dict):
         raise ValueError("save_artifact needs a network from inference.model.networks.build_network (name and config)")
     entries = [StyleEntry(str(n), str(h)) for n, h in (styles if styles is not None else [(style_name, style_sha256)])]
-    _check_styles(entries, module.num_styles, styles is None)
+    _check_styles(entries, module.num_styles, unnamed_ok=styles is None)
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in clean_state_dict(module.state_dict()).items()}
     metadata = {
         "format": FORMAT,
@@ -196,12 +196,12 @@ def save_artifact(
     return dest
 
 
-def _check_styles(entries: list[StyleEntry], num_styles: int, legacy: bool) -> None:
-    """Refuse style lists that do not match the network; a single unnamed style is allowed for old callers."""
+def _check_styles(entries: list[StyleEntry], num_styles: int, *, unnamed_ok: bool) -> None:
+    """Refuse style lists that do not match the network; the one style given as ``style_name`` may be unnamed."""
     if len(entries) != num_styles:
         raise ValueError(f"the network has {num_styles} styles but {len(entries)} style entries were given")
     names = [e.name for e in entries]
-    if (not legacy and any(not n for n in names)) or len(set(names)) != len(names):
+    if (not unnamed_ok and any(not n for n in names)) or len(set(names)) != len(names):
         raise ValueError(f"style names must be unique and non-empty, got {names}")
 
 

@@ -82,11 +82,15 @@ def build_network(name: str, **kwargs: Any) -> StyleNetwork:
         raise UserError(f"invalid arguments for network {name!r} {kwargs}: {exc}") from None
 
 
-def _channels(channels: Sequence[int], count: int) -> tuple[int, ...]:
-    values = tuple(int(c) for c in channels)
-    if len(values) != count or any(c < 1 for c in values):
-        raise ValueError(f"channels must be {count} positive integers, got {list(channels)}")
-    return values
+def _trunk(channels: Sequence[int], num_residual: int) -> tuple[tuple[int, int, int], int]:
+    """The checked ``(c1, c2, c3)`` and residual block count of a three-stage encoder/decoder network."""
+    values = [int(c) for c in channels]
+    if len(values) != 3 or any(c < 1 for c in values):
+        raise ValueError(f"channels must be 3 positive integers, got {list(channels)}")
+    if int(num_residual) < 0:
+        raise ValueError(f"num_residual must be >= 0, got {num_residual}")
+    c1, c2, c3 = values
+    return (c1, c2, c3), int(num_residual)
 
 
 class StyleNetwork(nn.Module):
@@ -211,17 +215,15 @@ class JohnsonNet(StyleNetwork):
     stride = 4
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, num_styles: int = 1) -> None:
-        c1, c2, c3 = _channels(channels, 3)
-        if int(num_residual) < 0:
-            raise ValueError(f"num_residual must be >= 0, got {num_residual}")
-        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=int(num_residual))
+        (c1, c2, c3), num_residual = _trunk(channels, num_residual)
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual)
         s = self.num_styles
         self.encoder = nn.Sequential(
             ConvNormAct(3, c1, 9, num_styles=s),
             ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
             ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
         )
-        self.residual = nn.Sequential(*(ResidualBlock(c3, s) for _ in range(int(num_residual))))
+        self.residual = nn.Sequential(*(ResidualBlock(c3, s) for _ in range(num_residual)))
         self.decoder = nn.Sequential(
             Upsample(2),
             ConvNormAct(c3, c2, 3, num_styles=s),
@@ -266,17 +268,15 @@ class LightNet(StyleNetwork):
     # The defaults trade speed for capacity: narrower trunks run faster but hold less of a style;
     # bench/inference.py and the README have the frame rates.
     def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5, num_styles: int = 1) -> None:
-        c1, c2, c3 = _channels(channels, 3)
-        if int(num_residual) < 0:
-            raise ValueError(f"num_residual must be >= 0, got {num_residual}")
-        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=int(num_residual))
+        (c1, c2, c3), num_residual = _trunk(channels, num_residual)
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual)
         s = self.num_styles
         self.encoder = nn.Sequential(
             ConvNormAct(3, c1, 3, stride=2, num_styles=s),
             ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
             ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
         )
-        self.residual = nn.Sequential(*(SeparableResidualBlock(c3, s) for _ in range(int(num_residual))))
+        self.residual = nn.Sequential(*(SeparableResidualBlock(c3, s) for _ in range(num_residual)))
         self.up_quarter = nn.Sequential(
             # The ReLU makes the decoder non-linear before its first norm; without it, the residual blocks' last
             # norm biases would only shift every channel by a constant that the next norm removes, and never learn.
