@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from inference.core.colour import to_float
 from inference.core.errors import UserError
 from inference.core.stages import StageClock
-from inference.engine.device_flow import DisFlow, FlowEstimator
+from inference.engine.device_flow import FLOW_PRESET, FLOW_SCALE, DisFlow, FlowEstimator
 from inference.engine.flow import (
     CUT_THRESHOLD,
     histogram_signature,
@@ -52,10 +52,8 @@ from inference.engine.flow import (
 )
 
 log = logging.getLogger(__name__)
-#: DIS preset and estimation scale for the stage: medium at half size costs about what fast costs at full size and
-#: smooths more; picked for cost, not swept.
-FLOW_PRESET = "medium"
-FLOW_SCALE = 0.5
+# FLOW_PRESET and FLOW_SCALE, the stage's DIS settings, are defined beside the estimators (device_flow), so that the
+# Stylizer's flow (choose_flow) and a stage made here without one use the same.
 #: Luma difference (in [0, 1]) between the current input and the warped previous one at which a pixel's weight
 #: reaches 0: the flow is wrong there, or the light changed, so the fresh stylization is the safer choice.
 PHOTO_TOLERANCE = 0.05

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 #: torchvision's RAFT variants in the order a state dict is tried against them (the small one has fewer keys).
 RAFT_VARIANTS = ("raft_small", "raft_large")
+#: DIS preset and estimation scale for the consistency stage: medium at half size costs about what fast costs at full
+#: size and smooths more; picked for cost, not swept.
+FLOW_PRESET = "medium"
+FLOW_SCALE = 0.5
 #: RAFT estimates at this fraction of the frame's size (as DIS does in the stage): half size keeps 1080p under a
 #: million pixels per frame, and the stage's masks work at full size from the flow brought back up.
 RAFT_SCALE = 0.5
@@ -76,7 +80,7 @@ class DisFlow:
 
     name = "OpenCV DIS"
 
-    def __init__(self, preset: str = "medium", scale: float = 0.5) -> None:
+    def __init__(self, preset: str = FLOW_PRESET, scale: float = FLOW_SCALE) -> None:
         self.preset, self.scale = preset, scale
         self.label = f"OpenCV DIS ({preset}, x{scale:g}) on the CPU"
 
