@@ -4,6 +4,8 @@ between RAFT and DIS with one log line when DIS stands in, RAFT weight files, an
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -313,3 +315,19 @@ def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames, caplog):
         out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
     assert len(out) == 4 and [r for r in caplog.records if r.name == LOGGER] == []  # no fallback, no warning
     assert clock.notes["flow"] == "raft_small from raft_small_random.pth on cuda"
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: about 6 s of wall time here
+def test_the_cpu_stage_never_imports_torchvision():
+    """DIS needs OpenCV only: torchvision (a runtime dependency for RAFT) is imported when RAFT is built, not before."""
+    script = (
+        "import sys, numpy as np, torch\n"
+        "from inference.engine.options import RuntimeOptions\n"
+        "from inference.engine.stylizer import Stylizer\n"
+        "s = Stylizer(torch.nn.Identity(), RuntimeOptions(device='cpu', backend='torch', consistency=0.8))\n"
+        "list(s.frames([np.zeros((32, 32, 3), np.uint8)] * 3))\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
