@@ -314,7 +314,7 @@ def test_stage_runs_raft_on_cuda(raft_file, make_clip_frames, caplog):
         stylizer = _stylizer(device="cuda", consistency=0.8, flow_weights=raft_file)
         out = [f for f, _ in stylizer.process(((f, None) for f in frames), clock=clock)]
     assert len(out) == 4 and [r for r in caplog.records if r.name == LOGGER] == []  # no fallback, no warning
-    assert clock.notes["flow"] == "raft_small from raft_small_random.pth on cuda"
+    assert clock.notes["flow"].startswith("raft_small from raft_small_random.pth on cuda")
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch: about 6 s of wall time here
