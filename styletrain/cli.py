@@ -204,7 +204,7 @@ class StyleTrainCLI(LightningCLI):
     @property
     def artifact_path(self) -> Path | None:
         """The artifact written at the end of ``fit`` (rank zero), else None."""
-        for callback in getattr(self.trainer, "callbacks", []):
+        for callback in self.trainer.callbacks:
             if isinstance(callback, ExportArtifact):
                 return callback.artifact_path
         return None
