@@ -27,10 +27,14 @@ def save_side_by_side(panels: list[tuple[str, np.ndarray]], path: str, tile_widt
 
 
 def figure_options(description: str, output: str) -> tuple[argparse.Namespace, np.ndarray]:
-    """A figure script's --image, --output and --seed, and the uint8 [H, W, 3] image."""
+    """A figure script's --image, --output, --seed and --model, and the uint8 [H, W, 3] image.
+
+    ``--model`` is a trained artifact (``.safetensors``); without it the scripts use fixed random weights, which show
+    the mechanism but not a painting."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--image", default="data/samples/content/kodim23_parrots.jpg")
     p.add_argument("--output", default=output)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the random weights' seed (without --model)")
+    p.add_argument("--model", default=None, help="a trained artifact to draw with instead of random weights")
     opts = p.parse_args()
     return opts, np.asarray(Image.open(opts.image).convert("RGB"))

@@ -1,11 +1,10 @@
 """Make ``docs/stroke-scale.jpg``: a shipped sample photo stylized at stroke scales 1, 2, 2 with guided detail, and 4.
 
-No trained artifact ships with the repository (and the smoke config trains against random VGG weights), so the
-network is the ``johnson`` architecture with fixed random weights: its texture has a fixed size in pixels, like the
-strokes of a trained network, which is what the picture is about. Prints the high-frequency luminance energy (mean
-squared Laplacian) of every panel.
+With ``--model`` the panels come from that trained artifact (its first style); without it from the ``johnson``
+architecture with fixed random weights, whose texture also has a fixed size in pixels, like the strokes of a trained
+network. Prints the high-frequency luminance energy (mean squared Laplacian) of every panel.
 
-    PYTHONPATH=. python docs/stroke_scale_figure.py
+    PYTHONPATH=. python docs/stroke_scale_figure.py --model starry+wave.safetensors
 """
 
 from __future__ import annotations
@@ -36,11 +35,12 @@ def main() -> None:
     opts, img = figure_options(__doc__.splitlines()[0], "docs/stroke-scale.jpg")
     panels = [("original", img)]
     for label, scale, detail in PANELS:
-        torch.manual_seed(opts.seed)  # the same weights in every panel
-        stylizer = Stylizer(
-            build_network("johnson"),
-            RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail),
-        )
+        options = RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail, style="0")
+        if opts.model:
+            stylizer = Stylizer.from_artifact(opts.model, options)
+        else:
+            torch.manual_seed(opts.seed)  # the same weights in every panel
+            stylizer = Stylizer(build_network("johnson"), options)
         panels.append((label, stylizer.image(img)))
     for label, rgb in panels:
         print(f"{label:18s} laplacian energy {laplacian_energy(rgb):.5f}")

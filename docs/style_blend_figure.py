@@ -1,11 +1,11 @@
 """Make ``docs/style-blend.jpg``: one two-style network, each style alone and blends between them.
 
-A blend interpolates each style's normalisation scales and shifts (conditional instance norm). No trained multi-style
-artifact ships with the repository (training here has only random VGG weights), so the network is ``johnson`` with
-fixed random convolutions and two random sets of per-style scales and shifts: the picture shows the mechanism (one
-network, a continuous path from style 0 to style 1 at the speed of one style), not trained paintings.
+A blend interpolates each style's normalisation scales and shifts (conditional instance norm). With ``--model`` (a
+trained two-style artifact) the panels are its two paintings and the blends between them; without it the network is
+``johnson`` with fixed random convolutions and two random sets of per-style scales and shifts, which shows only the
+mechanism (one network, a continuous path from style 0 to style 1 at the speed of one style).
 
-    PYTHONPATH=. python docs/style_blend_figure.py
+    PYTHONPATH=. python docs/style_blend_figure.py --model starry+wave.safetensors
 """
 
 from __future__ import annotations
@@ -37,11 +37,16 @@ def two_style_network(seed: int) -> torch.nn.Module:
 def main() -> None:
     """Stylize the photo with each blend and write the picture."""
     opts, img = figure_options(__doc__.splitlines()[0], "docs/style-blend.jpg")
-    stylizer = Stylizer(two_style_network(opts.seed), RuntimeOptions(device="cpu", backend="torch"))
+    options = RuntimeOptions(device="cpu", backend="torch")
+    if opts.model:
+        stylizer = Stylizer.from_artifact(opts.model, options)
+    else:
+        stylizer = Stylizer(two_style_network(opts.seed), options)
+    first, second = stylizer.style_names[:2]
     panels = [("original", img)]
     for w in BLENDS:
-        stylizer.set_style({"0": w, "1": 1.0 - w})
-        label = "style 0" if w == 1.0 else "style 1" if w == 0.0 else f"0:{w:g},1:{1 - w:g}"
+        stylizer.set_style({first: w, second: 1.0 - w})
+        label = first if w == 1.0 else second if w == 0.0 else f"{first}:{w:g}"
         panels.append((label, stylizer.image(img)))
     save_side_by_side(panels, opts.output, TILE_WIDTH)
     print(f"wrote {opts.output}")
