@@ -85,6 +85,7 @@ def run_once(name: str, clips: list[Path], model: Path, out: Path, cpus: int) ->
     from inference.app.batch import plan_jobs, run_batch
     from inference.app.local_executor import LocalExecutor
     from inference.app.ray_executor import RayExecutor
+    from inference.engine.options import RuntimeOptions
 
     shutil.rmtree(out, ignore_errors=True)
     jobs = plan_jobs([str(c) for c in clips], str(out))
@@ -93,11 +94,13 @@ def run_once(name: str, clips: list[Path], model: Path, out: Path, cpus: int) ->
     if name.startswith("local"):
 
         def make(todo):
-            return LocalExecutor(str(model), ["cpu"] * workers, {}, file_options, quiet=True)
+            return LocalExecutor(str(model), ["cpu"] * workers, RuntimeOptions(), file_options, quiet=True)
     else:
 
         def make(todo):
-            return RayExecutor(str(model), {}, file_options, cpus_per_worker=cpus // workers, max_workers=workers)
+            return RayExecutor(
+                str(model), RuntimeOptions(), file_options, cpus_per_worker=cpus // workers, max_workers=workers
+            )
 
     t0 = time.perf_counter()
     status = run_batch(jobs, make, file_options, quiet=True)
