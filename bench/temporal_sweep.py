@@ -200,7 +200,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir: Path) -> list[dict]:
     """Train one network per temporal balance (0 always included), evaluate all on the clip; one row per balance."""
     from inference.core.errors import UserError
-    from styletrain.evaluate import evaluate_models
+    from styletrain.evaluate import EvalOptions, evaluate_models
 
     balances = sorted({0.0, *(float(b) for b in args.balances.split(","))})
     stills = load_stills(args.data, args.image_size)
@@ -212,9 +212,7 @@ def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir:
     )
     try:
         runs = [train_one(args, b, stills, device, art_dir) for b in balances]
-        evals = evaluate_models(
-            [r["artifact"] for r in runs],
-            str(args.clip),
+        options = EvalOptions(
             max_frames=args.max_frames,
             max_side=args.max_side,
             device=str(device),
@@ -222,6 +220,7 @@ def _train_and_evaluate(args: argparse.Namespace, device: torch.device, art_dir:
             style=str(args.style),
             flow_method=args.flow_method,
         )
+        evals = evaluate_models([r["artifact"] for r in runs], str(args.clip), options)
     except UserError as exc:
         sys.exit(f"error: {exc}")
     rows = [r | {k: v for k, v in e.items() if k != "model"} for r, e in zip(runs, evals, strict=True)]

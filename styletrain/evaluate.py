@@ -163,23 +163,37 @@ def _style_image(metadata, model_cfg: dict, style_path: str | None) -> tuple[Any
     return load_style_image(candidate, model_cfg.get("style_size", 512)), None
 
 
-def evaluate_models(
-    models: list[str],
-    clip: str,
-    *,
-    max_frames: int | None = 48,
-    max_side: int | None = 640,
-    device: str = "auto",
-    vgg_weights: str = "imagenet",
-    style: str | None = None,
-    flow_method: str = "dis",
-    batch_size: int = 4,
-    consistency: list[float] | None = None,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate_models` measures; the defaults are ``styletrain evaluate``'s (its flags read them).
+
+    Attributes:
+        max_frames: Frames read from the clip (None: all).
+        max_side: Shrink frames to this longest side (None: full size).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        vgg_weights: ``"imagenet"``, a local VGG state_dict path, or ``"random"`` (losses then omitted).
+        style: The style image for the style loss (checked against the artifact's sha256), or None.
+        flow_method: The ruler: flow of the input clip that judges the warping error.
+        batch_size: Frames per network call.
+        consistency: Consistency levels in (0, 1] to compare with per-frame output, or None.
+    """
+
+    max_frames: int | None = 48
+    max_side: int | None = 640
+    device: str = "auto"
+    vgg_weights: str = "imagenet"
+    style: str | None = None
+    flow_method: str = "dis"
+    batch_size: int = 4
+    consistency: tuple[float, ...] | None = None
+
+
+def evaluate_models(models: list[str], clip: str, options: EvalOptions | None = None) -> list[dict[str, Any]]:
     """Evaluate each artifact in ``models`` on ``clip``; returns one result dict per model (see module docstring).
 
-    With ``consistency`` levels, each result also has ``"consistency"``: per level, the consistency stage against the
-    model's per-frame output (:mod:`styletrain.consistency_eval`), judged with ``flow_method`` as the ruler.
+    With ``options.consistency`` levels, each result also has ``"consistency"``: per level, the consistency stage
+    against the model's per-frame output (:mod:`styletrain.consistency_eval`), judged with ``options.flow_method`` as
+    the ruler.
     """
     from inference.core.devices import resolve_device
     from inference.engine.flow import scene_cuts
@@ -187,10 +201,11 @@ def evaluate_models(
     from styletrain.data.video_frames import read_clip
     from styletrain.temporal.loss import clip_flows, warping_error
 
-    dev = resolve_device(device)
+    opts = options or EvalOptions()
+    dev, flow_method = resolve_device(opts.device), opts.flow_method
     # Every input is checked before the first progress line, so that a bad one gives a single error line.
     artifacts = [load_artifact(path, device=dev) for path in models]
-    frames = read_clip(clip, max_frames=max_frames, max_side=max_side)
+    frames = read_clip(clip, max_frames=opts.max_frames, max_side=opts.max_side)
     if len(frames) < 2:
         raise UserError(f"{clip}: needs at least 2 frames to measure temporal stability, found {len(frames)}")
     _progress(f"estimating {flow_method} flow on {len(frames)} frames of {clip}")
@@ -204,20 +219,10 @@ def evaluate_models(
     results = []
     for index, (path, artifact) in enumerate(zip(models, artifacts, strict=True), start=1):
         _progress(f"model {index}/{len(models)}: {path}")
-        results.append(
-            _evaluate_model(
-                path,
-                artifact,
-                measured,
-                dev=dev,
-                vgg_weights=vgg_weights,
-                style=style,
-                batch_size=batch_size,
-                evaluators=evaluators,
-            )
-        )
-        if consistency:
-            results[-1]["consistency"] = _consistency_levels(artifact.network, measured, consistency, dev, batch_size)
+        results.append(_evaluate_model(path, artifact, measured, dev=dev, options=opts, evaluators=evaluators))
+        if opts.consistency:
+            levels = list(opts.consistency)
+            results[-1]["consistency"] = _consistency_levels(artifact.network, measured, levels, dev, opts.batch_size)
     _compare(results, clip_stats(frames))
     return results
 
@@ -280,9 +285,7 @@ def _evaluate_model(
     clip: _Clip,
     *,
     dev: torch.device,
-    vgg_weights: str,
-    style: str | None,
-    batch_size: int,
+    options: EvalOptions,
     evaluators: dict[tuple, _LossEvaluator],
 ) -> dict[str, Any]:
     """One model's result: stylize the clip, its warping error, and its losses (evaluators cached by loss setup).
@@ -292,15 +295,13 @@ def _evaluate_model(
         artifact: That artifact, loaded on ``dev``.
         clip: The measured clip.
         dev: The device it runs on.
-        vgg_weights: Loss-network weights for the content and style losses.
-        style: The style image given with ``--style``, or None.
-        batch_size: Frames per network call.
+        options: The loss-network weights, the style image and the batch size come from here.
         evaluators: Loss evaluators by ``(arch, content_layers, style_layers)``, shared across models.
     """
     from styletrain.temporal.loss import warping_error
 
     meta, cfg = artifact.metadata, _model_config(artifact.metadata)
-    frames = clip.frames
+    frames, batch_size = clip.frames, options.batch_size
     outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
     error, floor = warping_error(outputs, *clip.flows, clip.cuts), clip.floor
     result: dict[str, Any] = {"model": str(path), "style": meta.style_name, "network": meta.network}
@@ -312,11 +313,11 @@ def _evaluate_model(
     style_layers = cfg.get("style_layers", list(DEFAULT_STYLE_LAYERS))
     key = (arch, tuple(content_layers), tuple(style_layers))
     if key not in evaluators:
-        evaluators[key] = _LossEvaluator(arch, vgg_weights, content_layers, style_layers, dev)
+        evaluators[key] = _LossEvaluator(arch, options.vgg_weights, content_layers, style_layers, dev)
     losses = evaluators[key]
     notes = [losses.note] if losses.note else []
     if losses.loss is not None:
-        style_img, note = _style_image(meta, cfg, style)
+        style_img, note = _style_image(meta, cfg, options.style)
         notes += [note] if note else []
         result.update(losses(frames, outputs, style_img, dev, batch_size))
     if notes:
@@ -327,6 +328,7 @@ def _evaluate_model(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    default = EvalOptions()
     parser = argparse.ArgumentParser(
         prog="styletrain evaluate",
         description="Measure the warping error (Lai et al. 2018) and perceptual losses of artifacts on a clip; "
@@ -334,13 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", action="append", required=True, help="artifact (.safetensors); repeatable")
     parser.add_argument("--video", required=True, help="clip: a video file or a folder of frames")
-    parser.add_argument("--max-frames", type=int, default=48, help="frames read from the clip (default 48)")
-    parser.add_argument("--max-side", type=int, default=640, help="shrink frames to this longest side (default 640)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG state_dict path, or random")
+    parser.add_argument(
+        "--max-frames", type=int, default=default.max_frames,
+        help=f"frames read from the clip (default {default.max_frames})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-side", type=int, default=default.max_side,
+        help=f"shrink frames to this longest side (default {default.max_side})",
+    )  # fmt: skip
+    parser.add_argument("--device", default=default.device, help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--vgg-weights", default=default.vgg_weights, help="imagenet, a local VGG state_dict path, or random"
+    )
     parser.add_argument("--style", default=None, help="the style image (for the style loss; checked against sha256)")
     parser.add_argument(
-        "--flow-method", "--ruler", dest="flow_method", default="dis",
+        "--flow-method", "--ruler", dest="flow_method", default=default.flow_method,
         choices=["dis", "farneback", "raft", "raft_small"],
         help="flow of the input clip that judges the warping error (the ruler; default dis: DIS medium at full size)",
     )  # fmt: skip
@@ -348,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--consistency", default=None, metavar="LEVELS",
         help="also compare per-frame output with the consistency stage at these levels, e.g. 0.5,0.8,1",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=default.batch_size)
     return parser
 
 
@@ -361,9 +371,8 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None and value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
     try:
-        results = evaluate_models(
-            args.model,
-            args.video,
+        levels = tuple(parse_levels(args.consistency)) if args.consistency is not None else None
+        options = EvalOptions(
             max_frames=args.max_frames,
             max_side=args.max_side,
             device=args.device,
@@ -371,8 +380,9 @@ def main(argv: list[str] | None = None) -> None:
             style=args.style,
             flow_method=args.flow_method,
             batch_size=args.batch_size,
-            consistency=parse_levels(args.consistency) if args.consistency is not None else None,
+            consistency=levels,
         )
+        results = evaluate_models(args.model, args.video, options)
     except OptionError as exc:
         raise UserError(_with_flags(exc)) from None
     for result in results:
