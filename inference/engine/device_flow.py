@@ -1,8 +1,9 @@
 """Optical flow for the consistency stage: OpenCV DIS on the host, or torchvision RAFT on the stage's CUDA device.
 
 Both estimators give the stage the same thing: for the pair (previous input, current input) the backward flow
-(current -> previous) and the forward flow (previous -> current), each ``float32 [1,2,H,W]`` on the CPU in the
-convention of :mod:`inference.engine.flow` (pixels, channel 0 = x).
+(current -> previous) and the forward flow (previous -> current), each ``float32 [1,2,H,W]`` in the convention of
+:mod:`inference.engine.flow` (pixels, channel 0 = x), on the device the estimator ran on (the stage computes its masks
+there and brings only the result to the host).
 
 :func:`choose_flow` picks one for a Stylizer: RAFT when the device is CUDA and RAFT weights are at hand (an explicit
 file, or torchvision's own weights already in the torch hub cache: nothing is downloaded during a conversion), DIS
