@@ -378,15 +378,14 @@ def choose_flow(device: torch.device, weights: str | Path | None = None, *, dis:
             model, name = cached_raft("raft_small"), "raft_small (torchvision C_T_V2)"
             if model is None:
                 cached = hub_weights_file("raft_small")
-                return _dis_because(
-                    dis,
-                    f"no RAFT weights (none in the torch hub cache: {cached}; pass flow_weights, --flow-weights PATH)",
-                )
+                why = f"no RAFT weights (none in the torch hub cache: {cached}; give `flow_weights` a RAFT state dict)"
+                return _dis_because(dis, why)
         return FlowChoice(FallbackFlow(RaftFlow(model, device, name=name), dis), None)
     except Exception as exc:  # noqa: BLE001 - a corrupt cache file, a device error: DIS still works
         return _dis_because(dis, f"RAFT failed to load ({_first_line(exc)})")
 
 
 def _dis_because(dis: DisFlow, reason: str) -> FlowChoice:
-    log.warning("consistency: optical flow runs with %s: %s", dis.label, reason)
+    # The field in backticks: a command line writes it as its flag (inference.app.console).
+    log.warning("consistency: optical flow runs with %s: %s", dis.label, reason, extra={"mentions": ("flow_weights",)})
     return FlowChoice(dis, reason)
