@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from inference.core.option_fields import default_of, option_fields, spec_of
-from inference.io.limits import frame_size_problem
+from inference.io.trim import size_problem
 
 #: What a command line's default is where it differs from the library's (``field -> default``), per dataclass field.
 Defaults = dict[str, Any]
@@ -78,11 +78,9 @@ def size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"width and height must be >= 1, got {text!r}")
-    problem = frame_size_problem(w, h)
+    problem = size_problem(w, h)  # the check of TrimOptions.size, here with the text as typed
     if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
     return w, h
 
 

@@ -66,12 +66,19 @@ class TrimOptions:
         return replace(base, **fields) if fields else base
 
 
+def size_problem(width: int, height: int) -> str | None:
+    """Why ``width`` x ``height`` cannot be an output size (a phrase such as ``"must be at least 1x1"``), or ``None``.
+    The one size check of :class:`TrimOptions` and of the command line's ``WxH`` parser."""
+    if min(width, height) < 1:
+        return "must be at least 1x1"
+    problem = frame_size_problem(width, height)
+    return None if problem is None else f"must be smaller ({problem})"
+
+
 def _size_problem(size: Any) -> str | None:
     """Why ``size`` is not a ``(width, height)`` FFmpeg can hold, or ``None``."""
     ok = isinstance(size, tuple | list) and len(size) == 2
     if not ok or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
         return f"must be (width, height) integers, got {size!r}"
-    if min(size) < 1:
-        return f"must be at least 1x1, got {size[0]}x{size[1]}"
-    problem = frame_size_problem(int(size[0]), int(size[1]))
-    return None if problem is None else f"must be smaller: {problem}"
+    problem = size_problem(int(size[0]), int(size[1]))
+    return None if problem is None else f"{problem}, got {size[0]}x{size[1]}"
