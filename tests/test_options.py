@@ -14,7 +14,7 @@ from torch import nn
 
 from inference.app import cli
 from inference.app.argtypes import flag
-from inference.core.errors import OptionError
+from inference.core.errors import OptionError, UserError
 from inference.core.option_fields import option_fields, spec_of
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
@@ -164,6 +164,9 @@ def test_stylizer_takes_runtime_options_and_changes_the_live_ones():
     assert stylizer.strength == 0.0  # a refused change changes nothing
     with pytest.raises(TypeError, match="device cannot change"):
         stylizer.update(device="cpu")
+    with pytest.raises(UserError, match="unknown style"):
+        stylizer.update(style="nosuch", strength=1.0)
+    assert stylizer.options.style is None and stylizer.strength == 0.0  # nothing changed
 
 
 def test_from_artifact_fields_are_a_shorthand_for_the_options(model):
@@ -178,7 +181,6 @@ def test_from_artifact_fields_are_a_shorthand_for_the_options(model):
 
 def test_server_controls_use_the_runtime_ranges(model):
     pytest.importorskip("fastapi")
-    from inference.core.errors import UserError
     from inference.serve.catalog import Catalog
 
     catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch"))

@@ -143,11 +143,11 @@ class Stylizer:
         fixed = sorted(set(changes) - set(LIVE_FIELDS))
         if fixed:
             raise TypeError(f"{', '.join(fixed)} cannot change on a running Stylizer; make a new one")
-        self.options = RuntimeOptions.build(self.options, **changes)
-        if "style" in changes:
-            self.style_weights = style_weights(self.options.style, self.style_names)
-            if len(self.style_names) > 1:
-                self.network.set_style(self.style_weights)
+        options = RuntimeOptions.build(self.options, **changes)
+        weights = style_weights(options.style, self.style_names)  # first: a refused style changes nothing
+        self.options, self.style_weights = options, weights
+        if "style" in changes and len(self.style_names) > 1:
+            self.network.set_style(weights)
         self._step.configure(self.options)
         self._batcher.scale = self.options.stroke_scale
 
