@@ -116,7 +116,19 @@ class ConvNormAct(nn.Sequential):
         super().__init__(*layers)
 
 
-class ResidualBlock(nn.Module):
+class Residual(nn.Module):
+    """``x + body(x)``: the identity skip around a shape-keeping ``body`` (``[B, C, H, W] -> [B, C, H, W]``)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, C, H, W]``."""
+        return x + self.body(x)
+
+
+class ResidualBlock(Residual):
     """Johnson et al.'s residual block: two 3x3 conv + instance norm, ReLU after the first only, identity skip.
 
     Args:
@@ -125,18 +137,15 @@ class ResidualBlock(nn.Module):
     """
 
     def __init__(self, channels: int, num_styles: int = 1) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3, num_styles=num_styles),
-            ConvNormAct(channels, channels, 3, act=False, num_styles=num_styles),
+        super().__init__(
+            nn.Sequential(
+                ConvNormAct(channels, channels, 3, num_styles=num_styles),
+                ConvNormAct(channels, channels, 3, act=False, num_styles=num_styles),
+            )
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, C, H, W]``."""
-        return x + self.body(x)
 
-
-class SeparableResidualBlock(nn.Module):
+class SeparableResidualBlock(Residual):
     """Residual block of two depthwise-separable convolutions (MobileNet style).
 
     Each 3x3 convolution is split into a depthwise 3x3 and a pointwise 1x1, about ``9 + C`` instead of ``9 C``
@@ -149,17 +158,14 @@ class SeparableResidualBlock(nn.Module):
     """
 
     def __init__(self, channels: int, num_styles: int = 1) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
-            ConvNormAct(channels, channels, 1, num_styles=num_styles),
-            ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
-            ConvNormAct(channels, channels, 1, act=False, num_styles=num_styles),
+        super().__init__(
+            nn.Sequential(
+                ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
+                ConvNormAct(channels, channels, 1, num_styles=num_styles),
+                ConvNormAct(channels, channels, 3, groups=channels, norm=False, act=False, bias=False),
+                ConvNormAct(channels, channels, 1, act=False, num_styles=num_styles),
+            )
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, C, H, W]``."""
-        return x + self.body(x)
 
 
 class Upsample(nn.Module):
