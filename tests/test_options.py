@@ -72,6 +72,9 @@ def test_edges_and_none_are_accepted_and_whole_numbers_become_floats():
     assert TrimOptions() == TrimOptions(start=None, duration=None, size=None, max_side=None, fps=None)
     with pytest.raises(TypeError):
         RuntimeOptions.build(None, strenght=0.5)  # a misspelt field is a programming error, not a user's
+    with pytest.raises(TypeError, match="expected RuntimeOptions options, got dict"):
+        Stylizer(nn.Identity(), {"device": "cpu"})  # the keyword dicts of old: one line saying what to pass
+    assert TrimOptions.build(TrimOptions(start=1.0), fps=12) == TrimOptions(start=1.0, fps=12.0)
 
 
 BASE = ["in.mp4", "-m", "m.safetensors", "-o", "out.mp4"]

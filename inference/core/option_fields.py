@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
 
 from inference.core.errors import OptionError
@@ -106,3 +106,17 @@ def check_fields(options: Any) -> None:
 def default_of(item: Field) -> Any:
     """A field's default value (fields declared with :func:`option` always have one)."""
     return None if item.default is MISSING else item.default
+
+
+def with_fields(cls: type, options: Any, changes: dict[str, Any]) -> Any:
+    """``options`` (an instance of ``cls``; ``None``: all defaults) with ``changes`` replaced, checked again.
+
+    Raises:
+        TypeError: ``options`` of another type (a dict of keyword arguments, say), or a field ``cls`` does not have.
+        OptionError: A bad value.
+    """
+    if options is None:
+        return cls(**changes)
+    if not isinstance(options, cls):
+        raise TypeError(f"expected {cls.__name__} options, got {type(options).__name__}")
+    return replace(options, **changes) if changes else options

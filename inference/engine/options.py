@@ -8,13 +8,13 @@ the field (the command line names its flag instead).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from inference.core.errors import OptionError
-from inference.core.option_fields import check_fields, option
+from inference.core.option_fields import check_fields, option, with_fields
 from inference.engine.backends import BACKENDS, COMPILE_MODES
 from inference.engine.precision import DTYPES
 from inference.engine.strokes import DETAIL_MODES, STROKE_SCALE_RANGE
@@ -131,8 +131,7 @@ class RuntimeOptions:
         """``options`` (default: all defaults) with ``fields`` replaced, checked again.
 
         Raises:
-            TypeError: A field name that :class:`RuntimeOptions` does not have.
+            TypeError: ``options`` that are no :class:`RuntimeOptions`, or a field name it does not have.
             OptionError: A bad value.
         """
-        base = cls() if options is None else options
-        return replace(base, **fields) if fields else base
+        return with_fields(cls, options, fields)

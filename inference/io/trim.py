@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from inference.core.errors import OptionError
-from inference.core.option_fields import check_fields, option
+from inference.core.option_fields import check_fields, option, with_fields
 from inference.io.limits import MAX_FPS, MAX_SECONDS, MIN_FPS, frame_size_problem
 from inference.io.media import Resize
 
@@ -59,11 +59,10 @@ class TrimOptions:
         """``options`` (default: all defaults) with ``fields`` replaced, checked again.
 
         Raises:
-            TypeError: A field name that :class:`TrimOptions` does not have.
+            TypeError: ``options`` that are no :class:`TrimOptions`, or a field name it does not have.
             OptionError: A bad value.
         """
-        base = cls() if options is None else options
-        return replace(base, **fields) if fields else base
+        return with_fields(cls, options, fields)
 
 
 def size_problem(width: int, height: int) -> str | None:
