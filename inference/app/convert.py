@@ -25,6 +25,7 @@ from inference.app.pipeline import run_pipeline
 from inference.core.atomic import atomic_output, check_destination
 from inference.core.devices import bind_media_device
 from inference.core.errors import MediaError
+from inference.core.option_fields import with_fields
 from inference.core.stages import StageClock
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoder_limits import size_multiples
@@ -176,7 +177,7 @@ def split_fields(
     """``trim`` and ``encode`` (defaults for ``None``) with ``fields`` given to the dataclass that has each.
 
     Raises:
-        TypeError: A field neither dataclass has.
+        TypeError: A field neither dataclass has, or ``trim``/``encode`` of another type.
         OptionError: A bad value.
     """
     trim_names = {f.name for f in dataclasses.fields(TrimOptions)}
@@ -184,8 +185,8 @@ def split_fields(
     unknown = sorted(set(fields) - trim_names - encode_names)
     if unknown:
         raise TypeError(f"unknown stylize_file option {unknown[0]!r}")
-    trim = TrimOptions.build(trim, **{k: v for k, v in fields.items() if k in trim_names})
-    encode = dataclasses.replace(encode or EncodeOptions(), **{k: v for k, v in fields.items() if k in encode_names})
+    trim = with_fields(TrimOptions, trim, {k: v for k, v in fields.items() if k in trim_names})
+    encode = with_fields(EncodeOptions, encode, {k: v for k, v in fields.items() if k in encode_names})
     return trim, encode
 
 
