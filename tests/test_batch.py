@@ -71,7 +71,7 @@ def test_worker_devices():
     assert worker_devices("cpu") == ["cpu"]
     assert worker_devices("cpu", workers=2) == ["cpu", "cpu"]
     assert worker_devices(None, "cpu", 3) == ["cpu"] * 3
-    with pytest.raises(UserError, match="--devices cpu --workers N"):
+    with pytest.raises(UserError, match="^devices cpu:2: for several CPU workers use `devices` cpu `workers` N"):
         worker_devices("cpu:2")
     with pytest.raises(UserError, match="invalid device 'gpu7'"):
         worker_devices("cpu,gpu7")

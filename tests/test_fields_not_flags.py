@@ -19,10 +19,11 @@ from styletrain.cli import flag_of
 
 ROOT = Path(__file__).resolve().parents[1]
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_.-]*")
-# The libraries: what runs without a command line. The command lines themselves (inference/app/, inference/serve/,
-# styletrain/cli.py, the argparse parts of export and evaluate) name their own flags.
-_LIBRARY = ("inference/core", "inference/model", "inference/io", "inference/engine", "styletrain")
-_COMMAND_LINES = {"styletrain/cli.py", "styletrain/runs.py"}
+# Everything but the command lines themselves (stylize-video's and stylize-serve's cli.py, styletrain/cli.py and the
+# run-folder resolution it does on the parsed command line, the argparse parts of export and evaluate), which name
+# their own flags. The web server's messages go to web clients, not to a command line.
+_LIBRARY = ("inference/core", "inference/model", "inference/io", "inference/engine", "inference/app", "styletrain")
+_COMMAND_LINES = {"inference/app/cli.py", "styletrain/cli.py", "styletrain/runs.py"}
 # Engine modules of the consistency stage, whose messages are another change's (see the lead's notes).
 _NOT_YET = {"inference/engine/consistency.py"}
 

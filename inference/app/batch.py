@@ -21,7 +21,7 @@ from typing import Any
 
 # Re-exported: the job types and the per-file runner moved to inference.app.jobs, shared with the executors.
 from inference.app.jobs import Executor, Job, Outcome, load_stylizer, run_job  # noqa: F401
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.io.encode_options import EncodeOptions
 from inference.io.image_reader import natural_key
 from inference.io.media import IMAGE_EXTENSIONS
@@ -118,9 +118,14 @@ def plan_jobs(inputs: list[str], output: str, ext: str | None = None) -> list[Jo
         dst = out / _output_name(src, ext)
         key = Path(os.path.abspath(dst))
         if key in seen:
-            raise UserError(f"{seen[key]} and {src} would both be written to {dst}; use different names or --ext")
+            raise UserError(
+                f"{seen[key]} and {src} would both be written to {dst}; use different names or `ext`", mentions=("ext",)
+            )
         if Path(os.path.abspath(src)) == key:
-            raise UserError(f"{src}: its output {dst} would replace it; choose another -o folder or --ext")
+            raise UserError(
+                f"{src}: its output {dst} would replace it; choose another `output` folder or `ext`",
+                mentions=("output", "ext"),
+            )
         seen[key] = src
         jobs.append(Job(src, dst))
     return jobs
@@ -151,17 +156,21 @@ def worker_devices(spec: str | None, device: str = "auto", workers: int = 1) -> 
     else:
         names = [name.strip() for name in spec.split(",") if name.strip()]
         if not names:
-            raise UserError(f"--devices: expected devices such as cuda:0,cuda:1 or cpu, got {spec!r}")
+            raise OptionError("devices", f": expected devices such as cuda:0,cuda:1 or cpu, got {spec!r}")
     found: list[str] = []
     for name in names:
         if name.startswith("cpu:"):
-            raise UserError(f"--devices {name}: for several CPU workers use --devices cpu --workers N")
+            raise OptionError(
+                "devices",
+                f"{name}: for several CPU workers use `devices` cpu `workers` N",
+                mentions=("devices", "workers"),
+            )
         dev = resolve_device(name)
         count = torch.cuda.device_count() if dev.type == "cuda" else 0
         if dev.type == "cuda" and dev.index is None:
             found += [f"cuda:{i}" for i in range(count)]
         elif dev.type == "cuda" and dev.index >= count:
-            raise UserError(f"--devices {name}: no such device ({count} CUDA devices visible)")
+            raise OptionError("devices", f"{name}: no such device ({count} CUDA devices visible)")
         else:
             found.append(str(dev))
     return [name for name in found for _ in range(workers)]
@@ -313,7 +322,13 @@ def cap_workers(
         reasons = [name for name, limit in limits.items() if limit == len(kept)]
         if kept.count("cpu") == cores < devices.count("cpu"):
             reasons.append(f"{cores} CPU cores")
-        log.warning("--workers: %d worker processes lowered to %d (%s)", len(devices), len(kept), ", ".join(reasons))
+        log.warning(
+            "`workers`: %d worker processes lowered to %d (%s)",
+            len(devices),
+            len(kept),
+            ", ".join(reasons),
+            extra={"mentions": ("workers",)},
+        )
     return kept
 
 

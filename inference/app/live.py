@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.core.errors import UserError
+from inference.core.errors import OptionError, UserError
 from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
 from inference.io.protocols import StreamSink, StreamSource
 
@@ -253,7 +253,11 @@ def _some_frames(result: LiveResult, source: str) -> LiveResult:
 def _check_live_options(opts) -> None:
     """Options that mean nothing for a live run fail with one line."""
     if opts.start is not None:
-        raise UserError("--start: a live input cannot be skipped into; use --duration to stop after some seconds")
+        raise OptionError(
+            "start",
+            ": a live input cannot be skipped into; use `duration` to stop after some seconds",
+            mentions=("duration",),
+        )
     suffix = Path(opts.output).suffix.lower()
     if live_output(opts.output) is None and suffix not in LIVE_FILE_EXTENSIONS:
         raise UserError(
@@ -261,4 +265,4 @@ def _check_live_options(opts) -> None:
             "URL (udp://, srt://, tcp://, rtmp://, rtsp://) or - for stdout"
         )
     if opts.pix_fmt != "yuv420p":
-        raise UserError("--pix-fmt: a live run encodes yuv420p")
+        raise OptionError("pix_fmt", ": a live run encodes yuv420p")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.app.argtypes import flag
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
-from inference.core.errors import Terminated, UserError
+from inference.core.errors import OptionError, Terminated, UserError
 
 if TYPE_CHECKING:
     from inference.engine.options import RuntimeOptions
@@ -41,7 +41,7 @@ def require_ray() -> None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise UserError("--cluster ray needs Ray: pip install 'styletrain[cluster]'") from None
+        raise OptionError("cluster", "ray needs Ray: pip install 'styletrain[cluster]'") from None
 
 
 class _Worker:
@@ -136,7 +136,8 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"--ray-address {self.address or os.environ.get('RAY_ADDRESS', '')}: {exc}") from None
+                address = self.address or os.environ.get("RAY_ADDRESS", "")
+                raise OptionError("ray_address", f"{address}: {exc}") from None
             finally:
                 # ray.init installs its own SIGTERM handler (a bare exit); keep ours, which cleans up like Ctrl-C.
                 if handler is not None and threading.current_thread() is threading.main_thread():
@@ -164,8 +165,8 @@ class RayExecutor:
         slots = gpus or sum(int(r.get("CPU", 0)) // self.cpus for r in nodes)
         if not slots:
             largest = max((int(r.get("CPU", 0)) for r in nodes), default=0)
-            raise UserError(
-                f"--cpus-per-worker {self.cpus}: no node of the Ray cluster has that many (largest: {largest})"
+            raise OptionError(
+                "cpus_per_worker", f"{self.cpus}: no node of the Ray cluster has that many (largest: {largest})"
             )
         return min(slots, self.max_workers or slots)
 
