@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from inference.core.option_fields import default_of, option_fields, spec_of
+from inference.core.option_fields import Spec, default_of, option_fields, spec_of
 from inference.io.trim import size_problem
 
 #: What a command line's default is where it differs from the library's (``field -> default``), per dataclass field.
@@ -38,14 +38,6 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
-def _describe(low: float | None, high: float | None, low_open: bool) -> str:
-    if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"<= {high:g}"
-
-
 def ranged(
     kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False
 ) -> Callable[[str], float | int]:
@@ -60,13 +52,12 @@ def ranged(
     Returns:
         A function ``str -> value`` raising :class:`argparse.ArgumentTypeError` with the allowed range.
     """
-    allowed = _describe(low, high, low_open)
+    spec = Spec("", kind=kind, low=low, high=high, low_open=low_open)  # the options' own range check
 
     def parse(text: str) -> float | int:
         value = _number(text, kind)
-        too_low = low is not None and (value <= low if low_open else value < low)
-        if too_low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        if spec.problem(value) is not None:
+            raise argparse.ArgumentTypeError(f"must be {spec.range_text()}, got {text!r}")
         return value
 
     return parse
