@@ -2,12 +2,14 @@
 :func:`inference.app.convert.stylize_file`).
 
 Frames travel as ``uint8`` (RGB, or I420 planes at 1.5 bytes per pixel) all the way to the device, where they are
-converted to float RGB, stylized, and converted back to ``uint8``. The Stylizer only stylizes; each other concern has
-a module of its own: the device (:func:`inference.core.devices.resolve_device`), the precision (on CUDA by a parity
-check against fp32, :mod:`inference.engine.precision`), the backend (eager, compiled or ONNX Runtime,
-:mod:`inference.engine.backends`), the frame formats (:mod:`inference.engine.frame_formats`), forming batches and
-shrinking them on device errors (:mod:`inference.engine.batching`) and how batches are scheduled (synchronously, or on
-CUDA with reused pinned buffers, copy streams and several batches in flight: :mod:`inference.engine.engines`).
+converted to float RGB, stylized, and converted back to ``uint8``. The Stylizer only stylizes; each other concern has a
+module of its own: its options and their ranges (:mod:`inference.engine.options`), one batch's colour, network, colour
+preservation and strength (:mod:`inference.engine.batch_step`), the device
+(:func:`inference.core.devices.resolve_device`), the precision (on CUDA by a parity check against fp32,
+:mod:`inference.engine.precision`), the backend (eager, compiled or ONNX Runtime, :mod:`inference.engine.backends`), the
+frame formats (:mod:`inference.engine.frame_formats`), forming batches and shrinking them on device errors
+(:mod:`inference.engine.batching`) and how batches are scheduled (synchronously, or on CUDA with reused pinned buffers,
+copy streams and several batches in flight: :mod:`inference.engine.engines`).
 """
 
 from __future__ import annotations
