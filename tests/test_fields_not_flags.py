@@ -94,3 +94,13 @@ def test_styletrain_maps_module_fields_to_model_and_data_flags():
     assert flag_of("temporal_balance") == "--model.temporal_balance"
     assert flag_of("image_size") == "--data.image_size" and flag_of("hf_data_dir") == "--data.hf_data_dir"
     assert flag_of("style") == "--style"  # the shortcut the CLI offers for --model.style
+
+
+def test_conversion_warnings_read_as_flags_on_the_command_line(tmp_path, make_video, model, capsys):
+    from .conftest import run_cli
+
+    src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
+    assert run_cli(src, "-m", model, "-o", tmp_path / "o.mp4", "--size", "33x17", "--device", "cpu") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert any("--size 33x17 became" in w and "use --pix-fmt yuv444p" in w for w in warnings), warnings
+    assert not any("`" in w for w in warnings), warnings

@@ -332,7 +332,7 @@ def test_one_pixel_input_says_scaled_up(tmp_path, identity):
 def test_odd_size_request_warns(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=3, audio=False)
     res = stylize_file(identity, src, tmp_path / "out.mp4", size=(321, 181))
-    assert any("--size 321x181 became 320x180" in w for w in res.warnings), res.warnings
+    assert any("`size` 321x181 became 320x180" in w for w in res.warnings), res.warnings
     assert not stylize_file(identity, src, tmp_path / "ok.mp4", size=(320, 180)).warnings
 
 

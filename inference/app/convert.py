@@ -231,21 +231,26 @@ def _warnings(source: Source, dst: Path, plan: ConversionPlan) -> list[str]:
     return found + ([truncated] if truncated else [])
 
 
+#: The option fields a conversion warning may name (in backticks).
+WARNING_FIELDS = ("size", "pix_fmt")
+
+
 def _size_warnings(
     info: MediaInfo, dst: Path, pix_fmt: str, size: tuple[int, int] | None, max_side: int | None
 ) -> list[str]:
-    """Say when an even-size pixel format changed the size the input or ``--size`` asked for."""
+    """Say when an even-size pixel format changed the size the input or ``size`` asked for (the fields the warning
+    names are in backticks: :data:`WARNING_FIELDS`)."""
     (iw, ih), (w, h) = info.input_size, (info.width, info.height)
     if size is None and max_side is None and (w, h) != (iw, ih):
         how = "scaled up" if w > iw or h > ih else "cropped"
         return [
-            f"{dst}: {pix_fmt} needs even sizes: {iw}x{ih} {how} to {w}x{h} (use --pix-fmt yuv444p to keep every pixel)"
+            f"{dst}: {pix_fmt} needs even sizes: {iw}x{ih} {how} to {w}x{h} (use `pix_fmt` yuv444p to keep every pixel)"
         ]
     shown = (w, h) if info.rotation % 180 == 0 else (h, w)
     if size is not None and shown != tuple(size):
         return [
-            f"{dst}: {pix_fmt} needs even sizes: --size {size[0]}x{size[1]} became {shown[0]}x{shown[1]} (use "
-            "--pix-fmt yuv444p for odd sizes)"
+            f"{dst}: {pix_fmt} needs even sizes: `size` {size[0]}x{size[1]} became {shown[0]}x{shown[1]} (use "
+            "`pix_fmt` yuv444p for odd sizes)"
         ]
     return []
 
@@ -304,7 +309,7 @@ def _limited(frames: Iterable, limit: int | None) -> Iterator:
 def _report(result: StylizeResult, source: Source, progress: bool, stats: bool) -> None:
     """Log the warnings; print the summary line (``progress``) and the stage table (``stats``) on stderr."""
     for w in result.warnings:
-        log.warning(w)
+        log.warning(w, extra={"mentions": WARNING_FIELDS})  # the command line writes the fields as its flags
     if progress:
         print(f"{result.output}: {result.frames} frames in {result.seconds:.1f}s ({result.fps:.1f} frames/s)",
               file=sys.stderr)  # fmt: skip
