@@ -253,6 +253,7 @@ def test_errors_are_user_errors(tmp_path: Path) -> None:
     assert issubclass(ArtifactError, UserError)
 
 
+@pytest.mark.slow  # a second Python start-up in the quick suite: test_cli_imports_only_the_runtime checks the same
 def test_loading_in_a_runtime_only_process(tmp_path: Path) -> None:
     path = _save(tmp_path / "sub.safetensors")
     script = textwrap.dedent(
