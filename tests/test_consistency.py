@@ -131,6 +131,28 @@ def test_a_cut_resets_the_history(make_clip_frames):
     assert not np.array_equal(out[4], per_frame[4])  # and the history starts again within it
 
 
+def test_a_brightened_flat_frame_is_no_cut_but_another_shot_is(make_image):
+    """Fog that brightens by a few levels keeps its history: nearly all of a flat frame's histogram sits in one or two
+    bins, so a bin-by-bin distance called it a cut; the earth mover's distance counts how far the mass moved."""
+    noise = np.random.default_rng(0).normal(0.0, 1.5, (72, 128, 3))
+    fog = np.clip(182 + noise, 0, 255).astype(np.uint8)
+    brighter = np.clip(188 + noise, 0, 255).astype(np.uint8)
+    assert not is_cut(fog, brighter)
+    assert is_cut(fog, make_image(72, 128, seed=2))  # a textured shot after the fog
+    assert is_cut(make_image(72, 128, seed=2), make_image(72, 128, seed=2) // 3)  # the same scene, far darker
+
+
+def test_input_noise_under_the_floor_keeps_the_full_weight(make_clip_frames):
+    """A right flow leaves a small luma difference (codec noise, resampling): those pixels keep their full weight."""
+    frames = make_clip_frames(3, size=(96, 128), shift=(2, 1))
+    rng = np.random.default_rng(1)
+    noisy = [np.clip(f + rng.normal(0.0, 3.0, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    stage = ConsistencyStage(0.8)
+    weights = [stage._estimate(f).weight for f in noisy][1:]
+    inner = np.concatenate([w[8:-8, 8:-8].ravel() for w in weights])
+    assert np.mean(inner == 1.0) > 0.9, np.mean(inner)
+
+
 def test_stats_have_flow_and_consistency_rows(tmp_path, make_video, capsys):
     src = make_video(tmp_path / "in.mp4", n_frames=6, audio=False)
     stylizer = Stylizer(Flicker(), RuntimeOptions(device="cpu", backend="torch", consistency=0.8))
