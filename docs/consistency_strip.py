@@ -2,22 +2,28 @@
 stage (``--consistency 0.8``), each with its frame-to-frame change (absolute difference from the previous output moved
 by the input's flow, amplified 4x; black = steady). The flicker shows as speckle in the per-frame change row.
 
-The artifact is given with ``--model`` (bench/consistency.py's, see the README for how it was made); the clip is a
+The artifact is given with ``--model`` (bench/consistency.py's, see the README for how it was made), with
+``--input-noise`` fed through bench/consistency.py's ``InputNoise`` as in the bench's quality figures; the clip is a
 real video (``--clip``, default the Big Buck Bunny pan from the shared test data), read at 640x360.
 
-    PYTHONPATH=. python docs/consistency_strip.py --model artifacts/light.safetensors
+    PYTHONPATH=. python docs/consistency_strip.py --model artifacts/light.safetensors --input-noise 0.02
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from inference.engine.flow import dis_flow, flow_tensor, to_gray, warp
+from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
+from inference.model.artifact import load_artifact
 from styletrain.data.video_frames import read_clip
 
 TILE = (256, 144)  # each frame shrunk to this size
@@ -42,10 +48,18 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--clip", default="/work/shared/data/videos/big_buck_bunny_pan_2s.mp4")
     p.add_argument("--output", default="docs/consistency-strip.jpg")
+    p.add_argument("--input-noise", type=float, default=0.0, help="sigma of bench/consistency.py's InputNoise")
     opts = p.parse_args()
     frames = read_clip(opts.clip, max_frames=START + COUNT, max_side=640)
-    per_frame = list(Stylizer.from_artifact(opts.model, device="cpu").frames(frames))[START:]
-    consistent = list(Stylizer.from_artifact(opts.model, device="cpu", consistency=0.8).frames(frames))[START:]
+    network = load_artifact(opts.model, device="cpu").network
+    if opts.input_noise > 0:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+        from consistency import InputNoise  # bench/consistency.py: the bench's flickering wrapper
+
+        network = InputNoise(network, opts.input_noise)
+    options = RuntimeOptions(device="cpu", backend="torch")
+    per_frame = list(Stylizer(network, options).frames(frames))[START:]
+    consistent = list(Stylizer(network, replace(options, consistency=0.8)).frames(frames))[START:]
     rows = [
         ("input", frames[START:]),
         ("per-frame", per_frame),

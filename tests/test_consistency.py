@@ -148,7 +148,7 @@ def test_input_noise_under_the_floor_keeps_the_full_weight(make_clip_frames):
     rng = np.random.default_rng(1)
     noisy = [np.clip(f + rng.normal(0.0, 3.0, f.shape), 0, 255).astype(np.uint8) for f in frames]
     stage = ConsistencyStage(0.8)
-    weights = [stage._estimate(f).weight for f in noisy][1:]
+    weights = [stage.estimate(f).weight for f in noisy][1:]
     inner = np.concatenate([w[8:-8, 8:-8].ravel() for w in weights])
     assert np.mean(inner == 1.0) > 0.9, np.mean(inner)
 

@@ -275,12 +275,14 @@ class ConsistencyStage:
             def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future]]]:
                 for frame, meta in items:
                     self._estimate.flow.show(frame)  # RAFT batches the pairs of frames read ahead of the flow
-                    yield frame, (meta, pool.submit(self._timed_motion, frame))
+                    yield frame, (meta, pool.submit(self.estimate, frame))
 
             for out, (meta, job) in stylize(submitted()):
                 yield self.combine(out, job.result()), meta
 
-    def _timed_motion(self, frame: np.ndarray) -> Motion:
+    def estimate(self, frame: np.ndarray) -> Motion:
+        """The next input frame's :class:`Motion` (``uint8 [H,W,3]`` RGB, called in frame order), for
+        :meth:`combine`; :meth:`run` calls it from its flow thread."""
         t0 = time.perf_counter()
         try:
             return self._estimate(frame)
