@@ -35,12 +35,13 @@ def main() -> None:
     opts, img = figure_options(__doc__.splitlines()[0], "docs/stroke-scale.jpg")
     panels = [("original", img)]
     for label, scale, detail in PANELS:
-        options = RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail, style="0")
+        options = RuntimeOptions(device="cpu", backend="torch", stroke_scale=scale, stroke_detail=detail)
         if opts.model:
             stylizer = Stylizer.from_artifact(opts.model, options)
         else:
             torch.manual_seed(opts.seed)  # the same weights in every panel
             stylizer = Stylizer(build_network("johnson"), options)
+        stylizer.set_style(stylizer.style_names[0])
         panels.append((label, stylizer.image(img)))
     for label, rgb in panels:
         print(f"{label:18s} laplacian energy {laplacian_energy(rgb):.5f}")
