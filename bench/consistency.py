@@ -5,7 +5,8 @@ For one artifact (``--model``) on each clip, in the same run:
 * **quality** (:mod:`styletrain.consistency_eval`): per-frame output vs the stage at each ``--levels`` value, at
   640x360: warping error ratio, contrast and colourfulness ratios, and ghosting, each judged with two rulers
   estimated on the input at full size, both finer than the stage's half-size DIS: DIS medium and Farnebäck (another
-  family). Pairs across scene cuts are left out, and counted;
+  family). Pairs across scene cuts are left out, and counted. With ``--input-noise SIGMA`` the network is wrapped in
+  :class:`InputNoise` for these figures (a stand-in for a trained artifact's flicker where none can be trained);
 * **time**: :func:`inference.app.convert.stylize_file` end to end (decode, network, stage, libx264 at the same settings,
   mux) per-frame vs ``--consistency`` at the default level, alternating, after one warm-up run each, ``--repeats``
   times; the median ratio of wall-clock times;
