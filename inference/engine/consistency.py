@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inference.core.colour import to_float
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
 from inference.core.stages import StageClock
 from inference.engine.device_flow import FLOW_PRESET, FLOW_SCALE, DisFlow, FlowEstimator
 from inference.engine.flow import (
@@ -77,10 +77,11 @@ OCCLUSION_MARGIN = 3
 
 
 def check_consistency(strength: float) -> float:
-    """Validate ``--consistency`` (a float in [0, 1]) and return it as a float."""
+    """Validate the ``consistency`` strength (a float in [0, 1]) and return it as a float; the stage can be built
+    without :class:`~inference.engine.options.RuntimeOptions` (live sockets, evaluation), so it checks its own input."""
     value = float(strength)
     if not 0.0 <= value <= 1.0:
-        raise UserError(f"--consistency must be in [0, 1], got {strength}")
+        raise OptionError("consistency", f"must be in [0, 1], got {strength}")
     return value
 
 
