@@ -4,7 +4,7 @@ With ``--model`` the panels come from that trained artifact (its first style); w
 architecture with fixed random weights, whose texture also has a fixed size in pixels, like the strokes of a trained
 network. Prints the high-frequency luminance energy (mean squared Laplacian) of every panel.
 
-    PYTHONPATH=. python docs/stroke_scale_figure.py --model starry+wave.safetensors
+    PYTHONPATH=. python docs/stroke_scale_figure.py --model docs/models/starry_night+great_wave-hed-light.safetensors
 """
 
 from __future__ import annotations

@@ -5,7 +5,17 @@ trained two-style artifact) the panels are its two paintings and the blends betw
 ``johnson`` with fixed random convolutions and two random sets of per-style scales and shifts, which shows only the
 mechanism (one network, a continuous path from style 0 to style 1 at the speed of one style).
 
-    PYTHONPATH=. python docs/style_blend_figure.py --model starry+wave.safetensors
+    PYTHONPATH=. python docs/style_blend_figure.py --model docs/models/starry_night+great_wave-hed-light.safetensors
+
+That artifact (the README's pictures) was trained on this project's 2-core CPU with the HED-VGG16 loss net
+(``python -m bench.build_hed_vgg16``) on the 20 photos of the shared data folder, in about an hour::
+
+    styletrain fit --config configs/smoke.yaml --style data/samples/starry_night.jpg --style great_wave.jpg \
+        --data.path photos/ --data.image_size 128 --data.batch_size 4 --data.val_size 2 --model.network light \
+        --model.vgg_weights artifacts/hed_vgg16.pth --model.style_size 256 \
+        --model.style_layers "[relu1_2, relu2_2, relu3_3, relu4_3]" --model.style_balance 1.0 --model.lr 0.003 \
+        --trainer.max_steps 400 --trainer.val_check_interval 200 \
+        --model.export_path docs/models/starry_night+great_wave-hed-light.safetensors
 """
 
 from __future__ import annotations
