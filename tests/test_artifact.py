@@ -108,6 +108,7 @@ def test_saved_keys_have_no_wrapper_prefixes(tmp_path: Path) -> None:
     assert read_metadata(path).network == "tiny"
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_unwrap_network_sees_through_torch_compile_and_data_parallel() -> None:
     net = build_network("tiny")
     compiled = torch.compile(net)  # nothing is compiled until it is called

@@ -142,6 +142,7 @@ def test_user_errors_are_one_line(workdir, capsys):
     _one_line_error(capsys, ["train", "--style", "Starry.png"], "unknown command 'train'")
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_errors_name_the_flag_the_library_names_the_field(workdir, capsys):
     """The modules raise OptionError naming their field; the CLI says it with the flag the user typed."""
     _one_line_error(capsys, _fit_args("--model.style_weight", "-1"), "--model.style_weight must be >= 0, got -1")

@@ -94,6 +94,7 @@ def test_max_images_and_small_datasets(mixed_folder, caplog):
     assert "validating on 3" in caplog.text
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_hf_imagefolder_on_a_local_folder(tmp_path, make_image_folder, monkeypatch):
     import datasets
 

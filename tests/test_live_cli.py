@@ -151,6 +151,7 @@ def test_live_errors_are_one_line(model, tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith(f"error: {empty}")
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_realtime_file_to_stdout_is_paced(model, make_video, tmp_path, capfd):
     clip = make_video(tmp_path / "clip.mp4", n_frames=25, size=(64, 48), fps=25, audio=False)
     t0 = time.monotonic()
@@ -189,6 +190,7 @@ def test_file_to_udp_stream_output(model, make_video, tmp_path, capsys):
     assert written >= 10 and len(received) == written and received[0] == (64, 48)
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_http_input_is_read_in_real_time(model, make_video, tmp_path, capsys):
     import functools
     import http.server

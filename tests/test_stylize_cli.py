@@ -166,6 +166,7 @@ def test_truncated_video_warns_with_count(tmp_path, make_video, model, capsys):
     assert 0 < n < 24 and f"only {n} frames decoded" in err
 
 
+@pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_cli_imports_only_the_runtime(tmp_path, make_video, model):
     src = make_video(tmp_path / "in.mp4", n_frames=3, size=(64, 48))
     code = (
