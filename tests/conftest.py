@@ -176,19 +176,41 @@ def two_style_artifact(path: Path, network: str = "tiny", names: tuple[str, str]
     import torch
 
     from inference.model.artifact import save_artifact
-    from inference.model.layers import ConditionalInstanceNorm2d
     from inference.model.networks import build_network
 
     torch.manual_seed(0)
-    net = build_network(network, num_styles=2)
+    net = distinct_styles(build_network(network, num_styles=2))
+    styles = [(name, str(i + 1) * 64) for i, name in enumerate(names)]
+    return save_artifact(path, net, styles=styles, config={}, temporal=False)
+
+
+def distinct_styles(net):
+    """Give every style of ``net`` deliberately different norm scales and shifts (training would; initialisation
+    does not), drawn from a generator seeded with 1; returns ``net`` in eval mode."""
+    import torch
+
+    from inference.model.layers import ConditionalInstanceNorm2d
+
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, ConditionalInstanceNorm2d):
                 m.weight.copy_(1 + 0.8 * torch.randn(m.weight.shape, generator=gen))
                 m.bias.copy_(0.8 * torch.randn(m.bias.shape, generator=gen))
-    styles = [(name, str(i + 1) * 64) for i, name in enumerate(names)]
-    return save_artifact(path, net.eval(), styles=styles, config={}, temporal=False)
+    return net.eval()
+
+
+def printed_config(capsys, *args: str) -> dict:
+    """The config ``styletrain <args> --print_config`` prints, parsed (the command must exit cleanly)."""
+    import yaml
+
+    from styletrain.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--print_config"])
+    out = capsys.readouterr()
+    assert info.value.code in (0, None), out.err
+    return yaml.safe_load(out.out)
 
 
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:

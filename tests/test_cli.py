@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from styletrain.cli import main
+
+from .conftest import printed_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke.yaml")
@@ -201,36 +202,28 @@ def test_bad_data_path_starts_no_wandb_run(workdir, capsys, monkeypatch):
     assert not list(workdir.rglob("wandb"))  # no offline run was created (and no `wandb sync` hint printed)
 
 
-def _printed_config(capsys, *args: str) -> dict:
-    with pytest.raises(SystemExit) as info:
-        main([*args, "--print_config"])
-    out = capsys.readouterr()
-    assert info.value.code in (0, None), out.err
-    return yaml.safe_load(out.out)
-
-
 def test_print_config_shows_what_runs(workdir, capsys, monkeypatch):
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
     common = ["fit", "--style", "Starry.png", "--trainer.default_root_dir", "out", "--trainer.max_steps", "20"]
-    config = _printed_config(capsys, *common)
+    config = printed_config(capsys, *common)
     init = config["trainer"]["logger"]["init_args"]
     assert init["offline"] is True and init["save_dir"] == "out"  # no API key: offline, under default_root_dir
     assert "WANDB_MODE" not in os.environ  # printing changed nothing
     assert config["trainer"]["log_every_n_steps"] == 2  # 20 steps < 50: shortened so the run logs
     assert Path(config["checkpoint"]["dirpath"]).parent == Path("out/checkpoints/Starry")
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    assert _printed_config(capsys, *common)["trainer"]["logger"]["init_args"]["offline"] is False
+    assert printed_config(capsys, *common)["trainer"]["logger"]["init_args"]["offline"] is False
     assert not (workdir / "out").exists()
 
 
 def test_list_options_take_space_separated_values(workdir, capsys):
-    config = _printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs", "clip.mp4", "frames/")
+    config = printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs", "clip.mp4", "frames/")
     assert config["data"]["video_pairs"] == ["clip.mp4", "frames/"]
-    one = _printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs=clip.mp4")
+    one = printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs=clip.mp4")
     assert one["data"]["video_pairs"] == ["clip.mp4"]
-    yaml_list = _printed_config(capsys, "fit", "--style=Starry.png", "--data.videos", "[a.mp4, b.mp4]")
+    yaml_list = printed_config(capsys, "fit", "--style=Starry.png", "--data.videos", "[a.mp4, b.mp4]")
     assert yaml_list["data"]["videos"] == ["a.mp4", "b.mp4"] and yaml_list["model"]["style"] == "Starry.png"
 
 

@@ -13,18 +13,7 @@ from inference.model.artifact import FORMAT, ArtifactError, load_artifact, read_
 from inference.model.layers import ConditionalInstanceNorm2d
 from inference.model.networks import StyleNetwork, build_network
 
-from .conftest import SMALL_NETWORKS, small_network
-
-
-def _distinct_styles(net: StyleNetwork) -> StyleNetwork:
-    """Give every style deliberately different norm parameters (training would; initialisation does not)."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, ConditionalInstanceNorm2d):
-                m.weight.copy_(1 + 0.8 * torch.randn(m.weight.shape, generator=gen))
-                m.bias.copy_(0.8 * torch.randn(m.bias.shape, generator=gen))
-    return net.eval()
+from .conftest import SMALL_NETWORKS, distinct_styles, small_network
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
@@ -56,7 +45,7 @@ def test_shapes_and_every_style_row_gets_a_gradient(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SMALL_NETWORKS))
 def test_styles_differ_and_a_blend_lies_between(name: str) -> None:
-    net = _distinct_styles(small_network(name, num_styles=2))
+    net = distinct_styles(small_network(name, num_styles=2))
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
         a, b = net(x, style=torch.tensor([1.0, 0.0])), net(x, style=torch.tensor([0.0, 1.0]))
@@ -85,7 +74,7 @@ def test_bad_style_weights_are_refused(weights: list[float]) -> None:
 
 
 def test_multi_style_artifact_round_trip(tmp_path: Path) -> None:
-    net = _distinct_styles(small_network("tiny", num_styles=2))
+    net = distinct_styles(small_network("tiny", num_styles=2))
     path = save_artifact(
         tmp_path / "m.safetensors", net, styles=[("a", "1" * 64), ("b", "2" * 64)], config={}, temporal=False
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from inference.core.errors import UserError
@@ -16,7 +15,7 @@ from inference.io.image_reader import read_image
 from inference.model.artifact import read_metadata
 from styletrain.cli import main
 
-from .conftest import small_module
+from .conftest import printed_config, small_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,17 +97,9 @@ def test_bad_multi_style_settings_are_user_errors(two_styles, tmp_path) -> None:
         small_module(two_styles, network_kwargs={"num_styles": 3})
 
 
-def _printed_config(capsys, *args: str) -> dict:
-    with pytest.raises(SystemExit) as info:
-        main([*args, "--print_config"])
-    out = capsys.readouterr()
-    assert info.value.code in (0, None), out.err
-    return yaml.safe_load(out.out)
-
-
 def test_repeated_style_flag_becomes_one_list(two_styles, capsys) -> None:
     a, b = two_styles  # (one --style stays a string: tests/test_cli.py)
-    config = _printed_config(capsys, "fit", "--style", a, "--data.path", "p", f"--style={b}")
+    config = printed_config(capsys, "fit", "--style", a, "--data.path", "p", f"--style={b}")
     assert config["model"]["style"] == [a, b] and config["data"]["path"] == "p"
 
 
