@@ -13,7 +13,11 @@ colourfulness, style and content loss), and a one-line warning goes to stderr fo
 falls under 0.7x the per-frame model's (the first model trained without the temporal loss) or under 0.5x the input's
 (:mod:`styletrain.output_stats`): stability bought by removing the style. With ``--consistency LEVELS`` each line
 also has ``"consistency"``: the consistency stage at each level against the model's per-frame output
-(:mod:`styletrain.consistency_eval`). ``content_kept`` is the correlation of
+(:mod:`styletrain.consistency_eval`). With ``--equivariance`` each line also has ``"equivariance"``: per transform
+(``shift_1`` .. ``shift_<stride>``, ``shift_0.25``, ``shift_0.5``, ``zoom_1.05``, ``rotate_2``) the shift error in
+grey levels and relative to the output's spread (:mod:`styletrain.equivariance`). ``stroke_detail`` and ``grain``
+are detail at a painting's stroke scale and the pixel-level grain (:mod:`styletrain.output_stats`).
+``content_kept`` is the correlation of
 the output's edges with the input's (:func:`styletrain.output_stats.content_kept`): near 0 when the style has
 painted the content away.
 
@@ -176,6 +180,7 @@ class EvalOptions:
         flow_method: The ruler: flow of the input clip that judges the warping error.
         batch_size: Frames per network call.
         consistency: Consistency levels in (0, 1] to compare with per-frame output, or None.
+        equivariance: Also measure the shift error (:mod:`styletrain.equivariance`) on the clip's first frames.
     """
 
     max_frames: int | None = 48
@@ -186,6 +191,11 @@ class EvalOptions:
     flow_method: str = "dis"
     batch_size: int = 4
     consistency: tuple[float, ...] | None = None
+    equivariance: bool = False
+
+
+# Frames of the clip on which the shift error is measured: every transform costs two network passes per frame.
+EQUIVARIANCE_FRAMES = 2
 
 
 def evaluate_models(models: list[str], clip: str, options: EvalOptions | None = None) -> list[dict[str, Any]]:
@@ -223,11 +233,30 @@ def evaluate_models(models: list[str], clip: str, options: EvalOptions | None = 
         if opts.consistency:
             levels = list(opts.consistency)
             results[-1]["consistency"] = _consistency_levels(artifact.network, measured, levels, dev, opts.batch_size)
+        if opts.equivariance:
+            results[-1]["equivariance"] = _equivariance(artifact.network, frames[:EQUIVARIANCE_FRAMES], dev)
     _compare(results, clip_stats(frames))
     return results
 
 
-_COMPARED = ("warping_error", "contrast", "colourfulness", "content_kept", "style_loss", "content_loss")
+_COMPARED = (
+    "warping_error",
+    "contrast",
+    "colourfulness",
+    "content_kept",
+    "stroke_detail",
+    "grain",
+    "style_loss",
+    "content_loss",
+)
+
+
+def _equivariance(network, frames: list[np.ndarray], dev: torch.device) -> dict[str, dict[str, float]]:
+    """The shift error of ``network`` (integer shifts up to its stride, sub-pixel shifts, zoom, rotation)."""
+    from styletrain.equivariance import equivariance_report
+
+    _progress(f"shift error on {len(frames)} frames")
+    return equivariance_report(network, _to_tensor(frames, dev), stride=getattr(network, "stride", 1))
 
 
 def _compare(results: list[dict[str, Any]], source: dict[str, float]) -> None:
@@ -358,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--consistency", default=None, metavar="LEVELS",
         help="also compare per-frame output with the consistency stage at these levels, e.g. 0.5,0.8,1",
     )  # fmt: skip
+    parser.add_argument(
+        "--equivariance", action="store_true",
+        help="also measure the shift error: stylize(shift(x)) against shift(stylize(x)), for shifts of 1 px up to "
+        "the network's stride, 0.25 and 0.5 px, a 5%% zoom and a 2 degree rotation",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=default.batch_size)
     return parser
 
@@ -381,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             flow_method=args.flow_method,
             batch_size=args.batch_size,
             consistency=levels,
+            equivariance=args.equivariance,
         )
         results = evaluate_models(args.model, args.video, options)
     except OptionError as exc:

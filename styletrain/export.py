@@ -114,10 +114,10 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "ch
 def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> nn.Module:
     """Rebuild the transformer net of a checkpoint and load its weights strictly (eval mode, CPU)."""
     from inference.model.artifact import clean_state_dict, state_dict_mismatch
-    from inference.model.networks import build_network
+    from inference.model.networks import build_saved_network
 
     meta = checkpoint_metadata(ckpt, path)
-    net = build_network(meta["network"], **(meta.get("network_kwargs") or {}))
+    net = build_saved_network(meta["network"], meta.get("network_kwargs") or {})
     state = clean_state_dict(ckpt["state_dict"], prefix="net.")
     if not state:
         raise UserError(f"{path}: checkpoint holds no 'net.*' weights")

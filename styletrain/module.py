@@ -34,6 +34,7 @@ from inference.core.hashing import sha256_of_file
 from inference.model.artifact import clean_state_dict
 from inference.model.networks import build_network
 from styletrain.data.images import load_style_image, style_paths
+from styletrain.equivariance import one_pixel_shift_error
 from styletrain.loss_scale import PerceptualBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast
@@ -349,6 +350,11 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
         # The guard against a fading style: a temporal loss must not buy its stability by flattening the output.
         self.log("val/contrast", contrast(out[:size].float()), batch_size=size, sync_dist=True)
+        # Flicker born in the network: how far a one-pixel shift of the input is from shifting the output
+        # (relative to the output's spread; 0 for a network equivariant to shifts, see styletrain/equivariance.py).
+        stills = batch["content"] if "content" in batch else batch["frame1"]
+        if min(stills.shape[-2:]) >= 24:
+            self.log("val/shift_error", one_pixel_shift_error(self.net, stills), batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

@@ -8,6 +8,7 @@ which compares an output's edges with its input's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,8 @@ FLAT_VS_PER_FRAME = 0.7
 FLAT_VS_INPUT = 0.5
 # content_kept's area-averaging block (px): strokes finer than this are texture, coarser structure is content.
 CONTENT_KEPT_POOL = 4
+# stroke_detail's band (Gaussian sigmas in px): a painting's strokes, between the pixel grain and the layout.
+STROKE_SIGMAS = (2.0, 6.0)
 
 
 def _check(frames: Tensor) -> None:
@@ -107,20 +110,62 @@ def content_kept(inputs: Tensor, outputs: Tensor, pool: int = CONTENT_KEPT_POOL)
     return corr.mean()
 
 
+def _gaussian_blur(image: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``[B, 1, H, W]`` (reflection at the border, kernel radius 3 sigma)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+    blurred = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+    return F.conv2d(blurred, kernel.view(1, 1, -1, 1))
+
+
+def stroke_detail(frames: Tensor, fine: float = STROKE_SIGMAS[0], coarse: float = STROKE_SIGMAS[1]) -> Tensor:
+    """Detail at a painting's stroke scale: mean ``|G_fine(Y) - G_coarse(Y)|`` of luma (difference of Gaussians).
+
+    Args:
+        frames: ``[B, 3, H, W]`` RGB in [0, 1].
+        fine: The smaller Gaussian's sigma in pixels (2: finer grain, such as a pixel-grid pattern, is excluded).
+        coarse: The larger sigma (6: broader structure is excluded).
+
+    Returns:
+        A 0-dim tensor, in [0, 1] units (multiply by 255 for grey levels).
+    """
+    _check(frames)
+    y = luma(frames.float())
+    return (_gaussian_blur(y, fine) - _gaussian_blur(y, coarse)).abs().mean()
+
+
+def grain(frames: Tensor) -> Tensor:
+    """Fine texture: mean ``|Laplacian(Y)|`` of luma, 4-neighbour kernel, in grey levels (0-255).
+
+    A pixel-grid pattern (the checkerboard of an aliasing network) dominates it; :func:`stroke_detail` does not
+    see it. Read the two together.
+    """
+    _check(frames)
+    y = luma(frames.float()) * 255.0
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=y.dtype, device=y.device)
+    return F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 3)).abs().mean()
+
+
 def clip_stats(
     frames: Sequence[np.ndarray], batch_size: int = 16, inputs: Sequence[np.ndarray] | None = None
 ) -> dict[str, float]:
-    """Contrast and colourfulness of a clip of ``uint8 [H, W, 3]`` RGB frames (mean over frames); with ``inputs``
-    (the frames they were made from, same shapes) also :func:`content_kept`."""
+    """Contrast, colourfulness, :func:`stroke_detail` and :func:`grain` of a clip of ``uint8 [H, W, 3]`` RGB frames
+    (mean over frames); with ``inputs`` (the frames they were made from, same shapes) also :func:`content_kept`."""
     if not frames:
         raise ValueError("clip_stats needs at least one frame")
     if inputs is not None and len(inputs) != len(frames):
         raise ValueError(f"clip_stats: {len(inputs)} input frames for {len(frames)} output frames")
-    totals = {"contrast": 0.0, "colourfulness": 0.0} | ({"content_kept": 0.0} if inputs is not None else {})
+    totals = {"contrast": 0.0, "colourfulness": 0.0, "stroke_detail": 0.0, "grain": 0.0}
+    totals |= {"content_kept": 0.0} if inputs is not None else {}
     for i in range(0, len(frames), batch_size):
         chunk = _as_tensor(frames[i : i + batch_size])
         totals["contrast"] += float(contrast(chunk)) * len(chunk)
         totals["colourfulness"] += float(colourfulness(chunk)) * len(chunk)
+        totals["stroke_detail"] += float(stroke_detail(chunk)) * len(chunk)
+        totals["grain"] += float(grain(chunk)) * len(chunk)
         if inputs is not None:
             totals["content_kept"] += float(content_kept(_as_tensor(inputs[i : i + batch_size]), chunk)) * len(chunk)
     return {k: v / len(frames) for k, v in totals.items()}

@@ -213,3 +213,18 @@ def test_contrast_colourfulness_ratios_and_flat_model_warning(setup, capsys):
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and all(str(flat_path) in line for line in warnings), warnings
     assert "per-frame model" in warnings[0] and "input clip" in warnings[1]
+
+
+def test_equivariance_figures_per_transform(setup, capsys):
+    main(["--model", str(setup["models"][0]), "--video", str(setup["clip"]), "--vgg-weights", "random"] + [
+        "--max-frames", "2", "--equivariance"])  # fmt: skip
+    (r,) = _lines(capsys)
+    figures = r["equivariance"]
+    stride = build_network("tiny").stride
+    expected = {f"shift_{d}" for d in range(1, stride + 1)} | {"shift_0.25", "shift_0.5", "zoom_1.05", "rotate_2"}
+    assert set(figures) == expected
+    for values in figures.values():
+        assert values["grey"] >= 0 and values["relative"] >= 0
+    # The tiny network is alias-free: a shift by its whole stride is (up to the border) a shift of its output.
+    assert figures[f"shift_{stride}"]["relative"] < 0.5
+    assert r["stroke_detail"] > 0 and r["grain"] > 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from inference.model.artifact import FORMAT, ArtifactError, load_artifact, read_metadata, save_artifact
+from inference.model.artifact import FORMAT, FORMAT_VERSION, ArtifactError, load_artifact, read_metadata, save_artifact
 from inference.model.layers import ConditionalInstanceNorm2d
 from inference.model.networks import StyleNetwork, build_network
 
@@ -79,7 +79,8 @@ def test_multi_style_artifact_round_trip(tmp_path: Path) -> None:
         tmp_path / "m.safetensors", net, styles=[("a", "1" * 64), ("b", "2" * 64)], config={}, temporal=False
     )
     meta = read_metadata(path)
-    assert meta.format_version == 2 and meta.style_names == ["a", "b"] and meta.styles[1].sha256 == "2" * 64
+    assert meta.format_version == FORMAT_VERSION and meta.style_names == ["a", "b"]
+    assert meta.styles[1].sha256 == "2" * 64
     assert meta.style_name == "a" and meta.network_kwargs["num_styles"] == 2
     loaded = load_artifact(path).network
     x = torch.rand(1, 3, 32, 32)

@@ -93,9 +93,9 @@ def test_config_round_trip(name: str) -> None:
     assert rebuilt.config == net.config
 
 
-def test_default_architectures_follow_the_paper() -> None:
-    net = build_network("johnson")
-    assert net.config == {"channels": [32, 64, 128], "num_residual": 5}
+def test_original_johnson_follows_the_paper() -> None:
+    net = build_network("johnson", alias_free=False)
+    assert net.config == {"channels": [32, 64, 128], "num_residual": 5, "alias_free": False}
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs[0].kernel_size == (9, 9) and convs[-1].kernel_size == (9, 9)
     assert [c.stride for c in convs[1:3]] == [(2, 2), (2, 2)]

@@ -38,3 +38,15 @@ def test_halving_the_deviation_from_grey_halves_both_statistics():
 def test_wrong_shapes_are_refused():
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         contrast(torch.rand(3, 8, 8))
+
+
+def test_grain_sees_the_pixel_grid_and_stroke_detail_the_strokes():
+    from styletrain.output_stats import grain, stroke_detail
+
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    grid = ((xx + yy) % 2).float().expand(1, 3, 64, 64)  # a one-pixel checkerboard
+    strokes = (0.5 + 0.5 * torch.sin(xx / 8 * 2 * torch.pi)).float().expand(1, 3, 64, 64)  # 8-pixel stripes
+    assert float(grain(grid)) > 10 * float(grain(strokes))
+    assert float(stroke_detail(strokes)) > 10 * float(stroke_detail(grid))
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    assert float(grain(flat)) == 0 and float(stroke_detail(flat)) < 1e-6

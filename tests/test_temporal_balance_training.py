@@ -116,7 +116,8 @@ def test_validation_logs_the_contrast_of_its_outputs(style_path, content):
     module.log_dict = lambda values, **kwargs: logged.update(values)
     module.log = lambda name, value, **kwargs: logged.update({name: value})
     module.validation_step({"content": content}, batch_idx=0)
-    assert {"val/total", "val/temporal", "val/contrast"} <= set(logged)
+    assert {"val/total", "val/temporal", "val/contrast", "val/shift_error"} <= set(logged)
+    assert 0 < float(logged["val/shift_error"]) < 5
     with torch.no_grad():
         generator = torch.Generator().manual_seed(1000)  # the validation step's fixed motion for batch 0
         _, out = module.stylized_terms({"content": content}, generator=generator)

@@ -4,9 +4,10 @@ Header metadata (all strings, as safetensors requires):
 
 ========================  ==============================================================================
 ``format``                ``"styletrain-artifact"``: tells our files from other safetensors files
-``format_version``        ``"2"``; readers refuse newer versions and still read version 1 (single-style)
+``format_version``        ``"3"``; readers refuse newer versions and still read versions 1 (single-style) and 2
 ``network``               registry name, e.g. ``"johnson"``
-``network_kwargs``        JSON object: ``build_network(network, **network_kwargs)`` rebuilds the module
+``network_kwargs``        JSON object: ``build_saved_network(network, network_kwargs)`` rebuilds the module
+                          (version 3 always records ``alias_free``; earlier versions predate that design)
 ``styles``                JSON list, in the network's style order, of ``{"name": ..., "sha256": ...}``: each
                           style's name (usually the style image's file stem) and its image's sha256 (version 2)
 ``style_name``            the first style's name (version 1: the only style)
@@ -36,10 +37,11 @@ from torch import nn
 
 from inference.core.atomic import atomic_output
 from inference.core.errors import ArtifactError, UserError
-from inference.model.networks import build_network
+from inference.model.networks import build_saved_network
 
 FORMAT = "styletrain-artifact"
-FORMAT_VERSION = 2
+# 3: network_kwargs record the alias-free design; a version-2 reader would fail on it with a less clear message.
+FORMAT_VERSION = 3
 _WRAPPER_PREFIXES = ("_orig_mod", "module")  # torch.compile and DDP / DataParallel wrappers
 
 
@@ -328,7 +330,7 @@ def load_artifact(path: str | os.PathLike[str], device: str | torch.device = "cp
     path = Path(path)
     metadata = read_metadata(path)
     try:
-        net = build_network(metadata.network, **metadata.network_kwargs)
+        net = build_saved_network(metadata.network, metadata.network_kwargs)
     except UserError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
     if len(metadata.styles) != net.num_styles:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.core.errors import UserError
+from inference.model.filters import LowPassDownsample, SmoothUpsample
 from inference.model.layers import (
     ConditionalInstanceNorm2d,
     ConvNormAct,
@@ -80,6 +81,22 @@ def build_network(name: str, **kwargs: Any) -> StyleNetwork:
         return _REGISTRY[name](**kwargs)
     except (TypeError, ValueError) as exc:
         raise UserError(f"invalid arguments for network {name!r} {kwargs}: {exc}") from None
+
+
+def build_saved_network(name: str, config: dict[str, Any]) -> StyleNetwork:
+    """Rebuild a network from a SAVED config (an artifact's ``network_kwargs``, a checkpoint's hyperparameters).
+
+    Configs written before the alias-free design have no ``alias_free`` key: they rebuild the design they were
+    trained with (``alias_free=False``), so their weights load strictly and give bit-identical output. Fresh
+    configs always record the key (see :attr:`StyleNetwork.config`).
+
+    Raises:
+        UserError: As :func:`build_network`.
+    """
+    cls = _REGISTRY.get(name)
+    if cls is not None and getattr(cls, "has_alias_free_design", False) and "alias_free" not in config:
+        config = {**config, "alias_free": False}
+    return build_network(name, **config)
 
 
 def _trunk(channels: Sequence[int], num_residual: int) -> tuple[tuple[int, int, int], int]:
@@ -197,11 +214,17 @@ def _pad_to(x: torch.Tensor, multiple: int, min_size: int) -> torch.Tensor:
 
 @register_network("johnson")
 class JohnsonNet(StyleNetwork):
-    """Johnson et al. 2016 transformer network.
+    """Johnson et al. 2016 transformer network, alias-free by default.
 
-    9x9 conv to ``c1``, two stride-2 3x3 convs to ``c2`` and ``c3``, ``num_residual`` residual blocks at
-    ``c3``, then two (nearest x2 upsample, 3x3 conv) stages back to ``c2``, ``c1`` and a 9x9 conv to RGB.
+    9x9 conv to ``c1``, two downsampling 3x3 convs to ``c2`` and ``c3``, ``num_residual`` residual blocks at
+    ``c3``, then two (x2 upsample, 3x3 conv) stages back to ``c2``, ``c1`` and a 9x9 conv to RGB.
     Instance norm (affine) and ReLU after every conv but the last. The features are the residual trunk's output.
+
+    With ``alias_free=True`` (the default) every downsampling is a binomial low-pass filter and subsampling followed
+    by a stride-1 conv at the lower resolution (:class:`~inference.model.filters.LowPassDownsample`), and every
+    upsampling a smooth interpolation (:class:`~inference.model.filters.SmoothUpsample`), so a frame moved by one
+    pixel gives the same picture moved by one pixel (see ``docs/equivariance.md``). ``alias_free=False`` is the
+    original design (stride-2 convs, nearest upsampling), kept so that artifacts trained with it load unchanged.
 
     As in the paper, the residual blocks' last norm biases only shift channels by constants that the decoder's
     first norm removes, so they receive gradients only through the features (the temporal feature loss).
@@ -210,24 +233,42 @@ class JohnsonNet(StyleNetwork):
         channels: ``(c1, c2, c3)``, default ``(32, 64, 128)`` as in the paper.
         num_residual: Number of residual blocks, default 5 as in the paper.
         num_styles: Styles (conditional instance norms when above 1).
+        alias_free: Low-pass filtered resampling (default) or the original strided/nearest design.
     """
 
     stride = 4
+    has_alias_free_design = True
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, num_styles: int = 1) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128),
+        num_residual: int = 5,
+        num_styles: int = 1,
+        alias_free: bool = True,
+    ) -> None:
         (c1, c2, c3), num_residual = _trunk(channels, num_residual)
-        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual)
+        alias_free = bool(alias_free)
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual, alias_free=alias_free)
         s = self.num_styles
-        self.encoder = nn.Sequential(
-            ConvNormAct(3, c1, 9, num_styles=s),
-            ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
-            ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
-        )
+        if alias_free:
+            self.encoder = nn.Sequential(
+                ConvNormAct(3, c1, 9, num_styles=s),
+                LowPassDownsample(c1),
+                ConvNormAct(c1, c2, 3, num_styles=s),
+                LowPassDownsample(c2),
+                ConvNormAct(c2, c3, 3, num_styles=s),
+            )
+        else:
+            self.encoder = nn.Sequential(
+                ConvNormAct(3, c1, 9, num_styles=s),
+                ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
+                ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
+            )
         self.residual = nn.Sequential(*(ResidualBlock(c3, s) for _ in range(num_residual)))
         self.decoder = nn.Sequential(
-            Upsample(2),
+            SmoothUpsample(c3) if alias_free else Upsample(2),
             ConvNormAct(c3, c2, 3, num_styles=s),
-            Upsample(2),
+            SmoothUpsample(c2) if alias_free else Upsample(2),
             ConvNormAct(c2, c1, 3, num_styles=s),
             ConvNormAct(c1, 3, 9, norm=False, act=False),
         )
@@ -241,41 +282,72 @@ class JohnsonNet(StyleNetwork):
 class TinyNet(JohnsonNet):
     """A very small :class:`JohnsonNet` (8/16/16 channels, one residual block) for fast tests."""
 
-    def __init__(self, channels: Sequence[int] = (8, 16, 16), num_residual: int = 1, num_styles: int = 1) -> None:
-        super().__init__(channels=channels, num_residual=num_residual, num_styles=num_styles)
+    def __init__(
+        self,
+        channels: Sequence[int] = (8, 16, 16),
+        num_residual: int = 1,
+        num_styles: int = 1,
+        alias_free: bool = True,
+    ) -> None:
+        super().__init__(channels=channels, num_residual=num_residual, num_styles=num_styles, alias_free=alias_free)
 
 
 @register_network("light")
 class LightNet(StyleNetwork):
-    """Real-time CPU network: works at 1/8 resolution with depthwise-separable residual blocks.
+    """Real-time CPU network: works at 1/8 resolution with depthwise-separable residual blocks; alias-free by default.
 
-    Encoder: three stride-2 3x3 convs (``c1``, ``c2``, ``c3``), so no convolution runs at full resolution and
+    Encoder: three downsampling 3x3 convs (``c1``, ``c2``, ``c3``), so no convolution runs at full resolution and
     the residual trunk sees 1/64 of the pixels. Trunk: ``num_residual`` :class:`SeparableResidualBlock`\\ s at
     ``c3``. Decoder: a ReLU, then each stage first narrows the channels with a 1x1 conv at the low resolution
-    (cheap), then upsamples (nearest x2) and applies a depthwise-separable 3x3 conv; the last stage predicts RGB at 1/2
-    resolution as 4 sub-pixels per channel and rearranges them with ``pixel_shuffle`` (Shi et al. 2016), which
-    avoids any 16-channel full-resolution tensor. The features (for the temporal loss) are the decoder's
-    1/4-resolution activation.
+    (cheap), then upsamples x2 and applies a depthwise-separable 3x3 conv. The features (for the temporal loss) are
+    the decoder's 1/4-resolution activation.
+
+    With ``alias_free=True`` (the default) each downsampling is a binomial low-pass filter and subsampling followed by
+    a stride-1 conv (:class:`~inference.model.filters.LowPassDownsample`), each upsampling a smooth interpolation
+    (:class:`~inference.model.filters.SmoothUpsample`), and the last stage predicts RGB at 1/2 resolution and
+    interpolates it smoothly to full resolution: no sub-pixel phase grid, so a one-pixel shift cannot swap phases
+    (see ``docs/equivariance.md``). ``alias_free=False`` is the original design, kept so that its artifacts load
+    unchanged: stride-2 convs, nearest upsampling, and 4 sub-pixels per channel at 1/2 resolution rearranged with
+    ``pixel_shuffle`` (Shi et al. 2016), whose phases an odd shift swaps.
 
     Args:
         channels: ``(c1, c2, c3)``, default ``(16, 48, 96)``.
         num_residual: Number of separable residual blocks at 1/8 resolution, default 5.
         num_styles: Styles (conditional instance norms when above 1).
+        alias_free: Low-pass filtered resampling (default) or the original strided/nearest/pixel-shuffle design.
     """
 
     stride = 8
+    has_alias_free_design = True
 
     # The defaults trade speed for capacity: narrower trunks run faster but hold less of a style;
-    # bench/inference.py and the README have the frame rates.
-    def __init__(self, channels: Sequence[int] = (16, 48, 96), num_residual: int = 5, num_styles: int = 1) -> None:
+    # docs/performance.md has the frame rates.
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 48, 96),
+        num_residual: int = 5,
+        num_styles: int = 1,
+        alias_free: bool = True,
+    ) -> None:
         (c1, c2, c3), num_residual = _trunk(channels, num_residual)
-        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual)
+        alias_free = bool(alias_free)
+        super().__init__(num_styles, channels=[c1, c2, c3], num_residual=num_residual, alias_free=alias_free)
         s = self.num_styles
-        self.encoder = nn.Sequential(
-            ConvNormAct(3, c1, 3, stride=2, num_styles=s),
-            ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
-            ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
-        )
+        if alias_free:
+            self.encoder = nn.Sequential(
+                LowPassDownsample(3),
+                ConvNormAct(3, c1, 3, num_styles=s),
+                LowPassDownsample(c1),
+                ConvNormAct(c1, c2, 3, num_styles=s),
+                LowPassDownsample(c2),
+                ConvNormAct(c2, c3, 3, num_styles=s),
+            )
+        else:
+            self.encoder = nn.Sequential(
+                ConvNormAct(3, c1, 3, stride=2, num_styles=s),
+                ConvNormAct(c1, c2, 3, stride=2, num_styles=s),
+                ConvNormAct(c2, c3, 3, stride=2, num_styles=s),
+            )
         self.residual = nn.Sequential(*(SeparableResidualBlock(c3, s) for _ in range(num_residual)))
         self.up_quarter = nn.Sequential(
             # The ReLU makes the decoder non-linear before its first norm; without it, the residual blocks' last
@@ -283,18 +355,23 @@ class LightNet(StyleNetwork):
             nn.ReLU(),
             # No biases before the instance norm: it would remove them (see ConvNormAct).
             ConvNormAct(c3, c2, 1, norm=False, act=False, bias=False),
-            Upsample(2),
+            SmoothUpsample(c2) if alias_free else Upsample(2),
             ConvNormAct(c2, c2, 3, groups=c2, norm=False, act=False, bias=False),
             ConvNormAct(c2, c2, 1, num_styles=s),
         )
-        self.up_half = nn.Sequential(
+        half = [
             ConvNormAct(c2, c1, 1, norm=False, act=False, bias=False),
-            Upsample(2),
+            SmoothUpsample(c1) if alias_free else Upsample(2),
             ConvNormAct(c1, c1, 3, groups=c1, norm=False, act=False, bias=False),
             ConvNormAct(c1, c1, 1, num_styles=s),
-            ConvNormAct(c1, 3 * 4, 3, norm=False, act=False),
-            nn.PixelShuffle(2),
-        )
+        ]
+        if alias_free:
+            # RGB at 1/2 resolution, then smooth interpolation: as cheap as the sub-pixel output, without its phases.
+            half += [ConvNormAct(c1, 3, 3, norm=False, act=False), SmoothUpsample(3)]
+        else:
+            # The original sub-pixel output avoids any 16-channel full-resolution tensor, at the price of a phase grid.
+            half += [ConvNormAct(c1, 3 * 4, 3, norm=False, act=False), nn.PixelShuffle(2)]
+        self.up_half = nn.Sequential(*half)
 
     def _forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.up_quarter(self.residual(self.encoder(x)))
@@ -336,7 +413,8 @@ def flops_per_pixel(net: nn.Module, size: tuple[int, int] = (256, 256)) -> float
 
     Measured with forward hooks on every ``nn.Conv2d`` for one ``[1, 3, *size]`` input (256x256 by default, a
     multiple of every network's stride, so no padding inflates it); biases, norms, activations, padding and
-    upsampling are not counted (they are memory-bound and small in FLOPs).
+    upsampling and the fixed low-pass filters of the alias-free design are not counted (they are memory-bound and
+    small in FLOPs).
     """
     total = 0
 
