@@ -166,7 +166,7 @@ def test_concurrent_job_limit(client, monkeypatch):
     jobs.start(job_id, "a.mp4", path, Controls("m"))
     r = client.post("/api/videos", files={"video": ("b.mp4", b"y")})
     hold.set()
-    assert r.status_code == 400
+    assert r.status_code == 429  # Too Many Requests: try again later
     assert r.json()["error"] == "1 video jobs are already running (the --max-jobs limit); try again later"
 
 

@@ -6,7 +6,7 @@ disk before any route code runs.
 
 from __future__ import annotations
 
-import json
+from inference.serve.errors import send_error
 
 
 class _TooLarge(BaseException):
@@ -61,7 +61,4 @@ class UploadLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"error": too_large_message(self.limit)}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, too_large_message(self.limit))
