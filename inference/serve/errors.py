@@ -25,10 +25,14 @@ class Busy(UserError):
 
 
 def one_line(message: object, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``message`` as one line (runs of whitespace, newlines included, become one space), cut to ``limit``
-    characters with an ellipsis."""
+    """``message`` as one line (runs of whitespace, newlines included, become one space) of at most ``limit``
+    characters: a longer one loses its middle to an ellipsis, since a long quoted value sits in the middle and both the
+    subject (the start) and the way out (the end: "available: ...") matter."""
     text = " ".join(str(message).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
 
 
 def error_body(message: object) -> bytes:
