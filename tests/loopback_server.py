@@ -7,14 +7,16 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from inference.engine.options import RuntimeOptions
+from inference.serve.access import Access
 from inference.serve.app import ServeConfig, create_app
 from inference.serve.catalog import Catalog
 
@@ -26,14 +28,23 @@ def png(array: np.ndarray) -> bytes:
 
 
 @contextmanager
-def loopback_server(model: Path, config: ServeConfig | None = None, catalog: Catalog | None = None) -> Iterator[str]:
-    """Serve ``model`` with ``config`` on 127.0.0.1; yields ``http://127.0.0.1:PORT``; stops the server at exit."""
+def loopback_server(
+    model: Path,
+    config: ServeConfig | None = None,
+    catalog: Catalog | None = None,
+    access: Callable[[int], Access] | None = None,
+) -> Iterator[str]:
+    """Serve ``model`` with ``config`` on 127.0.0.1 (and the access policy ``access(port)`` makes, when given);
+    yields ``http://127.0.0.1:PORT``; stops the server at exit."""
     import uvicorn
 
     catalog = catalog or Catalog(model, RuntimeOptions(device="cpu", backend="torch"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    config = config or ServeConfig()
+    if access is not None:
+        config = replace(config, access=access(port))
     # log_config=None: uvicorn's records reach the root logger, so caplog sees every traceback it would print.
     app = create_app(catalog, config)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", log_config=None, ws_max_size=2**24))

@@ -121,11 +121,11 @@ def test_six_simultaneous_uploads_two_slots(model, make_video, tmp_path):
         f"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch"))
-    hold, load = threading.Event(), catalog.load
-    catalog.load = lambda *args: (hold.wait(30), load(*args))[1]  # admitted jobs stay running until released
     (tmp_path / "jobs").mkdir()
     config = ServeConfig(max_jobs=2, jobs_folder=tmp_path / "jobs")
     with loopback_server(model, config, catalog) as url:
+        hold, load = threading.Event(), catalog.load
+        catalog.load = lambda *args: (hold.wait(30), load(*args))[1]  # admitted jobs stay running until released
         sockets = [socket.create_connection(("127.0.0.1", port_of(url)), timeout=30) for _ in range(6)]
         try:
             for s in sockets:  # every body but its last bytes...
