@@ -19,6 +19,7 @@ from inference.engine.options import RuntimeOptions
 from inference.serve.access import Access
 from inference.serve.app import ServeConfig, create_app
 from inference.serve.catalog import Catalog
+from inference.serve.server import server_config
 
 
 def png(array: np.ndarray) -> bytes:
@@ -47,7 +48,7 @@ def loopback_server(
         config = replace(config, access=access(port))
     # log_config=None: uvicorn's records reach the root logger, so caplog sees every traceback it would print.
     app = create_app(catalog, config)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", log_config=None, ws_max_size=2**24))
+    server = uvicorn.Server(server_config(app, "info", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -118,7 +118,7 @@ def test_messages_are_bounded(server, make_image, caplog):
     r = httpx.post(server + "/api/image", files={"image": ("n" * 600 + ".txt", b"text")})
     message = one_error(r, 400)  # the name is cut in its middle; the problem stays whole
     assert message.startswith("nnnn") and message.endswith("n.txt: not an image (Pillow cannot identify it)")
-    assert one_error(httpx.get(server + "/api/videos/" + "z" * 8000), 404).startswith("unknown video job 'zzz")
+    assert one_error(httpx.get(server + "/api/videos/" + "z" * 3000), 404).startswith("unknown video job 'zzz")
     no_trace(caplog)
 
 

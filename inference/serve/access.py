@@ -110,7 +110,10 @@ class Access:
 
     def token_given(self, headers: dict[bytes, bytes], query: bytes) -> tuple[str | None, bool]:
         """The token the request carries and whether it came in the query string (then the cookie is set)."""
-        values = parse_qs(query.decode("latin-1"), max_num_fields=64).get("token")
+        try:
+            values = parse_qs(query.decode("latin-1"), max_num_fields=64).get("token")
+        except ValueError:  # Over 64 fields: no page of ours sends that; it carries no token we read.
+            values = None
         if values:
             return values[0], True
         auth = headers.get(b"authorization", b"").decode("latin-1").split()

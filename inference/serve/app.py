@@ -73,8 +73,8 @@ def _error(status: int, message: object, headers: dict[str, str] | None = None) 
 
 def create_app(catalog: Catalog, config: ServeConfig | None = None):
     """Build the ASGI application around ``catalog`` (stylizers load on first use; the default one at startup):
-    the FastAPI app inside the upload limit (:class:`~inference.serve.limits.UploadLimit`), inside the access guard
-    (:class:`~inference.serve.access.Guard`) when ``config.access`` is set."""
+    the FastAPI app inside the access guard (:class:`~inference.serve.access.Guard`) when ``config.access`` is set,
+    inside the size limits (:class:`~inference.serve.limits.UploadLimit`)."""
     config = config or ServeConfig()
     frames = FrameService(catalog)
     jobs = VideoJobs(catalog, config.max_jobs, config.jobs_folder, config.max_pixels)
@@ -93,8 +93,8 @@ def create_app(catalog: Catalog, config: ServeConfig | None = None):
     _error_handlers(app)
     _routes(app, catalog, frames, jobs, config)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    limited = UploadLimit(app, config.max_upload_bytes)
-    return limited if config.access is None else Guard(limited, config.access)
+    # The size limits come first, so that no refusal (the guard's included) logs a 100 KB request target.
+    return UploadLimit(app if config.access is None else Guard(app, config.access), config.max_upload_bytes)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -137,6 +137,7 @@ def main(args: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from inference.serve.app import ServeConfig, create_app
+        from inference.serve.server import server_config
     except ImportError as exc:
         raise UserError(
             f"stylize-serve needs the serve extra: pip install 'styletrain[serve]' ({exc.name} missing)"
@@ -179,8 +180,7 @@ def main(args: Sequence[str] | None = None) -> int:
         on_ready=ready,
     )
     app = create_app(catalog, config)
-    level = "warning" if opts.quiet else "info"
-    uvicorn.Server(uvicorn.Config(app, log_level=level, ws_max_size=2**24)).run(sockets=[sock])
+    uvicorn.Server(server_config(app, "warning" if opts.quiet else "info")).run(sockets=[sock])
     return 0
 
 
