@@ -3,7 +3,8 @@
 API (every error is ``{"error": "<one line>"}`` with a 4xx status, never a stack trace; framework errors such as
 an unknown route, a wrong method or a malformed multipart body included; :mod:`inference.serve.errors`):
 
-- ``GET /api/info``: the artifacts (name, architecture, styles), the limits and the device.
+- ``GET /api/info``: the artifacts (name, architecture, styles), the limits (upload bytes, jobs, pixels) and the
+  device.
 - ``POST /api/image``: multipart ``image`` plus optional control fields (:class:`~inference.serve.catalog.Controls`)
   and ``format`` (jpeg, png, webp) -> the stylized image.
 - ``POST /api/videos``: multipart ``video`` plus control fields -> ``202 {"id": ..., ...}``; ``GET /api/videos/{id}``
@@ -151,6 +152,7 @@ def _routes(app: FastAPI, catalog: Catalog, frames: FrameService, jobs: VideoJob
             "backend": stylizer.backend,
             "max_upload_bytes": config.max_upload_bytes,
             "max_jobs": config.max_jobs,
+            "max_pixels": config.max_pixels,
         }
 
     @app.post("/api/image")
