@@ -144,15 +144,14 @@ def main(args: Sequence[str] | None = None) -> int:
         ) from None
     from inference.serve.catalog import Catalog
 
-    sock = bind(opts.host, opts.port)  # First: a taken port must not cost a model load nor print "ready".
-    port = sock.getsockname()[1]
-    access = access_policy(opts, port)
     _set_threads(opts.threads)
     try:
-        catalog = Catalog(opts.model, runtime_options(opts))
+        catalog = Catalog(opts.model, runtime_options(opts))  # headers only: cheap, and names a bad -m at once
     except UserError as exc:  # The library names its fields; the flags are this command's names for them.
-        sock.close()
         raise UserError(exc.with_flags(flag)) from None
+    sock = bind(opts.host, opts.port)  # Before the model loads: a taken port costs no load and prints no "ready".
+    port = sock.getsockname()[1]
+    access = access_policy(opts, port)
     if not is_loopback(opts.host):
         log.warning(
             "listening on %s: anyone who can reach port %d and has the token can upload files and use this "
