@@ -137,3 +137,16 @@ def test_cli_on_every_interface_prints_the_token_url_and_requires_it(model, tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_host_rules_by_bound_address():
+    one = Access("192.168.1.4", 8000, (), TOKEN)  # one interface: its address only
+    assert one.host_problem("192.168.1.4:8000") is None
+    assert one.host_problem("evil.example:8000") is not None and one.host_problem("127.0.0.1:8000") is not None
+    assert one.host_problem(None) is not None  # HTTP/1.0 without a Host header
+    loop = Access("localhost", 8000)
+    assert loop.host_problem("127.0.0.2") is None and loop.host_problem("LOCALHOST.:8000") is None
+    assert loop.host_problem("localhost.evil.example") is not None
+    assert Access("::", 8000, (), TOKEN).host_problem("anything.example") is None  # every interface: the token guards
+    assert loop.origin_problem("http://localhost:8000", "localhost:8000") is None
+    assert loop.origin_problem("https://localhost:8000.evil.example", "localhost:8000") is not None
