@@ -154,3 +154,20 @@ def test_six_simultaneous_uploads_two_slots(model, make_video, tmp_path):
         r = httpx.post(url + "/api/videos", files={"video": ("clip.mp4", clip)})  # the slots were given back
         assert r.status_code == 202 and wait_for(url, r.json()["id"])["status"] == "done"
         assert np.isfinite(r.json()["total_frames"])
+
+
+def test_each_decoded_frame_is_checked_too(model, make_video, tmp_path):
+    """A stream may declare one size and carry another: the job checks every frame before the network sees it (here
+    the job is started without the header check, as if the header had lied)."""
+    from inference.serve.catalog import Controls
+    from inference.serve.video_jobs import VideoJobs
+
+    jobs = VideoJobs(Catalog(model, RuntimeOptions(device="cpu", backend="torch")), 1, tmp_path / "j", max_pixels=2000)
+    (tmp_path / "j").mkdir()
+    clip = make_video(tmp_path / "clip.mp4", n_frames=4, size=(64, 48), audio=False)
+    job_id, path = jobs.new_upload("clip.mp4")
+    path.write_bytes(clip.read_bytes())
+    job = jobs.start(job_id, "clip.mp4", path, Controls("m"))
+    jobs.close()
+    assert job.status == "failed" and job.error == "clip.mp4: frame: 64x48 is more than 0.002 megapixels"
+    assert job.frames == 0 and jobs.active() == 0 and not (tmp_path / "j" / f"{job_id}-stylized.mp4").exists()
