@@ -34,6 +34,14 @@ def server(model, tmp_path):
         yield url
 
 
+@pytest.fixture(autouse=True)
+def inference_log_reaches_caplog(monkeypatch):
+    """In-process CLI tests (``setup_logging``) stop the ``inference`` logger from propagating; caplog needs it."""
+    logger = logging.getLogger("inference")
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+
+
 def one_error(response: httpx.Response | tuple[int, bytes], status: int) -> str:
     """The message of a ``status`` answer in the one error shape (nothing else in the body)."""
     code, body = (response.status_code, response.content) if isinstance(response, httpx.Response) else response
