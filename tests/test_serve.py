@@ -61,7 +61,7 @@ def test_info_lists_the_artifact_and_limits(client):
     info = client.get("/api/info").json()
     assert info["artifacts"] == [{"name": "m", "architecture": "tiny", "styles": ["s"], "temporal": False}]
     assert info["default"] == "m" and info["device"] == "cpu"
-    assert info["max_upload_bytes"] == 200_000 and info["max_jobs"] == 1
+    assert info["max_upload_bytes"] == 200_000 and info["max_jobs"] == 1 and info["max_pixels"] == 50_000_000
 
 
 def test_image_in_image_out_matches_the_stylizer(client, model, make_image):
@@ -166,7 +166,7 @@ def test_concurrent_job_limit(client, monkeypatch):
     jobs.start(job_id, "a.mp4", path, Controls("m"))
     r = client.post("/api/videos", files={"video": ("b.mp4", b"y")})
     hold.set()
-    assert r.status_code == 400
+    assert r.status_code == 429  # Too Many Requests: try again later
     assert r.json()["error"] == "1 video jobs are already running (the --max-jobs limit); try again later"
 
 

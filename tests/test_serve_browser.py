@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,25 +76,24 @@ def multi(model: Path) -> Path:
     return two_style_artifact(model.parent / "multi.safetensors", "light")
 
 
-@pytest.fixture(scope="module")
-def server(model: Path, multi: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``stylize-serve`` on the folder of both artifacts, in its own process, as a user starts it; yields its URL once
-    it answers."""
-    tmp_path = tmp_path_factory.mktemp("serve-log")
+@contextmanager
+def serving(folder: Path, log_path: Path, *args: str, env: dict[str, str] | None = None, query: str = ""):
+    """``stylize-serve -m folder ARGS`` in its own process, as a user starts it; yields its URL (port 127.0.0.1, with
+    ``query`` to reach it) once it answers, and stops it with SIGTERM."""
     port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    cmd = [sys.executable, "-m", "inference.serve.cli", "-m", str(model.parent), "--port", str(port), "--device", "cpu"]
-    proc = subprocess.Popen(cmd + ["--max-upload-mb", "5"], stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "w")
+    cmd = [sys.executable, "-m", "inference.serve.cli", "-m", str(folder), "--port", str(port), "--device", "cpu"]
+    proc = subprocess.Popen(cmd + list(args), stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120  # Generous: CI machines are shared; bench/live.py measures the start.
         while True:
             try:
-                urllib.request.urlopen(url + "/api/info", timeout=2).read()
+                urllib.request.urlopen(url + "/api/info" + query, timeout=2).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((tmp_path / "server.log").read_text()) from None
+                    raise AssertionError(log_path.read_text()) from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -104,6 +105,13 @@ def server(model: Path, multi: Path, tmp_path_factory: pytest.TempPathFactory):
             raise AssertionError("stylize-serve did not stop within 30 s of SIGTERM") from None
         finally:
             log.close()
+
+
+@pytest.fixture(scope="module")
+def server(model: Path, multi: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``stylize-serve`` on the folder of both artifacts; yields its URL once it answers."""
+    with serving(model.parent, tmp_path_factory.mktemp("serve-log") / "server.log", "--max-upload-mb", "5") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +227,33 @@ def test_uploads_and_errors_in_the_browser(page, make_image, make_video, tmp_pat
     page.set_input_files("#image-file", str(big))
     page.wait_for_function("document.getElementById('error').textContent.startsWith('upload too large')")
     assert page.inner_text("#error") == "upload too large: the limit is 5 MB (stylize-serve --max-upload-mb)"
+
+
+def test_page_with_a_token_beyond_the_loopback(browser, model, make_image, tmp_path):
+    """Listening on every interface, the server answers nothing without its token; the page opened from the printed
+    URL (``?token=``) keeps it in a cookie, so its own requests, image upload and webcam socket work."""
+    from PIL import Image
+
+    token = "browser-test-token-0123"
+    env = {**os.environ, "STYLIZE_SERVE_TOKEN": token}
+    with serving(model, tmp_path / "server.log", "--host", "0.0.0.0", env=env, query=f"?token={token}") as url:
+        assert f"at {url}/?token={token}" in (tmp_path / "server.log").read_text()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/", timeout=10)
+        assert refused.value.code == 401
+        context = browser.new_context()
+        context.grant_permissions(["camera"], origin=url)
+        page = context.new_page()
+        try:
+            page.goto(f"{url}/?token={token}")
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            photo = tmp_path / "photo.png"
+            Image.fromarray(make_image(48, 64, seed=2)).save(photo)
+            page.set_input_files("#image-file", str(photo))
+            page.wait_for_function("document.getElementById('image-result').naturalWidth === 64", timeout=30_000)
+            page.click("#start")
+            page.wait_for_function("window.liveStats.received >= 3", timeout=60_000)
+            page.click("#stop")
+            assert page.is_hidden("#error")
+        finally:
+            context.close()

@@ -4,6 +4,10 @@ Example::
 
     stylize-serve -m starry.safetensors            # then open http://127.0.0.1:8000
     stylize-serve -m artifacts/ --max-upload-mb 50 --max-jobs 1
+    stylize-serve -m starry.safetensors --host 0.0.0.0   # prints http://...:8000/?token=...; no token, no answer
+
+The port is bound before the model loads, so a taken port is one line and exit status 2, never a "ready" line. Who may
+connect: :mod:`inference.serve.access`.
 
 Needs the ``serve`` extra (``pip install 'styletrain[serve]'``: FastAPI, uvicorn, WebSockets).
 """
@@ -11,17 +15,21 @@ Needs the ``serve`` extra (``pip install 'styletrain[serve]'``: FastAPI, uvicorn
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
+import os
+import re
+import secrets
+import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from inference.app.argtypes import add_field, flag, from_namespace, ranged
 from inference.app.cli import _Parser
 from inference.app.console import setup_logging
 from inference.core.errors import UserError, exit_on_user_error
 from inference.engine.options import RuntimeOptions
+from inference.serve.access import TOKEN_ENV, Access, is_loopback, origin_of
 
 log = logging.getLogger("inference")
 #: The runtime options the server takes from its command line; the page's controls set the live ones per request.
@@ -49,6 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-jobs", type=ranged(int, 1), default=2, metavar="N",
         help="video jobs queued or running at once; more are refused until one finishes (default 2)",
     )  # fmt: skip
+    p.add_argument(
+        "--max-megapixels", type=ranged(float, 0, low_open=True), default=50.0, metavar="MP",
+        help="largest image or video frame, counted after the stroke scale (0.25 runs the network on 16x the "
+        "pixels); webcam frames: this or 4K, whichever is lower (default 50)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-origin", action="append", default=[], metavar="URL",
+        help="also accept requests from this origin and its host (a reverse proxy, e.g. https://styles.example.com); "
+        "repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--token", default=None,
+        help=f"the token every request must carry (default: ${TOKEN_ENV}; with neither, one is made up when --host "
+        "is beyond the loopback, and none is needed on the loopback)",
+    )  # fmt: skip
     for name in _RUNTIME_FIELDS:
         add_field(p, RuntimeOptions, name)
     p.add_argument(
@@ -59,14 +82,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` reaches this machine only (``localhost``, ``127.x``, ``::1``)."""
-    if host == "localhost":
-        return True
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0: any free one), before anything slow happens.
+
+    Raises:
+        UserError: The address cannot be used (taken, not this machine's, not resolvable), in one line.
+    """
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise UserError(f"--host {host}: cannot listen there ({exc.strerror or exc})") from None
+    try:
+        # As uvicorn does: a restarted server can take over the port from connections still in TIME_WAIT (a port
+        # with a live listener still refuses).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def access_policy(opts: argparse.Namespace, port: int, environ: Mapping[str, str] = os.environ) -> Access:
+    """The :class:`~inference.serve.access.Access` the options ask for: the token from ``--token``, else the
+    environment, else made up when listening beyond the loopback (else none).
+
+    Raises:
+        UserError: A malformed ``--allow-origin`` or token (one line).
+    """
+    try:
+        origins = tuple(origin_of(url) for url in opts.allow_origin)
+    except ValueError as exc:
+        raise UserError(f"--allow-origin {exc}") from None
+    token = opts.token if opts.token is not None else environ.get(TOKEN_ENV) or None
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{8,256}", token):
+        raise UserError("--token: expected 8 to 256 letters, digits or . _ ~ - (it goes into URLs and a cookie)")
+    if token is None and not is_loopback(opts.host):
+        token = secrets.token_urlsafe(24)
+    return Access(opts.host, port, origins, token)
 
 
 @exit_on_user_error
@@ -79,6 +137,7 @@ def main(args: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from inference.serve.app import ServeConfig, create_app
+        from inference.serve.server import server_config
     except ImportError as exc:
         raise UserError(
             f"stylize-serve needs the serve extra: pip install 'styletrain[serve]' ({exc.name} missing)"
@@ -87,30 +146,48 @@ def main(args: Sequence[str] | None = None) -> int:
 
     _set_threads(opts.threads)
     try:
-        catalog = Catalog(opts.model, runtime_options(opts))
+        catalog = Catalog(opts.model, runtime_options(opts))  # headers only: cheap, and names a bad -m at once
     except UserError as exc:  # The library names its fields; the flags are this command's names for them.
         raise UserError(exc.with_flags(flag)) from None
+    sock = bind(opts.host, opts.port)  # Before the model loads: a taken port costs no load and prints no "ready".
+    port = sock.getsockname()[1]
+    access = access_policy(opts, port)
     if not is_loopback(opts.host):
         log.warning(
-            "listening on %s: anyone who can reach port %d can upload files and use this machine's GPU/CPU",
+            "listening on %s: anyone who can reach port %d and has the token can upload files and use this "
+            "machine's GPU/CPU",
             opts.host,
-            opts.port,
+            port,
         )
+    url = page_url(opts.host, port, access.token)
 
     def ready() -> None:
         if not opts.quiet:
             print(
                 f"stylize-serve: {len(catalog.paths)} artifact(s) from {opts.model}, ready in "
                 f"{time.perf_counter() - started:.1f}s ({time.process_time():.1f}s of CPU since the process started) "
-                f"at http://{opts.host}:{opts.port}",
+                f"at {url}",
                 file=sys.stderr,
                 flush=True,
             )
 
-    config = ServeConfig(max_upload_bytes=int(opts.max_upload_mb * 2**20), max_jobs=opts.max_jobs, on_ready=ready)
+    config = ServeConfig(
+        max_upload_bytes=int(opts.max_upload_mb * 2**20),
+        max_jobs=opts.max_jobs,
+        max_pixels=int(opts.max_megapixels * 1e6),
+        access=access,
+        on_ready=ready,
+    )
     app = create_app(catalog, config)
-    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning" if opts.quiet else "info", ws_max_size=2**24)
+    uvicorn.Server(server_config(app, "warning" if opts.quiet else "info")).run(sockets=[sock])
     return 0
+
+
+def page_url(host: str, port: int, token: str | None) -> str:
+    """The address to open: on every interface (``0.0.0.0``, ``::``) this machine's loopback one; with the token in
+    the query string (the page keeps it in a cookie)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
 def _set_threads(threads: int | None) -> None:

@@ -19,16 +19,14 @@ import numpy as np
 
 from inference.core.errors import UserError
 from inference.serve.catalog import Catalog, Controls, apply_controls
+from inference.serve.errors import one_line
+from inference.serve.pixels import MAX_IMAGE_PIXELS, check_pixels
 
 log = logging.getLogger("inference")
 
 #: JPEG quality of stylized webcam frames: the page shows them at once and drops them; 80 halves the bytes of 95
 #: at no visible cost on painted textures.
 STREAM_JPEG_QUALITY = 80
-#: Largest image accepted, in pixels (uploads), and largest webcam frame (4K): the bytes limit alone does not bound
-#: the memory a picture decodes to.
-MAX_IMAGE_PIXELS = 50_000_000
-MAX_FRAME_PIXELS = 3840 * 2160
 
 
 @dataclass
@@ -119,18 +117,27 @@ class FrameService:
         """Answer every request of ``batch`` with one line; never let the exception end the thread."""
         if not isinstance(exc, UserError):
             log.error("stylizing a frame failed", exc_info=exc)
-            exc = UserError(f"internal error while stylizing ({type(exc).__name__}: {exc})")
+            exc = UserError(f"internal error while stylizing ({type(exc).__name__}: {one_line(exc, 160)})")
         for r in batch:
             if r.future.running() or r.future.set_running_or_notify_cancel():  # skip callers that gave up
                 r.future.set_exception(exc)
 
 
-def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, name: str = "upload", max_pixels: int = MAX_IMAGE_PIXELS, stroke_scale: float = 1.0
+) -> np.ndarray:
     """Decode an uploaded image (any format Pillow reads) to ``uint8 [H, W, 3]`` RGB, EXIF orientation applied.
 
+    Args:
+        data: The file's bytes.
+        name: The file's name, for messages.
+        max_pixels: The pixel budget (:func:`~inference.serve.pixels.check_pixels`), checked on the header's size at
+            ``stroke_scale`` before anything is decoded.
+        stroke_scale: The stroke scale the image will run at (< 1 enlarges the network's input).
+
     Raises:
-        UserError: Not an image, an empty or truncated one, or one of more than ``max_pixels`` pixels (a small,
-            well-compressed file can hold a huge picture), in one line naming ``name``.
+        UserError: Not an image, an empty or truncated one, or one over the budget (a small, well-compressed file can
+            hold a huge picture), in one line naming ``name``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -138,14 +145,17 @@ def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_IMAGE_
         raise UserError(f"{name}: empty upload")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > max_pixels:
-                raise UserError(f"{name}: {img.width}x{img.height} is more than {max_pixels / 1e6:g} megapixels")
+            check_pixels(img.width, img.height, max_pixels, name, stroke_scale)
             img = ImageOps.exif_transpose(img)
             return np.asarray(img.convert("RGB"))
+    except UserError:
+        raise
     except UnidentifiedImageError:
         raise UserError(f"{name}: not an image (Pillow cannot identify it)") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"{name}: cannot decode the image ({exc})") from None
+    except Exception as exc:
+        # Any failure inside a decoder fed untrusted bytes is a broken upload, not a server fault: Pillow raises
+        # OSError and ValueError, but also SyntaxError (a PNG cut mid-IDAT), EOFError, struct.error and others.
+        raise UserError(f"{name}: cannot decode the image ({type(exc).__name__}: {one_line(exc, 160)})") from None
 
 
 def encode_image(array: np.ndarray, fmt: str = "JPEG", quality: int = 90) -> bytes:

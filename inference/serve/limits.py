@@ -1,12 +1,17 @@
-"""The upload size limit, enforced on the bytes as they arrive (a missing or false Content-Length does not help).
+"""The request size limits: the upload's bytes, enforced as they arrive (a missing or false Content-Length does not
+help), and the length of the request target (path and query string).
 
 An ASGI middleware rather than a check in each route: the multipart parser would otherwise spool the whole body to
-disk before any route code runs.
+disk before any route code runs. No route takes a long path or a query string, yet uvicorn accepts 100 KB of them and
+its access log would copy every one into the server's log.
 """
 
 from __future__ import annotations
 
-import json
+from inference.serve.errors import close_reason, send_error
+
+#: Longest request target (path plus query string) served, in bytes; the page's longest is under 100.
+MAX_TARGET_BYTES = 4096
 
 
 class _TooLarge(BaseException):
@@ -19,7 +24,8 @@ def too_large_message(limit: int) -> str:
 
 
 class UploadLimit:
-    """Answer 413 with a one-line JSON error to any HTTP request whose body exceeds ``limit`` bytes.
+    """Answer 413 with a one-line JSON error to any HTTP request whose body exceeds ``limit`` bytes, and 414 to one
+    whose target exceeds :data:`MAX_TARGET_BYTES` (a WebSocket: closed before the handshake completes).
 
     Args:
         app: The ASGI application.
@@ -30,6 +36,19 @@ class UploadLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
+        if target > MAX_TARGET_BYTES:
+            # The server logs the request after this answer, from this same scope: keep the log line short too.
+            scope["query_string"], scope["path"] = b"", scope["path"][:100] + "..."
+            message = f"request target too long: {target} bytes, the limit is {MAX_TARGET_BYTES}"
+            if scope["type"] == "http":
+                await send_error(send, 414, message)
+            else:
+                await send({"type": "websocket.close", "code": 1009, "reason": close_reason(message)})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -61,7 +80,4 @@ class UploadLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"error": too_large_message(self.limit)}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, too_large_message(self.limit))

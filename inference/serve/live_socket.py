@@ -9,6 +9,8 @@ Protocol (``/ws/live``):
 - server -> client, binary: the 8-byte tag echoed, a float32 server time in ms (decode + stylize + encode), a uint32
   count of frames dropped so far, then the stylized JPEG.
 - server -> client, text: ``{"type": "error", "error": "<one line>"}`` for a frame that is not an image.
+- server -> client, close 1009 (too big) or 1008 (policy) with a one-line reason for a controls message over
+  :data:`MAX_CONTROLS_CHARS` or nested too deeply to parse: such a client is broken or hostile, so it is closed.
 
 A frame that arrives while the previous one is still being stylized waits in a one-frame slot; a newer frame
 replaces it (and counts as dropped). Nothing queues, so latency stays one frame's work however slow the model is.
@@ -25,10 +27,22 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from inference.core.errors import UserError
 from inference.serve.catalog import Catalog, Controls
-from inference.serve.frames import MAX_FRAME_PIXELS, STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
+from inference.serve.errors import close_reason, error_json
+from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
+from inference.serve.pixels import MAX_FRAME_PIXELS
 
 TAG = struct.Struct("<d")
 REPLY_HEADER = struct.Struct("<dfI")
+#: Longest controls message, in characters: the page's are under 300; this leaves room for long blends.
+MAX_CONTROLS_CHARS = 16_384
+
+
+class _Closing(Exception):
+    """A message after which the socket is closed with ``code`` and a one-line ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 class _Slot:
@@ -52,11 +66,14 @@ class _Slot:
         return item
 
 
-async def serve_live(websocket: WebSocket, catalog: Catalog, frames: FrameService) -> None:
-    """Run one webcam connection until the client goes away."""
+async def serve_live(
+    websocket: WebSocket, catalog: Catalog, frames: FrameService, max_pixels: int = MAX_FRAME_PIXELS
+) -> None:
+    """Run one webcam connection until the client goes away; frames over ``max_pixels`` of work (after the stroke
+    scale, :func:`~inference.serve.pixels.check_pixels`) are refused with one line."""
     await websocket.accept()
     slot = _Slot()
-    worker = asyncio.create_task(_stylize_loop(websocket, slot, frames))
+    worker = asyncio.create_task(_stylize_loop(websocket, slot, frames, max_pixels))
     controls = catalog.controls({})
     try:
         while True:
@@ -69,6 +86,11 @@ async def serve_live(websocket: WebSocket, catalog: Catalog, frames: FrameServic
                 controls = await _controls_message(websocket, catalog, message["text"], controls)
     except WebSocketDisconnect:
         pass
+    except _Closing as exc:
+        try:
+            await websocket.close(exc.code, close_reason(exc.reason))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # The client left first.
     finally:
         slot.closed = True
         slot.ready.set()
@@ -76,15 +98,27 @@ async def serve_live(websocket: WebSocket, catalog: Catalog, frames: FrameServic
 
 
 async def _controls_message(websocket: WebSocket, catalog: Catalog, text: str, controls: Controls) -> Controls:
-    """Apply a ``controls`` message; on a bad one keep the old controls and answer one line."""
+    """Apply a ``controls`` message; on a bad one keep the old controls and answer one line.
+
+    Raises:
+        _Closing: The message is too long, or nested too deeply for the JSON parser (RecursionError).
+    """
+    if len(text) > MAX_CONTROLS_CHARS:
+        raise _Closing(1009, f"controls message too long: {len(text)} characters, the limit is {MAX_CONTROLS_CHARS}")
     try:
         message = json.loads(text)
+    except RecursionError:
+        raise _Closing(1008, "controls message nested too deeply") from None
+    except ValueError as exc:
+        await websocket.send_text(error_json(f"controls: not JSON ({exc})"))
+        return controls
+    try:
         if not isinstance(message, dict) or message.pop("type", None) != "controls":
             raise UserError('expected {"type": "controls", ...}')
         controls = catalog.controls(message, base=controls)
         await websocket.send_text(json.dumps({"type": "controls", "controls": dataclasses.asdict(controls)}))
     except (UserError, ValueError) as exc:
-        await websocket.send_text(json.dumps({"type": "error", "error": " ".join(str(exc).split())}))
+        await websocket.send_text(error_json(exc))
     return controls
 
 
@@ -111,7 +145,7 @@ class _History:
         return result
 
 
-async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService) -> None:
+async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService, max_pixels: int) -> None:
     """Take the newest frame, stylize it, send it; encoding and sending overlap the next frame's work."""
     sending: asyncio.Task | None = None
     loop = asyncio.get_running_loop()
@@ -127,14 +161,15 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService)
             continue
         tag = data[: TAG.size]
         try:
-            array = await asyncio.to_thread(decode_image, data[TAG.size :], "frame", MAX_FRAME_PIXELS)
+            frame = data[TAG.size :]
+            array = await asyncio.to_thread(decode_image, frame, "frame", max_pixels, controls.stroke_scale)
             out = await asyncio.wrap_future(frames.submit(array, controls))
             if controls.consistency > 0:
                 out = await asyncio.to_thread(history.consistent, array, out, controls)
             else:
                 history.reset()
         except UserError as exc:
-            await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
+            await websocket.send_text(error_json(exc))
             continue
         if sending is not None:
             await sending  # Frames go out in order.
