@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.core.errors import OptionError, UserError
+from inference.core.errors import MediaError, OptionError, UserError
+from inference.io.ffmpeg_waits import wait_for
 from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
 from inference.io.protocols import StreamSink, StreamSource
 
@@ -115,11 +116,19 @@ def _read(source: StreamSource, buffer: FrameBuffer, stop: threading.Event, pace
             if stop.is_set() or (duration is not None and seconds - first >= duration):
                 break
             if pace:  # A file played like a live source: no frame before its time (FFmpeg's -re).
-                time.sleep(max(0.0, start_wall + seconds - first - time.monotonic()))
+                ahead = start_wall + seconds - first - time.monotonic()
+                if ahead > MAX_PACE_WAIT:  # A timestamp jump (a restarted sender): pace from here, do not stall.
+                    start_wall -= ahead
+                elif stop.wait(max(0.0, ahead)):
+                    break
             buffer.put((array, seconds - first))
         buffer.finish()
     except BaseException as exc:  # Reported by the main thread, in its own words.
         buffer.finish(exc)
+
+
+#: Longest wait for a frame's time when pacing; a later timestamp is a jump in the stream's clock, not a schedule.
+MAX_PACE_WAIT = 2.0
 
 
 class _Writer:
@@ -144,12 +153,30 @@ class _Writer:
             raise self.error
         self.queue.put(item)
 
-    def finish(self) -> None:
-        """Encode what is queued and stop; raises the first write error."""
-        self.queue.put(None)
-        self.thread.join()
+    def finish(self, seconds: float) -> None:
+        """Encode what is queued and stop, waiting at most ``seconds``; raises the first write error.
+
+        Raises:
+            MediaError: The sink took no frame for ``seconds`` (a stream output whose receiver stopped reading).
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                if self.error is not None or not self.thread.is_alive():
+                    break
+                if time.monotonic() > deadline:
+                    raise self.stuck(seconds) from None
+        if not wait_for(self.thread, max(0.0, deadline - time.monotonic())):
+            raise self.stuck(seconds)
         if self.error is not None:
             raise self.error
+
+    def stuck(self, seconds: float) -> MediaError:
+        target = getattr(self.sink, "target", "the output")
+        return MediaError(f"{target}: the output took nothing for {seconds:g} s (is the receiver still reading?)")
 
 
 def stylize_live(
@@ -188,19 +215,27 @@ def stylize_live(
     except KeyboardInterrupt as exc:
         result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     finally:
+        # The reader stops first and is joined before any container closes: a reader still inside FFmpeg when its
+        # input is freed crashes the process (issue 28). interrupt() ends its wait for the next packet at once.
         stop.set()
+        source.interrupt()
         buffer.finish()
+        if not wait_for(reader, READ_JOIN_TIMEOUT):
+            log.warning("the input's reader did not stop within %g s", READ_JOIN_TIMEOUT)
         try:
-            writer.finish()
+            writer.finish(WRITE_TIMEOUT)
         finally:
-            sink.close()
-        reader.join(timeout=READ_JOIN_TIMEOUT)
+            if not writer.thread.is_alive():  # Never close a sink under a write still inside the encoder.
+                sink.close()
     result.read, result.dropped, result.seconds = buffer.received, buffer.dropped, time.perf_counter() - t0
     return result
 
 
-#: Seconds to wait for the reader after a stop (it may be inside a blocking read of a stalled stream).
-READ_JOIN_TIMEOUT = 2.0
+#: Seconds to wait for the reader after a stop: its read is interrupted at once, so this only bounds a failure.
+READ_JOIN_TIMEOUT = 5.0
+#: Seconds the writer may take to encode what is queued after the input ends; a sink that takes nothing that long is
+#: a receiver that stopped reading (one line, instead of a run that never ends).
+WRITE_TIMEOUT = 15.0
 
 
 def run_live(opts, options: RuntimeOptions) -> int:
