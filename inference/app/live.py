@@ -149,9 +149,14 @@ class _Writer:
                     self.error = exc
 
     def put(self, item) -> None:
+        """Queue a frame; raises the first write error, or :class:`MediaError` when the sink took nothing for
+        :data:`WRITE_TIMEOUT` seconds (a full queue behind a receiver that stopped reading)."""
         if self.error is not None:
             raise self.error
-        self.queue.put(item)
+        try:
+            self.queue.put(item, timeout=WRITE_TIMEOUT)
+        except queue.Full:
+            raise self.stuck(WRITE_TIMEOUT) from None
 
     def finish(self, seconds: float) -> None:
         """Encode what is queued and stop, waiting at most ``seconds``; raises the first write error.
@@ -222,8 +227,8 @@ def stylize_live(
         buffer.finish()
         if not wait_for(reader, READ_JOIN_TIMEOUT):
             log.warning("the input's reader did not stop within %g s", READ_JOIN_TIMEOUT)
-        try:
-            writer.finish(WRITE_TIMEOUT)
+        try:  # After a signal the output gets less time: a service manager's kill follows soon.
+            writer.finish(WRITE_TIMEOUT if result.stopped_by is None else min(WRITE_TIMEOUT, SIGNAL_WRITE_TIMEOUT))
         finally:
             if not writer.thread.is_alive():  # Never close a sink under a write still inside the encoder.
                 sink.close()
@@ -236,6 +241,8 @@ READ_JOIN_TIMEOUT = 5.0
 #: Seconds the writer may take to encode what is queued after the input ends; a sink that takes nothing that long is
 #: a receiver that stopped reading (one line, instead of a run that never ends).
 WRITE_TIMEOUT = 15.0
+#: The same after Ctrl-C or SIGTERM.
+SIGNAL_WRITE_TIMEOUT = 5.0
 
 
 def run_live(opts, options: RuntimeOptions) -> int:

@@ -229,7 +229,8 @@ def _nothing_arrived(source: LiveInput, seconds: float) -> str:
     """The line for an input that stayed silent: what did not arrive, where, and for how long."""
     waited = f"in {max(seconds, OPEN_TIMEOUT):.0f} s"
     if source.kind == "stream":
-        return f"nothing arrived on {source.target} {waited} (is the sender running, and sending to that address?)"
+        # "Nothing arrived" would be wrong for bytes FFmpeg could not recognise in time: no *stream* arrived.
+        return f"no stream arrived on {source.target} {waited} (is the sender running, and sending to that address?)"
     return f"no picture came from {source.target} {waited}"
 
 
@@ -277,17 +278,31 @@ class LiveSink(StreamSink):
         pts = max(round(seconds * self.rate), self._last_pts + 1)
         frame.pts, frame.time_base = pts, 1 / self.rate
         self._last_pts = pts
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
+        try:  # A stream output connects on its first packet: a refused or dropped receiver shows here.
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise MediaError(f"{self.target}: cannot write ({_short(exc)})") from None
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the container (the file is then complete and playable)."""
+        """Flush the encoder and finish the container (the file is then complete and playable).
+
+        Raises:
+            MediaError: The output could not take the last packets (one line naming it).
+        """
+        import av
+
         try:
             for packet in self.video.encode():
                 self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise MediaError(f"{self.target}: cannot write ({_short(exc)})") from None
         finally:
-            self.container.close()
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, OSError) as exc:  # The trailer of an output that is already gone.
+                log.warning("%s: cannot finish the output (%s)", self.target, _short(exc))
 
 
 def _short(exc: BaseException) -> str:
