@@ -132,6 +132,8 @@ def test_garbage_on_the_udp_port_is_one_line_not_a_codec_message(model, tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert "codec" not in err and "Traceback" not in err and "Immediate exit" not in err, err
+    if garbage == "random":
+        assert err.startswith(f"error: udp://127.0.0.1:{port}: what arrived is not a stream FFmpeg can read ("), err
     if garbage == "id3":  # Opened as an MP3 (its bad title replaced): there is no picture in it.
         assert err == f"error: udp://127.0.0.1:{port}: no video stream"
 
@@ -248,5 +250,5 @@ def test_a_refused_stream_output_is_one_line(model, make_video, tmp_path, capsys
     clip = make_video(tmp_path / "clip.mp4", n_frames=4, size=(32, 32), fps=25, audio=False)
     code = run([str(clip), "-m", str(model), "-o", "tcp://127.0.0.1:1", "--realtime", "--backend", "torch"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("error: tcp://127.0.0.1:1: cannot write (") and "refused" in err, err
+    assert code == 2 and err == "error: tcp://127.0.0.1:1: cannot write (Connection refused)", err
     assert len(err.splitlines()) == 1

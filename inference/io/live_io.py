@@ -206,6 +206,8 @@ def _open_input(source: LiveInput):
                 outcome["error"] = (
                     "cancelled" if waits.cancelled else _nothing_arrived(source, time.monotonic() - started)
                 )
+            except av.error.InvalidDataError as exc:  # Bytes arrived, but no format FFmpeg knows.
+                outcome["error"] = f"{source.target}: what arrived is not a stream FFmpeg can read ({_short(exc)})"
             except (av.error.FFmpegError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 outcome["error"] = f"{source.target}: cannot open ({_short(exc)})"
 
@@ -306,4 +308,6 @@ class LiveSink(StreamSink):
 
 
 def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+    """The library's words for ``exc`` on one line: FFmpeg's and the OS's own text, without errno or file name."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200] or type(exc).__name__
