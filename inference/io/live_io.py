@@ -135,6 +135,8 @@ class LiveSource(StreamSource):
         index = 0
         with cancellable() as waits:
             self._reader, self._waits = threading.current_thread(), waits
+            if self._stopping:  # interrupt() came before this thread registered its waits: nothing to read.
+                return
             try:
                 for frame in self.container.decode(self.stream):
                     if self._stopping:
