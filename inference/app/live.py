@@ -127,8 +127,9 @@ def _read(source: StreamSource, buffer: FrameBuffer, stop: threading.Event, pace
         buffer.finish(exc)
 
 
-#: Longest wait for a frame's time when pacing; a later timestamp is a jump in the stream's clock, not a schedule.
-MAX_PACE_WAIT = 2.0
+#: Longest wait for a frame's time when pacing (a still held for seconds is kept); a later timestamp is a jump in
+#: the stream's clock (a restarted sender), not a schedule.
+MAX_PACE_WAIT = 10.0
 
 
 class _Writer:
@@ -137,47 +138,52 @@ class _Writer:
     def __init__(self, sink: StreamSink) -> None:
         self.sink, self.error = sink, None
         self.queue: queue.Queue = queue.Queue(maxsize=WRITER_DEPTH)
+        self.progress = time.monotonic()  # The writer's last sign of life: a write begun or finished.
         self.thread = threading.Thread(target=self._loop, name="live-writer", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         while (item := self.queue.get()) is not None:
+            self.progress = time.monotonic()  # A write begins: the time since the last one is not the sink's fault.
             if self.error is None:
                 try:
                     self.sink.write(*item)
                 except BaseException as exc:
                     self.error = exc
+            self.progress = time.monotonic()
 
     def put(self, item) -> None:
         """Queue a frame; raises the first write error, or :class:`MediaError` when the sink took nothing for
         :data:`WRITE_TIMEOUT` seconds (a full queue behind a receiver that stopped reading)."""
-        if self.error is not None:
-            raise self.error
-        try:
-            self.queue.put(item, timeout=WRITE_TIMEOUT)
-        except queue.Full:
-            raise self.stuck(WRITE_TIMEOUT) from None
+        self._put(item, WRITE_TIMEOUT)
 
     def finish(self, seconds: float) -> None:
-        """Encode what is queued and stop, waiting at most ``seconds``; raises the first write error.
+        """Encode what is queued and stop; raises the first write error.
 
         Raises:
-            MediaError: The sink took no frame for ``seconds`` (a stream output whose receiver stopped reading).
+            MediaError: The sink finished no write for ``seconds`` (a stream output whose receiver stopped reading).
         """
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                self.queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                if self.error is not None or not self.thread.is_alive():
-                    break
-                if time.monotonic() > deadline:
-                    raise self.stuck(seconds) from None
-        if not wait_for(self.thread, max(0.0, deadline - time.monotonic())):
-            raise self.stuck(seconds)
+        self._put(None, seconds)
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+            if self.thread.is_alive() and time.monotonic() - self.progress > seconds:
+                raise self.stuck(seconds)
         if self.error is not None:
             raise self.error
+
+    def _put(self, item, seconds: float) -> None:
+        """Queue ``item``, waiting while the sink works, but not ``seconds`` past the writer's last sign of life."""
+        while True:
+            if self.error is not None and item is not None:
+                raise self.error  # (After an error the writer skips what is queued, so the end marker gets in.)
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self.thread.is_alive():
+                    return
+                if time.monotonic() - self.progress > seconds:
+                    raise self.stuck(seconds) from None
 
     def stuck(self, seconds: float) -> MediaError:
         target = getattr(self.sink, "target", "the output")
