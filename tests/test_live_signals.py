@@ -150,7 +150,7 @@ def check_run(code: int, err: str, seconds: float, phase: str) -> None:
     assert "Immediate exit requested" not in err, err
     assert code in (0, 143), f"{phase}: exit {code}\n{err}"
     # Prompt: under a second on an idle machine; the bound leaves room for a loaded CI (the old code took 15 s).
-    assert seconds < 8.0, f"{phase}: {seconds:.1f}s from SIGTERM to exit\n{err}"
+    assert seconds < 12.0, f"{phase}: {seconds:.1f}s from SIGTERM to exit\n{err}"
 
 
 @pytest.mark.slow

@@ -139,6 +139,7 @@ class _Writer:
         self.sink, self.error = sink, None
         self.queue: queue.Queue = queue.Queue(maxsize=WRITER_DEPTH)
         self.progress = time.monotonic()  # The writer's last sign of life: a write begun or finished.
+        self.closing = False  # Closing flushes the encoder's look-ahead: one call that may take seconds.
         self.thread = threading.Thread(target=self._loop, name="live-writer", daemon=True)
         self.thread.start()
 
@@ -151,6 +152,13 @@ class _Writer:
                 except BaseException as exc:
                     self.error = exc
             self.progress = time.monotonic()
+        # The sink is closed here, after its last write, never under one; and the encoder's flush (all the frames its
+        # look-ahead holds) cannot block the main thread, which stays free to take a signal.
+        self.progress, self.closing = time.monotonic(), True
+        try:
+            self.sink.close()
+        except BaseException as exc:
+            self.error = self.error or exc
 
     def put(self, item) -> None:
         """Queue a frame; raises the first write error, or :class:`MediaError` when the sink took nothing for
@@ -158,16 +166,18 @@ class _Writer:
         self._put(item, WRITE_TIMEOUT)
 
     def finish(self, seconds: float) -> None:
-        """Encode what is queued and stop; raises the first write error.
+        """Encode what is queued, close the sink (flushing the encoder) and stop; raises the first write error.
 
         Raises:
-            MediaError: The sink finished no write for ``seconds`` (a stream output whose receiver stopped reading).
+            MediaError: The sink finished no write for ``seconds``, or its closing took over :data:`WRITE_TIMEOUT`
+                (a stream output whose receiver stopped reading).
         """
         self._put(None, seconds)
         while self.thread.is_alive():
             self.thread.join(0.1)
-            if self.thread.is_alive() and time.monotonic() - self.progress > seconds:
-                raise self.stuck(seconds)
+            idle = time.monotonic() - self.progress
+            if self.thread.is_alive() and idle > (WRITE_TIMEOUT if self.closing else seconds):
+                raise self.stuck(round(idle))
         if self.error is not None:
             raise self.error
 
@@ -233,11 +243,8 @@ def stylize_live(
         buffer.finish()
         if not wait_for(reader, READ_JOIN_TIMEOUT):
             log.warning("the input's reader did not stop within %g s", READ_JOIN_TIMEOUT)
-        try:  # After a signal the output gets less time: a service manager's kill follows soon.
-            writer.finish(WRITE_TIMEOUT if result.stopped_by is None else min(WRITE_TIMEOUT, SIGNAL_WRITE_TIMEOUT))
-        finally:
-            if not writer.thread.is_alive():  # Never close a sink under a write still inside the encoder.
-                sink.close()
+        # After a signal a stalled output gets less time: a service manager's kill follows soon.
+        writer.finish(WRITE_TIMEOUT if result.stopped_by is None else min(WRITE_TIMEOUT, SIGNAL_WRITE_TIMEOUT))
     result.read, result.dropped, result.seconds = buffer.received, buffer.dropped, time.perf_counter() - t0
     return result
 
