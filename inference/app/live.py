@@ -237,7 +237,7 @@ def stylize_live(
         result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     finally:
         # The reader stops first and is joined before any container closes: a reader still inside FFmpeg when its
-        # input is freed crashes the process (issue 28). interrupt() ends its wait for the next packet at once.
+        # input is freed crashes the process. interrupt() ends its wait for the next packet at once.
         stop.set()
         source.interrupt()
         buffer.finish()

@@ -1,7 +1,7 @@
 """Joining a Ray cluster within seconds, or one line saying why not (``stylize-video --cluster ray``).
 
 Ray's own join waits on the cluster's control store (GCS) for minutes when nothing answers at the address (over
-400 s for ``127.0.0.1:1``, issue 28) and prints its C++ warnings meanwhile. So before ``ray.init``:
+400 s for ``127.0.0.1:1``) and prints its C++ warnings meanwhile. So before ``ray.init``:
 
 * the address is checked (:func:`check_reachable`, a few seconds at most): a refused, silent or unresolvable
   address, or one where something answers that does not speak gRPC (a Ray cluster's control store does), fails at

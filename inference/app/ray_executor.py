@@ -133,7 +133,7 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            check_reachable(self.address)  # Seconds, not Ray's minutes, when nothing answers there (issue 28).
+            check_reachable(self.address)  # Seconds, not Ray's minutes, when nothing answers there.
             handler = signal.getsignal(signal.SIGTERM)
             try:
                 with ray_messages_hidden():

@@ -3,7 +3,7 @@
 FFmpeg's blocking calls (``avformat_open_input``, ``av_read_frame``) poll an interrupt callback about every 100 ms.
 PyAV's callback only compares ``time.monotonic()`` with the container's timeout, and gives Python no other way in:
 a thread waiting on a silent stream stays blocked for the whole timeout, and a process that closes the container
-under it, or exits, crashes (issue 28). So PyAV's callback is handed a clock that answers "the timeout has passed"
+under it, or exits, crashes. So PyAV's callback is handed a clock that answers "the timeout has passed"
 to the threads that were cancelled; every other thread sees the real clock. A cancelled call then returns
 ``AVERROR_EXIT`` (PyAV's ``ExitError``) within one poll, and its thread can be joined before anything closes.
 

@@ -90,7 +90,7 @@ class LiveSource(StreamSource):
 
     Every FFmpeg wait is bounded (:data:`OPEN_TIMEOUT`, :data:`READ_TIMEOUT`) and can be ended at once from another
     thread (:meth:`interrupt`): the stream is opened on a helper thread, so the main thread stays free to take a
-    signal (SIGTERM while a silent stream is being opened exits at once, issue 28), and :meth:`close` ends and joins
+    signal (SIGTERM while a silent stream is being opened exits at once), and :meth:`close` ends and joins
     the thread reading :meth:`frames` before the container closes (closing under it crashed the process).
 
     Args:
