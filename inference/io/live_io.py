@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -198,16 +197,13 @@ def _open_input(source: LiveInput):
     def open_here() -> None:
         with cancellable() as waits:
             outcome["waits"] = waits
-            started = time.monotonic()
             try:
                 outcome["container"] = av.open(
                     source.target, format=source.format, options=_open_options(source),
                     timeout=(OPEN_TIMEOUT, READ_TIMEOUT), metadata_errors="replace",
                 )  # fmt: skip
-            except av.error.ExitError:
-                outcome["error"] = (
-                    "cancelled" if waits.cancelled else _nothing_arrived(source, time.monotonic() - started)
-                )
+            except av.error.ExitError:  # Cancelled (the caller is taking a signal), or OPEN_TIMEOUT passed.
+                outcome["error"] = "cancelled" if waits.cancelled else _nothing_arrived(source)
             except av.error.InvalidDataError as exc:  # Bytes arrived, but no format FFmpeg knows.
                 outcome["error"] = f"{source.target}: what arrived is not a stream FFmpeg can read ({_short(exc)})"
             except (av.error.FFmpegError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
@@ -229,9 +225,9 @@ def _open_input(source: LiveInput):
     return outcome["container"]
 
 
-def _nothing_arrived(source: LiveInput, seconds: float) -> str:
+def _nothing_arrived(source: LiveInput) -> str:
     """The line for an input that stayed silent: what did not arrive, where, and for how long."""
-    waited = f"in {max(seconds, OPEN_TIMEOUT):.0f} s"
+    waited = f"in {OPEN_TIMEOUT:g} s"
     if source.kind == "stream":
         # "Nothing arrived" would be wrong for bytes FFmpeg could not recognise in time: no *stream* arrived.
         return f"no stream arrived on {source.target} {waited} (is the sender running, and sending to that address?)"
