@@ -140,3 +140,19 @@ def test_a_live_local_cluster_passes_the_check():
         assert time.monotonic() - t0 < 3
     finally:
         cluster.shutdown()
+
+
+def test_native_writes_to_stderr_are_hidden_while_joining_unless_asked_for(capfd, monkeypatch):
+    import os
+
+    from inference.app.ray_address import LOGS_ENV, ray_messages_hidden
+
+    monkeypatch.delenv(LOGS_ENV, raising=False)
+    with ray_messages_hidden():
+        os.write(2, b"[W gcs_client.cc:210] Failed to get cluster ID\n")  # what Ray's C++ core does
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"
+    monkeypatch.setenv(LOGS_ENV, "1")
+    with ray_messages_hidden():
+        os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"
