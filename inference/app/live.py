@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.core.errors import OptionError, UserError
+from inference.core.errors import MediaError, OptionError, UserError
+from inference.io.ffmpeg_waits import wait_for
 from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, live_output
 from inference.io.protocols import StreamSink, StreamSource
 
@@ -115,11 +116,20 @@ def _read(source: StreamSource, buffer: FrameBuffer, stop: threading.Event, pace
             if stop.is_set() or (duration is not None and seconds - first >= duration):
                 break
             if pace:  # A file played like a live source: no frame before its time (FFmpeg's -re).
-                time.sleep(max(0.0, start_wall + seconds - first - time.monotonic()))
+                ahead = start_wall + seconds - first - time.monotonic()
+                if ahead > MAX_PACE_WAIT:  # A timestamp jump (a restarted sender): pace from here, do not stall.
+                    start_wall -= ahead
+                elif stop.wait(max(0.0, ahead)):
+                    break
             buffer.put((array, seconds - first))
         buffer.finish()
     except BaseException as exc:  # Reported by the main thread, in its own words.
         buffer.finish(exc)
+
+
+#: Longest wait for a frame's time when pacing (a still held for seconds is kept); a later timestamp is a jump in
+#: the stream's clock (a restarted sender), not a schedule.
+MAX_PACE_WAIT = 10.0
 
 
 class _Writer:
@@ -128,28 +138,66 @@ class _Writer:
     def __init__(self, sink: StreamSink) -> None:
         self.sink, self.error = sink, None
         self.queue: queue.Queue = queue.Queue(maxsize=WRITER_DEPTH)
+        self.progress = time.monotonic()  # The writer's last sign of life: a write begun or finished.
+        self.closing = False  # Closing flushes the encoder's look-ahead: one call that may take seconds.
         self.thread = threading.Thread(target=self._loop, name="live-writer", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         while (item := self.queue.get()) is not None:
+            self.progress = time.monotonic()  # A write begins: the time since the last one is not the sink's fault.
             if self.error is None:
                 try:
                     self.sink.write(*item)
                 except BaseException as exc:
                     self.error = exc
+            self.progress = time.monotonic()
+        # The sink is closed here, after its last write, never under one; and the encoder's flush (all the frames its
+        # look-ahead holds) cannot block the main thread, which stays free to take a signal.
+        self.progress, self.closing = time.monotonic(), True
+        try:
+            self.sink.close()
+        except BaseException as exc:
+            self.error = self.error or exc
 
     def put(self, item) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(item)
+        """Queue a frame; raises the first write error, or :class:`MediaError` when the sink took nothing for
+        :data:`WRITE_TIMEOUT` seconds (a full queue behind a receiver that stopped reading)."""
+        self._put(item, WRITE_TIMEOUT)
 
-    def finish(self) -> None:
-        """Encode what is queued and stop; raises the first write error."""
-        self.queue.put(None)
-        self.thread.join()
+    def finish(self, seconds: float) -> None:
+        """Encode what is queued, close the sink (flushing the encoder) and stop; raises the first write error.
+
+        Raises:
+            MediaError: The sink finished no write for ``seconds``, or its closing took over :data:`WRITE_TIMEOUT`
+                (a stream output whose receiver stopped reading).
+        """
+        self._put(None, seconds)
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+            idle = time.monotonic() - self.progress
+            if self.thread.is_alive() and idle > (WRITE_TIMEOUT if self.closing else seconds):
+                raise self.stuck(round(idle))
         if self.error is not None:
             raise self.error
+
+    def _put(self, item, seconds: float) -> None:
+        """Queue ``item``, waiting while the sink works, but not ``seconds`` past the writer's last sign of life."""
+        while True:
+            if self.error is not None and item is not None:
+                raise self.error  # (After an error the writer skips what is queued, so the end marker gets in.)
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self.thread.is_alive():
+                    return
+                if time.monotonic() - self.progress > seconds:
+                    raise self.stuck(seconds) from None
+
+    def stuck(self, seconds: float) -> MediaError:
+        target = getattr(self.sink, "target", "the output")
+        return MediaError(f"{target}: the output took nothing for {seconds:g} s (is the receiver still reading?)")
 
 
 def stylize_live(
@@ -188,19 +236,26 @@ def stylize_live(
     except KeyboardInterrupt as exc:
         result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     finally:
+        # The reader stops first and is joined before any container closes: a reader still inside FFmpeg when its
+        # input is freed crashes the process. interrupt() ends its wait for the next packet at once.
         stop.set()
+        source.interrupt()
         buffer.finish()
-        try:
-            writer.finish()
-        finally:
-            sink.close()
-        reader.join(timeout=READ_JOIN_TIMEOUT)
+        if not wait_for(reader, READ_JOIN_TIMEOUT):
+            log.warning("the input's reader did not stop within %g s", READ_JOIN_TIMEOUT)
+        # After a signal a stalled output gets less time: a service manager's kill follows soon.
+        writer.finish(WRITE_TIMEOUT if result.stopped_by is None else min(WRITE_TIMEOUT, SIGNAL_WRITE_TIMEOUT))
     result.read, result.dropped, result.seconds = buffer.received, buffer.dropped, time.perf_counter() - t0
     return result
 
 
-#: Seconds to wait for the reader after a stop (it may be inside a blocking read of a stalled stream).
-READ_JOIN_TIMEOUT = 2.0
+#: Seconds to wait for the reader after a stop: its read is interrupted at once, so this only bounds a failure.
+READ_JOIN_TIMEOUT = 5.0
+#: Seconds the writer may take to encode what is queued after the input ends; a sink that takes nothing that long is
+#: a receiver that stopped reading (one line, instead of a run that never ends).
+WRITE_TIMEOUT = 15.0
+#: The same after Ctrl-C or SIGTERM.
+SIGNAL_WRITE_TIMEOUT = 5.0
 
 
 def run_live(opts, options: RuntimeOptions) -> int:

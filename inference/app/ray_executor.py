@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.app.argtypes import flag
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
+from inference.app.ray_address import check_reachable, join_failed, ray_messages_hidden
 from inference.core.errors import OptionError, Terminated, UserError
 
 if TYPE_CHECKING:
@@ -132,10 +133,14 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
+            check_reachable(self.address)  # Seconds, not Ray's minutes, when nothing answers there.
             handler = signal.getsignal(signal.SIGTERM)
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-            except (ConnectionError, ValueError, RuntimeError) as exc:
+                with ray_messages_hidden():
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            except ConnectionError as exc:
+                raise join_failed(self.address, str(exc)) from None
+            except (ValueError, RuntimeError) as exc:
                 address = self.address or os.environ.get("RAY_ADDRESS", "")
                 raise OptionError("ray_address", f"{address}: {exc}") from None
             finally:

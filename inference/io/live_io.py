@@ -11,6 +11,7 @@ Nothing here treats a URL as a path: :mod:`inference.io.video_reader` is for fil
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +19,7 @@ from fractions import Fraction
 import numpy as np
 
 from inference.core.errors import MediaError
+from inference.io.ffmpeg_waits import Waits, cancellable, wait_for
 from inference.io.media import Resize
 from inference.io.protocols import StreamSink, StreamSource
 
@@ -85,6 +87,11 @@ def _open_options(source: LiveInput) -> dict[str, str]:
 class LiveSource(StreamSource):
     """Decode a live input into RGB frames with their timestamps.
 
+    Every FFmpeg wait is bounded (:data:`OPEN_TIMEOUT`, :data:`READ_TIMEOUT`) and can be ended at once from another
+    thread (:meth:`interrupt`): the stream is opened on a helper thread, so the main thread stays free to take a
+    signal (SIGTERM while a silent stream is being opened exits at once), and :meth:`close` ends and joins
+    the thread reading :meth:`frames` before the container closes (closing under it crashed the process).
+
     Args:
         source: From :func:`live_input`, or ``LiveInput(path, None, "file")`` for a file read at its own pace.
         resize: Output size rules (``even`` is always applied: the encoders take 4:2:0).
@@ -94,19 +101,16 @@ class LiveSource(StreamSource):
         rate: The stream's nominal frame rate (25 when it does not say).
 
     Raises:
-        MediaError: The input cannot be opened, or has no video stream (one line naming it).
+        MediaError: The input cannot be opened, nothing arrived in time, or it has no video stream (one line naming
+            it).
     """
 
     def __init__(self, source: LiveInput, resize: Resize | None = None) -> None:
-        import av
-
         self.source = source
-        try:
-            self.container = av.open(
-                source.target, format=source.format, options=_open_options(source), timeout=(OPEN_TIMEOUT, READ_TIMEOUT)
-            )
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise MediaError(f"{source.target}: cannot open ({_short(exc)})") from None
+        self._stopping = False
+        self._reader: threading.Thread | None = None
+        self._waits: Waits | None = None
+        self.container = _open_input(source)
         if not self.container.streams.video:
             self.container.close()
             raise MediaError(f"{source.target}: no video stream")
@@ -117,25 +121,117 @@ class LiveSource(StreamSource):
         (self.width, self.height), self._scaled = rule.target(self.stream.width, self.stream.height)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
-        """Yield ``(uint8 [H, W, 3] RGB, seconds)``; seconds from the stream's timestamps (or the frame rate)."""
+        """Yield ``(uint8 [H, W, 3] RGB, seconds)``; seconds from the stream's timestamps (or the frame rate).
+
+        Ends when the input ends, when :meth:`interrupt` is called, or when nothing arrives for
+        :data:`READ_TIMEOUT` seconds after some frames (a stalled source: a warning, and the frames so far stand).
+
+        Raises:
+            MediaError: Nothing decodable arrived (one line naming the input and what did not arrive).
+        """
         import av
 
         index = 0
-        try:
-            for frame in self.container.decode(self.stream):
-                seconds = float(frame.time) if frame.time is not None else index / float(self.rate)
-                index += 1
-                yield frame.to_ndarray(width=self.width, height=self.height, format="rgb24"), seconds
-        except av.error.FFmpegError as exc:
-            if index == 0:
-                raise MediaError(f"{self.source.target}: cannot decode ({_short(exc)})") from None
-            log.warning(
-                "%s: the input ended with an error after %d frames (%s)", self.source.target, index, _short(exc)
-            )
+        with cancellable() as waits:
+            self._reader, self._waits = threading.current_thread(), waits
+            if self._stopping:  # interrupt() came before this thread registered its waits: nothing to read.
+                return
+            try:
+                for frame in self.container.decode(self.stream):
+                    if self._stopping:
+                        return
+                    seconds = float(frame.time) if frame.time is not None else index / float(self.rate)
+                    index += 1
+                    yield frame.to_ndarray(width=self.width, height=self.height, format="rgb24"), seconds
+            except av.error.ExitError:  # FFmpeg's wait was ended: interrupt(), or READ_TIMEOUT passed.
+                if waits.cancelled or self._stopping:
+                    return
+                if index == 0:
+                    raise MediaError(
+                        f"{self.source.target}: no video frame arrived in {READ_TIMEOUT:g} s after the stream opened"
+                    ) from None
+                log.warning(
+                    "%s: nothing arrived for %g s after %d frames; taking the stream as ended",
+                    self.source.target, READ_TIMEOUT, index,
+                )  # fmt: skip
+            except (av.error.FFmpegError, UnicodeError) as exc:
+                if self._stopping:
+                    return
+                if index == 0:
+                    raise MediaError(f"{self.source.target}: cannot decode ({_short(exc)})") from None
+                log.warning(
+                    "%s: the input ended with an error after %d frames (%s)", self.source.target, index, _short(exc)
+                )
+
+    def interrupt(self) -> None:
+        """Make :meth:`frames` end now, from any thread: a wait for the next packet returns at once."""
+        self._stopping = True
+        if self._waits is not None:
+            self._waits.cancel()
 
     def close(self) -> None:
-        """Release the input."""
+        """End and join the thread reading :meth:`frames`, then release the input.
+
+        If that thread is still inside FFmpeg after :data:`READ_TIMEOUT` (it could not be interrupted), the
+        container is left open: freeing it under a running read is a native crash, a leak at exit is not.
+        """
+        self.interrupt()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            if not wait_for(reader, READ_TIMEOUT + 2.0):
+                log.warning("%s: the input's reader did not stop; the input is left open", self.source.target)
+                return
         self.container.close()
+
+
+def _open_input(source: LiveInput):
+    """Open ``source`` on a helper thread; the calling thread waits in short steps, so a signal is taken at once.
+
+    A :class:`KeyboardInterrupt` (Ctrl-C, or SIGTERM as :class:`~inference.core.errors.Terminated`) raised while
+    waiting ends the helper's FFmpeg wait, joins it, closes what it may have opened, and propagates.
+    """
+    import av
+
+    outcome: dict = {}
+
+    def open_here() -> None:
+        with cancellable() as waits:
+            outcome["waits"] = waits
+            try:
+                outcome["container"] = av.open(
+                    source.target, format=source.format, options=_open_options(source),
+                    timeout=(OPEN_TIMEOUT, READ_TIMEOUT), metadata_errors="replace",
+                )  # fmt: skip
+            except av.error.ExitError:  # Cancelled (the caller is taking a signal), or OPEN_TIMEOUT passed.
+                outcome["error"] = "cancelled" if waits.cancelled else _nothing_arrived(source)
+            except av.error.InvalidDataError as exc:  # Bytes arrived, but no format FFmpeg knows.
+                outcome["error"] = f"{source.target}: what arrived is not a stream FFmpeg can read ({_short(exc)})"
+            except (av.error.FFmpegError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                outcome["error"] = f"{source.target}: cannot open ({_short(exc)})"
+
+    helper = threading.Thread(target=open_here, name="live-open", daemon=True)
+    helper.start()
+    try:
+        wait_for(helper, float("inf"))
+    except BaseException:
+        waits = outcome.get("waits")
+        if waits is not None:
+            waits.cancel()
+        if wait_for(helper, OPEN_TIMEOUT + 2.0) and "container" in outcome:
+            outcome["container"].close()
+        raise
+    if "error" in outcome:
+        raise MediaError(outcome["error"])
+    return outcome["container"]
+
+
+def _nothing_arrived(source: LiveInput) -> str:
+    """The line for an input that stayed silent: what did not arrive, where, and for how long."""
+    waited = f"in {OPEN_TIMEOUT:g} s"
+    if source.kind == "stream":
+        # "Nothing arrived" would be wrong for bytes FFmpeg could not recognise in time: no *stream* arrived.
+        return f"no stream arrived on {source.target} {waited} (is the sender running, and sending to that address?)"
+    return f"no picture came from {source.target} {waited}"
 
 
 class LiveSink(StreamSink):
@@ -182,18 +278,34 @@ class LiveSink(StreamSink):
         pts = max(round(seconds * self.rate), self._last_pts + 1)
         frame.pts, frame.time_base = pts, 1 / self.rate
         self._last_pts = pts
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
+        try:  # A stream output connects on its first packet: a refused or dropped receiver shows here.
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise MediaError(f"{self.target}: cannot write ({_short(exc)})") from None
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the container (the file is then complete and playable)."""
+        """Flush the encoder and finish the container (the file is then complete and playable).
+
+        Raises:
+            MediaError: The output could not take the last packets (one line naming it).
+        """
+        import av
+
         try:
             for packet in self.video.encode():
                 self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise MediaError(f"{self.target}: cannot write ({_short(exc)})") from None
         finally:
-            self.container.close()
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, OSError) as exc:  # The trailer of an output that is already gone.
+                log.warning("%s: cannot finish the output (%s)", self.target, _short(exc))
 
 
 def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+    """The library's words for ``exc`` on one line: FFmpeg's and the OS's own text, without errno or file name."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200] or type(exc).__name__

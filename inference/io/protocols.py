@@ -94,8 +94,12 @@ class StreamSource(Protocol):
         """Yield ``(uint8 [H, W, 3] RGB, seconds)`` as frames arrive."""
         ...
 
+    def interrupt(self) -> None:
+        """Make :meth:`frames` end soon, from any thread, even while it waits for the next packet."""
+        ...
+
     def close(self) -> None:
-        """Release the input."""
+        """Release the input (after the thread reading :meth:`frames` has ended)."""
         ...
 
 
