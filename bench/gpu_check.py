@@ -1,93 +1,180 @@
-"""The device check: one prepared command for a short GPU window.
+"""The device check: one prepared command for a short GPU window, that returns whatever it measured.
 
-Usage (from the repository root)::
+Usage (from the repository root; on the device machine through ``python3 -m bench.device_kit run --out $OUT``)::
 
-    python -m bench.gpu_check                   # everything below in at most 8 minutes on one H100-class GPU
-    python -m bench.gpu_check --budget 300      # a shorter window: sections that do not fit are "not measured"
+    python -m bench.gpu_check --out DIR                  # everything below in at most 8 minutes on one GPU
+    python -m bench.gpu_check --budget 300 --out DIR     # a shorter window: rows that do not fit are "not run: time"
+    python -m bench.gpu_check --dry-run --out DIR        # every section on the CPU at tiny sizes (under 2 minutes)
 
-Without CUDA it prints one line and exits with status 1 at once. With CUDA, in order, each section within its share
-of ``--budget`` seconds (a section that runs out stops and says so):
+Without CUDA (and without ``--dry-run``) it prints one line and exits with status 1 at once. With CUDA, in order, each
+section within its share of ``--budget`` seconds (a row that runs past its section's deadline is stopped there):
 
-1. the GPU tests (``pytest -m gpu``);
-2. model only: johnson, light, identity x 360p, 1080p, 4K x fp32, fp16, bf16 (bf16 only where native), frames/s;
-3. end to end: identity, light, johnson at 360p and 1080p through ``stylize_file`` with the stage table, plus the
-   encoders alone on the same frames (libx264 at the same preset, and the default encoder);
+1. model only: johnson, light, identity x 360p, 1080p, 4K x fp32, fp16, bf16 (bf16 only where native), frames/s;
+2. end to end: identity, light, johnson through the artifact loader ``stylize-video`` uses (cuDNN autotuning on) and
+   ``stylize_file``, at the default consistency (0.8, RAFT with random ``raft_small`` weights: its timing does not
+   depend on them) and at 0; 360p rows from a 360p clip; plus the encoders alone at 1080p;
+3. consistency: the stage's cost per 1080p frame (0.8 against 0) for light, johnson and the shipped artifact
+   (``docs/models/``), frames in memory, with the flow and stage busy times;
 4. training: johnson at 256 px, bf16-mixed, with and without compile, temporal loss off and on, images/s;
-5. a batch over every visible GPU (``stylize-video a.mp4 b.mp4 ... --devices cuda``).
+5. a batch over every visible GPU (``stylize-video a.mp4 b.mp4 ... --devices cuda``), only where there are two;
+6. last, the GPU tests (``pytest -m gpu``) with their own timeout (``--tests-timeout``), in their own process group,
+   killed as a whole when it passes.
 
-Writes ``bench/results/gpu-check-<gpu>.json`` (machine, every figure, the stage tables, the verdicts) and prints
-one summary table with every GPU target met or not (:mod:`bench.gpu_targets`). Exit status 0 when the GPU tests
-passed and every target was met, else 1. Figures are medians of three timed runs after a warm-up.
+End-to-end figures are steady state: each row times the clip's first :attr:`Plan.short_seconds` and the whole clip,
+and reports the frames between them over the time between them (start-up, cuDNN autotuning and the encoder's
+opening excluded), beside the whole-file rate. Writes ``gpu-check-<gpu>.json`` into ``--out`` after every row
+(machine, every figure, the stage tables, errors, the verdicts at the end) and prints one summary table with every GPU
+target met or not (:mod:`bench.gpu_targets`). A section that fails is recorded under ``errors`` and the next one
+runs. Exit status 0 when the GPU tests passed and every target was met, else 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
-import json
 import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.check_guard import Budget, Report, RowTimeout, guarded, run_group
 from bench.gpu_targets import all_met, evaluate, summary
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"360p": (360, 640), "1080p": (1080, 1920), "4K": (2160, 3840)}
-MODEL_NETWORKS = ("johnson", "light", "identity")
-DEVICE = "cuda"  # "cpu" only to smoke-test this script without a GPU (--device cpu)
-# Shares of the budget per section, in order; what a section leaves unused goes to the next ones.
-SHARES = {"gpu_tests": 0.30, "model_only": 0.20, "end_to_end": 0.25, "training": 0.17, "multi_gpu": 0.08}
+SHIPPED_ARTIFACT = ROOT / "docs" / "models" / "starry_night+great_wave-hed-light.safetensors"
+#: The consistency ``stylize-video`` runs at by default (the API's default is 0).
+DEFAULT_CONSISTENCY = 0.8
+# Shares of the budget (after the GPU tests' own timeout) per section, in order; what a section leaves unused goes to
+# the next ones.
+SHARES = {"model_only": 0.25, "end_to_end": 0.35, "consistency": 0.15, "training": 0.17, "multi_gpu": 0.08}
+
+__all__ = ["Budget", "main"]  # Budget: re-exported for the tests
 
 
-class Budget:
-    """Wall-clock accounting: a section may run until its deadline; :meth:`left` is what remains of it."""
+@dataclass(frozen=True)
+class Plan:
+    """What the check measures: the full plan on a GPU, or :data:`DRY` on the CPU at tiny sizes."""
 
-    def __init__(self, seconds: float) -> None:
-        self.start, self.total, self.deadline = time.monotonic(), float(seconds), time.monotonic()
+    device: str
+    sizes: dict[str, tuple[int, int]]  # name -> (height, width)
+    model_networks: tuple[str, ...]
+    #: network, size, precision, codec (None: the default, NVENC where it opens), preset, consistency
+    e2e_rows: tuple[tuple[str, str, str, str | None, str, float], ...]
+    clip_frames: int  # frames of each end-to-end clip (30 frames/s)
+    short_seconds: float  # the steady-state window starts after this much of the clip
+    repeats: int  # timed repetitions of each row after a warm-up (fewer when the section's time runs out)
+    consistency_networks: tuple[str, ...]  # plus the shipped artifact
+    consistency_frames: int
+    train: tuple[int, int, int, int, tuple[str, ...]]  # size, batch, steps, warmup, variants
+    tests: tuple[str, ...]  # what pytest -m gpu collects
 
-    def open(self, share: float) -> None:
-        remaining_total = self.total - (time.monotonic() - self.start)
-        self.deadline = time.monotonic() + max(0.0, min(remaining_total, self.total * share + self.carry()))
 
-    def carry(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
+FULL = Plan(
+    device="cuda",
+    sizes={"360p": (360, 640), "1080p": (1080, 1920), "4K": (2160, 3840)},
+    model_networks=("johnson", "light", "identity"),
+    e2e_rows=(
+        ("identity", "360p", "auto", None, "medium", 0.0),
+        ("identity", "1080p", "auto", "libx264", "medium", 0.0),
+        ("light", "360p", "auto", None, "medium", DEFAULT_CONSISTENCY),
+        ("light", "1080p", "auto", None, "medium", DEFAULT_CONSISTENCY),
+        ("light", "1080p", "auto", None, "medium", 0.0),
+        ("johnson", "360p", "auto", None, "veryfast", 0.0),
+        ("johnson", "360p", "auto", None, "veryfast", DEFAULT_CONSISTENCY),
+        ("johnson", "1080p", "fp16", None, "medium", 0.0),
+        ("johnson", "1080p", "fp16", None, "medium", DEFAULT_CONSISTENCY),
+    ),
+    clip_frames=180,
+    short_seconds=1.0,
+    repeats=3,
+    consistency_networks=("light", "johnson"),
+    consistency_frames=60,
+    train=(256, 16, 20, 3, ("bf16", "bf16+compile")),
+    tests=("tests",),
+)
+DRY = Plan(
+    device="cpu",
+    sizes={"360p": (48, 64), "1080p": (64, 96), "4K": (96, 128)},
+    model_networks=("light", "identity"),
+    e2e_rows=(
+        ("identity", "1080p", "auto", "libx264", "ultrafast", 0.0),
+        ("light", "360p", "auto", "libx264", "ultrafast", DEFAULT_CONSISTENCY),
+    ),
+    clip_frames=12,
+    short_seconds=0.2,
+    repeats=1,
+    consistency_networks=("light",),
+    consistency_frames=6,
+    train=(64, 2, 1, 1, ("fp32",)),
+    tests=("tests/test_device_flow.py",),
+)
 
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
+
+@dataclass
+class Context:
+    """What every section gets: the plan, the section's budget, the report and a scratch folder."""
+
+    plan: Plan
+    budget: Budget
+    report: Report
+    tmp: Path
+    tests_timeout: float = 150.0
+    _files: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    def artifact(self, name: str) -> Path:
+        """A random-weight artifact of network ``name`` (saved once)."""
+        if name not in self._files:
+            from inference.model.artifact import save_artifact
+            from inference.model.networks import build_network
+
+            self._files[name] = save_artifact(self.tmp / f"{name}.safetensors", build_network(name), style_name="s",
+                                              style_sha256="0" * 64, config={}, temporal=False)  # fmt: skip
+        return self._files[name]
+
+    def raft_weights(self) -> Path | None:
+        """A ``raft_small`` state dict with random weights (saved once), on CUDA; None on the CPU (DIS runs there)."""
+        if self.plan.device != "cuda":
+            return None
+        if "raft" not in self._files:
+            import torch
+            from torchvision.models.optical_flow import raft_small
+
+            torch.manual_seed(0)
+            torch.save(raft_small(weights=None).state_dict(), self.tmp / "raft_small_random.pth")
+            self._files["raft"] = self.tmp / "raft_small_random.pth"
+        return self._files["raft"]
+
+    def clip(self, size: str) -> Path:
+        """A textured pan of :attr:`Plan.clip_frames` frames made at ``size`` (saved once)."""
+        key = f"clip-{size}"
+        if key not in self._files:
+            self._files[key] = make_clip(self.tmp / f"{key}.mp4", self.plan.clip_frames, self.plan.sizes[size])
+        return self._files[key]
 
 
-def timed_median(run: Callable[[], float], repeats: int = 3) -> dict[str, Any]:
-    """One warm-up call, then ``repeats`` timed ones: ``{"median", "min", "max", "runs"}`` of what ``run`` returns."""
-    run()
-    values = [run() for _ in range(repeats)]
+def timed(run: Callable[[], float], ctx: Context) -> dict[str, Any]:
+    """One warm-up call of ``run``, then up to :attr:`Plan.repeats` timed ones while the section's time allows:
+    ``{"median", "min", "max", "runs"}`` of what ``run`` returns (inside :meth:`Budget.row`)."""
+    with ctx.budget.row():
+        t0 = time.perf_counter()
+        run()
+        values: list[float] = []
+        for _ in range(ctx.plan.repeats):
+            if values and ctx.budget.left() < 1.5 * (time.perf_counter() - t0) / (len(values) + 1):
+                break  # the next repetition would not fit: keep what was measured
+            values.append(run())
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
-def run_gpu_tests(budget: Budget, results: dict[str, Any], _tmp: Path) -> None:
-    """``pytest -m gpu`` in a subprocess, within the section's time."""
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
-    t0 = time.perf_counter()
-    try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(10.0, budget.left()))
-        out, code = done.stdout + done.stderr, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        out, code = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or ""), "timeout"
-    counts = {
-        k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", out.splitlines()[-1] if out else "")
-    }
-    failures = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    results["gpu_tests"] = {"exit": code, "seconds": round(time.perf_counter() - t0, 1), **counts, "failures": failures}
-
-
-def model_only(budget: Budget, results: dict[str, Any], _tmp: Path) -> None:
+def model_only(ctx: Context) -> None:
     """Frames/s of each network x size x precision, model only, through the Stylizer's ``run_network``."""
     import torch
 
@@ -96,23 +183,27 @@ def model_only(budget: Budget, results: dict[str, Any], _tmp: Path) -> None:
     from inference.engine.precision import bf16_native
     from inference.model.networks import build_network
 
-    device = torch.device(DEVICE)
+    device = torch.device(ctx.plan.device)
     precisions = ["fp32"] if device.type == "cpu" else ["fp32", "fp16"] + (["bf16"] if bf16_native(device) else [])
-    rows = results.setdefault("model_only", [])
-    for name in MODEL_NETWORKS:
+    for name in ctx.plan.model_networks:
         net = build_network(name)
-        for size, (h, w) in SIZES.items():
+        for size, (h, w) in ctx.plan.sizes.items():
             batch = min(8, PeakTensor(net).max_batch(h, w))
             for precision in precisions:
-                if budget.left() < 2:
-                    rows.append({"network": name, "size": size, "precision": precision, "status": "not run: time"})
-                    continue
-                row = measure_model_fps(net, h, w, batch, device, precision, backend="torch", min_time=0.2, min_iters=5)
-                rows.append({"network": name, "size": size, **{k: row.get(k) for k in ("precision", "batch", "fps",
-                             "fps_min", "fps_max", "peak_mem_mb", "status")}})  # fmt: skip
-    johnson = [r for r in rows if (r["network"], r["size"], r["precision"]) == ("johnson", "1080p", "fp16")]
+                row = {"network": name, "size": size, "precision": precision}
+                try:
+                    with ctx.budget.row():
+                        got = measure_model_fps(net, h, w, batch, device, precision, backend="torch", min_time=0.2,
+                                                min_iters=5)  # fmt: skip
+                    row.update({k: got.get(k) for k in ("precision", "batch", "fps", "fps_min", "fps_max",
+                                                        "peak_mem_mb", "status")})  # fmt: skip
+                except RowTimeout:
+                    row["status"] = "not run: time"
+                ctx.report.add("model_only", row)
+    key = ("johnson", "1080p", "fp16")
+    johnson = [r for r in ctx.report["model_only"] if (r["network"], r["size"], r["precision"]) == key]
     if johnson and johnson[0].get("fps"):
-        results["figures"]["johnson_fp16_1080p_model_fps"] = johnson[0]["fps"]
+        ctx.report["figures"]["johnson_fp16_1080p_model_fps"] = johnson[0]["fps"]
 
 
 def make_clip(path: Path, frames: int = 180, size: tuple[int, int] = (1080, 1920)) -> Path:
@@ -168,119 +259,197 @@ def encoder_alone_fps(clip: Path, codec: str | None, preset: str, size: tuple[in
     return len(frames) / (time.perf_counter() - t0)
 
 
-E2E_ROWS = [  # network, size, precision, codec (None: the default, NVENC where it opens), preset
-    ("identity", "360p", "auto", None, "medium"),
-    ("identity", "1080p", "auto", "libx264", "medium"),
-    ("light", "360p", "auto", None, "medium"),
-    ("light", "1080p", "auto", None, "medium"),
-    ("johnson", "360p", "auto", None, "veryfast"),
-    ("johnson", "1080p", "fp16", None, "medium"),
-]
-
-
-def end_to_end(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
-    """``stylize_file`` frames/s with the stage table for each row of :data:`E2E_ROWS`, and the encoders alone."""
+def _stylize_rate(ctx: Context, stylizer, clip: Path, codec: str | None, preset: str, last: dict) -> float:
+    """Steady-state frames/s of ``stylize_file`` on ``clip``: the frames past :attr:`Plan.short_seconds` over the
+    time they took (a run of the short part subtracted from a run of the whole); the whole run's rate, stage table
+    and path go into ``last``."""
     from inference.app.convert import stylize_file
+
+    def once(**trim: Any):
+        return stylize_file(stylizer, clip, ctx.tmp / "out.mp4", codec=codec, preset=preset, overwrite=True,
+                            audio=False, stats=True, **trim)  # fmt: skip
+
+    short, whole = once(duration=ctx.plan.short_seconds), once()
+    last.update(table=whole.clock.table(whole.seconds), path=whole.path, whole_file_fps=whole.fps,
+                frames=whole.frames)  # fmt: skip
+    if whole.frames <= short.frames or whole.seconds <= short.seconds:
+        return whole.fps
+    return (whole.frames - short.frames) / (whole.seconds - short.seconds)
+
+
+def end_to_end(ctx: Context) -> None:
+    """Steady-state ``stylize_file`` frames/s with the stage table for each row of :attr:`Plan.e2e_rows`, loaded as
+    ``stylize-video`` loads an artifact (cuDNN autotuning on CUDA); then the encoders alone at 1080p."""
+    from inference.app.jobs import load_stylizer
     from inference.engine.options import RuntimeOptions
-    from inference.engine.stylizer import Stylizer
     from inference.io.encoders import resolve_encoder
-    from inference.model.networks import build_network
 
-    clip = make_clip(tmp / "clip-1080p.mp4", size=SIZES["1080p"])
-    rows, figures = results.setdefault("end_to_end", []), results["figures"]
-    for name, size, precision, codec, preset in E2E_ROWS:
-        if budget.left() < 10:
-            rows.append({"network": name, "size": size, "status": "not run: time"})
-            continue
-        st = Stylizer(
-            build_network(name), RuntimeOptions(device=DEVICE, precision=precision if DEVICE == "cuda" else "fp32")
-        )
-        wh = SIZES[size][::-1]
-        last = {}
-
-        def run(st=st, wh=wh, codec=codec, preset=preset, last=last) -> float:
-            res = stylize_file(st, clip, tmp / "out.mp4", size=wh, codec=codec, preset=preset, overwrite=True,
-                               audio=False, stats=True)  # fmt: skip
-            last["table"], last["path"] = res.clock.table(res.seconds), res.path
-            return res.fps
-
-        fps = timed_median(run)
-        encoder = resolve_encoder(codec, ".mp4", 18, preset, "yuv420p").name
-        rows.append({"network": name, "size": size, "precision": st.precision_report.chosen, "encoder": encoder,
-                     "preset": preset, "fps": fps, **last})  # fmt: skip
-    for row in rows:
+    figures, cuda = ctx.report["figures"], ctx.plan.device == "cuda"
+    for name, size, precision, codec, preset, consistency in ctx.plan.e2e_rows:
+        row: dict[str, Any] = {"network": name, "size": size, "consistency": consistency, "preset": preset}
+        try:
+            with ctx.budget.row():
+                flow = ctx.raft_weights() if consistency else None
+                options = RuntimeOptions(device=ctx.plan.device, precision=precision if cuda else "fp32",
+                                         consistency=consistency, flow_weights=flow)  # fmt: skip
+                stylizer = load_stylizer(str(ctx.artifact(name)), options)
+                clip = ctx.clip(size)
+            last: dict[str, Any] = {}
+            row["fps"] = timed(
+                lambda st=stylizer, c=clip, k=codec, p=preset, last=last: _stylize_rate(ctx, st, c, k, p, last), ctx
+            )
+            row.update(precision=stylizer.precision_report.chosen,
+                       encoder=resolve_encoder(codec, ".mp4", 18, preset, "yuv420p").name, **last)  # fmt: skip
+            if consistency and stylizer._flow is not None:  # noqa: SLF001 - which flow ran, for the reader
+                row["flow"] = stylizer._flow.label  # noqa: SLF001
+        except RowTimeout:
+            row["status"] = "not run: time"
+        ctx.report.add("end_to_end", row)
         key = {("identity", "1080p"): "identity_1080p_fps", ("johnson", "360p"): "johnson_360p_veryfast_fps",
-               ("johnson", "1080p"): "johnson_fp16_1080p_fps"}.get((row["network"], row["size"]))  # fmt: skip
+               ("johnson", "1080p"): "johnson_fp16_1080p_fps"}.get((name, size))  # fmt: skip
         if key and "fps" in row:
-            figures[key] = row["fps"]["median"]
-    if budget.left() > 5:
-        wh = SIZES["1080p"][::-1]
-        alone = {"libx264": encoder_alone_fps(clip, "libx264", "medium", wh, tmp)}
-        alone["default"] = encoder_alone_fps(clip, None, "medium", wh, tmp)
-        results["encoders_alone_1080p"] = alone
-        figures["libx264_1080p_fps"], figures["encoder_1080p_fps"] = alone["libx264"], alone["default"]
+            figures[key if not consistency else f"{key}_consistency"] = row["fps"]["median"]
+    with ctx.budget.row():
+        wh = ctx.plan.sizes["1080p"][::-1]
+        alone = {"libx264": encoder_alone_fps(ctx.clip("1080p"), "libx264", "medium", wh, ctx.tmp)}
+        alone["default"] = encoder_alone_fps(ctx.clip("1080p"), None, "medium", wh, ctx.tmp)
+    ctx.report["encoders_alone_1080p"] = alone
+    figures["libx264_1080p_fps"], figures["encoder_1080p_fps"] = alone["libx264"], alone["default"]
+    ctx.report.save()
 
 
-def training(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
-    """Training images/s of johnson at 256 px, bf16-mixed, compile off/on x temporal loss off/on (random VGG)."""
+def _frames_of(clip: Path, count: int) -> list:
+    """The first ``count`` frames of ``clip`` as ``uint8 [H,W,3]`` RGB arrays."""
+    from inference.io.readers import open_source
+
+    source = open_source(clip)
+    try:
+        return [f.array for _, f in zip(range(count), source.frames(), strict=False)]
+    finally:
+        source.close()
+
+
+def consistency(ctx: Context) -> None:
+    """The consistency stage's cost: ms per 1080p frame with the stage at its default against without it (frames in
+    memory, so only the network, the flow and the stage are timed), for each network and the shipped artifact."""
+    import torch
+
+    from inference.app.jobs import load_stylizer
+    from inference.core.stages import StageClock
+    from inference.engine.options import RuntimeOptions
+
+    frames = _frames_of(ctx.clip("1080p"), ctx.plan.consistency_frames)
+    cuda = ctx.plan.device == "cuda"
+    models = [(name, ctx.artifact(name)) for name in ctx.plan.consistency_networks]
+    models.append(("shipped light", SHIPPED_ARTIFACT))
+    for name, path in models:
+        row: dict[str, Any] = {"network": name, "size": "1080p", "frames": len(frames)}
+        try:
+            with ctx.budget.row():
+                options = RuntimeOptions(device=ctx.plan.device, precision="auto" if cuda else "fp32",
+                                         flow_weights=ctx.raft_weights())  # fmt: skip
+                stylizer = load_stylizer(str(path), options)
+            for strength in (0.0, DEFAULT_CONSISTENCY):
+                clock = StageClock()
+
+                def run(st=stylizer, s=strength, clock=clock) -> float:
+                    st.update(consistency=s)
+                    t0 = time.perf_counter()
+                    for _ in st.process(((f, None) for f in frames), clock=clock):
+                        pass
+                    if cuda:
+                        torch.cuda.synchronize()
+                    return 1000 * (time.perf_counter() - t0) / len(frames)
+
+                row[f"ms_per_frame_{strength:g}"] = timed(run, ctx)["median"]
+                if strength:
+                    row["busy_s"] = {k: round(v, 3) for k, v in clock.busy.items()}
+                    row["flow"] = stylizer._flow.label if stylizer._flow is not None else None  # noqa: SLF001
+            row["ratio"] = row[f"ms_per_frame_{DEFAULT_CONSISTENCY:g}"] / row["ms_per_frame_0"]
+        except RowTimeout:
+            row["status"] = "not run: time"
+        ctx.report.add("consistency", row)
+        if "ratio" in row and name in ("light", "johnson"):
+            ctx.report["figures"][f"consistency_{name}_1080p_ratio"] = row["ratio"]
+    ctx.report.save()
+
+
+def training(ctx: Context) -> None:
+    """Training images/s of johnson, bf16-mixed, compile off/on x temporal loss off/on (random VGG)."""
     import torch
 
     from bench.train import VARIANTS, _style_image, bench_one
 
     VARIANTS.setdefault("bf16+compile", ("bf16", False, True))
-    style, rows = _style_image(tmp), results.setdefault("training", [])
-    for variant in ("bf16", "bf16+compile"):
+    size, batch, steps, warmup, variants = ctx.plan.train
+    style = _style_image(ctx.tmp)
+    for variant in variants:
         for temporal in (False, True):
-            if budget.left() < 15:
-                rows.append({"variant": variant, "temporal": temporal, "status": "not run: time"})
-                continue
-            warmup = 8 if "compile" in variant else 3
-            rows.append(bench_one(style, torch.device(DEVICE), "johnson", 16, variant, temporal, 256, 20, warmup,
-                                  "random"))  # fmt: skip
-    best = [r["images_per_sec"] for r in rows if not r["temporal"] and "images_per_sec" in r]
-    if best:
-        results["figures"]["train_johnson_bf16_ips"] = max(best)
+            row: dict[str, Any] = {"variant": variant, "temporal": temporal}
+            try:
+                with ctx.budget.row():
+                    row = bench_one(style, torch.device(ctx.plan.device), "johnson", batch, variant, temporal, size,
+                                    steps, warmup + (5 if "compile" in variant else 0), "random")  # fmt: skip
+            except RowTimeout:
+                row["status"] = "not run: time"
+            ctx.report.add("training", row)
+    best = [r["images_per_sec"] for r in ctx.report["training"] if not r["temporal"] and "images_per_sec" in r]
+    if best and ctx.plan.device == "cuda":
+        ctx.report["figures"]["train_johnson_bf16_ips"] = max(best)
 
 
-def multi_gpu(budget: Budget, results: dict[str, Any], tmp: Path) -> None:
-    """A batch of two 360p files per visible GPU through ``stylize-video --devices cuda``; which GPUs ran files."""
+def multi_gpu(ctx: Context) -> None:
+    """A batch of two 360p files per visible GPU through ``stylize-video --devices cuda``; which GPUs ran files. Only
+    where two or more GPUs are visible (one GPU says nothing a single run does not); the dry run uses the CPU."""
     import contextlib
     import io
 
     import torch
 
     from inference.app.cli import main as cli_main
-    from inference.model.artifact import save_artifact
-    from inference.model.networks import build_network
 
-    clip = make_clip(tmp / "small.mp4", frames=60, size=(360, 640))
-    inputs = []
-    gpus = torch.cuda.device_count() if DEVICE == "cuda" else 1
+    gpus = torch.cuda.device_count() if ctx.plan.device == "cuda" else 1
+    if ctx.plan.device == "cuda" and gpus < 2:
+        ctx.report["multi_gpu"] = {"gpus": gpus, "status": "not run: one GPU visible"}
+        return
+    clip, inputs = ctx.clip("360p"), []
     for i in range(2 * gpus):
-        os.link(clip, tmp / f"in{i}.mp4")
-        inputs.append(str(tmp / f"in{i}.mp4"))
-    model = save_artifact(tmp / "light.safetensors", build_network("light"), style_name="s", style_sha256="0" * 64,
-                          config={}, temporal=False)  # fmt: skip
+        os.link(clip, ctx.tmp / f"in{i}.mp4")
+        inputs.append(str(ctx.tmp / f"in{i}.mp4"))
     err, t0 = io.StringIO(), time.perf_counter()
-    with contextlib.redirect_stderr(err):
-        code = cli_main([*inputs, "-m", str(model), "-o", str(tmp / "outs"), "--devices", DEVICE])
+    with ctx.budget.row(), contextlib.redirect_stderr(err):
+        code = cli_main([*inputs, "-m", str(ctx.artifact("light")), "-o", str(ctx.tmp / "outs"), "--devices",
+                         ctx.plan.device, "--consistency", "0"])  # fmt: skip
     used = sorted(set(re.findall(r" on (cuda:\d+|cpu)", err.getvalue())))
-    written = len(list((tmp / "outs").glob("*.mp4"))) if (tmp / "outs").is_dir() else 0
-    seconds = round(time.perf_counter() - t0, 1)
-    results["multi_gpu"] = {"gpus": gpus, "files": len(inputs), "written": written,
-                            "exit": code, "seconds": seconds, "devices_used": used}  # fmt: skip
+    written = len(list((ctx.tmp / "outs").glob("*.mp4"))) if (ctx.tmp / "outs").is_dir() else 0
+    ctx.report["multi_gpu"] = {"gpus": gpus, "files": len(inputs), "written": written, "exit": code,
+                               "seconds": round(time.perf_counter() - t0, 1), "devices_used": used}  # fmt: skip
 
 
-SECTIONS = {"gpu_tests": run_gpu_tests, "model_only": model_only, "end_to_end": end_to_end, "training": training,
-            "multi_gpu": multi_gpu}  # fmt: skip
+def run_gpu_tests(ctx: Context) -> None:
+    """``pytest -m gpu`` in its own process group, killed as a whole after ``--tests-timeout`` seconds."""
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *ctx.plan.tests]
+    t0 = time.perf_counter()
+    code, out = run_group(cmd, ROOT, ctx.tests_timeout, ctx.tmp / "pytest.log")
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", last)}
+    failures = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    tail = out[-2000:] if code not in (0, 5) else ""  # 5: nothing collected (no GPU test selected)
+    ctx.report["gpu_tests"] = {"exit": code, "seconds": round(time.perf_counter() - t0, 1), **counts,
+                               "failures": failures[:50], "tail": tail}  # fmt: skip
 
 
-def machine() -> dict[str, Any]:
+#: In the order they run: the GPU tests last, with their own timeout.
+SECTIONS = {"model_only": model_only, "end_to_end": end_to_end, "consistency": consistency, "training": training,
+            "multi_gpu": multi_gpu, "gpu_tests": run_gpu_tests}  # fmt: skip
+
+
+def machine(device: str) -> dict[str, Any]:
     """The GPU(s), host cores and library versions the figures were measured on."""
     import av
     import torch
 
-    cuda = DEVICE == "cuda"
+    cuda = device == "cuda"
     return {
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"],
         "capability": list(torch.cuda.get_device_capability(0)) if cuda else None,
@@ -307,42 +476,50 @@ def cuda_present() -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for everything (default 480: 8 min)")
+    parser.add_argument("--tests-timeout", type=float, default=150.0,
+                        help="seconds for the GPU tests, run last, out of the budget (default 150)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder of the JSON result")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {','.join(SECTIONS)}")
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: smoke-test this script only")
+    parser.add_argument("--dry-run", action="store_true", help="every section on the CPU at tiny sizes (no GPU)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the check (see the module docstring); returns the exit status."""
-    global DEVICE
     args = parse_args(argv)
-    DEVICE = args.device
-    if DEVICE == "cuda" and not cuda_present():
+    plan = DRY if args.dry_run else FULL
+    names = args.sections.split(",")
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        print(f"gpu_check: unknown section {unknown[0]!r}; sections are {', '.join(SECTIONS)}")
+        return 2
+    if plan.device == "cuda" and not cuda_present():
         print("gpu_check: no CUDA device visible; nothing run, every GPU figure is not measured")
         return 1
-    budget = Budget(args.budget)
-    results: dict[str, Any] = {"machine": machine(), "budget_s": args.budget, "figures": {}, "errors": {}}
+    if plan.device == "cuda":
+        import torch
+
+        torch.backends.cudnn.benchmark = True  # as stylize-video sets it (inference.app.jobs.load_stylizer)
+    info = machine(plan.device)
+    slug = re.sub(r"[^a-z0-9]+", "-", info["gpus"][0].lower()).strip("-")
+    report = Report(args.out / f"gpu-check-{slug}.json", machine=info, budget_s=args.budget, dry_run=args.dry_run,
+                    figures={}, errors={})  # fmt: skip
+    report.save()
+    tests_timeout = min(args.tests_timeout, 0.5 * args.budget) if "gpu_tests" in names else 0.0
+    budget = Budget(args.budget - tests_timeout)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sections.split(","):
-            budget.open(SHARES[name])
-            t0 = time.perf_counter()
-            try:
-                SECTIONS[name](budget, results, Path(tmp))
-            except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others' figures
-                results["errors"][name] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            results.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t0, 1)
-    results["verdicts"] = [v.__dict__ | {"status": v.status} for v in evaluate(results["figures"])]
-    slug = re.sub(r"[^a-z0-9]+", "-", results["machine"]["gpus"][0].lower()).strip("-")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpu-check-{slug}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(summary(results))
-    for name, error in results["errors"].items():
+        ctx = Context(plan, budget, report, Path(tmp), tests_timeout)
+        for name in (n for n in SECTIONS if n in names):  # always in the documented order
+            budget.open(SHARES.get(name, 0.0))
+            guarded(name, lambda name=name: SECTIONS[name](ctx), report)
+    report["verdicts"] = [v.__dict__ | {"status": v.status} for v in evaluate(report["figures"])]
+    report.save()
+    print(summary(report))
+    for name, error in report["errors"].items():
         print(f"section {name} failed: {error}")
-    print(f"written: {path} ({time.monotonic() - budget.start:.0f}s)")
-    tests_ok = results.get("gpu_tests", {}).get("exit") == 0
-    return 0 if tests_ok and all_met(evaluate(results["figures"])) and not results["errors"] else 1
+    print(f"written: {report.path} ({time.monotonic() - budget.start:.0f}s)")
+    tests_ok = report.get("gpu_tests", {}).get("exit") == 0
+    return 0 if tests_ok and all_met(evaluate(report["figures"])) and not report["errors"] else 1
 
 
 if __name__ == "__main__":

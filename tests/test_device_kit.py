@@ -74,14 +74,13 @@ def _machine_view(folder: Path, allowed: set[str]) -> Path:
     ``import`` fails and ``find_spec`` answers None, as on the GPU machine."""
     site = Path(md.distribution("pytest").locate_file(""))
     normal = device_kit.normalise
-    blocked_dists = {d for d in md.distributions() if normal(d.metadata["Name"]) not in allowed}
     blocked = {
         top for top, dists in md.packages_distributions().items() if not any(normal(d) in allowed for d in dists)
     }
-    blocked_infos = {Path(str(d._path)).name for d in blocked_dists if hasattr(d, "_path")}  # noqa: SLF001
     for entry in site.iterdir():
         stem = entry.name.split(".")[0] if entry.suffix in (".py", ".so") or entry.is_dir() else entry.name
-        if stem in blocked or entry.name in blocked_infos or entry.suffix == ".pth":
+        info = entry.suffix in (".dist-info", ".egg-info") and normal(entry.name.split("-")[0]) not in allowed
+        if stem in blocked or info or entry.suffix == ".pth":
             continue
         (folder / entry.name).symlink_to(entry)
     return folder
