@@ -34,6 +34,7 @@ from inference.engine.batch_step import BatchStep
 from inference.engine.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.device_flow import FlowEstimator, choose_flow
+from inference.engine.device_stage import consistent_on_device
 from inference.engine.engines import Spans
 from inference.engine.frame_formats import as_rgb, check_tensor, tensor_frame_size
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
@@ -109,6 +110,10 @@ class Stylizer:
         self._batcher.scale = options.stroke_scale
         self._step = BatchStep(forward, self.dtype, options.channels_last, options)
         self.options = options
+        #: Run the consistency stage's combination on the device, inside each batch (:mod:`device_stage`), instead
+        #: of on the host after the download. On CUDA by default; the CPU keeps the OpenCV path (faster there), and
+        #: tests set this on the CPU to check that both paths agree.
+        self.stage_on_device = cuda
 
     @classmethod
     def from_artifact(cls, path: str | Path, options: RuntimeOptions | None = None, **fields: Any) -> Stylizer:
@@ -267,16 +272,31 @@ class Stylizer:
         if self.consistency > 0:
             if yuv_in is not None or yuv_out is not None:
                 raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
-            if self._flow is None:
-                self._flow = choose_flow(self.device, self.options.flow_weights).estimator
-            stage = ConsistencyStage(self.consistency, clock=clock, flow=self._flow)
-            yield from stage.run(items, partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock))
+            stage = ConsistencyStage(self.consistency, clock=clock, flow=self.flow, tensors=self.stage_on_device)
+            # The stage sees the network's output before the strength mixes in the original (mix=False), and the
+            # strength is applied after it: a frame with nothing of the network's in it is never moved.
+            strength = partial(getattr, self, "strength")
+            if self.stage_on_device:
+                engine = make_engine(self.device, clock)
+                yield from consistent_on_device(stage, items, self._batcher, engine, self._step, strength)
+            else:
+                per_frame = partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock, mix=False)
+                yield from stage.run(items, per_frame, mix=strength)
         else:
             yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
 
-    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None) -> Iterator:
-        """:meth:`process` without the consistency stage: batches through the device's engine."""
-        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
+    @property
+    def flow(self) -> FlowEstimator:
+        """The consistency stage's optical flow (RAFT on CUDA where its weights are at hand, else DIS; see
+        :func:`inference.engine.device_flow.choose_flow`), chosen on first use."""
+        if self._flow is None:
+            self._flow = choose_flow(self.device, self.options.flow_weights).estimator
+        return self._flow
+
+    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None, mix: bool = True) -> Iterator:
+        """:meth:`process` without the consistency stage: batches through the device's engine (``mix``: see
+        :meth:`inference.engine.batch_step.BatchStep.network`)."""
+        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None, mix=mix)
         yield from self._batcher.run(make_engine(self.device, clock), items, compute)
 
     def run_network(self, x: torch.Tensor) -> torch.Tensor:
