@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from bench import gpu_check
 from bench.gpu_targets import Verdict, all_met, evaluate, summary, table
