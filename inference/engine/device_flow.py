@@ -280,6 +280,18 @@ class FallbackFlow:
         return self.fallback.pair(prev, frame, prev_gray, gray)
 
 
+def flow_for_stream(estimator: DisFlow | FallbackFlow) -> DisFlow | FallbackFlow:
+    """An estimator for another stream of frames (a webcam connection beside a file's run) with the same weights on
+    the same device: RAFT keeps per-stream state (announced frames, ready pairs, the last upload), so each stream gets
+    its own around the shared model; DIS keeps none and is shared. One that has fallen back to DIS gives DIS."""
+    if isinstance(estimator, FallbackFlow):
+        if estimator.failed is not None:
+            return estimator.fallback
+        raft = estimator.primary
+        return FallbackFlow(RaftFlow(raft.model, raft.device, raft.scale, raft.name, raft.updates), estimator.fallback)
+    return estimator
+
+
 def hub_weights_file(variant: str = "raft_small") -> Path:
     """Where torchvision keeps ``variant``'s default weights once downloaded (the torch hub cache)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / _default_weights(variant).url.rsplit("/", 1)[-1]
