@@ -180,7 +180,10 @@ class RaftFlow:
             flow = self.model(first, second, num_flow_updates=self.updates)[-1]
         if (rh, rw) != (h, w):
             flow = F.interpolate(flow, (h, w), mode="bilinear", align_corners=False)
-            flow = flow * torch.tensor([w / rw, h / rh], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+            # Scaled channel by channel with Python numbers: a small tensor made on the device would be a pageable
+            # host copy, which synchronises the host with the GPU once per batch.
+            flow[:, 0].mul_(w / rw)
+            flow[:, 1].mul_(h / rh)
         return flow.float()
 
     def pairs(self, frames: Tensor) -> tuple[Tensor, Tensor]:

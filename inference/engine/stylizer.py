@@ -233,11 +233,15 @@ class Stylizer:
             UserError: A shape or dtype that is none of the above.
         """
         check_tensor(batch, yuv_in)
-        batch = batch.to(self.device, non_blocking=True)
+        # A host tensor is copied before returning (the caller may refill or free it at once: an asynchronous copy
+        # from its pinned memory would race with that, with nothing keeping it alive); a device tensor's copy is
+        # ordered on the streams and stays asynchronous.
+        batch = batch.to(self.device, non_blocking=batch.device.type != "cpu")
         float_dtype = batch.dtype if batch.is_floating_point() else None
         spans = Spans(None, cuda=False)
-        self._batcher.cap(*tensor_frame_size(batch, yuv_in))  # lowers batch_size on CUDA: tensors under 2^31 elements
-        step = self.batch_size
+        # CUDA tensors stay under 2^31 elements: large frames are run in smaller chunks, for this call only (a later
+        # call with small frames keeps the configured batch size).
+        step = self._batcher.index_cap(*tensor_frame_size(batch, yuv_in), self.batch_size)
         chunks = [
             self._step(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype) for i in range(0, batch.shape[0], step)
         ]
