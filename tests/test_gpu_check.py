@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import gpu_check
+from bench.check_guard import Budget
 from bench.gpu_targets import Verdict, all_met, evaluate, summary, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_report_lists_tests_figures_and_targets():
 
 
 def test_budget_carries_what_a_section_leaves():
-    budget = gpu_check.Budget(100.0)
+    budget = Budget(100.0)
     budget.open(0.1)
     assert 9.0 < budget.left() <= 10.0
     budget.open(0.1)  # the unused 10 s of the first section carry over

@@ -63,6 +63,7 @@ class BatchStep:
         yuv_in: YuvSpec | None,
         yuv_out: YuvSpec | None,
         float_dtype: torch.dtype | None,
+        *,
         mix: bool = True,
     ) -> torch.Tensor:
         """One device batch (``uint8`` RGB or I420 with ``yuv_in``, or float RGB) -> the network -> the caller's

@@ -32,6 +32,7 @@ def consistent_on_device(
     items: Iterable[tuple[np.ndarray, Any]],
     batcher: Batcher,
     engine: Any,
+    *,
     step: BatchStep,
     strength: Callable[[], float],
 ) -> Iterator[tuple[np.ndarray, Any]]:

@@ -282,7 +282,7 @@ class Stylizer:
             strength = partial(getattr, self, "strength")
             if self.stage_on_device:
                 engine = make_engine(self.device, clock)
-                yield from consistent_on_device(stage, items, self._batcher, engine, self._step, strength)
+                yield from consistent_on_device(stage, items, self._batcher, engine, step=self._step, strength=strength)
             else:
                 per_frame = partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock, mix=False)
                 yield from stage.run(items, per_frame, mix=strength)
