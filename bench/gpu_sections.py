@@ -99,12 +99,16 @@ def end_to_end(ctx: Context) -> None:
                ("johnson", "1080p"): "johnson_fp16_1080p_fps"}.get((name, size))  # fmt: skip
         if key and "fps" in row:
             figures[key if not consistency else f"{key}_consistency"] = row["fps"]["median"]
-    with ctx.budget.row():
-        wh = ctx.plan.sizes["1080p"][::-1]
-        alone = {"libx264": encoder_alone_fps(ctx.clip("1080p"), "libx264", "medium", wh, ctx.tmp)}
-        alone["default"] = encoder_alone_fps(ctx.clip("1080p"), None, "medium", wh, ctx.tmp)
-    ctx.report["encoders_alone_1080p"] = alone
-    figures["libx264_1080p_fps"], figures["encoder_1080p_fps"] = alone["libx264"], alone["default"]
+    try:
+        with ctx.budget.row():
+            wh = ctx.plan.sizes["1080p"][::-1]
+            alone = {"libx264": encoder_alone_fps(ctx.clip("1080p"), "libx264", "medium", wh, ctx.tmp)}
+            alone["default"] = encoder_alone_fps(ctx.clip("1080p"), None, "medium", wh, ctx.tmp)
+    except RowTimeout:
+        ctx.report["encoders_alone_1080p"] = {"status": "not run: time"}
+    else:
+        ctx.report["encoders_alone_1080p"] = alone
+        figures["libx264_1080p_fps"], figures["encoder_1080p_fps"] = alone["libx264"], alone["default"]
     ctx.report.save()
 
 
@@ -207,9 +211,13 @@ def multi_gpu(ctx: Context) -> None:
         os.link(clip, ctx.tmp / f"in{i}.mp4")
         inputs.append(str(ctx.tmp / f"in{i}.mp4"))
     err, t0 = io.StringIO(), time.perf_counter()
-    with ctx.budget.row(), contextlib.redirect_stderr(err):
-        code = cli_main([*inputs, "-m", str(ctx.artifact("light")), "-o", str(ctx.tmp / "outs"), "--devices",
-                         ctx.plan.device, "--consistency", "0"])  # fmt: skip
+    try:
+        with ctx.budget.row(), contextlib.redirect_stderr(err):
+            code = cli_main([*inputs, "-m", str(ctx.artifact("light")), "-o", str(ctx.tmp / "outs"), "--devices",
+                             ctx.plan.device, "--consistency", "0"])  # fmt: skip
+    except RowTimeout:
+        ctx.report["multi_gpu"] = {"gpus": gpus, "status": "not run: time"}
+        return
     used = sorted(set(re.findall(r" on (cuda:\d+|cpu)", err.getvalue())))
     written = len(list((ctx.tmp / "outs").glob("*.mp4"))) if (ctx.tmp / "outs").is_dir() else 0
     ctx.report["multi_gpu"] = {"gpus": gpus, "files": len(inputs), "written": written, "exit": code,

@@ -157,3 +157,16 @@ def test_dry_run_runs_every_section_on_the_cpu_in_under_two_minutes(tmp_path):
     assert result["multi_gpu"]["written"] == result["multi_gpu"]["files"] == 2
     assert result["gpu_tests"]["exit"] == 0 and result["gpu_tests"]["failures"] == []
     assert len(result["verdicts"]) == 6
+
+
+def test_a_section_out_of_time_marks_its_rows_not_run_and_raises_nothing(tmp_path):
+    report = Report(tmp_path / "r.json", figures={}, errors={})
+    budget = Budget(100.0)
+    budget.open(0.0)  # nothing left
+    ctx = gpu_plan.Context(gpu_plan.DRY, budget, report, tmp_path)
+    guarded("end_to_end", lambda: gpu_sections.end_to_end(ctx), report)
+    guarded("multi_gpu", lambda: gpu_sections.multi_gpu(ctx), report)
+    assert report["errors"] == {}
+    assert {r["status"] for r in report["end_to_end"]} == {"not run: time"}
+    assert report["encoders_alone_1080p"] == {"status": "not run: time"}
+    assert report["multi_gpu"]["status"] == "not run: time"
