@@ -211,6 +211,8 @@ def test_composes_with_the_per_frame_options(make_clip_frames):
     network = build_network("tiny")
     per_frame = list(Stylizer(network, options).frames(frames))
     steady = list(Stylizer(network, replace(options, consistency=0.8)).frames(frames))
-    assert np.array_equal(steady[0], per_frame[0])  # no history yet: the options' own output
+    # No history yet: the options' own output (within the one level of rounding the network's output before the
+    # strength mix, which the stage now comes between).
+    assert np.abs(steady[0].astype(int) - per_frame[0]).max() <= 1
     assert not np.array_equal(steady[-1], per_frame[-1])
     assert np.abs(steady[-1].astype(int) - per_frame[-1]).mean() < 10  # steadied, not replaced

@@ -45,6 +45,12 @@ def require_ray() -> None:
         raise OptionError("cluster", "ray needs Ray: pip install 'styletrain[cluster]'") from None
 
 
+def actor_device(gpu_ids: list) -> str:
+    """The device of an actor that Ray gave ``gpu_ids`` (Ray sets ``CUDA_VISIBLE_DEVICES`` to them, so its GPU is
+    the first visible one inside the actor): ``"cuda"``, or ``"cpu"`` without a GPU."""
+    return "cuda" if gpu_ids else "cpu"
+
+
 class _Worker:
     """The actor: loads the artifact once from the object store's bytes, then stylizes one file per call."""
 
@@ -52,9 +58,9 @@ class _Worker:
         self, artifact: bytes, stylizer_options: RuntimeOptions, file_options: dict[str, Any], cpus: int, cwd: str
     ):
         import ray
-        import torch
 
         from inference.app.console import setup_logging
+        from inference.core.devices import bind_worker
 
         setup_logging(quiet=True)
         self.name, self.error = f"worker@{ray.util.get_node_ip_address()}", ""
@@ -67,9 +73,10 @@ class _Worker:
             )
             return
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
-        self.device = "cuda" if gpus else "cpu"
-        if not gpus:
-            torch.set_num_threads(cpus)
+        self.device = actor_device(gpus)
+        # As the local pool's workers: its GPU for torch, NVDEC and NVENC, and its CPUs for torch, x264 and the
+        # decoder (a GPU actor left at every host core oversubscribes the node once several share it).
+        bind_worker(self.device, cpus)
         self.name = f"{self.device}@{ray.util.get_node_ip_address()}"
         self.file_options = file_options
         fd, path = tempfile.mkstemp(suffix=".safetensors")  # Loading wants a file; it is read, then removed.

@@ -65,14 +65,20 @@ def compiled(network: nn.Module, mode: str | None) -> Forward:
 
 def probe_runner(channels_last: bool, mode: str | None, scale: float = 1.0, detail: str = "none"):
     """How the precision probe (:func:`inference.engine.precision.choose_precision`) runs a cast copy of the network:
-    with the frames' memory layout, compile mode and stroke scale, since each changes which kernels run and so the
-    reduced-precision error. Returns ``runner(network) -> forward``."""
+    with the frames' memory layout and stroke scale, since each changes which kernels run and so the reduced-precision
+    error. Returns ``runner(network) -> forward``.
+
+    ``mode`` (the compile mode) is accepted and deliberately not applied: the probe's copies would be compiled from
+    the same class and so share its ``torch.compile`` cache, where three extra compilations use up recompile slots
+    and mark the frame size dynamic before the real network compiles (a worker that then meets a few frame sizes
+    falls back to eager without a word). The probe runs the copies eagerly; compiled kernels round within the
+    tolerance's margin of the eager ones."""
+    del mode
 
     def runner(net: nn.Module) -> Forward:
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        # With compile, each probed precision compiles its own copy: a slower start, which compile has anyway.
-        forward = compiled(net.to(memory_format=layout), mode)
-        return stroke_scaled(lambda x: forward(x.contiguous(memory_format=layout)), scale, detail)
+        net = net.to(memory_format=layout)
+        return stroke_scaled(lambda x: net(x.contiguous(memory_format=layout)), scale, detail)
 
     return runner
 

@@ -40,11 +40,13 @@ class BatchStep:
         self.forward = stroke_scaled(self.backend_forward, options.stroke_scale, options.stroke_detail)
         self.preserve_color, self.strength = options.preserve_color, options.strength
 
-    def network(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, mix: bool = True) -> torch.Tensor:
         """The network at the stroke scale, then colour preservation and strength.
 
         Args:
             x: Float ``[B, 3, H, W]`` RGB in [0, 1] on the network's device, in :attr:`dtype`; not modified.
+            mix: Mix in the original by the strength; False leaves that to the consistency stage, which must see the
+                network's output alone (so that it never moves a frame with nothing of the network's in it).
 
         Returns:
             ``[B, 3, H, W]`` RGB in [0, 1].
@@ -52,7 +54,7 @@ class BatchStep:
         y = self.forward(x)
         if self.preserve_color:
             y = preserve_color(y, x)
-        return blend(y, x, self.strength)
+        return blend(y, x, self.strength) if mix else y
 
     def __call__(
         self,
@@ -61,14 +63,16 @@ class BatchStep:
         yuv_in: YuvSpec | None,
         yuv_out: YuvSpec | None,
         float_dtype: torch.dtype | None,
+        *,
+        mix: bool = True,
     ) -> torch.Tensor:
         """One device batch (``uint8`` RGB or I420 with ``yuv_in``, or float RGB) -> the network -> the caller's
         format (I420 with ``yuv_out``, float in ``float_dtype`` for float input, else ``uint8`` RGB); each part timed
-        in ``spans``."""
+        in ``spans``. ``mix``: as for :meth:`network`."""
         with torch.inference_mode():
             with spans.span("colour"):
                 x = to_network_input(batch, yuv_in, self.dtype, self.channels_last)
             with spans.span("network"):
-                y = self.network(x)
+                y = self.network(x, mix)
             with spans.span("colour back"):
                 return from_network_output(y, yuv_out, float_dtype)

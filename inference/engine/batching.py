@@ -73,13 +73,6 @@ class Batcher:
             if run.size < run.start:
                 self.size = min(self.size, run.size)
 
-    def cap(self, height: int, width: int) -> int:
-        """:meth:`index_cap`, also lowering :attr:`size` to it (for a synchronous call such as
-        :meth:`Stylizer.tensors <inference.engine.stylizer.Stylizer.tensors>`)."""
-        cap = self.index_cap(height, width, self.size)
-        self.size = min(self.size, cap)
-        return cap
-
     def index_cap(self, height: int, width: int, size: int) -> int:
         """The most ``height`` x ``width`` frames per batch that keep every network tensor under 2^31 elements (on
         CUDA; elsewhere ``size``, the caller's batch size, which the log line names when the cap is lower)."""

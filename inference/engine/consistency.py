@@ -44,6 +44,7 @@ from torch import Tensor
 from inference.core.colour import to_float
 from inference.core.errors import OptionError
 from inference.core.stages import StageClock
+from inference.engine.consistency_tensor import TensorCombiner
 from inference.engine.device_flow import FLOW_PRESET, FLOW_SCALE, DisFlow, FlowEstimator
 from inference.engine.flow import (
     CUT_THRESHOLD,
@@ -91,13 +92,15 @@ class Motion:
 
     Attributes:
         flow: ``float32 [H,W,2]`` from frame t to frame t-1 in frame t's coordinates (pixels), or None when there
-            is no usable history (first frame, scene cut, size change).
-        weight: ``float32 [H,W,1]`` in [0, 1]: visibility times the photometric check (None with ``flow``).
+            is no usable history (first frame, scene cut, size change); for the stage on a device, ``float32
+            [1,2,H,W]`` on the flow's device.
+        weight: ``float32 [H,W,1]`` in [0, 1]: visibility times the photometric check (None with ``flow``); on a
+            device, ``float32 [1,1,H,W]``.
         cut: Whether frame t starts a new shot.
     """
 
-    flow: np.ndarray | None
-    weight: np.ndarray | None
+    flow: np.ndarray | Tensor | None
+    weight: np.ndarray | Tensor | None
     cut: bool = False
 
 
@@ -105,10 +108,15 @@ class _MotionEstimator:
     """Estimates :class:`Motion` frame after frame; keeps the previous input's grey image and histogram.
 
     Called from one worker thread only, in frame order, so its state needs no lock.
+
+    Args:
+        flow: The estimator.
+        tensors: Leave the flow and weight as tensors where they were computed (the stage on a device), instead of
+            bringing them to the host as arrays.
     """
 
-    def __init__(self, flow: FlowEstimator) -> None:
-        self.flow = flow
+    def __init__(self, flow: FlowEstimator, tensors: bool = False) -> None:
+        self.flow, self.tensors = flow, tensors
         self._frame: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._hist: np.ndarray | None = None
@@ -134,9 +142,11 @@ class _MotionEstimator:
         use_still = still <= mismatch + STILL_MARGIN
         mismatch = torch.where(use_still, still, mismatch)
         visible = torch.where(use_still, torch.ones_like(visible), visible)
-        back_np = torch.where(use_still, 0.0, back)[0].permute(1, 2, 0).cpu().numpy()
+        back = torch.where(use_still, 0.0, back)
         weight = visible * ((PHOTO_TOLERANCE - mismatch) / (PHOTO_TOLERANCE - PHOTO_NOISE)).clamp_(0.0, 1.0)
-        return Motion(back_np, weight[0].permute(1, 2, 0).cpu().numpy())
+        if self.tensors:
+            return Motion(back, weight)
+        return Motion(back[0].permute(1, 2, 0).cpu().numpy(), weight[0].permute(1, 2, 0).cpu().numpy())
 
 
 def _erode(mask: Tensor, margin: int) -> Tensor:
@@ -224,9 +234,14 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 class ConsistencyStage:
     """The consistency stage around a frame stylizer (see the module docstring for the formula).
 
-    The combination runs on the host whatever the Stylizer's device (the flow runs where its estimator does): its
-    inputs (the uint8 input and output frames) are there already, and OpenCV's single-pass remap and box filters cost
-    a few milliseconds per 640x360 frame.
+    By default the combination runs on the host (the flow runs where its estimator does): its inputs (the uint8 input
+    and output frames) are there already, and OpenCV's single-pass remap and box filters cost a few milliseconds per
+    640x360 frame. With ``tensors`` the motion stays where the flow computed it and :meth:`combine_batch` combines
+    device tensors (:mod:`inference.engine.consistency_tensor`; the Stylizer does this on CUDA, see
+    :mod:`inference.engine.device_stage`).
+
+    The stage works on the network's output *before* the user's strength mixes in the original frame
+    (:meth:`run`'s ``mix``): a frame with nothing of the network's in it (strength 0) is never moved.
 
     Args:
         strength: ``S`` in (0, 1].
@@ -247,17 +262,25 @@ class ConsistencyStage:
         preset: str = FLOW_PRESET,
         scale: float = FLOW_SCALE,
         flow: FlowEstimator | None = None,
+        tensors: bool = False,
     ) -> None:
         self.strength = check_consistency(strength)
         self.clock = clock
         self.cuts = 0
-        self._estimate = _MotionEstimator(flow if flow is not None else DisFlow(preset, scale))
+        self._estimate = _MotionEstimator(flow if flow is not None else DisFlow(preset, scale), tensors)
         self._previous: np.ndarray | None = None
+        self._tensors = TensorCombiner(self.strength, CONTRAST_WINDOW, MAX_CONTRAST_GAIN) if tensors else None
+
+    @property
+    def flow(self) -> FlowEstimator:
+        """The flow estimator the stage announces frames to and asks pairs of."""
+        return self._estimate.flow
 
     def run(
         self,
         items: Iterable[tuple[np.ndarray, Any]],
         stylize: Callable[[Iterator[tuple[np.ndarray, Any]]], Iterator[tuple[np.ndarray, Any]]],
+        mix: Callable[[], float] | None = None,
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Stylize ``(frame, meta)`` pairs with ``stylize`` and make the results consistent, in order.
 
@@ -265,6 +288,9 @@ class ConsistencyStage:
             items: ``uint8 [H,W,3]`` RGB input frames with any metadata.
             stylize: The per-frame stylizer (e.g. ``Stylizer.process``): ``(frame, meta)`` in, ``(uint8 [H,W,3],
                 meta)`` out, in order; it may read ahead (batches).
+            mix: The user's strength, read at each frame: the consistent output is mixed with the input frame by it
+                (:func:`mix_frames`) after the stage, so strength 0 gives the input exactly. None: ``stylize``'s
+                output is taken as it is (it mixed already).
 
         Yields:
             ``(uint8 [H,W,3] RGB, meta)``, one per input frame.
@@ -273,13 +299,14 @@ class ConsistencyStage:
         # the GIL while they work).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") as pool:
 
-            def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future]]]:
+            def submitted() -> Iterator[tuple[np.ndarray, tuple[Any, Future, np.ndarray]]]:
                 for frame, meta in items:
                     self._estimate.flow.show(frame)  # RAFT batches the pairs of frames read ahead of the flow
-                    yield frame, (meta, pool.submit(self.estimate, frame))
+                    yield frame, (meta, pool.submit(self.estimate, frame), frame)
 
-            for out, (meta, job) in stylize(submitted()):
-                yield self.combine(out, job.result()), meta
+            for out, (meta, job, frame) in stylize(submitted()):
+                result = self.combine(out, job.result())
+                yield (result if mix is None else mix_frames(result, frame, mix())), meta
 
     def estimate(self, frame: np.ndarray) -> Motion:
         """The next input frame's :class:`Motion` (``uint8 [H,W,3]`` RGB, called in frame order), for
@@ -314,3 +341,26 @@ class ConsistencyStage:
         if self.clock is not None:
             self.clock.add("consistency", time.perf_counter() - t0)
         return frame
+
+    def combine_batch(self, outs: Tensor, motions: list[Motion]) -> Tensor:
+        """:meth:`combine` for a batch on a device (a stage made with ``tensors``): ``uint8 [B,H,W,3]`` per-frame
+        outputs and their motions, in frame order -> ``float32 [B,3,H,W]`` in [0, 1] on the same device."""
+        if self._tensors is None:
+            raise RuntimeError("combine_batch needs a stage made with tensors=True")
+        self._tensors.strength = self.strength
+        self.cuts += sum(int(m.cut) for m in motions)
+        return self._tensors.combine(outs, motions)
+
+
+def mix_frames(styled: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
+    """``uint8 [H,W,3]`` ``styled`` mixed with ``original`` by ``strength`` (1 keeps ``styled``, 0 gives ``original``
+    exactly), rounded to nearest: the user's strength applied after the consistency stage."""
+    if strength >= 1.0:
+        return styled
+    if strength <= 0.0:
+        return original.copy()
+    mixed = styled.astype(np.float32)
+    mixed -= original
+    mixed *= np.float32(strength)
+    mixed += original
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)

@@ -180,7 +180,10 @@ class RaftFlow:
             flow = self.model(first, second, num_flow_updates=self.updates)[-1]
         if (rh, rw) != (h, w):
             flow = F.interpolate(flow, (h, w), mode="bilinear", align_corners=False)
-            flow = flow * torch.tensor([w / rw, h / rh], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+            # Scaled channel by channel with Python numbers: a small tensor made on the device would be a pageable
+            # host copy, which synchronises the host with the GPU once per batch.
+            flow[:, 0].mul_(w / rw)
+            flow[:, 1].mul_(h / rh)
         return flow.float()
 
     def pairs(self, frames: Tensor) -> tuple[Tensor, Tensor]:
@@ -278,6 +281,18 @@ class FallbackFlow:
                 log.warning("consistency: RAFT failed (%s); optical flow continues with %s", self.failed,
                             self.fallback.label)  # fmt: skip
         return self.fallback.pair(prev, frame, prev_gray, gray)
+
+
+def flow_for_stream(estimator: DisFlow | FallbackFlow) -> DisFlow | FallbackFlow:
+    """An estimator for another stream of frames (a webcam connection beside a file's run) with the same weights on
+    the same device: RAFT keeps per-stream state (announced frames, ready pairs, the last upload), so each stream gets
+    its own around the shared model; DIS keeps none and is shared. One that has fallen back to DIS gives DIS."""
+    if isinstance(estimator, FallbackFlow):
+        if estimator.failed is not None:
+            return estimator.fallback
+        raft = estimator.primary
+        return FallbackFlow(RaftFlow(raft.model, raft.device, raft.scale, raft.name, raft.updates), estimator.fallback)
+    return estimator
 
 
 def hub_weights_file(variant: str = "raft_small") -> Path:

@@ -34,6 +34,7 @@ from inference.engine.batch_step import BatchStep
 from inference.engine.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.device_flow import FlowEstimator, choose_flow
+from inference.engine.device_stage import consistent_on_device
 from inference.engine.engines import Spans
 from inference.engine.frame_formats import as_rgb, check_tensor, tensor_frame_size
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
@@ -109,6 +110,10 @@ class Stylizer:
         self._batcher.scale = options.stroke_scale
         self._step = BatchStep(forward, self.dtype, options.channels_last, options)
         self.options = options
+        #: Run the consistency stage's combination on the device, inside each batch (:mod:`device_stage`), instead
+        #: of on the host after the download. On CUDA by default; the CPU keeps the OpenCV path (faster there), and
+        #: tests set this on the CPU to check that both paths agree.
+        self.stage_on_device = cuda
 
     @classmethod
     def from_artifact(cls, path: str | Path, options: RuntimeOptions | None = None, **fields: Any) -> Stylizer:
@@ -228,11 +233,15 @@ class Stylizer:
             UserError: A shape or dtype that is none of the above.
         """
         check_tensor(batch, yuv_in)
-        batch = batch.to(self.device, non_blocking=True)
+        # A host tensor is copied before returning (the caller may refill or free it at once: an asynchronous copy
+        # from its pinned memory would race with that, with nothing keeping it alive); a device tensor's copy is
+        # ordered on the streams and stays asynchronous.
+        batch = batch.to(self.device, non_blocking=batch.device.type != "cpu")
         float_dtype = batch.dtype if batch.is_floating_point() else None
         spans = Spans(None, cuda=False)
-        self._batcher.cap(*tensor_frame_size(batch, yuv_in))  # lowers batch_size on CUDA: tensors under 2^31 elements
-        step = self.batch_size
+        # CUDA tensors stay under 2^31 elements: large frames are run in smaller chunks, for this call only (a later
+        # call with small frames keeps the configured batch size).
+        step = self._batcher.index_cap(*tensor_frame_size(batch, yuv_in), self.batch_size)
         chunks = [
             self._step(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype) for i in range(0, batch.shape[0], step)
         ]
@@ -267,16 +276,31 @@ class Stylizer:
         if self.consistency > 0:
             if yuv_in is not None or yuv_out is not None:
                 raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
-            if self._flow is None:
-                self._flow = choose_flow(self.device, self.options.flow_weights).estimator
-            stage = ConsistencyStage(self.consistency, clock=clock, flow=self._flow)
-            yield from stage.run(items, partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock))
+            stage = ConsistencyStage(self.consistency, clock=clock, flow=self.flow, tensors=self.stage_on_device)
+            # The stage sees the network's output before the strength mixes in the original (mix=False), and the
+            # strength is applied after it: a frame with nothing of the network's in it is never moved.
+            strength = partial(getattr, self, "strength")
+            if self.stage_on_device:
+                engine = make_engine(self.device, clock)
+                yield from consistent_on_device(stage, items, self._batcher, engine, step=self._step, strength=strength)
+            else:
+                per_frame = partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock, mix=False)
+                yield from stage.run(items, per_frame, mix=strength)
         else:
             yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
 
-    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None) -> Iterator:
-        """:meth:`process` without the consistency stage: batches through the device's engine."""
-        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
+    @property
+    def flow(self) -> FlowEstimator:
+        """The consistency stage's optical flow (RAFT on CUDA where its weights are at hand, else DIS; see
+        :func:`inference.engine.device_flow.choose_flow`), chosen on first use."""
+        if self._flow is None:
+            self._flow = choose_flow(self.device, self.options.flow_weights).estimator
+        return self._flow
+
+    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None, mix: bool = True) -> Iterator:
+        """:meth:`process` without the consistency stage: batches through the device's engine (``mix``: see
+        :meth:`inference.engine.batch_step.BatchStep.network`)."""
+        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None, mix=mix)
         yield from self._batcher.run(make_engine(self.device, clock), items, compute)
 
     def run_network(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ import struct
 from fastapi import WebSocket, WebSocketDisconnect
 
 from inference.core.errors import UserError
+from inference.engine.device_flow import flow_for_stream
 from inference.serve.catalog import Catalog, Controls
 from inference.serve.errors import close_reason, error_json
 from inference.serve.frames import STREAM_JPEG_QUALITY, FrameService, decode_image, encode_image
@@ -132,14 +133,14 @@ class _History:
     def reset(self) -> None:
         self.stage = None
 
-    def consistent(self, frame, out, controls: Controls):
+    def consistent(self, frame, out, controls: Controls, flow=lambda: None):
         """``uint8 [H, W, 3]`` input and its per-frame stylization -> the consistent output (same shape). Another
         artifact or style starts a new history (its first frame is taken as it is)."""
         from inference.engine.consistency import ConsistencyStage
 
         look = (controls.artifact, controls.style)
         if self.stage is None or look != self.look:
-            self.stage, self.look = ConsistencyStage(controls.consistency), look
+            self.stage, self.look = ConsistencyStage(controls.consistency, flow=flow()), look
         self.stage.strength = controls.consistency
         ((result, _),) = self.stage.run([(frame, None)], lambda items: ((out, meta) for _, meta in items))
         return result
@@ -165,7 +166,8 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService,
             array = await asyncio.to_thread(decode_image, frame, "frame", max_pixels, controls.stroke_scale)
             out = await asyncio.wrap_future(frames.submit(array, controls))
             if controls.consistency > 0:
-                out = await asyncio.to_thread(history.consistent, array, out, controls)
+                flow = lambda c=controls: flow_for_stream(frames.catalog.stylizer(c.artifact).flow)  # noqa: E731 - RAFT on a GPU
+                out = await asyncio.to_thread(history.consistent, array, out, controls, flow)
             else:
                 history.reset()
         except UserError as exc:
