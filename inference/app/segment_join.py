@@ -41,7 +41,8 @@ def copy_problem(parts: list[Path]) -> str | None:
     for part in parts:
         with av.open(str(part)) as container:
             stream = container.streams.video[0]
-            heads = (stream.codec_context.name, stream.width, stream.height, bytes(stream.codec_context.extradata or b""))
+            ctx = stream.codec_context
+            heads = (ctx.name, stream.width, stream.height, bytes(ctx.extradata or b""))
         if first is None:
             first = heads
         elif heads[:3] != first[:3]:

@@ -27,6 +27,9 @@ DEFAULT_WARMUP = 8
 MIN_SEGMENT_S = 5.0
 #: ``--split auto``: segments per worker, so that a faster worker takes more and a lost segment costs little.
 SEGMENTS_PER_WORKER = 4
+#: ``--split auto`` on a Ray cluster (whose size is known only once joined): segments of this length, so that a
+#: two-hour film makes 120 jobs, enough for a cluster of a few dozen workers.
+RAY_SEGMENT_S = 60.0
 #: ``--split auto`` splits a file only from this length on: below it, one worker finishes before a split pays back.
 AUTO_MIN_SECONDS = 30.0
 
@@ -147,13 +150,13 @@ def parse_split(text: str) -> str | float:
     return seconds
 
 
-def segment_seconds(split: str | float, seconds: float, workers: int) -> tuple[float | None, str]:
+def segment_seconds(split: str | float, seconds: float, workers: int | None) -> tuple[float | None, str]:
     """The segment length ``split`` asks for, and why, as a phrase for the log.
 
     Args:
         split: ``"auto"``, ``"off"`` or seconds (see :func:`parse_split`).
         seconds: The file's length.
-        workers: How many segments can run at once.
+        workers: How many segments can run at once; ``None``: a Ray cluster (segments of :data:`RAY_SEGMENT_S`).
 
     Returns:
         ``(seconds per segment, reason)``; ``None`` seconds: do not split.
@@ -164,10 +167,12 @@ def segment_seconds(split: str | float, seconds: float, workers: int) -> tuple[f
         if split >= seconds:
             return None, f"--split {split:g}s is not shorter than the file ({seconds:.1f}s)"
         return float(split), f"--split {split:g}"
-    if workers < 2:
+    if workers is not None and workers < 2:
         return None, "one worker: a split would only add warm-up frames (give --workers or --devices to split)"
     if seconds < AUTO_MIN_SECONDS:
         return None, f"{seconds:.1f}s is short (auto splits from {AUTO_MIN_SECONDS:g}s): one worker runs it"
+    if workers is None:
+        return RAY_SEGMENT_S, f"auto: {seconds:.1f}s on a Ray cluster, {RAY_SEGMENT_S:g}s segments"
     length = max(MIN_SEGMENT_S, seconds / (workers * SEGMENTS_PER_WORKER))
     return length, f"auto: {seconds:.1f}s over {workers} workers, {SEGMENTS_PER_WORKER} segments per worker"
 
