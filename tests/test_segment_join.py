@@ -57,7 +57,7 @@ def test_split_output_is_the_single_run(model, tmp_path):
     frames = probe_frames(src)
     segments = plan_segments(frames, 0.4, warmup=3)
     assert len(segments) >= 3
-    assert run_split(src, joined, frames, segments, local(model), split_options()) == 0
+    assert run_split(src, joined, frames, segments, local(model), file_options=split_options()) == 0
     a, b = decoded(single), decoded(joined)
     assert b[0] == a[0] and len(b[0]) == len(TICKS)  # every timestamp, the gaps included
     assert all(np.array_equal(x, y) for x, y in zip(a[1], b[1], strict=True))  # lossless, stage off: identical

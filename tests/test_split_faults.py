@@ -73,7 +73,9 @@ def test_a_lost_segment_is_redone_alone(model, clip, tmp_path):
     src, frames, segments = clip
     assert len(segments) >= 3
     out = tmp_path / "out.mp4"
-    status = run_split(src, out, frames, segments, lambda todo: Flaky(model, todo, lose=1), OPTIONS, quiet=True)
+    status = run_split(
+        src, out, frames, segments, lambda todo: Flaky(model, todo, lose=1), file_options=OPTIONS, quiet=True
+    )
     assert status == 0 and count_video_frames(out) == len(TICKS)
     assert Flaky.rounds == [list(range(len(segments))), [1]]
 
@@ -82,7 +84,7 @@ def test_a_segment_lost_every_round_fails_the_run_and_leaves_nothing(model, clip
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     make = lambda todo: Flaky(model, todo, lose=1, always=True)  # noqa: E731
-    assert run_split(src, out, frames, segments, make, OPTIONS, rounds=2) == 2
+    assert run_split(src, out, frames, segments, make, file_options=OPTIONS, rounds=2) == 2
     assert Flaky.rounds == [list(range(len(segments))), [1]]
     assert "error: " in capsys.readouterr().err
     assert not out.exists() and not segment_folder(out).exists()
@@ -92,7 +94,7 @@ def test_sigterm_leaves_nothing_without_skip_existing(model, clip, tmp_path):
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=1), OPTIONS)
+        run_split(src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=1), file_options=OPTIONS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.safetensors"]
 
 
@@ -100,17 +102,13 @@ def test_an_interrupted_run_is_resumed_with_skip_existing(model, clip, tmp_path)
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(
-            src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=2), OPTIONS, skip_existing=True
-        )
+        run_split(src, out, frames, segments, stopping(model), file_options=OPTIONS, skip_existing=True)
     kept = sorted(segment_folder(out).glob("segment_*.nut"))
     assert [p.name for p in kept] == [segments[0].file_name, segments[1].file_name]
-    stamps = [p.stat().st_mtime_ns for p in kept]
     Flaky.rounds = []
     make = lambda todo: Flaky(model, todo)  # noqa: E731
-    assert run_split(src, out, frames, segments, make, OPTIONS, skip_existing=True, quiet=True) == 0
+    assert run_split(src, out, frames, segments, make, file_options=OPTIONS, skip_existing=True, quiet=True) == 0
     assert Flaky.rounds == [list(range(2, len(segments)))]  # only the unfinished segments ran
-    assert [p.stat().st_mtime_ns for p in kept if p.exists()] in ([], stamps)
     assert count_video_frames(out) == len(TICKS) and not segment_folder(out).exists()
 
 
@@ -118,12 +116,13 @@ def test_another_plan_does_not_reuse_segments(model, clip, tmp_path):
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(
-            src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=2), OPTIONS, skip_existing=True
-        )
+        run_split(src, out, frames, segments, stopping(model), file_options=OPTIONS, skip_existing=True)
     Flaky.rounds = []
     other = plan_segments(frames, 0.5, warmup=2)
-    assert run_split(src, out, frames, other, lambda todo: Flaky(model, todo), OPTIONS, skip_existing=True) == 0
+    assert (
+        run_split(src, out, frames, other, lambda todo: Flaky(model, todo), file_options=OPTIONS, skip_existing=True)
+        == 0
+    )
     assert Flaky.rounds == [list(range(len(other)))]
 
 

@@ -220,11 +220,11 @@ def _main(args: Sequence[str] | None) -> int:
         return _run_batch(opts)
     if opts.ext is not None:
         raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
-    from inference.app.split_cli import run_split_command, split_choice
+    from inference.app.split_cli import split_choice
 
     choice = split_choice(opts)
     if choice is not None:
-        return run_split_command(opts, *choice)
+        return _run_split(opts, choice)
     if opts.cluster != "local":
         raise UserError(
             "--cluster ray runs a batch (several inputs or a folder of videos) or a split video (--split); this "
@@ -256,6 +256,22 @@ def _run_single(opts: argparse.Namespace) -> int:
     stylizer = load_stylizer(opts.model, runtime_options(opts), device=device)
     stylize_file(stylizer, src, opts.output, progress=not opts.quiet, **file_options(opts))
     return 0
+
+
+def _run_split(opts: argparse.Namespace, choice: tuple) -> int:
+    """One video cut into segments, stylized on several workers (local or Ray) and joined (``--split``)."""
+    from inference.app.batch import output_exists
+    from inference.app.split_cli import run_split_command, segment_options
+
+    dst = Path(opts.output)
+    check_crf(opts, [dst])
+    if opts.skip_existing and output_exists(dst):
+        if not opts.quiet:
+            print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
+        return 0
+    options = segment_options(file_options(opts), opts.codec, dst)
+    make = ray_executor_factory(opts, options) if opts.cluster == "ray" else local_executor_factory(opts, options)
+    return run_split_command(opts, choice, options, make, runtime_options(opts))
 
 
 def _run_batch(opts: argparse.Namespace) -> int:

@@ -78,8 +78,6 @@ def stylize_segment(
     Raises:
         MediaError: Unreadable input, or fewer frames decoded than the plan holds (the file changed?).
     """
-    from inference.io.video_writer import VideoSink
-
     t0 = time.perf_counter()
     trim, encode = trim or TrimOptions(), dataclasses.replace(encode or EncodeOptions(), audio=False)
     bind_media_device(stylizer.device)
@@ -88,48 +86,62 @@ def stylize_segment(
     planes = encode.pix_fmt == "yuv420p" and stylizer.device.type != "cpu" and not stylizer.consistency
     start = segment.warmup_seconds if segment.warmup_pts > segment.origin_pts else None
     source = VideoSource(src, trim.resize(even), start, planes=planes)
-    dst = check_destination(dst, overwrite=overwrite, is_dir=False)
-    clock = StageClock()
-    written = warm = 0
     try:
-        base = int(round(source.info.origin / source.info.time_base))  # 0 without a seek
-        offset = pts_offset(source.info.time_base)
+        dst = check_destination(dst, overwrite=overwrite, is_dir=False)
         with atomic_output(dst, suffix=SEGMENT_EXT) as tmp:
-            sink = VideoSink(tmp, source.info, encode, container_ext=SEGMENT_EXT, clock=clock)
-            yuv_in = source.info.yuv
-            yuv_out = sink.yuv_spec if yuv_in is not None else None
-            write = sink.write_planes if yuv_out is not None else sink.write
-
-            def frames():
-                for frame in source.frames(clock=clock):
-                    pts = frame.pts + base  # the stream's own timestamp again
-                    if segment.end_pts is not None and pts >= segment.end_pts:
-                        return
-                    yield frame.array, pts
-
-            def consume(item: tuple[Any, int]) -> None:
-                nonlocal written, warm
-                array, pts = item
-                if pts < segment.start_pts:
-                    warm += 1  # stylized for the stage's history, not written
-                    return
-                write(array, pts + offset)
-                written += 1
-
-            def process(items):
-                return stylizer.process(items, yuv_in=yuv_in, yuv_out=yuv_out)
-
-            try:
-                run_pipeline(frames(), process, consume, depth=max(8, 2 * stylizer.batch_size))
-                if written != segment.frames:
-                    raise MediaError(
-                        f"{src}: segment {segment.index} gave {written} frames where the plan has {segment.frames} "
-                        "(did the file change since the plan?)"
-                    )
-                sink.close()
-            except BaseException:
-                sink.abort()
-                raise
+            written, warm = _encode(stylizer, source, tmp, segment, encode)
+            if written != segment.frames:  # raised here, so the temporary file is removed, not renamed
+                raise MediaError(
+                    f"{src}: segment {segment.index} gave {written} frames where the plan has {segment.frames} "
+                    "(did the file change since the plan?)"
+                )
     finally:
         source.close()
     return SegmentResult(dst, written, warm, time.perf_counter() - t0)
+
+
+def _encode(stylizer: Any, source: VideoSource, tmp: Path, segment: Segment, encode: EncodeOptions) -> tuple[int, int]:
+    """Decode -> stylize -> encode the segment into ``tmp``; returns ``(frames written, warm-up frames)``.
+
+    The source yields timestamps relative to its seek point; they are turned back into the stream's own so that the
+    segment file holds the single run's timestamps (plus :data:`PTS_OFFSET`).
+    """
+    from inference.io.video_writer import VideoSink
+
+    clock = StageClock()
+    base = int(round(source.info.origin / source.info.time_base))  # 0 without a seek
+    offset = pts_offset(source.info.time_base)
+    sink = VideoSink(tmp, source.info, encode, container_ext=SEGMENT_EXT, clock=clock)
+    yuv_in = source.info.yuv
+    yuv_out = sink.yuv_spec if yuv_in is not None else None
+    write = sink.write_planes if yuv_out is not None else sink.write
+    counts = [0, 0]  # written, warm-up
+
+    def frames():
+        for frame in source.frames(clock=clock):
+            pts = frame.pts + base
+            if segment.end_pts is not None and pts >= segment.end_pts:
+                return
+            yield frame.array, pts
+
+    def consume(item: tuple[Any, int]) -> None:
+        array, pts = item
+        if pts < segment.start_pts:
+            counts[1] += 1  # stylized for the stage's history, not written
+            return
+        write(array, pts + offset)
+        counts[0] += 1
+
+    def process(items):
+        return stylizer.process(items, yuv_in=yuv_in, yuv_out=yuv_out)
+
+    try:
+        run_pipeline(frames(), process, consume, depth=max(8, 2 * stylizer.batch_size))
+        if counts[0] == segment.frames:
+            sink.close()
+        else:
+            sink.abort()
+    except BaseException:
+        sink.abort()
+        raise
+    return counts[0], counts[1]

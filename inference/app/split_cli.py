@@ -11,7 +11,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from inference.app.split_plan import (
     DEFAULT_WARMUP,
@@ -67,50 +69,61 @@ def split_choice(opts: argparse.Namespace) -> tuple[StreamFrames, list[Segment],
     return frames, segments, reason
 
 
-def run_split_command(opts: argparse.Namespace, frames: StreamFrames, segments: list[Segment], reason: str) -> int:
-    """Plan, print and run the split of ``opts.inputs[0]`` into ``opts.output``; the exit status."""
-    from inference.app.batch import output_exists
-    from inference.app.cli import check_crf, file_options, local_executor_factory, ray_executor_factory
-    from inference.app.split_run import check_splittable, run_split
+def run_split_command(
+    opts: argparse.Namespace,
+    choice: tuple[StreamFrames, list[Segment], str],
+    options: dict,
+    make_executor: Callable[[list], Any],
+    runtime: Any,
+) -> int:
+    """Print the plan of ``opts.inputs[0]`` and run it into ``opts.output``; the exit status.
+
+    Args:
+        opts: stylize-video's options.
+        choice: From :func:`split_choice`.
+        options: :func:`~inference.app.convert.stylize_file` options for the segments (codec resolved for the
+            output's container by :func:`segment_options`).
+        make_executor: The executor factory (local pool or Ray) for the segment jobs.
+        runtime: The workers' :class:`~inference.engine.options.RuntimeOptions` (part of the resume fingerprint).
+    """
+    from inference.app.split_run import run_split
     from inference.core.atomic import check_destination
-    from inference.io.encoders import codec_family
     from inference.model.artifact import read_metadata
 
+    frames, segments, reason = choice
     src, dst = Path(opts.inputs[0]), Path(opts.output)
-    check_crf(opts, [dst])
-    if opts.skip_existing and output_exists(dst):
-        _say(opts, f"{dst}: already exists, skipped (--skip-existing)")
-        return 0
     check_destination(dst, overwrite=opts.overwrite, is_dir=False)
     read_metadata(opts.model)  # a wrong -m fails before any worker starts
-    options = file_options(opts)
-    check_splittable(options["trim"])
-    # Every segment must use the codec the output container takes by default (VP9 for .webm), not the NUT file's.
-    options["encode"] = dataclasses.replace(options["encode"], codec=codec_family(opts.codec, dst.suffix))
     for line in describe_plan(segments, frames, reason):
         _say(opts, f"{src}: {line}" if not line.startswith(" ") else line)
-    ray = opts.cluster == "ray"
-    make = ray_executor_factory(opts, options) if ray else local_executor_factory(opts, options)
     return run_split(
         src,
         dst,
         frames,
         segments,
-        make,
-        options,
-        fingerprint=_fingerprint(opts, options),
+        make_executor,
+        file_options=options,
+        fingerprint=_fingerprint(opts, options, runtime),
         skip_existing=opts.skip_existing,
-        rounds=1 if ray else 1 + opts.retries,  # Ray redoes a lost worker's job itself (--retries)
+        rounds=1 if opts.cluster == "ray" else 1 + opts.retries,  # Ray redoes a lost worker's job itself (--retries)
         quiet=opts.quiet,
     )
 
 
-def _fingerprint(opts: argparse.Namespace, options: dict) -> str:
-    """What decides a segment's pixels: the model file, the network options and the encoder and size options."""
-    from inference.app.cli import runtime_options
+def segment_options(options: dict, codec: str | None, dst: Path) -> dict:
+    """``options`` with the encoder's codec the output's container takes (VP9 for .webm, not the NUT file's
+    default), so that every segment is coded as the output will be; refuses ``start``/``duration``."""
+    from inference.app.split_run import check_splittable
+    from inference.io.encoders import codec_family
 
+    check_splittable(options.get("trim"))
+    return {**options, "encode": dataclasses.replace(options["encode"], codec=codec_family(codec, dst.suffix))}
+
+
+def _fingerprint(opts: argparse.Namespace, options: dict, runtime: Any) -> str:
+    """What decides a segment's pixels: the model file, the network options and the encoder and size options."""
     model = Path(opts.model).stat()
     # Any worker's device makes the same segment: the device is left out.
-    runtime = {k: v for k, v in dataclasses.asdict(runtime_options(opts)).items() if k != "device"}
-    return json.dumps([str(Path(opts.model).resolve()), model.st_size, model.st_mtime_ns, repr(runtime),
-                       repr(options["trim"]), repr(options["encode"])])  # fmt: skip
+    fields = {k: v for k, v in dataclasses.asdict(runtime).items() if k != "device"}
+    return json.dumps([str(Path(opts.model).resolve()), model.st_size, model.st_mtime_ns, repr(fields),
+                       repr(options.get("trim")), repr(options["encode"])])  # fmt: skip
