@@ -20,8 +20,11 @@ from pathlib import Path
 
 from inference.core.errors import MediaError, UserError
 
-#: Frames of warm-up before every join (chosen from bench/split_join.py's measurement, see docs/long-videos.md).
-DEFAULT_WARMUP = 8
+#: Frames of warm-up before every join, chosen from bench/split_join.py (bench/results/split-join-cpu.json, stage at
+#: 0.8): the change across a join falls from 2.9x the median neighbour change (K=0) to 1.19x (16), 1.12x (24), 1.06x
+#: (32), the single run itself having 1.02x at those frames. 24 meets the 1.2x target with a margin; its cost, 24
+#: frames through decode, network and stage but not the encoder, is under 1% of a segment of a few minutes.
+DEFAULT_WARMUP = 24
 #: ``--split auto``: the shortest segment worth a job (the model loads once per worker, not per segment, but every
 #: segment pays its warm-up and a seek).
 MIN_SEGMENT_S = 5.0
