@@ -140,20 +140,22 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         stylize_file(stylizer, args.clip, tmp / "single.mp4", trim=trim, encode=encode)
-        single_s = time.perf_counter() - t0
+        single_s, single_cpu = time.perf_counter() - t0, time.process_time() - c0
         single = decode(tmp / "single.mp4")
         single_errors = pair_errors(single, fws, bws)
         for k in [int(x) for x in args.warmups.split(",")]:
             segments = plan_segments(frames, args.segment, warmup=k)
             joins = list(np.cumsum([s.frames for s in segments])[:-1])
             parts, seconds = [], []
+            c0 = time.process_time()
             for seg in segments:
                 t = time.perf_counter()
                 r = stylize_segment(stylizer, args.clip, tmp / f"k{k}-{seg.file_name}", seg, trim=trim, encode=encode)
                 seconds.append(time.perf_counter() - t)
                 parts.append(r.output)
+            cpu = time.process_time() - c0
             t = time.perf_counter()
             join_segments(parts, tmp / f"k{k}.mp4", source.info, encode)
             join_s = time.perf_counter() - t
@@ -169,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
             row["seconds_per_segment"] = round(statistics.mean(seconds), 3)
             row["segments_total_s"] = round(sum(seconds), 3)
             row["join_s"] = round(join_s, 3)
+            # CPU seconds (this process, every thread): steadier than wall time on a shared machine.
+            row["segments_cpu_s"] = round(cpu, 3)
+            row["extra_cpu_per_segment_s"] = round((cpu - single_cpu) / len(segments), 4)
             rows.append(row)
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         "consistency": args.consistency,
         "segment_s": args.segment,
         "single_run_s": round(single_s, 3),
+        "single_run_cpu_s": round(single_cpu, 3),
         "single_warping_error": round(float(single_errors.mean()), 6),
         "rows": rows,
     }
