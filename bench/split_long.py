@@ -86,12 +86,21 @@ def facts(path: Path) -> dict:
     return video
 
 
+CPU: list[float] = []  # CPU seconds (user + system) of each run's process tree, in order
+
+
 def run(args: list[str]) -> tuple[float, str]:
+    """Run stylize-video; ``(wall seconds, stderr)``, its CPU seconds appended to :data:`CPU`."""
+    import resource
+
     cmd = [sys.executable, "-c", "import sys; from inference.app.cli import main; sys.exit(main())", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return time.perf_counter() - t0, proc.stderr
 
 
@@ -141,6 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         "one_worker_s": [round(s, 2) for s in one_s],
         "two_workers_s": [round(s, 2) for s in two_s],
         "ratio_two_over_one": round(min(two_s) / min(one_s), 3),
+        # CPU seconds of every process: what the split adds in work (warm-up, second model load, join), and the wall
+        # ratio two perfectly parallel workers would reach: (CPU of the split / 2) / CPU of one worker.
+        "cpu_one_worker_s": [round(c, 2) for c in CPU[0 : 2 * args.repeats : 2]],
+        "cpu_two_workers_s": [round(c, 2) for c in CPU[1 : 2 * args.repeats : 2]],
+        "cpu_ratio_two_over_one": round(min(CPU[1 : 2 * args.repeats : 2]) / min(CPU[0 : 2 * args.repeats : 2]), 3),
         "probe_s": round(probe_s, 4),
         "stage_on_plan": [line for line in stage_log.splitlines() if "split into" in line or "frames from" in line],
         "stage_on_joins": join_ratio(stage["arrays"], [int(j) for j in joins]),
