@@ -81,7 +81,7 @@ def test_when_a_file_is_split(split, seconds, workers, splits):
 def test_split_values():
     assert parse_split("AUTO") == "auto" and parse_split("off") == "off" and parse_split("12.5") == 12.5
     for bad in ("0", "-3", "nan", "inf", "soon"):
-        with pytest.raises(UserError, match="--split: expected auto, off or a segment length"):
+        with pytest.raises(UserError, match="^split: expected auto, off or a segment length"):
             parse_split(bad)
 
 

@@ -155,7 +155,7 @@ def _split_value(text: str) -> str | float:
     try:
         return parse_split(text)
     except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--split: ")) from None
+        raise argparse.ArgumentTypeError(exc.with_flags(flag).removeprefix("--split: ")) from None
 
 
 def runtime_options(opts: argparse.Namespace) -> RuntimeOptions:

@@ -24,7 +24,10 @@ from inference.app.split_plan import (
     probe_frames,
     segment_seconds,
 )
-from inference.core.errors import UserError
+from inference.core.errors import OptionError
+
+#: The fields a split's refusal names (in backticks): the command line writes them as its flags.
+SPLIT_MENTIONS = ("start", "duration", "split")
 
 
 def _say(opts: argparse.Namespace, line: str) -> None:
@@ -36,7 +39,7 @@ def split_choice(opts: argparse.Namespace) -> tuple[StreamFrames, list[Segment],
     """``(frames, segments, reason)`` when this one-input run is to be split, else ``None``.
 
     Raises:
-        UserError: ``--split SECONDS`` for an input or output that is not a video, or with ``--start``/``--duration``.
+        OptionError: ``--split SECONDS`` for an input or output that is not a video, or with ``--start``/``--duration``.
     """
     from inference.app.batch import worker_devices
     from inference.io.media import probe_kind
@@ -48,11 +51,13 @@ def split_choice(opts: argparse.Namespace) -> tuple[StreamFrames, list[Segment],
     src = opts.inputs[0]
     if probe_kind(src) != "video" or output_kind(opts.output) != "video":
         if explicit:
-            raise UserError(f"--split cuts a video file into a video output; {src} -> {opts.output} is not one")
+            raise OptionError("split", f" cuts a video file into a video output; {src} -> {opts.output} is not one")
         return None
     if opts.start is not None or opts.duration is not None:
         if explicit:
-            raise UserError("--split cannot be combined with --start or --duration (use --split off)")
+            raise OptionError(
+                "split", " cannot be combined with `start` or `duration` (use `split` off)", mentions=SPLIT_MENTIONS
+            )
         return None
     workers = None if opts.cluster == "ray" else len(worker_devices(opts.devices, opts.device, opts.workers))
     if workers == 1 and not explicit:

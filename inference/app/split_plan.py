@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from inference.core.errors import MediaError, UserError
+from inference.core.errors import MediaError, OptionError
 
 #: Frames of warm-up before every join, chosen from bench/split_join.py (bench/results/split-join-cpu.json, stage at
 #: 0.8): the change across a join falls from 2.9x the median neighbour change (K=0) to 1.19x (16), 1.12x (24), 1.06x
@@ -139,7 +139,7 @@ def parse_split(text: str) -> str | float:
     """``--split``'s value: ``"auto"``, ``"off"`` or a segment length in seconds (> 0).
 
     Raises:
-        UserError: Anything else.
+        OptionError: Anything else (naming the `split` field).
     """
     text = text.strip().lower()
     if text in ("auto", "off"):
@@ -149,7 +149,7 @@ def parse_split(text: str) -> str | float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise UserError(f"--split: expected auto, off or a segment length in seconds (> 0), got {text!r}")
+        raise OptionError("split", f": expected auto, off or a segment length in seconds (> 0), got {text!r}")
     return seconds
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from inference.app.jobs import Executor, Job, Outcome
 from inference.app.segment_join import join_segments
 from inference.app.split_plan import Segment, StreamFrames
-from inference.core.errors import MediaError, UserError
+from inference.core.errors import MediaError, OptionError
 
 log = logging.getLogger("inference")
 
@@ -207,4 +207,5 @@ def _clean(folder: Path, *, keep: bool, quiet: bool) -> None:
 def check_splittable(trim: Any) -> None:
     """Refuse the options a split cannot honour yet (one line)."""
     if trim is not None and (trim.start is not None or trim.duration is not None):
-        raise UserError("--start and --duration cannot be combined with a split; use --split off")
+        raise OptionError("split", " cannot be combined with `start` or `duration` (use `split` off)",
+                          mentions=("start", "duration", "split"))  # fmt: skip
