@@ -425,6 +425,61 @@ def write_video(
     return path
 
 
+def write_vfr_video(
+    path: Path,
+    ticks: list[int],
+    *,
+    gop: int = 8,
+    size: tuple[int, int] = (96, 64),
+    audio: bool = True,
+    rotation: int = 0,
+) -> Path:
+    """Write a variable-frame-rate H.264 clip (panning like :func:`write_video`) with an AAC tone as long as it.
+
+    Args:
+        path: Output file (.mp4, .mkv, .mov).
+        ticks: Every frame's timestamp in 1/24 s units, rising, gaps allowed (e.g. ``[0, 1, 2, 4, 7]``).
+        gop: A keyframe every ``gop`` frames (the cut points a split prefers).
+        size: ``(width, height)``, even.
+        audio: Add the tone.
+        rotation: Display rotation in degrees.
+
+    Returns:
+        ``path``.
+    """
+    import av
+
+    path = Path(path)
+    width, height = size
+    frames = clip_frames(len(ticks), size=(height, width), shift=(2, 1))
+    tb = Fraction(1, 24)
+    with av.open(str(path), mode="w") as container:
+        vstream = container.add_stream("libx264", rate=24)
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
+        vstream.time_base = vstream.codec_context.time_base = tb
+        vstream.options = {"crf": "18", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        if rotation:
+            vstream.set_display_rotation(rotation)
+        astream = container.add_stream("aac", rate=44100) if audio else None
+        if astream is not None:
+            astream.layout = "mono"
+        for tick, array in zip(ticks, frames, strict=True):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = tick, tb
+            container.mux(vstream.encode(frame))
+        container.mux(vstream.encode())
+        if astream is not None:
+            total = int(round((ticks[-1] + 1) / 24 * astream.rate))
+            t = np.arange(total, dtype=np.float32) / astream.rate
+            tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+            for start in range(0, total, 1024):
+                frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = astream.rate, start
+                container.mux(astream.encode(frame))
+            container.mux(astream.encode())
+    return path
+
+
 @pytest.fixture
 def make_video() -> Callable[..., Path]:
     """Factory ``make_video(path, n_frames=24, size=(w, h), fps=Fraction(24), audio=True, rotation=0, ...) -> Path``."""

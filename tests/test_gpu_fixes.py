@@ -509,6 +509,7 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
     import queue
 
     import inference.app.worker_pool as worker_pool
+    from inference.app.jobs import Job
 
     net = _Sticky()
     monkeypatch.setattr(
@@ -517,7 +518,7 @@ def test_finding_13_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatc
     clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
     tasks, results = queue.Queue(), queue.Queue()
     for i in range(3):
-        tasks.put((i, str(clip), str(tmp_path / f"o{i}.mp4")))
+        tasks.put((i, Job(clip, tmp_path / f"o{i}.mp4")))
     tasks.put(None)
     seat, spec = worker_pool.Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
     unbound.run(worker_pool.serve, seat, spec, tasks, results)

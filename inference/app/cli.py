@@ -132,13 +132,30 @@ def _cluster_options(g: argparse._ActionsContainer) -> None:
     )  # fmt: skip
     g.add_argument(
         "--retries", type=ranged(int, 0), default=2, metavar="N",
-        help="with --cluster ray: times a file is redone on another worker when its worker dies (default 2)",
+        help="with --cluster ray: times a file is redone on another worker when its worker dies; with --split: "
+        "rounds in which failed segments are redone (default 2)",
+    )  # fmt: skip
+    g.add_argument(
+        "--split", type=_split_value, default="auto", metavar="auto|SECONDS|off",
+        help="one video over several workers (--workers, --devices or --cluster ray): cut it into segments of about "
+        "SECONDS at keyframes, stylize them at once and join them into one output with the input's timing and audio; "
+        "auto (default) splits only when it pays (several workers, a file of 30 s or more) and says so",
     )  # fmt: skip
     g.add_argument(
         "--cpus-per-worker", type=ranged(int, 1), default=1, metavar="N",
         help="with --cluster ray on nodes without GPUs: one worker per N CPUs, each running N threads (default 1); "
         "with GPUs there is one worker per GPU",
     )  # fmt: skip
+
+
+def _split_value(text: str) -> str | float:
+    """``--split``'s parser: a bad value is argparse's one-line error."""
+    from inference.app.split_plan import parse_split
+
+    try:
+        return parse_split(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(exc.with_flags(flag).removeprefix("--split: ")) from None
 
 
 def runtime_options(opts: argparse.Namespace) -> RuntimeOptions:
@@ -164,7 +181,7 @@ def _check_options(opts: argparse.Namespace) -> None:
         raise UserError("--device and --devices exclude each other (--devices lists the devices of a batch)")
 
 
-def _check_crf(opts: argparse.Namespace, outputs: list[Path]) -> None:
+def check_crf(opts: argparse.Namespace, outputs: list[Path]) -> None:
     """Refuse a ``--crf`` beyond the encoder's scale or a ``--preset`` it has no equivalent for, before the model
     loads (x264 would silently clamp 60 to 51)."""
     from inference.io.encoders import check_quality
@@ -201,10 +218,18 @@ def _main(args: Sequence[str] | None) -> int:
         return run_live(opts, runtime_options(opts))
     if is_batch(opts.inputs):
         return _run_batch(opts)
-    if opts.cluster != "local":
-        raise UserError("--cluster ray runs a batch (several inputs or a folder of videos); one input runs here")
     if opts.ext is not None:
         raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
+    from inference.app.split_cli import split_choice
+
+    choice = split_choice(opts)
+    if choice is not None:
+        return _run_split(opts, choice)
+    if opts.cluster != "local":
+        raise UserError(
+            "--cluster ray runs a batch (several inputs or a folder of videos) or a split video (--split); this "
+            "input runs here"
+        )
     return _run_single(opts)
 
 
@@ -217,7 +242,7 @@ def _run_single(opts: argparse.Namespace) -> int:
     src, dst = opts.inputs[0], Path(opts.output)
     # Cheap checks first, so that a typo fails before the model is loaded.
     probe_kind(src)
-    _check_crf(opts, [dst])
+    check_crf(opts, [dst])
     if opts.skip_existing and output_exists(dst):
         if not opts.quiet:
             print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
@@ -233,6 +258,22 @@ def _run_single(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _run_split(opts: argparse.Namespace, choice: tuple) -> int:
+    """One video cut into segments, stylized on several workers (local or Ray) and joined (``--split``)."""
+    from inference.app.batch import output_exists
+    from inference.app.split_cli import run_split_command, segment_options
+
+    dst = Path(opts.output)
+    check_crf(opts, [dst])
+    if opts.skip_existing and output_exists(dst):
+        if not opts.quiet:
+            print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
+        return 0
+    options = segment_options(file_options(opts), opts.codec, dst)
+    make = ray_executor_factory(opts, options) if opts.cluster == "ray" else local_executor_factory(opts, options)
+    return run_split_command(opts, choice, options, make, runtime_options(opts))
+
+
 def _run_batch(opts: argparse.Namespace) -> int:
     """Several inputs (or a folder of videos) into the ``-o`` folder, spread over the devices."""
     from inference.app.batch import plan_jobs, run_batch
@@ -242,13 +283,13 @@ def _run_batch(opts: argparse.Namespace) -> int:
     if ext is not None and not ext[1:].isalnum():  # Also keeps a path such as "/../x" out of the output names.
         raise UserError(f"--ext: expected an extension such as mp4, mkv or gif, got {opts.ext!r}")
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
-    _check_crf(opts, [job.dst for job in jobs])
+    check_crf(opts, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
-    make = _ray_executor(opts) if opts.cluster == "ray" else _local_executor(opts)
+    make = ray_executor_factory(opts) if opts.cluster == "ray" else local_executor_factory(opts)
     return run_batch(jobs, make, file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)
 
 
-def _local_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
+def local_executor_factory(opts: argparse.Namespace, options: dict[str, Any] | None = None) -> Callable[[list], Any]:
     """The executor factory for this machine's devices (checked now, before anything is created)."""
     from inference.app.batch import cap_workers, worker_devices
     from inference.app.jobs import check_stylizer_options
@@ -256,12 +297,13 @@ def _local_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
 
     devices = worker_devices(opts.devices, opts.device, opts.workers)
     check_stylizer_options(opts.model, devices, runtime_options(opts))
+    options = file_options(opts) if options is None else options
     return lambda todo: LocalExecutor(
-        opts.model, cap_workers(devices, len(todo)), runtime_options(opts), file_options(opts), quiet=opts.quiet
+        opts.model, cap_workers(devices, len(todo)), runtime_options(opts), options, quiet=opts.quiet
     )
 
 
-def _ray_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
+def ray_executor_factory(opts: argparse.Namespace, options: dict[str, Any] | None = None) -> Callable[[list], Any]:
     """The executor factory for a Ray cluster; one line naming the extra when Ray is not installed."""
     from inference.app.jobs import check_stylizer_options
     from inference.app.ray_executor import RayExecutor, require_ray
@@ -270,10 +312,11 @@ def _ray_executor(opts: argparse.Namespace) -> Callable[[list], Any]:
         raise UserError("--devices and --workers choose local workers; with --cluster ray use --cpus-per-worker")
     require_ray()
     check_stylizer_options(opts.model, [], runtime_options(opts))  # Precision is checked on the workers' devices.
+    options = file_options(opts) if options is None else options
     return lambda todo: RayExecutor(
         opts.model,
         runtime_options(opts),
-        file_options(opts),
+        options,
         address=opts.ray_address,
         retries=opts.retries,
         cpus_per_worker=opts.cpus_per_worker,

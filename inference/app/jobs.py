@@ -15,15 +15,23 @@ from inference.app.argtypes import flag
 from inference.core.errors import UserError
 
 if TYPE_CHECKING:
+    from inference.app.split_plan import Segment
     from inference.engine.options import RuntimeOptions
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and the output it goes to."""
+    """One input file and the output it goes to; or, for a split video, one segment of it and its segment file.
+
+    Attributes:
+        src: The input.
+        dst: The output (a segment file for a segment).
+        segment: The part of ``src`` to stylize (:mod:`inference.app.split_plan`); ``None``: all of it.
+    """
 
     src: Path
     dst: Path
+    segment: Segment | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,12 @@ def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = No
     t0 = time.perf_counter()
     device = device or str(stylizer.device)
     try:
-        result = stylize_file(stylizer, job.src, job.dst, **options)
+        if job.segment is None:
+            result = stylize_file(stylizer, job.src, job.dst, **options)
+        else:
+            from inference.app.segment_run import stylize_segment
+
+            result = stylize_segment(stylizer, job.src, job.dst, job.segment, **options)
     except UserError as exc:  # The summary is printed by stylize-video: the library's fields become its flags.
         return Outcome("failed", exc.with_flags(flag), seconds=time.perf_counter() - t0, device=device)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the summary names it.

@@ -94,8 +94,8 @@ class _Worker:
         """``(worker name, error)``; the error is ``""`` when the model loaded."""
         return self.name, self.error
 
-    def run(self, src: str, dst: str) -> Outcome:
-        return run_job(self.stylizer, Job(Path(src), Path(dst)), self.file_options, device=self.name)
+    def run(self, job: Job) -> Outcome:
+        return run_job(self.stylizer, job, self.file_options, device=self.name)
 
 
 class RayExecutor:
@@ -306,7 +306,7 @@ class _Schedule:
                 actor, name = self.pool.idle.pop(0)
                 index = self.queue.popleft()
                 job = self.jobs[index]
-                self.pool.busy[actor.run.remote(str(job.src), str(job.dst))] = (actor, name, index, job)
+                self.pool.busy[actor.run.remote(job)] = (actor, name, index, job)
             if not self.pool.busy and not self.pool.starting:
                 return self._give_up("every Ray worker died")
             refs = list(self.pool.busy) + list(self.pool.starting)

@@ -13,7 +13,6 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.app.argtypes import flag
@@ -67,7 +66,7 @@ def run_pool(
     ctx = multiprocessing.get_context("spawn")
     task_q, result_q = ctx.Queue(), ctx.Queue()
     for index, job in tasks:
-        task_q.put((index, str(job.src), str(job.dst)))
+        task_q.put((index, job))  # a Job pickles (a split video's segments carry their Segment)
     for _ in devices:
         task_q.put(None)
     procs = []
@@ -178,7 +177,7 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
     Args:
         seat: The worker's id, device and host threads (bound here, see :func:`~inference.core.devices.bind_worker`).
         spec: What to load and how to stylize each file.
-        tasks: Queue of ``(index, src, dst)`` tuples; ``None`` ends the worker. Tasks are left there for the other
+        tasks: Queue of ``(index, job)`` pairs; ``None`` ends the worker. Tasks are left there for the other
             workers when this one retires after a sticky CUDA error.
         results: Queue the messages go to (read by :class:`Collector`); any queue with ``get``/``put`` works.
     """
@@ -197,8 +196,8 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
         results.put(("init_failed", wid, f"{device}: cannot load {model} ({type(exc).__name__}: {exc})"))
         return
     while (task := tasks.get()) is not None:
-        index, src, dst = task
+        index, job = task
         results.put(("start", wid, index))
-        results.put(("done", wid, index, outcome := run_job(stylizer, Job(Path(src), Path(dst)), spec.file_options)))
+        results.put(("done", wid, index, outcome := run_job(stylizer, job, spec.file_options)))
         if outcome.retire:
             return  # a sticky CUDA error: the other workers take the remaining files

@@ -146,6 +146,11 @@ def check_quality(codec: str | None, ext: str, crf: int, preset: str) -> None:
     raise next((exc for name, exc in errors if not name.endswith("_nvenc")), errors[-1][1])
 
 
+def codec_family(codec: str | None, ext: str) -> str:
+    """The codec (family or encoder name) a ``codec`` option means for an ``ext`` file: its default when ``None``."""
+    return codec or _DEFAULT_FAMILY.get(ext.lower(), "h264")
+
+
 def _candidates(codec: str | None, ext: str) -> tuple[str, ...]:
     """The encoders to try for ``codec`` (a family's, in order, or the one named) into an ``ext`` file."""
     if codec is not None and not codec.strip():
