@@ -171,7 +171,7 @@ def test_finding_17_precision_probe_sees_the_selected_style():
 
 def test_gpu_check_bench_helpers_time_on_cuda():
     """The model-only helper bench.gpu_check uses runs on this GPU (a smoke test of the check itself)."""
-    from bench.inference import measure_model_fps
+    from bench.runtime_speed import measure_model_fps
 
     t0 = time.perf_counter()
     row = measure_model_fps(build_network("light"), 360, 640, 8, "cuda", "fp16", backend="torch", min_time=0.1)
