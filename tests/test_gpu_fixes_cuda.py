@@ -2,7 +2,9 @@
 4K-sized work where the size matters, a long kernel behind the pinned-buffer reuse, sync-free checks under
 ``torch.cuda.set_sync_debug_mode("error")``, and where decode, encode and stage timing really ran.
 
-The CPU tests of the same findings are in tests/test_gpu_fixes.py. ``python -m bench.gpu_check`` runs these.
+The CPU tests of the same behaviours are in the files named after them (test_index_limit.py, test_batching.py,
+test_cuda_errors.py, test_devices.py, test_nvdec_choice.py, test_precision.py, test_colour.py, test_training_syncs.py).
+``python -m bench.gpu_check`` runs these.
 """
 
 from __future__ import annotations
