@@ -1,4 +1,4 @@
-"""Labelled side-by-side crops for the README's pictures (used by the ``*_figure.py`` scripts beside this file)."""
+"""Labelled side-by-side crops for the docs' pictures (used by the ``*_figure.py`` scripts beside this file)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ mechanism (one network, a continuous path from style 0 to style 1 at the speed o
 
     python -m docs.style_blend_figure --model docs/models/starry_night+great_wave-hed-light.safetensors
 
-That artifact (the README's pictures) was trained on this project's 2-core CPU with the HED-VGG16 loss net
+That artifact (the documentation's pictures) was trained on this project's 2-core CPU with the HED-VGG16 loss net
 (``python -m bench.build_hed_vgg16``) on the 20 photos of the shared data folder, in about an hour::
 
     styletrain fit --config configs/smoke.yaml --style data/samples/starry_night.jpg --style great_wave.jpg \

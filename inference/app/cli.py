@@ -31,7 +31,7 @@ from inference.io.encode_options import EncodeOptions
 from inference.io.trim import TrimOptions
 
 # stylize-video's --consistency default (the Python API's is 0, off), chosen from bench/consistency.py's measurements:
-# steady with the contrast kept, and less ghosting than 1 (README, "Consistency at inference, for any artifact").
+# steady with the contrast kept, and less ghosting than 1 (docs/consistency.md).
 DEFAULT_CONSISTENCY = 0.8
 #: stylize-video's defaults where they differ from the library's; every other default, range and help text comes from
 #: the options dataclasses (RuntimeOptions, TrimOptions, EncodeOptions).
