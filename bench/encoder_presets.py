@@ -7,7 +7,7 @@ luma PSNR against the input (equal CRF is not equal quality across presets).
 
 Usage (from the repository root)::
 
-    python bench/encoder_presets.py --repeats 3
+    python -m bench.encoder_presets --repeats 3
 
 Results: a table on stdout and ``bench/results/encoder-presets-cpu.json``.
 """
@@ -15,11 +15,8 @@ Results: a table on stdout and ``bench/results/encoder-presets-cpu.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +24,8 @@ from typing import Any
 
 import av
 import numpy as np
+
+from bench.environment import environment, shared_clip
 
 _HERE = Path(__file__).resolve().parent
 THREADING = {"frame-auto": ("FRAME", 0), "slice-auto": ("SLICE", 0), "one-thread": ("FRAME", 1)}
@@ -73,7 +72,7 @@ def measure(planes, size, preset: str, crf: int, threading: str, repeats: int) -
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", type=Path, default=Path("/work/shared/data/videos/big_buck_bunny_5s.mp4"))
+    p.add_argument("--input", type=Path, default=shared_clip("big_buck_bunny_5s.mp4"))
     p.add_argument("--size", default="640x360")
     p.add_argument("--presets", default="veryfast,faster,medium")
     p.add_argument("--threading", default=",".join(THREADING))
@@ -93,9 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['preset']:>9} {r['threading']:>10}: {r['fps_median']:6.1f} frames/s "
               f"[{r['fps_min']:.1f}-{r['fps_max']:.1f}], {r['bytes'] / 1024:.0f} KiB, "
               f"Y PSNR {r['y_psnr_db']:.2f} dB")  # fmt: skip
-    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "load_average": os.getloadavg(), "ffmpeg": av.ffmpeg_version_info, "clip": str(args.input),
+    record = {**environment("cpu"), "ffmpeg": av.ffmpeg_version_info, "clip": str(args.input),
               "size": args.size, "frames": len(planes), "repeats": args.repeats, "rows": rows}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))

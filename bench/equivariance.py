@@ -9,7 +9,7 @@ original design (``alias_free=False``) and the alias-free one alternating, after
 
 Usage (from the repository root)::
 
-    python -m bench.equivariance --clip ../shared/data/videos/big_buck_bunny_pan_2s.mp4 \\
+    python -m bench.equivariance --model docs/models/starry_night+great_wave-hed-light-original.safetensors \\
         --model docs/models/starry_night+great_wave-hed-light.safetensors
 
 Results: a table on stdout and ``bench/results/equivariance-cpu.json`` (``--out`` to change).
@@ -18,10 +18,7 @@ Results: a table on stdout and ``bench/results/equivariance-cpu.json`` (``--out`
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -30,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.environment import environment, shared_clip
 from inference.model.artifact import load_artifact
 from inference.model.networks import build_network
 from styletrain.data.video_frames import read_clip
 from styletrain.equivariance import equivariance_report
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CLIP = REPO.parent / "shared" / "data" / "videos" / "big_buck_bunny_pan_2s.mp4"
+DEFAULT_CLIP = shared_clip("big_buck_bunny_pan_2s.mp4")
 TIMING_SIZE = (360, 640)
 
 
@@ -129,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "clip": str(args.clip),
         "frames": args.frames,
         "size": list(images.shape[-2:]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment("cpu"),
         "random_init": random_init_rows(names, images, args.seeds),
         "artifacts": artifact_rows(args.model, images),
         "cost_640x360": cost_rows(names, args.repeats),

@@ -20,7 +20,7 @@ def model_only(ctx: Context) -> None:
     """Frames/s of each network x size x precision, model only, through the Stylizer's ``run_network``."""
     import torch
 
-    from bench.inference import measure_model_fps
+    from bench.runtime_speed import measure_model_fps
     from inference.engine.index_limit import PeakTensor
     from inference.engine.precision import bf16_native
     from inference.model.networks import build_network

@@ -15,36 +15,32 @@ the load average at the start is recorded, since other processes share the cores
 
 Usage (from the repository root)::
 
-    python bench/live.py                       # light, both parts
-    python bench/live.py --network johnson --device cuda --camera 1280x720 --parts webcam   # the GPU target
+    python -m bench.live                       # light, both parts
+    python -m bench.live --network johnson --device cuda --camera 1280x720 --parts webcam   # the GPU target
 
 Results: a table on stdout and ``bench/results/live-<device>.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+from bench.environment import environment, shared_clip
 
 CHROMIUM = "/usr/bin/chromium"
-CLIP = Path("/work/shared/data/videos/big_buck_bunny_5s.mp4")
+CLIP = shared_clip("big_buck_bunny_5s.mp4")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -246,12 +242,9 @@ def main() -> None:
     size = tuple(int(v) for v in opts.size.split("x"))
     camera = tuple(int(v) for v in opts.camera.split("x"))
     result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load_average_at_start": os.getloadavg()[0],
+        **environment(opts.device),
+        "command": "python -m bench.live " + " ".join(sys.argv[1:]),
         "network": opts.network,
-        "device": opts.device,
         "weights": "untrained (speed does not depend on them)",
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ Figures, per ``K``:
 
 Usage (from the repository root; the machine may be shared, so times are for ratios within one run)::
 
-    python bench/split_join.py --clip /work/shared/data/videos/big_buck_bunny_5s.mp4 \
+    python -m bench.split_join --clip ../shared/data/videos/big_buck_bunny_5s.mp4 \
         --model docs/models/starry_night+great_wave-hed-light.safetensors
 
 Results: a table on stdout and ``bench/results/split-join-cpu.json``.
@@ -30,36 +30,30 @@ Results: a table on stdout and ``bench/results/split-join-cpu.json``.
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import os
-import sys
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-# Run as ``python bench/split_join.py`` this folder comes first on sys.path and bench/inference.py would shadow the
-# ``inference`` package; drop that entry.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from bench.environment import shared_clip
+from inference.app.cli import DEFAULT_CONSISTENCY
+from inference.app.convert import stylize_file
+from inference.app.jobs import load_stylizer
+from inference.app.segment_join import join_segments
+from inference.app.segment_run import stylize_segment
+from inference.app.split_plan import plan_segments, probe_frames
+from inference.io.encode_options import EncodeOptions
+from inference.io.trim import TrimOptions
+from inference.io.video_reader import VideoSource
 
-import numpy as np  # noqa: E402
-
-from inference.app.cli import DEFAULT_CONSISTENCY  # noqa: E402
-from inference.app.convert import stylize_file  # noqa: E402
-from inference.app.jobs import load_stylizer  # noqa: E402
-from inference.app.segment_join import join_segments  # noqa: E402
-from inference.app.segment_run import stylize_segment  # noqa: E402
-from inference.app.split_plan import plan_segments, probe_frames  # noqa: E402
-from inference.io.encode_options import EncodeOptions  # noqa: E402
-from inference.io.trim import TrimOptions  # noqa: E402
-from inference.io.video_reader import VideoSource  # noqa: E402
-
-DEFAULT_CLIP = Path("/work/shared/data/videos/big_buck_bunny_5s.mp4")
+DEFAULT_CLIP = shared_clip("big_buck_bunny_5s.mp4")
 DEFAULT_MODEL = Path("docs/models/starry_night+great_wave-hed-light.safetensors")
 
 

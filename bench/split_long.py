@@ -13,29 +13,25 @@ probe and join times, and the same split with the stage on (change across the jo
 
 Usage (the machine may be shared; the ratio is measured side by side in one run)::
 
-    python bench/split_long.py --model docs/models/starry_night+great_wave-hed-light.safetensors
+    python -m bench.split_long --model docs/models/starry_night+great_wave-hed-light.safetensors
 
 Results: a summary on stdout and ``bench/results/split-long-cpu.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from fractions import Fraction  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 DEFAULT_MODEL = Path("docs/models/starry_night+great_wave-hed-light.safetensors")
 

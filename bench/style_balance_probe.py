@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, load_stills  # noqa: E402
+from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, load_stills
 
 
 def run(args: argparse.Namespace, balance: float | None, stills: list[torch.Tensor], held_out: torch.Tensor) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,9 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, device_label, load_stills  # noqa: E402
+from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, device_label, load_stills
 
 DEFAULT_CLIP = SHARED / "videos" / "big_buck_bunny_pan_2s.mp4"
 

@@ -33,11 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Running ``python bench/x.py`` puts bench/ first on sys.path, where a bench script named like a package
-# (bench/inference.py) would shadow the real ``inference`` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from bench.environment import data_root, environment
 
-SHARED = Path("/work/shared/data")
+SHARED = data_root()
 DEFAULT_DATA = SHARED / "content"
 DEFAULT_CLIP = SHARED / "videos" / "big_buck_bunny_pan_2s.mp4"
 DEFAULT_STYLE = SHARED / "styles" / "great_wave.jpg"
@@ -282,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = _train_and_evaluate(args, device, art_dir)
     chosen = _print_table(args, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": label, "torch": torch.__version__}
+    payload = {**environment(str(device)), "args": {k: str(v) for k, v in vars(args).items()}, "device_label": label}
     payload["chosen_balance"] = None if chosen is None else chosen["balance"]
     out.write_text(json.dumps(payload | {"rows": rows}, indent=2, default=str))
     print(f"wrote {out}")

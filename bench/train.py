@@ -2,10 +2,10 @@
 
 Usage::
 
-    python bench/train.py                      # CPU: johnson + light, batch 4, fp32, temporal off/on (~2-4 min here)
-    python bench/train.py --device cuda        # GPU: batch 4/8/16 x fp32/bf16/bf16+channels_last, temporal off/on,
+    python -m bench.train                      # CPU: johnson + light, batch 4, fp32, temporal off/on (~2-4 min here)
+    python -m bench.train --device cuda        # GPU: batch 4/8/16 x fp32/bf16/bf16+channels_last, temporal off/on,
                                                # + compile (johnson, batch 16); about 5 minutes on one H100
-    python bench/train.py --device cpu --full  # every combination on the CPU (slow)
+    python -m bench.train --device cpu --full  # every combination on the CPU (slow)
 
 What is timed: ``module.loss_terms(batch)`` (transformer net forward, VGG loss-network forward over outputs and
 inputs, content/style/TV and, when on, synthetic motion + temporal loss), ``backward`` and the Adam step, on
@@ -23,13 +23,11 @@ Writes ``bench/results/train-<device>.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import logging
 import platform
 import resource
-import sys
 import tempfile
 import time
 import warnings
@@ -38,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.environment import environment
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 VARIANTS = {  # name -> (precision, channels_last, compile)
     "fp32": ("fp32", False, False),
@@ -192,11 +191,7 @@ def _write_result(args: argparse.Namespace, device: torch.device, plan: dict, ro
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     result = {
         "benchmark": "train",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": name,
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **environment(str(device)),
         "vgg": "vgg16",
         "vgg_weights": args.vgg_weights,
         "note": "images/s = still images per second; temporal=on stylizes two frames per image. "
@@ -206,7 +201,7 @@ def _write_result(args: argparse.Namespace, device: torch.device, plan: dict, ro
         "results": rows,
     }
     if not gpu:
-        result["gpu"] = "not measured (no CUDA device in this run): python bench/train.py --device cuda"
+        result["gpu"] = "not measured (no CUDA device in this run): python -m bench.train --device cuda"
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"train-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,46 +17,38 @@ Every figure is measured after one warm-up run, ``--repeats`` times; the median 
 
 Usage (from the repository root)::
 
-    python bench/video.py --repeats 3                       # a 2 s clip from /work/shared/data/videos, 640x360
-    python bench/video.py --input clip.mp4 --size 1920x1080 --networks identity,johnson --device cuda
+    python -m bench.video --repeats 3                       # a 2 s clip of the data root's videos/, 640x360
+    python -m bench.video --input clip.mp4 --size 1920x1080 --networks identity,johnson --device cuda
 
 Results: tables on stdout and ``bench/results/video-<device>.json``.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import contextlib
+import io
+import json
+import statistics
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/video.py`` this folder comes first on sys.path and bench/inference.py would shadow the
-# ``inference`` package; drop that entry.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import datetime  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from bench.environment import environment, shared_clip
+from inference.app.convert import stylize_file
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+from inference.io.encode_options import EncodeOptions
+from inference.io.readers import open_source
+from inference.io.video_writer import VideoSink
+from inference.model.networks import build_network
 
-import torch  # noqa: E402
-
-from inference.app.convert import stylize_file  # noqa: E402
-from inference.engine.options import RuntimeOptions  # noqa: E402
-from inference.engine.stylizer import Stylizer  # noqa: E402
-from inference.io.encode_options import EncodeOptions  # noqa: E402
-from inference.io.readers import open_source  # noqa: E402
-from inference.io.video_writer import VideoSink  # noqa: E402
-from inference.model.networks import build_network  # noqa: E402
-
-DEFAULT_CLIP = Path("/work/shared/data/videos/sintel_2s.mp4")
+DEFAULT_CLIP = shared_clip("sintel_2s.mp4")
 
 
 def repeated(fn: Callable[[], float], repeats: int) -> dict[str, Any]:
@@ -231,7 +223,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="measured runs per figure, after one warm-up (>= 3)")
     p.add_argument("--crf", type=int, default=18)
     p.add_argument("--preset", default="medium")
-    p.add_argument("--out", type=Path, default=Path(_HERE) / "results")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)
     if not args.input.is_file():
         p.error(f"--input {args.input}: no such file")
@@ -254,13 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     print_rows(rows, io_ceiling)
     device = rows[0]["device"].split(":")[0] if rows else "cpu"
     record = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python bench/video.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **environment(device),
+        "command": "python -m bench.video " + " ".join(sys.argv[1:] if argv is None else argv),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
         "clip": str(args.input),
         "size": f"{args.size[0]}x{args.size[1]}",
         "repeats": args.repeats,

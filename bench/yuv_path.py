@@ -7,36 +7,29 @@ then ``--repeats`` runs per path: median, best and range of frames/s, and the co
 
 Usage (from the repository root)::
 
-    python bench/yuv_path.py --repeats 5
+    python -m bench.yuv_path --repeats 5
 
 Results: a table on stdout and ``bench/results/yuv-path-cpu.json``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import datetime  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-import inference.app.convert as convert  # noqa: E402
-from inference.engine.options import RuntimeOptions  # noqa: E402
-from inference.engine.stylizer import Stylizer  # noqa: E402
-from inference.model.networks import build_network  # noqa: E402
+import inference.app.convert as convert
+from bench.environment import environment, shared_clip
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network
 
 
 def one_run(stylizer: Stylizer, args: argparse.Namespace, dst: Path, planes: bool) -> dict[str, float]:
@@ -69,11 +62,11 @@ def compare(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", type=Path, default=Path("/work/shared/data/videos/sintel_2s.mp4"))
+    p.add_argument("--input", type=Path, default=shared_clip("sintel_2s.mp4"))
     p.add_argument("--size", default="640x360")
     p.add_argument("--networks", default="tiny,light")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=Path(_HERE) / "results" / "yuv-path-cpu.json")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "yuv-path-cpu.json")
     args = p.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,9 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{r['network']:>6} {path}: {s['fps_median']:.2f} frames/s (best {s['fps_best']:.2f}, worst "
                   f"{s['fps_min']:.2f}); colour {s['colour_ms_median']:.1f} ms, "
                   f"back {s['colour_back_ms_median']:.1f} ms")  # fmt: skip
-    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(), "clip": str(args.input),
+    record = {**environment("cpu"), "clip": str(args.input),
               "size": f"{args.size[0]}x{args.size[1]}", "repeats": args.repeats, "rows": rows}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))

@@ -2,24 +2,24 @@
 stage (``--consistency 0.8``), each with its frame-to-frame change (absolute difference from the previous output moved
 by the input's flow, amplified 4x; black = steady). The flicker shows as speckle in the per-frame change row.
 
-The artifact is given with ``--model`` (bench/consistency.py's, see the README for how it was made), with
+The artifact is given with ``--model`` (bench/consistency.py's, see docs/consistency.md for how it was made), with
 ``--input-noise`` fed through bench/consistency.py's ``InputNoise`` as in the bench's quality figures; the clip is a
-real video (``--clip``, default the Big Buck Bunny pan from the shared test data), read at 640x360.
+real video (``--clip``, default the Big Buck Bunny pan from the data root, see ``bench/environment.py``), read at
+640x360. Run it as a module from the repository root:
 
-    PYTHONPATH=. python docs/consistency_strip.py --model artifacts/light.safetensors --input-noise 0.02
+    python -m docs.consistency_strip --model artifacts/light.safetensors --input-noise 0.02
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
+from bench.environment import shared_clip
+from docs.side_by_side import save_rows
 from inference.engine.flow import flow_tensor, warp
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
@@ -31,7 +31,7 @@ TILE = (256, 144)  # each frame shrunk to this size
 START, COUNT = 8, 4
 
 
-def _change(frames: list[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
+def frame_change(frames: list[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
     """``|out_t - warp(out_{t-1})|`` amplified 4x, the previous output moved by the input's flow (Farnebäck, full
     size: the bench's trustworthy ruler; DIS invents motion in the flat sky, which showed as change there), so that
     motion itself does not show, only flicker (the first frame has no previous one: black)."""
@@ -48,15 +48,14 @@ def main() -> None:
     """Stylize both ways, write the strip."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--clip", default="/work/shared/data/videos/big_buck_bunny_pan_2s.mp4")
+    p.add_argument("--clip", default=str(shared_clip("big_buck_bunny_pan_2s.mp4")))
     p.add_argument("--output", default="docs/consistency-strip.jpg")
     p.add_argument("--input-noise", type=float, default=0.0, help="sigma of bench/consistency.py's InputNoise")
     opts = p.parse_args()
     frames = read_clip(opts.clip, max_frames=START + COUNT, max_side=640)
     network = load_artifact(opts.model, device="cpu").network
     if opts.input_noise > 0:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-        from consistency import InputNoise  # bench/consistency.py: the bench's flickering wrapper
+        from bench.consistency import InputNoise  # the bench's flickering wrapper
 
         network = InputNoise(network, opts.input_noise)
     options = RuntimeOptions(device="cpu", backend="torch")
@@ -65,18 +64,11 @@ def main() -> None:
     rows = [
         ("input", frames[START:]),
         ("per-frame", per_frame),
-        ("per-frame change x4", _change(per_frame, frames[START:])),
+        ("per-frame change x4", frame_change(per_frame, frames[START:])),
         ("--consistency 0.8", consistent),
-        ("consistent change x4", _change(consistent, frames[START:])),
+        ("consistent change x4", frame_change(consistent, frames[START:])),
     ]
-    label_w, (tw, th) = 150, TILE
-    canvas = Image.new("RGB", (label_w + tw * COUNT, th * len(rows)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, (label, images) in enumerate(rows):
-        draw.text((6, r * th + th // 2 - 6), label, fill="black")
-        for c, img in enumerate(images):
-            canvas.paste(Image.fromarray(img).resize(TILE, Image.BILINEAR), (label_w + c * tw, r * th))
-    canvas.save(opts.output, quality=88)
+    save_rows(rows, opts.output, resize=TILE)
     print(opts.output)
 
 

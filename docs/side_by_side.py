@@ -1,4 +1,4 @@
-"""Labelled side-by-side crops for the README's pictures (used by the ``*_figure.py`` scripts beside this file)."""
+"""Labelled side-by-side crops for the docs' pictures (used by the ``*_figure.py`` scripts beside this file)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,35 @@ def save_side_by_side(panels: list[tuple[str, np.ndarray]], path: str, tile_widt
         canvas.paste(Image.fromarray(rgb[:, x0 : x0 + tile_width]), (i * tile_width, 20))
         draw.text((i * tile_width + 6, 4), label, fill="black")
     canvas.save(path, quality=90)
+
+
+def save_rows(
+    rows: list[tuple[str, list[np.ndarray]]],
+    path: str,
+    resize: tuple[int, int] | None = None,
+    label_width: int = 150,
+) -> None:
+    """Write labelled rows of ``uint8 [H, W, 3]`` images (all of one size) as one image, a label left of each row.
+
+    Args:
+        rows: ``(label, images)`` per row, top to bottom; images left to right.
+        path: The output file (JPEG quality 88 for ``.jpg``).
+        resize: ``(width, height)`` each image is shrunk to, or None for 1:1 (pixel-level detail stays visible).
+        label_width: Width of the label column in pixels.
+    """
+    height, width = rows[0][1][0].shape[:2]
+    tile_w, tile_h = resize or (width, height)
+    columns = max(len(images) for _, images in rows)
+    canvas = Image.new("RGB", (label_width + tile_w * columns, tile_h * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(rows):
+        draw.text((6, r * tile_h + tile_h // 2 - 6), label, fill="black")
+        for c, image in enumerate(images):
+            tile = Image.fromarray(image)
+            if resize is not None:
+                tile = tile.resize(resize, Image.BILINEAR)
+            canvas.paste(tile, (label_width + c * tile_w, r * tile_h))
+    canvas.save(path, quality=88)
 
 
 def figure_options(description: str, output: str) -> tuple[argparse.Namespace, np.ndarray]:

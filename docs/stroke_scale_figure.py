@@ -4,7 +4,7 @@ With ``--model`` the panels come from that trained artifact (its first style); w
 architecture with fixed random weights, whose texture also has a fixed size in pixels, like the strokes of a trained
 network. Prints the high-frequency luminance energy (mean squared Laplacian) of every panel.
 
-    PYTHONPATH=. python docs/stroke_scale_figure.py --model docs/models/starry_night+great_wave-hed-light.safetensors
+    python -m docs.stroke_scale_figure --model docs/models/starry_night+great_wave-hed-light.safetensors
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
+from docs.side_by_side import figure_options, save_side_by_side
 from inference.engine.options import RuntimeOptions
 from inference.engine.strokes import luminance
 from inference.engine.stylizer import Stylizer

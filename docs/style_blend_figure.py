@@ -5,9 +5,9 @@ trained two-style artifact) the panels are its two paintings and the blends betw
 ``johnson`` with fixed random convolutions and two random sets of per-style scales and shifts, which shows only the
 mechanism (one network, a continuous path from style 0 to style 1 at the speed of one style).
 
-    PYTHONPATH=. python docs/style_blend_figure.py --model docs/models/starry_night+great_wave-hed-light.safetensors
+    python -m docs.style_blend_figure --model docs/models/starry_night+great_wave-hed-light.safetensors
 
-That artifact (the README's pictures) was trained on this project's 2-core CPU with the HED-VGG16 loss net
+That artifact (the documentation's pictures) was trained on this project's 2-core CPU with the HED-VGG16 loss net
 (``python -m bench.build_hed_vgg16``) on the 20 photos of the shared data folder, in about an hour::
 
     styletrain fit --config configs/smoke.yaml --style data/samples/starry_night.jpg --style great_wave.jpg \
@@ -21,8 +21,8 @@ That artifact (the README's pictures) was trained on this project's 2-core CPU w
 from __future__ import annotations
 
 import torch
-from side_by_side import figure_options, save_side_by_side  # docs/side_by_side.py, beside this script
 
+from docs.side_by_side import figure_options, save_side_by_side
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.model.layers import ConditionalInstanceNorm2d

@@ -79,7 +79,9 @@ def _progress(message: str) -> None:
     print(f"evaluate: {message}", file=sys.stderr, flush=True)
 
 
-def stylize_clip(net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4):
+def stylize_clip(
+    net: torch.nn.Module, frames: list[np.ndarray], device: torch.device, batch_size: int = 4
+) -> tuple[list[np.ndarray], float]:
     """Stylize uint8 frames with the runtime's :class:`~inference.engine.stylizer.Stylizer` (what ``stylize-video``
     does).
 

@@ -493,3 +493,39 @@ def _limit_threads():
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture
+def unbound():
+    """Leave no worker binding behind: media GPU bound in a throwaway context, and this process back to "not a pool
+    worker" (all host threads) before and after the test."""
+    import contextvars
+
+    from inference.core import devices
+
+    context = contextvars.copy_context()
+    context.run(devices.bind_worker, "cpu", None)
+    yield context
+    context.run(devices.bind_worker, "cpu", None)
+
+
+def fake_hwaccel_opens(monkeypatch: pytest.MonkeyPatch, decode_on_hw: bool) -> list:
+    """Pretend FFmpeg was built with CUDA; record the ``HWAccel`` of every ``av.open`` that asks for one, which then
+    fails as NVDEC does without a GPU (``decode_on_hw`` False) or opens the file without it (a silent software
+    fallback, ``decode_on_hw`` True)."""
+    import av
+    from av.codec import hwaccel
+
+    asked: list = []
+    real_open = av.open
+
+    def open_(*args, hwaccel=None, **kwargs):
+        if hwaccel is not None:
+            asked.append(hwaccel)
+            if not decode_on_hw:
+                raise RuntimeError("Hardware accelerated decode requested but no stream is compatible")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(hwaccel, "hwdevices_available", lambda: ["cuda"])
+    monkeypatch.setattr(av, "open", open_)
+    return asked

@@ -175,3 +175,71 @@ def test_luma_uses_the_bt601_weights():
     assert y.shape == (3, 1, 2, 2)
     assert torch.allclose(y[:, 0, 0, 0], torch.tensor([0.299, 0.587, 0.114]))
     assert torch.allclose(luma(torch.ones(1, 3, 1, 1)), torch.ones(1, 1, 1, 1))
+
+
+def test_colour_matrices_are_made_once_per_device(monkeypatch):
+    from inference.core.colour import YuvSpec, i420_to_rgb, rgb_to_i420
+
+    inverted: list[torch.Tensor] = []
+    inv = torch.linalg.inv
+    monkeypatch.setattr(torch.linalg, "inv", lambda a: (inverted.append(a), inv(a))[1])
+    spec = YuvSpec("bt2020", full_range=True, chroma_left=True)
+    planes = torch.randint(0, 256, (2, 24, 32), dtype=torch.uint8)
+    for _ in range(4):  # four batches, in and out
+        rgb_to_i420(i420_to_rgb(planes, spec), spec)
+    # The RGB -> YUV matrix is made (and, on a GPU, copied to it) once per spec and device, not once per batch (at
+    # most once here: an earlier test may have converted with this spec already).
+    assert len(inverted) <= 1
+
+
+def test_left_sited_chroma_matches_swscale_on_a_decoded_h264_frame(tmp_path, make_video):
+    """swscale interpolates a decoded H.264 frame's chroma at its left siting (full chroma interpolation, accurate
+    rounding): the YUV path must see the same RGB. Repetition (centre siting) was off by levels, tens at edges."""
+    import dataclasses
+
+    import av
+    from av.video.reformatter import Interpolation
+
+    from inference.core.colour import i420_to_rgb
+    from inference.io.video_reader import VideoSource
+
+    clip = make_video(tmp_path / "c.mp4", n_frames=1, size=(160, 120), audio=False)
+    source = VideoSource(clip, planes=True, hwaccel=False)
+    try:
+        spec, planes = source.info.yuv, next(iter(source.frames())).array
+    finally:
+        source.close()
+    assert spec.chroma_left  # H.264: left-sited
+    with av.open(str(clip)) as container:
+        frame = next(container.decode(video=0))
+        flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+        sws = frame.reformat(
+            format="rgb24", src_colorspace="smpte170m", src_color_range="MPEG", dst_color_range="JPEG",
+            interpolation=flags,
+        ).to_ndarray().astype(float)  # fmt: skip
+
+    def error(s) -> np.ndarray:
+        ours = (i420_to_rgb(torch.from_numpy(planes)[None], s)[0].permute(1, 2, 0).double() * 255).round().numpy()
+        return np.abs(ours - sws)[2:-2, 2:-2]  # swscale treats the outermost pixels its own way
+
+    left = error(spec)
+    assert left.mean() < 0.05 and left.max() <= 1
+    centre = error(dataclasses.replace(spec, chroma_left=False))
+    assert centre.mean() > 0.3 and centre.max() >= 10  # what the old repetition gave
+
+
+def test_left_sited_downsampling_keeps_a_ramp_in_place():
+    """A chroma ramp along x comes out sampled at the even columns (left siting), not half a pixel to the right."""
+    from inference.core.colour import YuvSpec, rgb_to_i420
+
+    h, w = 8, 32
+    x = torch.arange(w, dtype=torch.float64)
+    yuv = torch.stack((torch.full((h, w), 120.0, dtype=torch.float64), (100 + 4 * x).expand(h, w),
+                       torch.full((h, w), 128.0, dtype=torch.float64)))  # fmt: skip
+    a, b = (torch.from_numpy(m) for m in yuv8_to_rgb_reference("bt709", full_range=False))
+    rgb = (torch.einsum("ij,jhw->ihw", a, yuv) + b[:, None, None]).float()[None]
+    for left, shift in ((True, 0.0), (False, 0.5)):
+        out = rgb_to_i420(rgb, YuvSpec("bt709", chroma_left=left))[0]
+        u = out[h : h + h // 4].reshape(h // 2, w // 2)[0].double()
+        expected = 100 + 4 * (2 * torch.arange(w // 2, dtype=torch.float64) + shift)
+        assert (u[1:-1] - expected[1:-1]).abs().max() <= 1.0, left

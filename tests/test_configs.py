@@ -74,3 +74,17 @@ def test_invalid_config_is_rejected(tmp_path, capsys):
         main(["fit", "--config", str(bad), "--print_config"])
     assert info.value.code == 2
     assert "learning_rate_typo" in capsys.readouterr().err
+
+
+def test_channels_last_is_advised_only_with_compile():
+    """The CUDA reflection-pad kernel returns NCHW (checked on a GPU in test_gpu_fixes_cuda.py), so eager
+    channels_last converts layouts around every padded convolution: the config must not advise it for GPUs."""
+    import yaml
+
+    root = Path(__file__).parents[1]
+    text = (root / "configs/default.yaml").read_text()
+    assert yaml.safe_load(text)["model"]["channels_last"] is False
+    assert "true on GPUs: faster" not in text and "only with compile" in text
+    from styletrain.module import StyleTransferModule
+
+    assert "only together with ``compile``" in " ".join(StyleTransferModule.__doc__.split())

@@ -240,3 +240,19 @@ def test_skip_tracker_snapshot_when_pickled():
     copy = pickle.loads(pickle.dumps(tracker))
     assert copy.count == 1 and copy.is_bad(2) and not copy.is_bad(1)
     assert copy.mark(1) and copy.count == 2 and tracker.count == 1
+
+
+def test_raft_flow_loaders_spawn_their_workers(tmp_path, make_image_folder, make_video):
+    from styletrain.data.module import StyleDataModule, worker_context
+
+    assert worker_context("raft", 2) == "spawn" and worker_context("raft_small", 1) == "spawn"
+    assert worker_context("dis", 2) is None and worker_context("raft", 0) is None
+    clip = make_video(tmp_path / "pairs.mp4", n_frames=4, audio=False)
+    dm = StyleDataModule(
+        path=str(make_image_folder(tmp_path / "img", 4)), video_pairs=[str(clip)], video_pair_ratio=0.5,
+        flow_method="raft", num_workers=1, val_size=1,
+    )  # fmt: skip
+    mixed = dm.train_dataloader()  # no flow is estimated (and no worker started) until the loaders are iterated
+    assert mixed.pairs.multiprocessing_context is not None
+    assert mixed.pairs.multiprocessing_context.get_start_method() == "spawn"
+    assert mixed.still.multiprocessing_context is None and dm.val_dataloader().multiprocessing_context is None

@@ -2,7 +2,9 @@
 4K-sized work where the size matters, a long kernel behind the pinned-buffer reuse, sync-free checks under
 ``torch.cuda.set_sync_debug_mode("error")``, and where decode, encode and stage timing really ran.
 
-The CPU tests of the same findings are in tests/test_gpu_fixes.py. ``python -m bench.gpu_check`` runs these.
+The CPU tests of the same behaviours are in the files named after them (test_index_limit.py, test_batching.py,
+test_cuda_errors.py, test_devices.py, test_nvdec_choice.py, test_precision.py, test_colour.py, test_training_syncs.py).
+``python -m bench.gpu_check`` runs these.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def test_finding_17_precision_probe_sees_the_selected_style():
 
 def test_gpu_check_bench_helpers_time_on_cuda():
     """The model-only helper bench.gpu_check uses runs on this GPU (a smoke test of the check itself)."""
-    from bench.inference import measure_model_fps
+    from bench.runtime_speed import measure_model_fps
 
     t0 = time.perf_counter()
     row = measure_model_fps(build_network("light"), 360, 640, 8, "cuda", "fp16", backend="torch", min_time=0.1)

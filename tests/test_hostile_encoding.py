@@ -91,11 +91,8 @@ def test_resolve_encoder_checks_the_frame_size(no_nvenc):
 @pytest.mark.slow
 def test_encoders_at_their_smallest_size_do_not_crash():
     """The probe of bench/encoder_limits.py, at each table minimum, in subprocesses."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import encoder_limits as bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    from bench import encoder_limits as bench
+
     for name, container, pix_fmts in bench.ENCODERS:
         if not bench.available(name):
             continue

@@ -111,7 +111,7 @@ def test_the_packages_have_no_import_circles():
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
 
-# The role folders of ``inference/``, lowest first, and what each may import (README, "Architecture").
+# The role folders of ``inference/``, lowest first, and what each may import (docs/architecture.md).
 LAYERS = {
     "core": set(),
     "model": {"core"},

@@ -1,9 +1,9 @@
 """Training across nodes: two torchrun "nodes" of one process each meet through a rendezvous on localhost (gloo).
 
-The command is the README's torchrun line, word for word except the node rank, ``MASTER_ADDR=127.0.0.1``, a free
-port, absolute paths and a shorter run: Lightning reads the ranks and world size torchrun sets, so both processes
-must train the same steps in lockstep (DDP averages gradients), end with the same weights, and only rank 0 writes
-the artifact. The README's SLURM line is checked to parse (there is no SLURM here).
+The command is the torchrun line of docs/training.md (the README shows the same line), word for word except the node
+rank, ``MASTER_ADDR=127.0.0.1``, a free port, absolute paths and a shorter run: Lightning reads the ranks and world
+size torchrun sets, so both processes must train the same steps in lockstep (DDP averages gradients), end with the
+same weights, and only rank 0 writes the artifact. The page's SLURM line is checked to parse (there is no SLURM here).
 """
 
 from __future__ import annotations
@@ -47,16 +47,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _readme_line(program: str) -> list[str]:
-    (line,) = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith(program + " ")]
+def _documented_line(program: str) -> list[str]:
+    """The one line of docs/training.md ("Training across nodes") that starts with ``program``, as words."""
+    page = REPO / "docs" / "training.md"
+    (line,) = [line for line in page.read_text().splitlines() if line.startswith(program + " ")]
     return shlex.split(line)
 
 
 def _node_command(rank: int, port: int) -> list[str]:
-    """The README's torchrun command for node ``rank`` on this machine."""
+    """The documented torchrun command for node ``rank`` on this machine."""
     values = {"$NODE_RANK": str(rank), "$MASTER_ADDR": "127.0.0.1", "29500": str(port)}
     words = [
-        values.get(w, str(REPO / w) if w.startswith(("configs/", "data/")) else w) for w in _readme_line("torchrun")
+        values.get(w, str(REPO / w) if w.startswith(("configs/", "data/")) else w) for w in _documented_line("torchrun")
     ]
     words[words.index("--no-python") + 1] = str(Path(sys.executable).with_name("styletrain"))
     words += ["--data.path", str(REPO / "data/samples/content"), "--trainer.max_steps", "4"]
@@ -90,14 +92,19 @@ def test_two_nodes_through_torchrun_train_in_lockstep(tmp_path):
     assert outputs[0][0].strip().splitlines()[-1] == "artifacts/smoke.safetensors"
 
 
-def test_the_readme_slurm_command_parses(monkeypatch, capsys):
+def test_the_documented_slurm_command_parses(monkeypatch, capsys):
     from styletrain.cli import main
 
     monkeypatch.chdir(REPO)
-    words = _readme_line("srun")
+    words = _documented_line("srun")
     assert words[1] == "styletrain"
     with pytest.raises(SystemExit) as info:
         main([*words[2:], "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
     assert info.value.code in (0, None)
     assert config["trainer"]["num_nodes"] == 2 and config["trainer"]["strategy"] == "ddp"
+
+
+def test_the_readme_shows_the_documented_torchrun_line():
+    readme = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("torchrun ")]
+    assert [shlex.split(line) for line in readme] == [_documented_line("torchrun")]

@@ -98,7 +98,7 @@ def test_bad_multi_style_settings_are_user_errors(two_styles, tmp_path) -> None:
 
 
 def test_repeated_style_flag_becomes_one_list(two_styles, capsys) -> None:
-    a, b = two_styles  # (one --style stays a string: tests/test_cli.py)
+    a, b = two_styles  # (one --style stays a string: tests/test_styletrain_cli.py)
     config = printed_config(capsys, "fit", "--style", a, "--data.path", "p", f"--style={b}")
     assert config["model"]["style"] == [a, b] and config["data"]["path"] == "p"
 

@@ -85,3 +85,42 @@ def test_stylizer_records_the_report():
     assert st.precision_report == PrecisionReport("fp32", "fp32 off CUDA")
     st = Stylizer(build_network("tiny"), RuntimeOptions(device="cpu", precision="fp32"))
     assert st.precision_report.reason == "requested" and st.dtype == torch.float32
+
+
+def test_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
+    from inference.engine import precision
+
+    cuda = torch.device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what emulation reports too
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # Turing: emulated
+    assert not precision.bf16_native(cuda)
+    with pytest.raises(UserError, match="bf16 is not supported natively"):
+        precision.resolve_precision("bf16", cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # Ampere: native
+    assert precision.bf16_native(cuda) and precision.resolve_precision("bf16", cuda) == torch.bfloat16
+    assert not precision.bf16_native(torch.device("cpu"))
+
+
+def test_the_precision_probe_runs_the_configured_network(monkeypatch):
+    import inference.engine.stylizer as stylizer_module
+    from inference.engine.precision import PrecisionReport, probe_input
+
+    seen = {}
+
+    def fake_choose(network, precision, device, runner=None):
+        probe = network.__class__(**network.config)  # a copy, as the real probe casts copies
+        probe.load_state_dict(network.state_dict())
+        seen["style"] = network.style_weights.tolist()
+
+        def hook(_m, inputs, _o):
+            seen["size"] = tuple(inputs[0].shape[-2:])
+            seen["channels_last"] = inputs[0].is_contiguous(memory_format=torch.channels_last)
+
+        probe.register_forward_hook(hook)
+        runner(probe)(probe_input(device))
+        return PrecisionReport("fp32", "requested")
+
+    monkeypatch.setattr(stylizer_module, "choose_precision", fake_choose)
+    net = build_network("tiny", num_styles=2)
+    Stylizer(net, RuntimeOptions(device="cpu", style="1", channels_last=True, stroke_scale=2.0))
+    assert seen == {"style": [0.0, 1.0], "size": (64, 96), "channels_last": True}

@@ -1,4 +1,5 @@
-"""Every ``styletrain`` and ``stylize-video`` command line in README.md's code blocks parses as written."""
+"""Every ``styletrain`` and ``stylize-video`` command line in the code blocks of README.md and the pages of docs/ parses
+as written."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def readme_commands(text: str) -> list[list[str]]:
     return commands
 
 
-COMMANDS = readme_commands((REPO / "README.md").read_text())
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+COMMANDS = [command for page in PAGES for command in readme_commands(page.read_text())]
 
 
 def test_readme_has_commands():

@@ -59,7 +59,7 @@ def _stylize(module, frames: list[np.ndarray]) -> list[np.ndarray]:
 # Two settings that differ in every knob a user turns: style image, seed, learning rate, training length and crop
 # size. The default has to hold in both, not just in the one it was tuned on. (Measured on setting 2 with relative
 # perceptual weights, --model.style_balance 1, the same temporal balance gave 1.67x the per-frame warping error:
-# the default is derived for absolute weights only; README, "Training defaults across loss nets".)
+# the default is derived for absolute weights only; docs/temporal.md, "Training defaults across loss nets".)
 SETTINGS = {
     "style42-seed0-lr1e-2-30steps-32px": {"style_seed": 42, "seed": 0, "lr": 0.01, "steps": 30, "size": 32},
     "style7-seed1-lr5e-3-40steps-40px": {"style_seed": 7, "seed": 1, "lr": 0.005, "steps": 40, "size": 40},
@@ -89,7 +89,8 @@ def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image,
     warp_ratio = errors["temporal"] / errors["per-frame"]
     contrast_ratio = contrast["temporal"] / contrast["per-frame"]
     # The targets (<= 0.5x warping error, >= 0.8x contrast) are measured on a real clip after 200 steps by
-    # bench/temporal_sweep.py (README); this 30-step CI run at the same balance must show the same direction clearly.
+    # bench/temporal_sweep.py (docs/temporal.md); this 30-step CI run at the same balance must show the same direction
+    # clearly.
     assert warp_ratio < 0.6, f"temporal / per-frame warping error {warp_ratio:.3f} ({errors}, floor {floor:.2e})"
     assert errors["temporal"] > floor  # still a stylization, not the input
     # Stable because consistent, not because the output went flat.

@@ -7,8 +7,11 @@ Example::
     stylize-video a.mp4 b.mov clips/ -m starry.safetensors -o styled/ --skip-existing   # every visible GPU
 
 This module wires arguments to :class:`inference.engine.stylizer.Stylizer` and
-:func:`inference.app.convert.stylize_file` (one input) or :mod:`inference.app.batch` (several); it imports only the
-runtime stack (torch, numpy, PyAV, Pillow, safetensors).
+:func:`inference.app.convert.stylize_file` (one input) or :mod:`inference.app.batch` (several). It needs only the
+runtime's install: ``torch``, ``numpy``, ``safetensors``, ``av`` (PyAV), ``pillow``, ``tqdm`` (the progress bar),
+``opencv-python-headless`` (DIS flow for ``--consistency``, on by default for videos) and ``torchvision`` (RAFT flow,
+imported only when RAFT runs on CUDA); ``onnxruntime`` when installed (the CPU backend), ``ray`` only for
+``--cluster ray``. It never imports lightning, wandb, datasets or styletrain (tests/test_stylize_cli.py checks).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from inference.io.encode_options import EncodeOptions
 from inference.io.trim import TrimOptions
 
 # stylize-video's --consistency default (the Python API's is 0, off), chosen from bench/consistency.py's measurements:
-# steady with the contrast kept, and less ghosting than 1 (README, "Consistency at inference, for any artifact").
+# steady with the contrast kept, and less ghosting than 1 (docs/consistency.md).
 DEFAULT_CONSISTENCY = 0.8
 #: stylize-video's defaults where they differ from the library's; every other default, range and help text comes from
 #: the options dataclasses (RuntimeOptions, TrimOptions, EncodeOptions).

@@ -144,7 +144,8 @@ def stylize_file(
         encode: Encoder settings (:class:`~inference.io.encode_options.EncodeOptions`: ``codec``, ``crf``,
             ``preset``, ``pix_fmt``, ``gif_fps``, ``gif_width``, ``audio``); ``None``: the defaults.
         overwrite: Replace an existing output.
-        progress, stats: Show a progress bar (tqdm, terminals only) and a summary; time every stage (on stderr).
+        progress: Show a progress bar (tqdm, terminals only) and a summary (on stderr).
+        stats: Time every stage and print the table (on stderr).
         planes: Hand 8-bit 4:2:0 video to the device as I420 planes into a yuv420p output; ``None``: on GPUs only.
         **fields: Fields of either dataclass that replace ``trim``'s or ``encode``'s (a shorthand: ``start=2.0``,
             ``crf=23``).

@@ -1,6 +1,6 @@
 """Run a style network through ONNX Runtime on the CPU, and the ONNX export it needs.
 
-ONNX Runtime ran the CPU networks faster than eager PyTorch (bench/results and the README have the figures), so
+ONNX Runtime ran the CPU networks faster than eager PyTorch (bench/results and docs/performance.md have the figures), so
 :class:`~inference.engine.stylizer.Stylizer` uses it on the CPU when it is installed. ``onnx`` and ``onnxruntime`` are
 optional: they are imported lazily here, and :func:`available` says whether both import.
 

@@ -9,10 +9,10 @@ counted (``bench/video.py`` measures those end to end).
 
 Usage (from the repository root)::
 
-    python -m bench.inference                 # quick grid on the CPU, full grid on a GPU if present
-    python -m bench.inference --full          # no skipping of slow CPU rows
-    python -m bench.inference --devices cuda --compile both --time-budget 400
-    python -m bench.inference --networks johnson,light --sizes 640x360 --batches 1 --precisions fp32 \
+    python -m bench.runtime_speed                 # quick grid on the CPU, full grid on a GPU if present
+    python -m bench.runtime_speed --full          # no skipping of slow CPU rows
+    python -m bench.runtime_speed --devices cuda --compile both --time-budget 400
+    python -m bench.runtime_speed --networks johnson,light --sizes 640x360 --batches 1 --precisions fp32 \
         --channels-last off --num-styles 1,4 --out 'bench/results/inference-multistyle-{device}.json'
                                               # multi-style (conditional norm) networks against single-style ones
 
@@ -30,33 +30,25 @@ the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_ref
 
 from __future__ import annotations
 
+import argparse
+import copy
+import itertools
+import json
 import os
-import sys
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/inference.py`` the script's own folder comes first on sys.path, and this file would shadow
-# the ``inference`` package it benchmarks; drop that entry before importing it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
+from torch import nn
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import datetime  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from inference.core.errors import UserError  # noqa: E402
-from inference.engine.options import RuntimeOptions  # noqa: E402
-from inference.engine.stylizer import Stylizer  # noqa: E402
-from inference.model.networks import build_network, count_parameters, flops_per_pixel  # noqa: E402
+from bench.environment import environment
+from inference.core.errors import UserError
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+from inference.model.networks import build_network, count_parameters, flops_per_pixel
 
 SIZES = {"640x360": (360, 640), "1280x720": (720, 1280), "1920x1080": (1080, 1920)}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -245,30 +237,10 @@ def _measure(row: dict, run, device: torch.device, warmup: int, repeats: int, *l
 
 
 def machine_info(device: str) -> dict[str, Any]:
-    """Machine, library versions and date for the JSON record."""
-    info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        # Other processes compete for the cores on shared machines; the load average tells how much.
-        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            info["cpu"] = names[0]
-    except OSError:
-        pass
+    """Machine, library versions, date and load for the JSON record (:func:`bench.environment.environment`)."""
+    info = environment(device)
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-        info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     return info
 
 
@@ -440,7 +412,7 @@ def run_device(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
         record["rows"].append(row)
         record["wall_s"] = round(time.perf_counter() - start, 1)
         _write(record, out)
-    record["machine"]["loadavg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    record["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     _write(record, out)
     print(f"wrote {out} ({record['wall_s']} s)")
     return record["rows"]

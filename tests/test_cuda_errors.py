@@ -1,0 +1,75 @@
+"""CUDA errors (``inference/engine/cuda_errors.py``): a sticky error (the context is broken) is told apart from a
+retryable one, and a worker whose context broke takes no more files, in this process or in a pool."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from inference.core.errors import UserError
+from inference.engine.cuda_errors import is_retryable_batch_error, is_sticky_cuda_error
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+
+
+def test_sticky_cuda_errors_are_told_apart_from_retryable_ones():
+    sticky = RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ...")
+    assert is_sticky_cuda_error(sticky) and not is_retryable_batch_error(sticky)
+    assert is_sticky_cuda_error(RuntimeError("CUDA error: device-side assert triggered"))
+    wrapped = ValueError("stylizing failed")
+    wrapped.__cause__ = RuntimeError("CUDA error: unspecified launch failure")
+    assert is_sticky_cuda_error(wrapped)
+    assert not is_sticky_cuda_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_sticky_cuda_error(UserError("a.mp4: not a video"))
+
+
+class _Sticky(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_an_in_process_worker_takes_no_more_files_after_a_sticky_error(monkeypatch, tmp_path, make_video):
+    import inference.app.local_executor as local_executor
+    from inference.app.jobs import Job
+
+    net = _Sticky()
+    monkeypatch.setattr(
+        local_executor, "load_stylizer", lambda model, *a, **k: Stylizer(net, RuntimeOptions(device="cpu"))
+    )
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    tasks = [(i, Job(clip, tmp_path / f"o{i}.mp4")) for i in range(3)]
+    reports: dict = {}
+    executor = local_executor.LocalExecutor("m", ["cpu"], {}, {})
+    executor.start()
+    executor.run(tasks, lambda i, outcome: reports.__setitem__(i, outcome))
+    assert net.calls == 1  # the two later files were not attempted on the broken context
+    assert reports[0].retire and "takes no more files" in reports[0].message
+    assert [reports[i].status for i in (1, 2)] == ["failed", "failed"]
+    assert all("failed on an earlier file" in reports[i].message for i in (1, 2))
+
+
+def test_a_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatch, unbound, tmp_path, make_video):
+    import queue
+
+    import inference.app.worker_pool as worker_pool
+    from inference.app.jobs import Job
+
+    net = _Sticky()
+    monkeypatch.setattr(
+        worker_pool, "load_stylizer", lambda model, *a, **k: Stylizer(net, RuntimeOptions(device="cpu"))
+    )
+    clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
+    tasks, results = queue.Queue(), queue.Queue()
+    for i in range(3):
+        tasks.put((i, Job(clip, tmp_path / f"o{i}.mp4")))
+    tasks.put(None)
+    seat, spec = worker_pool.Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
+    unbound.run(worker_pool.serve, seat, spec, tasks, results)
+    messages = [results.get_nowait() for _ in range(results.qsize())]
+    assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire
+    assert tasks.qsize() == 3  # two files and the end marker, left to the other workers
