@@ -122,12 +122,21 @@ def shift_error(net: Network, images: torch.Tensor, transform: Transform, border
     return {"grey": 255.0 * error, "relative": error / spread if spread > 0 else float("inf")}
 
 
+def border_for(height: int, width: int) -> int:
+    """:data:`BORDER`, or a quarter of the shorter side for frames under 128 px (half of each side is measured)."""
+    return min(BORDER, min(height, width) // 4)
+
+
 def equivariance_report(
     net: Network, images: torch.Tensor, stride: int, transforms: Sequence[Transform] | None = None
 ) -> dict[str, dict[str, float]]:
-    """:func:`shift_error` for each transform (default: :func:`default_transforms` for ``stride``), by name."""
+    """:func:`shift_error` for each transform (default: :func:`default_transforms` for ``stride``), by name.
+
+    The border is :func:`border_for` the frames' size, so small previews are measured too.
+    """
     chosen = default_transforms(stride) if transforms is None else transforms
-    return {t.name: shift_error(net, images, t) for t in chosen}
+    border = border_for(*images.shape[-2:])
+    return {t.name: shift_error(net, images, t, border=border) for t in chosen}
 
 
 @torch.no_grad()

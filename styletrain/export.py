@@ -114,18 +114,38 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "ch
 def network_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> nn.Module:
     """Rebuild the transformer net of a checkpoint and load its weights strictly (eval mode, CPU)."""
     from inference.model.artifact import clean_state_dict, state_dict_mismatch
-    from inference.model.networks import build_saved_network
 
     meta = checkpoint_metadata(ckpt, path)
-    net = build_saved_network(meta["network"], meta.get("network_kwargs") or {})
     state = clean_state_dict(ckpt["state_dict"], prefix="net.")
     if not state:
         raise UserError(f"{path}: checkpoint holds no 'net.*' weights")
+    net = _closest_design(meta["network"], meta.get("network_kwargs") or {}, state)
     mismatch = state_dict_mismatch(net.state_dict(), state)
     if mismatch:
         raise UserError(f"{path}: weights do not match network {meta['network']!r}: {mismatch}")
     net.load_state_dict(state, strict=True)
     return net.eval()
+
+
+def _closest_design(name: str, kwargs: dict[str, Any], state: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint's weights were trained on.
+
+    A checkpoint whose metadata records ``alias_free`` (every one written by ``fit`` since the alias-free design)
+    rebuilds exactly that. Hyper-parameters alone (``network_kwargs`` left at its default) do not say which design
+    trained: then both are built and the one whose parameter names match the weights best wins, the original
+    design on a tie, so the mismatch a caller reports is against the nearest network.
+    """
+    from inference.model.networks import build_saved_network
+
+    net = build_saved_network(name, kwargs)
+    if "alias_free" in kwargs or not getattr(net, "has_alias_free_design", False):
+        return net
+
+    def distance(candidate: nn.Module) -> int:
+        return len(set(candidate.state_dict()) ^ set(state))
+
+    other = build_saved_network(name, {**kwargs, "alias_free": True})
+    return other if distance(other) < distance(net) else net
 
 
 def save_module_artifact(module: nn.Module, path: str | os.PathLike[str]) -> Path:

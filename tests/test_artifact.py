@@ -78,7 +78,7 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
     assert meta == load_artifact(path).metadata
     assert meta.format_version == FORMAT_VERSION
     assert meta.network == "light"
-    assert meta.network_kwargs == {"channels": [8, 16, 24], "num_residual": 2}
+    assert meta.network_kwargs == {"channels": [8, 16, 24], "num_residual": 2, "alias_free": True}
     assert meta.style_name == "starry" and meta.style_sha256 == "ab" * 32
     assert meta.temporal is False
     # Non-JSON values (a Path) are stored as strings; everything else survives unchanged.

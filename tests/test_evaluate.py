@@ -215,6 +215,7 @@ def test_contrast_colourfulness_ratios_and_flat_model_warning(setup, capsys):
     assert "per-frame model" in warnings[0] and "input clip" in warnings[1]
 
 
+@pytest.mark.slow  # the loss network on every frame, then ten transforms of two frames
 def test_equivariance_figures_per_transform(setup, capsys):
     main(["--model", str(setup["models"][0]), "--video", str(setup["clip"]), "--vgg-weights", "random"] + [
         "--max-frames", "2", "--equivariance"])  # fmt: skip

@@ -14,6 +14,7 @@ from PIL import Image
 
 from inference.core.errors import UserError
 from inference.model.artifact import load_artifact
+from inference.model.networks import build_network
 from styletrain.cli import main
 from styletrain.export import ONNX_ATOL, export, load_checkpoint
 from styletrain.module import StyleTransferModule
@@ -59,11 +60,20 @@ def test_checkpoint_to_artifact_matches_module(module, tmp_path, wrap):
     assert set(artifact.network.state_dict()) == set(module.net.state_dict())
 
 
-def test_checkpoint_without_metadata_uses_hyper_parameters(module, tmp_path):
-    state = {k: v for k, v in module.state_dict().items()}
+@pytest.mark.parametrize("alias_free", [True, False])
+def test_checkpoint_without_metadata_uses_hyper_parameters(module, tmp_path, alias_free):
+    # Hyper-parameters alone do not say which design trained: the weights' names decide, and the export is exact.
+    net = build_network("tiny", alias_free=alias_free)
+    net.load_state_dict({k: 0.05 * torch.randn_like(v) for k, v in net.state_dict().items()})
+    state = {**{k: v for k, v in module.state_dict().items() if not k.startswith("net.")},
+             **{f"net.{k}": v for k, v in net.state_dict().items()}}  # fmt: skip
     torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams)}, tmp_path / "old.ckpt")
     artifact = load_artifact(export(tmp_path / "old.ckpt", tmp_path / "old.safetensors"))
     assert artifact.metadata.network == "tiny" and artifact.metadata.style_name == "Starry Night"
+    assert artifact.metadata.network_kwargs["alias_free"] is alias_free
+    x = torch.rand(1, 3, 33, 41)
+    with torch.no_grad():
+        assert torch.equal(artifact.network(x), net.eval()(x))
 
 
 def test_bad_checkpoints_are_one_line_errors(module, tmp_path):

@@ -148,7 +148,7 @@ def test_two_workers_one_killed_mid_segment(model, tmp_path):
     _, err = proc.communicate(timeout=300)
     assert killed is not None, err
     assert proc.returncode == 0, err
-    assert "redoing only those" in err and "died" in err
+    assert "redoing only those" in err and "died" in err, err
     assert count_video_frames(out) == 240 and not segment_folder(out).exists()
 
 

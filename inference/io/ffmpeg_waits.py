@@ -75,14 +75,19 @@ class Waits:
     def __init__(self, ident: int) -> None:
         self.ident = ident
         self.cancelled = False
+        self.active = True  # False once the thread has left its ``cancellable()`` block
 
     def cancel(self) -> None:
-        """End the thread's current and later FFmpeg waits (each returns ``ExitError`` within about 100 ms)."""
+        """End the thread's current and later FFmpeg waits (each returns ``ExitError`` within about 100 ms).
+
+        A no-op for FFmpeg once the thread has left its block: its id may already belong to another thread.
+        """
         self.cancelled = True
         clock = _install()
         if clock is not None:
             with _lock:
-                clock._cancelled.add(self.ident)
+                if self.active:
+                    clock._cancelled.add(self.ident)
 
 
 @contextmanager
@@ -93,8 +98,11 @@ def cancellable() -> Iterator[Waits]:
     try:
         yield waits
     finally:
-        if _clock is not None:
-            with _lock:  # The thread's id may be reused by a later thread, which must see the real clock.
+        # The thread's id may be reused by a later thread, which must see the real clock: leave for good, so that
+        # a cancel arriving after this point (a stop racing the thread's own end) cannot mark the id again.
+        with _lock:
+            waits.active = False
+            if _clock is not None:
                 _clock._cancelled.discard(waits.ident)
 
 
