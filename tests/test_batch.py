@@ -170,6 +170,31 @@ def test_collector_reports_a_worker_that_died(tmp_path):
     assert not collector.pending
 
 
+def test_a_worker_killed_before_its_start_message_left_still_fails_its_task(tmp_path):
+    """SIGKILL right after the worker took a task: its queued "start" never arrives, its claim names the task."""
+    import queue
+
+    from inference.app.jobs import Job, Outcome
+    from inference.app.worker_pool import Collector
+
+    class DeadProcess:
+        exitcode = -9
+
+        def is_alive(self) -> bool:
+            return False
+
+    jobs = {0: Job(Path("a.mp4"), tmp_path / "a.mp4"), 1: Job(Path("b.mp4"), tmp_path / "b.mp4")}
+    reported: dict[int, Outcome] = {}
+    results: queue.Queue = queue.Queue()
+    results.put(("start", 0, 0))
+    results.put(("done", 0, 0, Outcome("written", frames=3, seconds=1.0, device="cpu")))
+    collector = Collector(jobs, [DeadProcess()], ["cpu"], lambda i, o: reported.__setitem__(i, o), claims=[1])
+    collector.check_workers(results)
+    assert reported[0].status == "written"
+    assert reported[1].status == "failed" and "the worker on cpu died (exit code -9)" in reported[1].message
+    assert not collector.pending
+
+
 @pytest.mark.gpu
 def test_batch_on_every_visible_gpu(tmp_path, make_video, model, capsys):
     clips = [

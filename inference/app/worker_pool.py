@@ -65,6 +65,9 @@ def run_pool(
 
     ctx = multiprocessing.get_context("spawn")
     task_q, result_q = ctx.Queue(), ctx.Queue()
+    # Each worker writes the index it takes here, in shared memory, before it starts: a queued "start" message goes
+    # out through a feeder thread and is lost when the worker is killed at once (SIGKILL, the OOM killer).
+    claims = ctx.Array("q", [-1] * len(devices), lock=False)
     for index, job in tasks:
         task_q.put((index, job))  # a Job pickles (a split video's segments carry their Segment)
     for _ in devices:
@@ -74,13 +77,13 @@ def run_pool(
     # workers for x264 and the decoder (inference.core.devices).
     budgets = host_thread_budgets(devices)
     for wid, (device, threads) in enumerate(zip(devices, budgets, strict=True)):
-        args = (Seat(wid, device, threads), spec, task_q, result_q)
+        args = (Seat(wid, device, threads), spec, task_q, result_q, claims)
         procs.append(ctx.Process(target=_worker, args=args, name=f"stylize-video {device}", daemon=True))
     for proc in procs:
         proc.start()
     finished = False
     try:
-        Collector(dict(tasks), procs, devices, report).run(result_q)
+        Collector(dict(tasks), procs, devices, report, claims).run(result_q)
         finished = True
     finally:
         task_q.cancel_join_thread()  # Tasks nobody will read must not block this process's exit.
@@ -95,12 +98,20 @@ class Collector:
         procs: One per worker id: anything with ``is_alive()`` and ``exitcode`` (the spawned processes).
         devices: Each worker's device, named in the line about a worker that died.
         report: Called as ``report(index, outcome)`` once per task.
+        claims: Per worker id, the index of the task it took last (-1: none), written by the worker before it starts:
+            a worker killed before its "start" message left still has its task named.
     """
 
     def __init__(
-        self, jobs: dict[int, Job], procs: list[Any], devices: list[str], report: Callable[[int, Outcome], None]
+        self,
+        jobs: dict[int, Job],
+        procs: list[Any],
+        devices: list[str],
+        report: Callable[[int, Outcome], None],
+        claims: Any = None,
     ) -> None:
         self.jobs, self.procs, self.devices, self.report = jobs, procs, devices, report
+        self.claims = claims
         self.pending = set(jobs)
         self.running: dict[int, int] = {}  # worker id -> task index
         self.alive = set(range(len(procs)))
@@ -136,6 +147,9 @@ class Collector:
                 break
         for wid in dead:
             self.alive.discard(wid)
+            claimed = self.claims[wid] if self.claims is not None else -1
+            if wid not in self.running and claimed in self.pending:
+                self.running[wid] = claimed  # its "start" message died with it
             if wid in self.running:
                 index, device, code = self.running.pop(wid), self.devices[wid], self.procs[wid].exitcode
                 self.pending.discard(index)
@@ -171,7 +185,7 @@ def _worker(*args: Any) -> None:
         raise SystemExit(getattr(exc, "exit_code", 130)) from None
 
 
-def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
+def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any, claims: Any = None) -> None:
     """One worker: load the model, then stylize tasks and send ``("start" | "done" | "init_failed", worker id, ...)``.
 
     Args:
@@ -180,6 +194,7 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
         tasks: Queue of ``(index, job)`` pairs; ``None`` ends the worker. Tasks are left there for the other
             workers when this one retires after a sticky CUDA error.
         results: Queue the messages go to (read by :class:`Collector`); any queue with ``get``/``put`` works.
+        claims: Shared per-worker slots (:class:`Collector`'s ``claims``), or ``None``.
     """
 
     from inference.app.console import setup_logging
@@ -197,6 +212,8 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any) -> None:
         return
     while (task := tasks.get()) is not None:
         index, job = task
+        if claims is not None:
+            claims[wid] = index
         results.put(("start", wid, index))
         results.put(("done", wid, index, outcome := run_job(stylizer, job, spec.file_options)))
         if outcome.retire:
