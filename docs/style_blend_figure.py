@@ -16,6 +16,10 @@ That artifact (the documentation's pictures) was trained on this project's 2-cor
         --model.style_layers "[relu1_2, relu2_2, relu3_3, relu4_3]" --model.style_balance 1.0 --model.lr 0.003 \
         --trainer.max_steps 400 --trainer.val_check_interval 200 \
         --model.export_path docs/models/starry_night+great_wave-hed-light.safetensors
+
+The shipped artifact has the alias-free design (the default since artifact format 3). The same command with the
+original design (``--model.network_kwargs '{alias_free: false}'``; trained before the design existed) made
+``docs/models/starry_night+great_wave-hed-light-original.safetensors``, the "before" of ``docs/equivariance.md``.
 """
 
 from __future__ import annotations
