@@ -200,22 +200,25 @@ def test_webcam_socket_stylizes_frames_and_applies_controls(client, model, make_
 
 def test_webcam_consistency_carries_the_previous_output(client, make_image):
     image = make_image(48, 64, seed=8)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)  # a still camera's sensor noise
 
-    def send(tag: float, **controls) -> np.ndarray:
+    def send(tag: float, frame: np.ndarray, **controls) -> np.ndarray:
         ws.send_text(json.dumps({"type": "controls", **controls}))
         ws.receive_text()
-        ws.send_bytes(frame_message(tag, image))
+        ws.send_bytes(frame_message(tag, frame))
         return decoded(ws.receive_bytes()[REPLY_HEADER.size :])
 
     def distance(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.abs(a.astype(int) - b).mean())
 
     with client.websocket_connect("/ws/live") as ws:
-        first = send(1.0, consistency=1)
-        still = send(2.0, strength=0)  # The camera did not move: full consistency carries the stylized pixels on.
-        plain = send(3.0, consistency=0)  # Off: the frame as the controls say (strength 0: the camera itself).
-        np.testing.assert_array_equal(plain, decoded(encode_image(image, "JPEG", STREAM_JPEG_QUALITY)))
-    assert distance(still, first) < 0.6 * distance(plain, first) and distance(still, plain) > 2
+        first = send(1.0, image, consistency=1)
+        still = send(2.0, noisy)  # The camera did not move: full consistency carries the stylized pixels on.
+        original = send(3.0, noisy, strength=0)  # Strength 0 is the camera itself, even with a history to carry.
+        plain = send(4.0, noisy, consistency=0, strength=1)  # Off: the noisy frame's own stylization.
+    assert distance(still, first) < 0.6 * distance(plain, first)
+    np.testing.assert_array_equal(original, decoded(encode_image(noisy, "JPEG", STREAM_JPEG_QUALITY)))
 
 
 def test_webcam_socket_drops_old_frames_never_queues(client, make_image):

@@ -134,15 +134,19 @@ class _History:
         self.stage = None
 
     def consistent(self, frame, out, controls: Controls, flow=lambda: None):
-        """``uint8 [H, W, 3]`` input and its per-frame stylization -> the consistent output (same shape). Another
-        artifact or style starts a new history (its first frame is taken as it is)."""
+        """``uint8 [H, W, 3]`` input and its per-frame stylization at strength 1 -> the consistent output mixed with
+        the input by ``controls.strength`` (same shape). Another artifact or style starts a new history (its first
+        frame is taken as it is)."""
         from inference.engine.consistency import ConsistencyStage
 
         look = (controls.artifact, controls.style)
         if self.stage is None or look != self.look:
             self.stage, self.look = ConsistencyStage(controls.consistency, flow=flow()), look
         self.stage.strength = controls.consistency
-        ((result, _),) = self.stage.run([(frame, None)], lambda items: ((out, meta) for _, meta in items))
+        # ``out`` is the network's output at strength 1; the user's strength mixes the input in after the stage, as
+        # in stylize-video, so strength 0 gives back the input frame exactly.
+        stylized = lambda items: ((out, meta) for _, meta in items)  # noqa: E731
+        ((result, _),) = self.stage.run([(frame, None)], stylized, mix=lambda: controls.strength)
         return result
 
 
@@ -164,7 +168,9 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService,
         try:
             frame = data[TAG.size :]
             array = await asyncio.to_thread(decode_image, frame, "frame", max_pixels, controls.stroke_scale)
-            out = await asyncio.wrap_future(frames.submit(array, controls))
+            # With the stage on, the network runs at strength 1 and the strength is mixed in after the stage.
+            per_frame = dataclasses.replace(controls, strength=1.0) if controls.consistency > 0 else controls
+            out = await asyncio.wrap_future(frames.submit(array, per_frame))
             if controls.consistency > 0:
                 flow = lambda c=controls: flow_for_stream(frames.catalog.stylizer(c.artifact).flow)  # noqa: E731 - RAFT on a GPU
                 out = await asyncio.to_thread(history.consistent, array, out, controls, flow)
