@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--max-side", type=int, default=320, help="stylize at this size (default 320)")
     p.add_argument("--segment", type=float, default=1.0, help="seconds per segment (default 1)")
-    p.add_argument("--warmups", default="0,1,2,4,8,16", help="warm-up frames K to compare")
+    p.add_argument("--warmups", default="0,8,16,24,32,48", help="warm-up frames K to compare")
     p.add_argument("--consistency", type=float, default=DEFAULT_CONSISTENCY)
     p.add_argument("--out", type=Path, default=Path("bench/results/split-join-cpu.json"))
     args = p.parse_args(argv)

@@ -4,8 +4,9 @@ Generates the clip (a pan over a textured picture, frame gaps of 1 to 3 frame du
 one process tree and alternating:
 
 * one worker: ``stylize-video clip.mp4 -o one.mp4 --split off``;
-* two workers: ``stylize-video clip.mp4 -o two.mp4 --devices cpu --workers 2`` (``--split auto`` decides; the log
-  says what it chose);
+* two workers: ``stylize-video clip.mp4 -o two.mp4 --devices cpu --workers 2 --split S``, where ``S`` is the
+  segment length ``--split auto`` picks for two workers with hosts of their own (for CPU workers of one machine auto
+  does not split: they share the cores);
 
 both lossless (``--crf 0``) with the consistency stage off, so that the outputs can be compared exactly: frame
 count, every timestamp, the audio packets, the frames themselves. Then the wall-time ratio (two workers / one), the
@@ -114,24 +115,27 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = write_clip(tmp / "clip.mp4", args.seconds, (width, height))
+        frames = probe_frames(clip)
+        # What --split auto chooses for two workers with hosts of their own (GPUs, Ray nodes); for CPU workers of one
+        # machine auto does not split (they share its cores), so the length is given explicitly here.
+        length, _ = segment_seconds("auto", frames.seconds, 2)
+        split = ["--devices", "cpu", "--workers", "2", "--split", f"{length:.3f}"]
         common = ["-m", str(args.model), "--crf", "0", "--consistency", "0", "--overwrite"]
         one_s, two_s, log = [], [], ""
         for _ in range(args.repeats):
             one_s.append(run([str(clip), "-o", str(tmp / "one.mp4"), "--split", "off", *common])[0])
-            seconds, log = run([str(clip), "-o", str(tmp / "two.mp4"), "--devices", "cpu", "--workers", "2", *common])
+            seconds, log = run([str(clip), "-o", str(tmp / "two.mp4"), *split, *common])
             two_s.append(seconds)
         one, two = facts(tmp / "one.mp4"), facts(tmp / "two.mp4")
         identical = len(one["arrays"]) == len(two["arrays"]) and all(
             np.array_equal(a, b) for a, b in zip(one["arrays"], two["arrays"], strict=True)
         )
-        _, stage_log = run([str(clip), "-o", str(tmp / "stage.mp4"), "--devices", "cpu", "--workers", "2",
+        _, stage_log = run([str(clip), "-o", str(tmp / "stage.mp4"), *split,
                             "-m", str(args.model), "--crf", "0", "--overwrite"])  # fmt: skip
         stage = facts(tmp / "stage.mp4")
-        frames = probe_frames(clip)
         t0 = time.perf_counter()
         probe_frames(clip)
         probe_s = time.perf_counter() - t0
-        length, _ = segment_seconds("auto", frames.seconds, 2)  # what --split auto chose for two workers
         joins = list(np.cumsum([s.frames for s in plan_segments(frames, length, DEFAULT_WARMUP)])[:-1])
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -78,6 +78,14 @@ def test_when_a_file_is_split(split, seconds, workers, splits):
         assert length == pytest.approx(600.0 / 8)  # four segments per worker
 
 
+def test_auto_leaves_cpu_workers_of_one_machine_unsplit():
+    # They share the cores one worker already uses (docs/long-videos.md has the measurement).
+    length, reason = segment_seconds("auto", 600.0, 2, cpu_only=True)
+    assert length is None and "share this machine's cores" in reason
+    assert segment_seconds(10.0, 600.0, 2, cpu_only=True)[0] == 10.0  # asked for explicitly
+    assert segment_seconds("auto", 600.0, None, cpu_only=True)[0] is not None  # a Ray cluster's hosts are its own
+
+
 def test_split_values():
     assert parse_split("AUTO") == "auto" and parse_split("off") == "off" and parse_split("12.5") == 12.5
     for bad in ("0", "-3", "nan", "inf", "soon"):

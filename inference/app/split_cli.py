@@ -59,11 +59,13 @@ def split_choice(opts: argparse.Namespace) -> tuple[StreamFrames, list[Segment],
                 "split", " cannot be combined with `start` or `duration` (use `split` off)", mentions=SPLIT_MENTIONS
             )
         return None
-    workers = None if opts.cluster == "ray" else len(worker_devices(opts.devices, opts.device, opts.workers))
+    devices = None if opts.cluster == "ray" else worker_devices(opts.devices, opts.device, opts.workers)
+    workers = None if devices is None else len(devices)
     if workers == 1 and not explicit:
         return None  # the ordinary one-worker run: nothing to say
     frames = probe_frames(src)
-    length, reason = segment_seconds(split, frames.seconds, workers)
+    cpu_only = devices is not None and all(str(d).startswith("cpu") for d in devices)
+    length, reason = segment_seconds(split, frames.seconds, workers, cpu_only=cpu_only)
     if length is None:
         _say(opts, f"{src}: not split ({reason})")
         return None

@@ -153,13 +153,18 @@ def parse_split(text: str) -> str | float:
     return seconds
 
 
-def segment_seconds(split: str | float, seconds: float, workers: int | None) -> tuple[float | None, str]:
+def segment_seconds(
+    split: str | float, seconds: float, workers: int | None, *, cpu_only: bool = False
+) -> tuple[float | None, str]:
     """The segment length ``split`` asks for, and why, as a phrase for the log.
 
     Args:
         split: ``"auto"``, ``"off"`` or seconds (see :func:`parse_split`).
         seconds: The file's length.
         workers: How many segments can run at once; ``None``: a Ray cluster (segments of :data:`RAY_SEGMENT_S`).
+        cpu_only: The workers are CPU workers of this machine. They share its cores, which one worker already
+            keeps busy (the network's threads and the encoder's), so ``auto`` does not split: the warm-up frames
+            and a second model load would only add work (measured by ``bench/split_long.py``).
 
     Returns:
         ``(seconds per segment, reason)``; ``None`` seconds: do not split.
@@ -174,6 +179,8 @@ def segment_seconds(split: str | float, seconds: float, workers: int | None) -> 
         return None, "one worker: a split would only add warm-up frames (give --workers or --devices to split)"
     if seconds < AUTO_MIN_SECONDS:
         return None, f"{seconds:.1f}s is short (auto splits from {AUTO_MIN_SECONDS:g}s): one worker runs it"
+    if cpu_only and workers is not None:
+        return None, "CPU workers share this machine's cores, which one worker already uses (--split SECONDS to split)"
     if workers is None:
         return RAY_SEGMENT_S, f"auto: {seconds:.1f}s on a Ray cluster, {RAY_SEGMENT_S:g}s segments"
     length = max(MIN_SEGMENT_S, seconds / (workers * SEGMENTS_PER_WORKER))
