@@ -23,8 +23,8 @@ options made of it) the stage outputs::
 
 The recursion is a per-pixel exponential average along motion paths: flicker that is independent from frame to frame
 falls by about ``(1 - S) / (1 + S)`` in variance, while content that moves with the input is carried along. The
-figures for these choices (and for what each step changed) are in bench/consistency.py's results and the README,
-"Consistency at inference, for any artifact"; the DIS preset and scale were picked for cost, not swept.
+figures for these choices (and for what each step changed) are in bench/consistency.py's results and
+``docs/consistency.md``; the DIS preset and scale were picked for cost, not swept.
 """
 
 from __future__ import annotations
