@@ -95,7 +95,8 @@ def e2e_fps(stylizer: Stylizer, args: argparse.Namespace, dst: Path, tables: lis
     with contextlib.redirect_stderr(io.StringIO()):  # stats=True times the device stages; the table is kept.
         res = stylize_file(stylizer, args.input, dst, duration=args.duration, size=args.size, crf=args.crf,
                            preset=args.preset, overwrite=True, stats=True, audio=False, planes=planes)  # fmt: skip
-    tables.append({**res.clock.as_dict(res.seconds), "path": res.path, "table": res.clock.table(res.seconds)})
+    table = res.clock.table(res.seconds)
+    tables.append({**res.clock.as_dict(res.seconds), "frame_format": res.frame_format, "table": table})
     return res.fps
 
 

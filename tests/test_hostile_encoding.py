@@ -33,8 +33,9 @@ _CLI = "import sys\nfrom inference.app.cli import main\nsys.exit(main(sys.argv[1
 @pytest.fixture
 def no_nvenc(monkeypatch):
     """This machine without NVENC, whatever its GPU: families resolve to their software encoders."""
-    real = encoders.opens
-    monkeypatch.setattr(encoders, "opens", lambda name, *a: "no NVENC" if name.endswith("_nvenc") else real(name, *a))
+    real = encoders.open_failure
+    fake = lambda name, *a: "no NVENC" if name.endswith("_nvenc") else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(encoders, "open_failure", fake)
 
 
 def _run_subprocess(*args) -> subprocess.CompletedProcess:
@@ -193,24 +194,25 @@ def test_nvenc_crf_zero_is_best_quality_not_automatic():
 
 
 def _fake_gpu(refuses: set[str], max_side: int = 4096):
-    """An ``opens`` for a machine whose NVENC opens except for the pixel formats in ``refuses`` or large sizes."""
+    """An ``open_failure`` for a machine whose NVENC opens except for the pixel formats in ``refuses`` or large
+    sizes."""
 
-    def opens(name, pix_fmt="yuv420p", options=(), size=(256, 256)):
+    def open_failure(name, pix_fmt="yuv420p", options=(), size=(256, 256)):
         if not name.endswith("_nvenc"):
             return None
         if pix_fmt in refuses or max(size) > max_side:
             return "Invalid argument"
         return None
 
-    return opens
+    return open_failure
 
 
 def test_nvenc_gets_its_own_pixel_format_and_falls_back_when_it_refuses(monkeypatch, caplog):
-    monkeypatch.setattr(encoders, "opens", _fake_gpu(refuses=set()))
+    monkeypatch.setattr(encoders, "open_failure", _fake_gpu(refuses=set()))
     enc = resolve_encoder(None, ".mp4", 18, "medium", "yuv420p10le", size=(1920, 1080))
     assert (enc.name, enc.pix_fmt) == ("h264_nvenc", "p010le")
     assert resolve_encoder("hevc", ".mkv", 18, "medium", "yuvj420p").pix_fmt == "yuv420p"
-    monkeypatch.setattr(encoders, "opens", _fake_gpu(refuses={"p010le"}))
+    monkeypatch.setattr(encoders, "open_failure", _fake_gpu(refuses={"p010le"}))
     with caplog.at_level(logging.WARNING, logger="inference.io.encoders"):
         enc = resolve_encoder("h264", ".mp4", 18, "medium", "yuv420p10le", size=(640, 360))
         assert (enc.name, enc.pix_fmt) == ("libx264", "yuv420p10le")
@@ -362,7 +364,7 @@ def test_an_error_after_the_encoder_probe_is_still_one_line(tmp_path, make_video
     """x265 and SVT-AV1 print a banner whenever they open (40 lines for SVT-AV1); the probe keeps them quiet."""
     src = make_video(tmp_path / "in.mp4", n_frames=2, size=(64, 48), audio=False)
     (tmp_path / "out.mp4").write_bytes(b"taken")
-    encoders.opens.cache_clear()  # the probe must really run in this test
+    encoders.open_failure.cache_clear()  # the probe must really run in this test
     assert run_cli(src, "-m", model, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu") == 2
     err = capfd.readouterr().err
     assert err == f"error: {tmp_path / 'out.mp4'}: already exists (use --overwrite to replace it)\n", err

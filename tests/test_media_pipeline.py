@@ -88,7 +88,7 @@ def _bare_transcode(src: Path, dst: Path) -> Path:
 def test_bt709_input_keeps_tags_and_colours(tmp_path, identity, planes):
     src = _write_tagged(tmp_path / "in.mp4")
     res = stylize_file(identity, src, tmp_path / "out.mp4", planes=planes)
-    assert res.path == ("yuv" if planes else "rgb")
+    assert res.frame_format == ("yuv" if planes else "rgb")
     assert _tags(tmp_path / "out.mp4") == (1, 1, 1, 1)  # BT.709 matrix, primaries, transfer; limited range.
     err = _plane_error(tmp_path / "out.mp4", src)
     floor = _plane_error(_bare_transcode(src, tmp_path / "t.mp4"), src)
@@ -118,7 +118,8 @@ def test_full_range_input_read_as_full_range(tmp_path, identity, planes):
     with av.open(str(src)) as c:
         assert np.array_equal(first, next(c.decode(video=0)).to_ndarray())  # Full-range samples, untouched.
     res = stylize_file(identity, src, tmp_path / "out.mp4", planes=planes)
-    assert res.path == ("yuv" if planes else "rgb") and _tags(tmp_path / "out.mp4")[3] == 1  # Limited range out.
+    assert res.frame_format == ("yuv" if planes else "rgb")
+    assert _tags(tmp_path / "out.mp4")[3] == 1  # Limited range out.
     with av.open(str(src)) as a, av.open(str(tmp_path / "out.mp4")) as b:
         ins = [f.to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="JPEG") for f in a.decode()]
         outs = [f.to_ndarray(format="rgb24", src_colorspace="itu709", src_color_range="MPEG") for f in b.decode()]
@@ -183,7 +184,7 @@ def test_encoder_choice_prefers_nvenc_when_it_opens(monkeypatch):
     # Here no NVENC opens: the family and the default resolve to the software encoder.
     assert resolve_encoder(None, ".mp4", 18, "medium", "yuv420p").name == "libx264"
     assert resolve_encoder(None, ".webm", 30, "medium", "yuv420p").name == "libvpx-vp9"
-    monkeypatch.setattr(encoders, "opens", lambda name, *args: None)  # Pretend every encoder opens (a GPU).
+    monkeypatch.setattr(encoders, "open_failure", lambda name, *args: None)  # Pretend every encoder opens (a GPU).
     enc = resolve_encoder(None, ".mp4", 20, "fast", "yuv420p")
     assert enc.name == "h264_nvenc" and enc.options == {"rc": "vbr", "cq": "20", "b": "0", "preset": "p4"}
     assert resolve_encoder("hevc", ".mkv", 20, "fast", "yuv420p").name == "hevc_nvenc"
@@ -346,16 +347,17 @@ def test_cuda_yuv_path_nvdec_and_nvenc(tmp_path):
         assert "NVDEC" in decoder, decoder
     gpu = Stylizer(nn.Identity(), RuntimeOptions(device="cuda", backend="torch"))
     res = stylize_file(gpu, src, tmp_path / "out.mp4", stats=True)
-    assert res.path == "yuv" and res.frames == 16 and _tags(tmp_path / "out.mp4") == (1, 1, 1, 1)
+    assert res.frame_format == "yuv" and res.frames == 16 and _tags(tmp_path / "out.mp4") == (1, 1, 1, 1)
     err = _plane_error(tmp_path / "out.mp4", src)
     floor = _plane_error(_bare_transcode(src, tmp_path / "t.mp4"), src)
     assert err <= floor + 1.5, (err, floor)
-    nvenc = encoders.opens("h264_nvenc") is None
+    nvenc = encoders.open_failure("h264_nvenc") is None
     assert resolve_encoder(None, ".mp4", 18, "medium", "yuv420p").name == ("h264_nvenc" if nvenc else "libx264")
 
 
 def test_explicit_nvenc_without_a_gpu_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr(encoders, "opens", lambda name, *args: "Operation not permitted" if "nvenc" in name else None)
+    refuse_nvenc = lambda name, *args: "Operation not permitted" if "nvenc" in name else None  # noqa: E731
+    monkeypatch.setattr(encoders, "open_failure", refuse_nvenc)
     with pytest.raises(UserError, match="^codec h264_nvenc cannot be opened on this machine"):
         resolve_encoder("h264_nvenc", ".mp4", 18, "medium", "yuv420p")
 
@@ -363,7 +365,7 @@ def test_explicit_nvenc_without_a_gpu_is_one_clear_error(monkeypatch):
 def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity):
     src = make_video(tmp_path / "in.mp4", n_frames=48, size=(96, 64), rotation=90, audio=True)
     res = stylize_file(identity, src, tmp_path / "out.mp4", start=0.5, duration=1.0, size=(32, 48), planes=True)
-    assert res.path == "yuv" and res.frames == 24
+    assert res.frame_format == "yuv" and res.frames == 24
     with av.open(str(tmp_path / "out.mp4")) as c:
         v = c.streams.video[0]
         assert (v.width, v.height) == (48, 32) and c.streams.audio  # Coded size; displayed rotated as 32x48.
@@ -373,11 +375,11 @@ def test_yuv_path_keeps_rotation_trim_and_audio(tmp_path, make_video, identity):
 def test_only_8bit_420_goes_as_planes(tmp_path, identity):
     run = partial(stylize_file, identity, planes=True)
     src = _write_tagged(tmp_path / "444.mp4", n=4, pix_fmt="yuv444p")
-    assert run(src, tmp_path / "out.mp4").path == "rgb"
-    assert run(src, tmp_path / "out.mkv", pix_fmt="yuv444p").path == "rgb"
+    assert run(src, tmp_path / "out.mp4").frame_format == "rgb"
+    assert run(src, tmp_path / "out.mkv", pix_fmt="yuv444p").frame_format == "rgb"
     src = _write_tagged(tmp_path / "420.mp4", n=4)
-    assert run(src, tmp_path / "a.mp4").path == "yuv"
-    assert run(src, tmp_path / "b.mp4", pix_fmt="yuv444p").path == "rgb"
-    assert run(src, tmp_path / "c.gif").path == "rgb"
+    assert run(src, tmp_path / "a.mp4").frame_format == "yuv"
+    assert run(src, tmp_path / "b.mp4", pix_fmt="yuv444p").frame_format == "rgb"
+    assert run(src, tmp_path / "c.gif").frame_format == "rgb"
     # Without the argument the CPU keeps the host RGB path; GPUs take the planes.
-    assert stylize_file(identity, src, tmp_path / "d.mp4").path == "rgb"
+    assert stylize_file(identity, src, tmp_path / "d.mp4").frame_format == "rgb"

@@ -77,7 +77,8 @@ class StylizeResult:
         seconds: Wall-clock time of the whole run.
         warnings: One-line warnings (truncated input, size changed for the encoder, dropped audio...).
         clock: Busy time per pipeline stage (device stages only with ``stats=True``).
-        path: ``"yuv"`` when frames stayed in YUV planes up to the device, ``"rgb"`` when swscale converted them.
+        frame_format: ``"yuv"`` when frames stayed in YUV planes up to the device, ``"rgb"`` when swscale converted
+            them.
     """
 
     output: Path
@@ -85,7 +86,7 @@ class StylizeResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     clock: StageClock = field(default_factory=StageClock)
-    path: str = "rgb"
+    frame_format: str = "rgb"
 
     @property
     def fps(self) -> float:
@@ -161,7 +162,7 @@ def stylize_file(
     kind, even, planes = _plan(stylizer, Path(dst), encode, planes)
     plan = ConversionPlan(kind, encode, trim, even, planes, progress, stats)
     source, dst = _open_input(src, dst, plan, overwrite)
-    result = StylizeResult(dst, 0, 0.0, path="yuv" if source.info.yuv is not None else "rgb")
+    result = StylizeResult(dst, 0, 0.0, frame_format="yuv" if source.info.yuv is not None else "rgb")
     try:
         result.frames = _convert(stylizer, source, dst, plan, result.clock)
         result.warnings += _warnings(source, dst, plan)
@@ -316,5 +317,5 @@ def _report(result: StylizeResult, source: Source, progress: bool, stats: bool) 
               file=sys.stderr)  # fmt: skip
     if stats:
         decoder = f", decoder: {source.decoder}" if source.decoder else ""
-        print(f"path: {result.path}{decoder}", file=sys.stderr)
+        print(f"frame format: {result.frame_format}{decoder}", file=sys.stderr)
         print(result.clock.table(result.seconds), file=sys.stderr)

@@ -21,8 +21,8 @@ class _Stop(Exception):
     """Raised inside a stage when another stage has failed."""
 
 
-class _Stage:
-    """Shared stop flag and first error of a pipeline."""
+class _SharedStop:
+    """A pipeline's shared stop flag and its first error (what every stage checks and sets)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -92,7 +92,7 @@ def run_pipeline(
     Raises:
         BaseException: The first error of any stage (including ``KeyboardInterrupt`` in the calling thread).
     """
-    state = _Stage()
+    state = _SharedStop()
     q_in: queue.Queue = queue.Queue(maxsize=depth)
     q_out: queue.Queue = queue.Queue(maxsize=depth)
 

@@ -67,7 +67,7 @@ def coded_pix_fmt(name: str, pix_fmt: str) -> str:
 
 
 @functools.cache
-def opens(
+def open_failure(
     name: str, pix_fmt: str = DEFAULT_PIX_FMT, options: tuple = (), size: tuple[int, int] = _PROBE_SIZE
 ) -> str | None:
     """Open encoder ``name`` once at ``size`` (no frame is encoded): ``None`` if it works, else FFmpeg's reason."""
@@ -113,7 +113,7 @@ def resolve_encoder(
     for i, name in enumerate(candidates):
         if not name.endswith("_nvenc") or i + 1 == len(candidates):
             return _checked(name, crf, preset, pix_fmt, size)
-        if opens(name) is not None:
+        if open_failure(name) is not None:
             continue  # No NVENC here: the software encoder of the family follows, silently.
         try:
             return _checked(name, crf, preset, pix_fmt, size)
@@ -179,14 +179,14 @@ def _checked(name: str, crf: int, preset: str, pix_fmt: str, size: tuple[int, in
     # Encoders without a measured size table (NVENC, any other FFmpeg name) are opened at the real size.
     probe = size if size is not None and name not in SIZE_LIMITS else _PROBE_SIZE
     at = f" at {probe[0]}x{probe[1]}" if probe != _PROBE_SIZE else ""
-    reason = opens(name, coded, tuple(_QUIET.get(name, {}).items()), probe)
+    reason = open_failure(name, coded, tuple(_QUIET.get(name, {}).items()), probe)
     if reason is not None:
         raise OptionError(
             "codec",
             f"{name} cannot be opened on this machine with `pix_fmt` {pix_fmt}{at} ({reason})",
             mentions=("pix_fmt",),
         )
-    reason = opens(name, coded, tuple(sorted(options.items())), probe)
+    reason = open_failure(name, coded, tuple(sorted(options.items())), probe)
     if reason is not None:
         raise OptionError(
             "codec", f"{name} refuses `preset` {preset} or `crf` {crf} ({reason})", mentions=("preset", "crf")

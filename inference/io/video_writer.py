@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _check_av(exc: Exception, path: Path) -> MediaError:
+def _write_error(exc: Exception, path: Path) -> MediaError:
+    """The one-line error for an FFmpeg failure while writing ``path`` (returned for the caller to raise)."""
     return MediaError(f"{path}: cannot write ({str(exc).splitlines()[0]})")
 
 
@@ -71,7 +72,7 @@ class VideoSink(Sink):
         try:
             self.container = av.open(str(path), mode="w", format={".mkv": "matroska", ".m4v": "mp4"}.get(ext, ext[1:]))
         except (av.error.FFmpegError, ValueError) as exc:
-            raise _check_av(exc, self.path) from None
+            raise _write_error(exc, self.path) from None
         try:
             self._add_stream(ext)
             if options.audio and info.kind == "video" and info.has_audio:
@@ -160,7 +161,7 @@ class VideoSink(Sink):
                 packets = self.stream.encode(frame)
             self._mux(packets)
         except av.error.FFmpegError as exc:
-            raise _check_av(exc, self.path) from None
+            raise _write_error(exc, self.path) from None
         self.frames += 1
 
     def _mux(self, packets) -> None:
@@ -183,7 +184,7 @@ class VideoSink(Sink):
                     self.audio.copy_until()
                 self.container.close()
         except av.error.FFmpegError as exc:
-            raise _check_av(exc, self.path) from None
+            raise _write_error(exc, self.path) from None
         finally:
             if self.audio is not None:
                 self.audio.close()
