@@ -60,7 +60,7 @@ def _stylize_rate(ctx: Context, stylizer, clip: Path, codec: str | None, preset:
                             audio=False, stats=True, **trim)  # fmt: skip
 
     short, whole = once(duration=ctx.plan.short_seconds), once()
-    last.update(table=whole.clock.table(whole.seconds), path=whole.path, whole_file_fps=whole.fps,
+    last.update(table=whole.clock.table(whole.seconds), frame_format=whole.frame_format, whole_file_fps=whole.fps,
                 frames=whole.frames)  # fmt: skip
     if whole.frames <= short.frames or whole.seconds <= short.seconds:
         return whole.fps

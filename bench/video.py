@@ -209,7 +209,7 @@ def print_rows(rows: list[dict[str, Any]], io_ceiling: dict[str, Any]) -> None:
     for r in rows:
         for key in ("stages", "stages_other_path"):
             if key in r:
-                print(f"\n{r['network']} end to end ({r[key]['path']} path):\n{r[key]['table']}")
+                print(f"\n{r['network']} end to end ({r[key]['frame_format']} frames):\n{r[key]['table']}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
