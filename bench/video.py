@@ -70,14 +70,14 @@ def network(name: str) -> torch.nn.Module:
 
 
 def model_only_fps(stylizer: Stylizer, size: tuple[int, int], seconds: float = 1.0) -> float:
-    """The Stylizer's own forward (its backend, precision and batch) on an input already on the device."""
+    """The Stylizer's own network step (``run_network``: backend, precision, batch) on a device input."""
     w, h = size
     x = torch.rand(stylizer.batch_size, 3, h, w, device=stylizer.device, dtype=stylizer.dtype)
     with torch.inference_mode():
-        stylizer._forward(x)
+        stylizer.run_network(x)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds or n < 3:
-            stylizer._forward(x)
+            stylizer.run_network(x)
             n += 1
         if stylizer.device.type == "cuda":
             torch.cuda.synchronize()
