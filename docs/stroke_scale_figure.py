@@ -41,7 +41,7 @@ def main() -> None:
         else:
             torch.manual_seed(opts.seed)  # the same weights in every panel
             stylizer = Stylizer(build_network("johnson"), options)
-        stylizer.set_style(stylizer.style_names[0])
+        stylizer.update(style=stylizer.style_names[0])
         panels.append((label, stylizer.image(img)))
     for label, rgb in panels:
         print(f"{label:18s} laplacian energy {laplacian_energy(rgb):.5f}")

@@ -59,7 +59,7 @@ def main() -> None:
     first, second = stylizer.style_names[:2]
     panels = [("original", img)]
     for w in BLENDS:
-        stylizer.set_style({first: w, second: 1.0 - w})
+        stylizer.update(style={first: w, second: 1.0 - w})
         label = first if w == 1.0 else second if w == 0.0 else f"{first} {w:g}"
         panels.append((label, stylizer.image(img)))
     save_side_by_side(panels, opts.output, TILE_WIDTH)

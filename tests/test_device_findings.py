@@ -49,7 +49,7 @@ def test_one_large_tensor_batch_does_not_lower_the_batch_size_for_good(monkeypat
     """Finding 8: ``Stylizer.tensors`` chunks a batch of large frames under the index limit for that call only."""
     monkeypatch.setattr(batching, "PeakTensor", _SmallCap)
     stylizer = Stylizer(build_network("identity"), RuntimeOptions(device="cpu", backend="torch", batch_size=4))
-    stylizer.index_limited = True  # as on CUDA
+    stylizer.batcher.index_limited = True  # as on CUDA
     large = torch.randint(0, 256, (3, 40, 40, 3), dtype=torch.uint8)
     assert torch.equal(stylizer.tensors(large), large)  # identity, in chunks of one
     assert stylizer.batch_size == 4

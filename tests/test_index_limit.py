@@ -43,14 +43,14 @@ def test_the_stylizer_splits_batches_at_the_index_limit(monkeypatch, make_image)
     # (The shape probe runs a meta-device copy, hooks included: only real batches count.)
     st.network.register_forward_hook(lambda _m, x, _o: None if x[0].is_meta else sizes.append(x[0].shape[0]))
     # The cap the Stylizer applies on CUDA, forced here on the CPU with a limit three frames wide.
-    st.index_limited = True
+    st.batcher.index_limited = True
     monkeypatch.setattr(index_limit, "INDEX_LIMIT", 3 * PeakTensor(st.network).elements(32, 48))
     out = list(st.frames(make_image(32, 48, seed=i) for i in range(8)))
     assert max(sizes) == 3 and sum(sizes) == 8 and st.batch_size == 3
     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(out, reference, strict=True))
     # Stylizer.tensors too (device tensors, e.g. from a GPU decoder): chunks of at most the cap.
     sizes.clear()
-    st.batch_size = 8
+    st.batcher.size = 8
     batch = torch.from_numpy(np.stack([make_image(32, 48, seed=i) for i in range(8)]))
     assert st.tensors(batch).shape == (8, 32, 48, 3) and max(sizes) == 3 and sum(sizes) == 8
     sizes.clear()

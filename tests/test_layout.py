@@ -103,3 +103,11 @@ def test_the_issue_number_pattern_finds_what_it_should():
     hits = ["as issue 12 asked", "see issue #7", "fixed in (#23)", "PR 4", "gh-88"]
     misses = ["colour #fff", "frame 12 of the issue", "&#39;", "the 2nd pass", "stride 4"]
     assert all(_ISSUE_NUMBER.search(t) for t in hits) and not any(_ISSUE_NUMBER.search(t) for t in misses)
+
+
+def test_the_stylizer_class_stays_under_two_hundred_lines():
+    """The front door only stylizes; options, precision, backends, batching and the consistency stage live in their
+    own modules. A Stylizer that grows past 200 lines has taken one of their jobs back."""
+    tree = ast.parse((ROOT / "inference" / "engine" / "stylizer.py").read_text())
+    (stylizer,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Stylizer"]
+    assert stylizer.end_lineno - stylizer.lineno + 1 < 200

@@ -65,10 +65,10 @@ def test_stylizer_picks_blends_and_switches_between_frames(tmp_path: Path, make_
     apart = np.abs(a - b).mean()
     assert apart > 10  # clearly different styles (8-bit levels)
     assert np.abs(m - a).mean() < apart and np.abs(m - b).mean() < apart
-    mix.set_style("wave")  # between frames
+    mix.update(style="wave")  # between frames
     assert np.array_equal(mix.image(image).astype(float), b)
     with pytest.raises(UserError, match="this model has: 'starry', 'wave'"):
-        mix.set_style("sunflowers")
+        mix.update(style="sunflowers")
     assert mix.style_weights == [0.0, 1.0]  # a refused choice leaves the current style
 
 
@@ -113,8 +113,8 @@ def test_onnx_runtime_backend_blends(tmp_path: Path, make_image) -> None:
     ref = Stylizer.from_artifact(path, device="cpu", backend="torch", style="starry:0.3,wave:0.7")
     assert ort.backend == "onnxruntime"
     assert np.abs(ort.image(image).astype(int) - ref.image(image).astype(int)).max() <= 1
-    ort.set_style("wave")
-    ref.set_style("wave")
+    ort.update(style="wave")
+    ref.update(style="wave")
     assert np.abs(ort.image(image).astype(int) - ref.image(image).astype(int)).max() <= 1
 
 
@@ -153,6 +153,6 @@ def test_cuda_blend_matches_the_cpu(tmp_path: Path, make_image, precision: str) 
         ]
     )
     assert np.percentile(diff, 99.9) <= {"fp16": 2, "bf16": 4}[precision]
-    gpu.set_style("wave")
-    cpu.set_style("wave")
+    gpu.update(style="wave")
+    cpu.update(style="wave")
     assert np.abs(gpu.image(frames[0]).astype(int) - cpu.image(frames[0]).astype(int)).max() <= 12

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from inference.core.errors import OptionError, UserError
+from inference.engine.precision import DTYPES, PrecisionReport, choose_precision
 from inference.engine.strokes import stroke_scaled
+
+if TYPE_CHECKING:
+    from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,13 @@ def probe_runner(channels_last: bool, mode: str | None, scale: float = 1.0, deta
 
 
 def build_forward(
-    network: nn.Module, device: torch.device, dtype: torch.dtype, backend: str = "auto", **options: object
+    network: nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    backend: str = "auto",
+    *,
+    compile: str | None = None,
+    cache_key: str | None = None,
 ) -> tuple[Forward, str]:
     """The forward pass of ``network`` (already on ``device`` in ``dtype``, in eval mode) on the chosen backend.
 
@@ -95,8 +107,9 @@ def build_forward(
         backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"``: ONNX Runtime when the device is the CPU, the dtype
             fp32, compile off, the network has parameters and the packages import, else torch. A failed export in
             auto mode logs a warning and falls back to torch.
-        **options: ``compile`` (a :func:`compile_mode` name or ``None``) and ``cache_key`` (the weights' sha256:
-            the ONNX export is cached on disk under it, see :func:`inference.engine.onnx_backend.cached_session`).
+        compile: A :func:`compile_mode` name, or ``None`` for eager.
+        cache_key: The weights' sha256: the ONNX export is cached on disk under it (see
+            :func:`inference.engine.onnx_backend.cached_session`); ``None``: exported on every start.
 
     Returns:
         ``(forward, resolved backend name)``.
@@ -106,7 +119,7 @@ def build_forward(
     """
     from inference.engine import onnx_backend
 
-    mode, cache_key = options.get("compile"), options.get("cache_key")
+    mode = compile
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; use auto, torch or onnxruntime")
     eligible = device.type == "cpu" and dtype == torch.float32 and mode is None
@@ -135,3 +148,42 @@ def build_forward(
         except Exception as exc:  # the exporter raises many types; torch still runs the network
             log.warning("ONNX export failed, using PyTorch instead (%s: %s)", type(exc).__name__, str(exc)[:200])
     return compiled(network, mode), "torch"
+
+
+@dataclass(frozen=True)
+class ReadyNetwork:
+    """A style network ready to run: on its device, in its precision and memory layout, behind its backend.
+
+    Attributes:
+        network: The module as it runs (moved, cast, in eval mode).
+        forward: The backend's forward pass: float ``[B, 3, H, W]`` in ``dtype`` on the device, same out.
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        dtype: The float type it runs in.
+        precision_report: The precision, why, and the parity errors (:mod:`inference.engine.precision`).
+        compiled: Whether ``torch.compile`` is on (it keeps one batch shape, so the last batch is padded).
+    """
+
+    network: nn.Module
+    forward: Forward
+    backend: str
+    dtype: torch.dtype
+    precision_report: PrecisionReport
+    compiled: bool
+
+
+def ready_network(
+    network: nn.Module, options: RuntimeOptions, device: torch.device, cache_key: str | None = None
+) -> ReadyNetwork:
+    """Choose the precision (a parity check on CUDA, run the way the frames will run: layout and stroke scale), move
+    and cast ``network``, and build its forward pass on the backend ``options`` ask for.
+
+    Raises:
+        UserError: A precision or backend that cannot run here (one line).
+    """
+    mode = compile_mode(options.compile)
+    runner = probe_runner(options.channels_last, mode, options.stroke_scale, options.stroke_detail)
+    report = choose_precision(network, options.precision, device, runner)
+    dtype = DTYPES[report.chosen]
+    network = prepare(network, device, dtype, options.channels_last)
+    forward, backend = build_forward(network, device, dtype, options.backend, compile=mode, cache_key=cache_key)
+    return ReadyNetwork(network, forward, backend, dtype, report, mode is not None)

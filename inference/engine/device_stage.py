@@ -1,6 +1,8 @@
-"""The consistency stage on the Stylizer's device: it runs inside each batch's compute, between the network and the
-download, so the frames never make a full-resolution trip through the host for it.
+"""The consistency stage inside the Stylizer's batching: on the host after the download
+(:meth:`inference.engine.consistency.ConsistencyStage.run`, OpenCV), or on the Stylizer's device, inside each batch's
+compute, between the network and the download, so the frames never make a full-resolution trip through the host.
 
+On the device:
 Each input frame is announced to the flow and its motion estimated in the stage's worker thread as soon as it is read
 (RAFT on its own CUDA stream: :class:`inference.engine.device_flow.RaftFlow` orders the caller's stream after it with
 an event, not a blocking copy). When a batch's network output is ready on the device, the batch's motions are taken in
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,36 @@ from inference.engine.batching import Batcher
 from inference.engine.consistency import ConsistencyStage, Motion
 from inference.engine.consistency_tensor import to_uint8, to_unit
 from inference.engine.engines import Spans
+
+
+def consistent_frames(
+    stage: ConsistencyStage,
+    items: Iterable[tuple[np.ndarray, Any]],
+    batcher: Batcher,
+    engine: Any,
+    *,
+    step: BatchStep,
+    strength: Callable[[], float],
+    on_device: bool,
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """Stylize ``(frame, meta)`` pairs through ``batcher`` and ``engine`` and make them consistent with ``stage``.
+
+    The stage sees the network's output before the strength mixes in the original frame, and the strength is applied
+    after it: a frame with nothing of the network's in it is never moved.
+
+    Args:
+        stage: The stage (made with ``tensors=on_device``).
+        items, batcher, engine, step, strength: As for :func:`consistent_on_device`.
+        on_device: Combine on the device (:func:`consistent_on_device`), else on the host after the download.
+
+    Yields:
+        ``(uint8 [H,W,3], meta)`` in input order.
+    """
+    if on_device:
+        yield from consistent_on_device(stage, items, batcher, engine, step=step, strength=strength)
+        return
+    compute = partial(step, yuv_in=None, yuv_out=None, float_dtype=None, mix=False)
+    yield from stage.run(items, lambda pairs: batcher.run(engine, pairs, compute), mix=strength)
 
 
 def consistent_on_device(

@@ -29,23 +29,19 @@ from inference.core.devices import resolve_device
 from inference.core.errors import UserError
 from inference.core.hashing import sha256_of_file
 from inference.core.stages import StageClock
-from inference.engine.backends import build_forward, compile_mode, prepare, probe_runner
+from inference.engine.backends import ready_network
 from inference.engine.batch_step import BatchStep
-from inference.engine.batching import CUDA_BATCHES_IN_FLIGHT, Batcher, make_engine
+from inference.engine.batching import Batcher, make_engine
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.device_flow import FlowEstimator, choose_flow
-from inference.engine.device_stage import consistent_on_device
+from inference.engine.device_stage import consistent_frames
 from inference.engine.engines import Spans
 from inference.engine.frame_formats import as_rgb, check_tensor, tensor_frame_size
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
-from inference.engine.precision import DTYPES, choose_precision
-from inference.model.styles import StyleSpec, style_names, style_weights
+from inference.model.styles import style_names, style_weights
 
 if TYPE_CHECKING:
     from inference.model.artifact import ArtifactMetadata
-
-# Re-exported: callers import these from here.
-__all__ = ["CUDA_BATCHES_IN_FLIGHT", "Stylizer"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,11 @@ class Stylizer:
         precision_report: The precision, why, and the parity errors (see :mod:`inference.engine.precision`).
         style_names: The network's style names in order (from the metadata; ``"0"``, ``"1"``, ... without it).
         style_weights: The current weight of each style (non-negative, summing to 1).
+        batcher: Forms the batches and shrinks them on device errors (:class:`~inference.engine.batching.Batcher`;
+            its ``index_limited`` caps batches under 32-bit index math, on by default on CUDA only).
+        stage_on_device: Run the consistency stage's combination on the device, inside each batch
+            (:mod:`inference.engine.device_stage`), instead of on the host after the download. On CUDA by default;
+            the CPU keeps the OpenCV path (faster there).
     """
 
     def __init__(
@@ -86,33 +87,23 @@ class Stylizer:
         self.style_names = style_names(metadata.style_names if metadata else (), getattr(network, "num_styles", 1))
         self.style_weights = style_weights(options.style, self.style_names)
         self.device = resolve_device(options.device)
-        mode = compile_mode(options.compile)
-        self.compiled = mode is not None
         if len(self.style_names) > 1:
             network.set_style(self.style_weights)  # the parity probe must see the style the frames will get
-        runner = probe_runner(options.channels_last, mode, options.stroke_scale, options.stroke_detail)
-        self.precision_report = choose_precision(network, options.precision, self.device, runner)
-        self.dtype = DTYPES[self.precision_report.chosen]
-        self.network = prepare(network, self.device, self.dtype, options.channels_last)
+        ready = ready_network(network, options, self.device, cache_key)
+        self.network, self.dtype, self.backend = ready.network, ready.dtype, ready.backend
+        self.compiled, self.precision_report = ready.compiled, ready.precision_report
         # The consistency stage's flow (RAFT on CUDA, else DIS): chosen now when it will be needed (its one log line
         # and a bad --flow-weights file come at load time), else when consistency is first turned on.
         self._flow: FlowEstimator | None = None
         if options.consistency > 0 or options.flow_weights is not None:
             self._flow = choose_flow(self.device, options.flow_weights).estimator
-        # Around the backend (torch, compiled or ONNX Runtime): the resizing runs in torch on the device.
-        forward, self.backend = build_forward(
-            self.network, self.device, self.dtype, options.backend, compile=mode, cache_key=cache_key
-        )
         cuda = self.device.type == "cuda"
         size = options.batch_size if options.batch_size is not None else (8 if cuda else 1)
         # Only CUDA kernels index with 32 bits (inference.engine.index_limit); a compiled network keeps one batch shape.
-        self._batcher = Batcher(size, self.network, index_limited=cuda, pad=self.compiled, cuda=cuda)
-        self._batcher.scale = options.stroke_scale
-        self._step = BatchStep(forward, self.dtype, options.channels_last, options)
+        self.batcher = Batcher(size, self.network, index_limited=cuda, pad=self.compiled, cuda=cuda)
+        self.batcher.scale = options.stroke_scale
+        self._step = BatchStep(ready.forward, self.dtype, options.channels_last, options)
         self.options = options
-        #: Run the consistency stage's combination on the device, inside each batch (:mod:`device_stage`), instead
-        #: of on the host after the download. On CUDA by default; the CPU keeps the OpenCV path (faster there), and
-        #: tests set this on the CPU to check that both paths agree.
         self.stage_on_device = cuda
 
     @classmethod
@@ -131,13 +122,7 @@ class Stylizer:
         artifact = load_artifact(path, device="cpu")
         return cls(artifact.network, options, metadata=artifact.metadata, cache_key=sha256_of_file(artifact.path))
 
-    # Live options: read from ``options``, changed by ``update``.
-    strength = property(lambda self: self.options.strength, doc="1 the full style, 0 the original frame.")
-    preserve_color = property(lambda self: self.options.preserve_color, doc="Luminance-only style transfer.")
-    consistency = property(lambda self: self.options.consistency, doc="Temporal consistency in [0, 1]; 0 off.")
-    stroke_scale = property(lambda self: self.options.stroke_scale, doc="Stroke scale (1: the plain path).")
-    stroke_detail = property(lambda self: self.options.stroke_detail, doc="``none`` or ``guided``.")
-    channels_last = property(lambda self: self.options.channels_last, doc="NHWC convolutions.")
+    consistency = property(lambda self: self.options.consistency, doc="The consistency stage's strength; 0 off.")
 
     def update(self, **changes: Any) -> None:
         """Change live options (:data:`~inference.engine.options.LIVE_FIELDS`: strength, colour, consistency,
@@ -156,59 +141,21 @@ class Stylizer:
         if "style" in changes and len(self.style_names) > 1:
             self.network.set_style(weights)
         self._step.configure(self.options)
-        self._batcher.scale = self.options.stroke_scale
+        self.batcher.scale = self.options.stroke_scale
 
     @property
     def batch_size(self) -> int:
         """Frames per forward pass: as configured, lowered for good by out-of-memory and index-limit retries (once the
-        pass that had to lower it ends; see :mod:`inference.engine.batching`)."""
-        return self._batcher.size
+        pass that had to lower it ends; see :attr:`batcher`)."""
+        return self.batcher.size
 
-    @batch_size.setter
-    def batch_size(self, size: int) -> None:
-        self._batcher.size = int(size)
-
-    @property
-    def index_limited(self) -> bool:
-        """Whether batches are capped under 32-bit index math (on CUDA, see :mod:`inference.engine.index_limit`)."""
-        return self._batcher.index_limited
-
-    @index_limited.setter
-    def index_limited(self, limited: bool) -> None:
-        self._batcher.index_limited = bool(limited)
-
-    def set_style(self, style: StyleSpec | None) -> None:
-        """Choose or blend the styles of a multi-style network: ``update(style=style)``. ``style``: ``None`` (the
-        first), a name, a ``"a:0.3,b:0.7"`` blend or a name -> weight mapping (normalised to sum to 1). Blends mix the
-        per-style normalisation parameters, so any mixture costs one style, on every backend.
-
-        Raises:
-            UserError: An unknown name (the message lists the available ones), a negative or non-finite weight, or a
-                zero total.
-        """
-        self.update(style=style)
-
-    # ----------------------------------------------------------------------------------------------- public API
     def image(self, array: np.ndarray) -> np.ndarray:
-        """Stylize one image.
-
-        Args:
-            array: ``uint8 [H, W, 3]`` RGB (``[H, W]`` grey and ``[H, W, 4]`` RGBA are accepted too).
-
-        Returns:
-            ``uint8 [H, W, 3]`` RGB.
-        """
+        """One image: ``uint8 [H, W, 3]`` RGB (also ``[H, W]`` grey, ``[H, W, 4]`` RGBA) -> ``uint8 [H, W, 3]``."""
         return next(self.frames([array]))
 
     def frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Stylize a sequence lazily, in batches, keeping the order.
-
-        Args:
-            frames: ``uint8 [H, W, 3]`` RGB arrays; consecutive frames of the same size are batched together.
-
-        Yields:
-            ``uint8 [H, W, 3]`` RGB arrays, one per input frame.
-        """
+        """Stylize a sequence of ``uint8 [H, W, 3]`` RGB arrays lazily, keeping the order; consecutive frames of one
+        size are batched together. Yields one ``uint8 [H, W, 3]`` RGB array per input frame."""
         for out, _ in self.process((as_rgb(f), None) for f in frames):
             yield out
 
@@ -241,7 +188,7 @@ class Stylizer:
         spans = Spans(None, cuda=False)
         # CUDA tensors stay under 2^31 elements: large frames are run in smaller chunks, for this call only (a later
         # call with small frames keeps the configured batch size).
-        step = self._batcher.index_cap(*tensor_frame_size(batch, yuv_in), self.batch_size)
+        step = self.batcher.index_cap(*tensor_frame_size(batch, yuv_in), self.batch_size)
         chunks = [
             self._step(batch[i : i + step], spans, yuv_in, yuv_out, float_dtype) for i in range(0, batch.shape[0], step)
         ]
@@ -266,28 +213,22 @@ class Stylizer:
                 CUDA (read when a batch is collected anyway, so timing adds no synchronisation), host time elsewhere.
 
         Yields:
-            ``(frame, meta)``: ``uint8 [H, W, 3]`` RGB, or ``uint8 [H * 3 / 2, W]`` I420 with ``yuv_out``. Every
-            frame is the caller's to keep: it is never a view into a buffer the Stylizer reuses.
-
-        On CUDA up to :data:`~inference.engine.batching.CUDA_BATCHES_IN_FLIGHT` batches are in flight (see
-        :class:`inference.engine.engines.CudaEngine`), so stacking, copies and the caller's handling of earlier frames
-        overlap GPU compute.
+            ``(frame, meta)``: ``uint8 [H, W, 3]`` RGB, or ``uint8 [H * 3 / 2, W]`` I420 with ``yuv_out``; the
+            caller's to keep (never a view into a reused buffer). On CUDA several batches are in flight
+            (:class:`inference.engine.engines.CudaEngine`), so copies and the caller's work overlap GPU compute.
         """
-        if self.consistency > 0:
-            if yuv_in is not None or yuv_out is not None:
-                raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
-            stage = ConsistencyStage(self.consistency, clock=clock, flow=self.flow, tensors=self.stage_on_device)
-            # The stage sees the network's output before the strength mixes in the original (mix=False), and the
-            # strength is applied after it: a frame with nothing of the network's in it is never moved.
-            strength = partial(getattr, self, "strength")
-            if self.stage_on_device:
-                engine = make_engine(self.device, clock)
-                yield from consistent_on_device(stage, items, self._batcher, engine, step=self._step, strength=strength)
-            else:
-                per_frame = partial(self._per_frame, yuv_in=None, yuv_out=None, clock=clock, mix=False)
-                yield from stage.run(items, per_frame, mix=strength)
-        else:
-            yield from self._per_frame(items, yuv_in=yuv_in, yuv_out=yuv_out, clock=clock)
+        engine = make_engine(self.device, clock)
+        if self.options.consistency <= 0:
+            compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None)
+            yield from self.batcher.run(engine, items, compute)
+            return
+        if yuv_in is not None or yuv_out is not None:
+            raise UserError("consistency works on RGB frames: call process() without yuv_in/yuv_out")
+        stage = ConsistencyStage(self.options.consistency, clock=clock, flow=self.flow, tensors=self.stage_on_device)
+        strength = lambda: self.options.strength  # noqa: E731 - read at each frame: update() may change it
+        yield from consistent_frames(
+            stage, items, self.batcher, engine, step=self._step, strength=strength, on_device=self.stage_on_device
+        )
 
     @property
     def flow(self) -> FlowEstimator:
@@ -296,12 +237,6 @@ class Stylizer:
         if self._flow is None:
             self._flow = choose_flow(self.device, self.options.flow_weights).estimator
         return self._flow
-
-    def _per_frame(self, items: Iterable, *, yuv_in, yuv_out, clock: StageClock | None, mix: bool = True) -> Iterator:
-        """:meth:`process` without the consistency stage: batches through the device's engine (``mix``: see
-        :meth:`inference.engine.batch_step.BatchStep.network`)."""
-        compute = partial(self._step, yuv_in=yuv_in, yuv_out=yuv_out, float_dtype=None, mix=mix)
-        yield from self._batcher.run(make_engine(self.device, clock), items, compute)
 
     def run_network(self, x: torch.Tensor) -> torch.Tensor:
         """The network as this Stylizer runs it (backend, precision, layout, compile, strokes), then colour
