@@ -41,7 +41,7 @@ import torch
 from bench.environment import data_root, environment
 from inference.app.cli import DEFAULT_CONSISTENCY
 from inference.app.convert import stylize_file
-from inference.engine.device_flow import DisFlow, RaftFlow, cached_raft, load_raft_file
+from inference.engine.device_flow import DisFlow, RaftFlow, build_raft, cached_raft, load_raft_file
 from inference.engine.flow import scene_cuts, to_gray
 from inference.engine.stylizer import Stylizer
 from inference.model.artifact import load_artifact
@@ -127,14 +127,13 @@ def gpu_rows(
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         return {"status": "not measured", "why": "no CUDA device on this machine"}
     import cv2
-    from torchvision.models.optical_flow import raft_small
 
     inputs = [cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in read_clip(clip, max_frames=frames)]
     grays = [to_gray(f) for f in inputs]
     with tempfile.TemporaryDirectory() as tmp:
         model = load_raft_file(flow_weights)[0] if flow_weights else cached_raft("raft_small")
         if model is None:  # no weights here: random ones cost the same arithmetic
-            model, flow_weights = raft_small(), str(Path(tmp) / "raft_small_random.pth")
+            model, flow_weights = build_raft("raft_small"), str(Path(tmp) / "raft_small_random.pth")
             torch.save(model.state_dict(), flow_weights)
         raft = RaftFlow(model, device, name=Path(flow_weights).name if flow_weights else "raft_small (hub cache)")
         row: dict[str, Any] = {"status": "measured", "device": _device_name(device), "size": "{}x{}".format(*size),

@@ -113,10 +113,11 @@ class Context:
             return None
         if "raft" not in self._files:
             import torch
-            from torchvision.models.optical_flow import raft_small
+
+            from inference.engine.device_flow import build_raft
 
             torch.manual_seed(0)
-            torch.save(raft_small(weights=None).state_dict(), self.tmp / "raft_small_random.pth")
+            torch.save(build_raft("raft_small").state_dict(), self.tmp / "raft_small_random.pth")
             self._files["raft"] = self.tmp / "raft_small_random.pth"
         return self._files["raft"]
 

@@ -298,7 +298,7 @@ class PerceptualLoss(nn.Module):
     def reference_terms(
         self, content: torch.Tensor, style_grams: dict[str, torch.Tensor] | None = None
     ) -> dict[str, torch.Tensor]:
-        """The content images' own terms, the units of relative weights (:mod:`styletrain.loss_scale`).
+        """The content images' own terms, the units of relative weights (:mod:`styletrain.loss_weights`).
 
         Args:
             content: ``[B, 3, H, W]`` RGB in [0, 1].

@@ -35,10 +35,9 @@ from inference.model.artifact import clean_state_dict
 from inference.model.networks import build_network
 from styletrain.data.images import load_style_image, style_paths
 from styletrain.equivariance import one_pixel_shift_error
-from styletrain.loss_scale import PerceptualBalance
+from styletrain.loss_weights import PerceptualBalance, TemporalBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
 from styletrain.output_stats import contrast
-from styletrain.temporal.balance import TemporalBalance
 from styletrain.temporal.loss import TemporalLoss
 from styletrain.temporal.motion import MotionConfig, random_motion_pair
 
@@ -62,7 +61,7 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: Weight of the content loss.
         style_weight: Weight of the style loss (Grams normalised by C*H*W).
         tv_weight: Weight of the total-variation regulariser.
-        style_balance: Relative perceptual weights (:mod:`styletrain.loss_scale`): ``None`` keeps ``style_weight``
+        style_balance: Relative perceptual weights (:mod:`styletrain.loss_weights`): ``None`` keeps ``style_weight``
             and ``tv_weight`` absolute (their meaning depends on the loss net's feature scale); a number sets the
             style weight so that, on the content images, the weighted style term is this multiple of the weighted
             content energy (calibrated over ``perceptual_calibration_steps`` batches, then frozen), which means the
@@ -75,7 +74,7 @@ class StyleTransferModule(pl.LightningModule):
         temporal_balance: Temporal loss strength relative to the content term: the weighted temporal term starts at
             this multiple of the weighted content term (the weight is calibrated over the first
             ``temporal_calibration_steps`` training steps, then frozen; see
-            :mod:`styletrain.temporal.balance`). Carries over between loss networks; trains on frame pairs.
+            :mod:`styletrain.loss_weights`). Carries over between loss networks; trains on frame pairs.
         temporal_calibration_steps: Training steps averaged to calibrate ``temporal_balance``.
         temporal_balance_against: What the balance is a multiple of: the weighted ``content`` term, or the whole
             weighted ``perceptual`` objective (content + style + TV), which keeps the temporal term's share when
@@ -148,9 +147,7 @@ class StyleTransferModule(pl.LightningModule):
         self.temporal_balance = _temporal_balance(temporal_weight, temporal_balance, temporal_calibration_steps)
         self._motion_gen: torch.Generator | None = None  # created on the training device at first use
         self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0 or self.temporal_balance is not None
-        self.temporal = TemporalLoss(
-            output_weight=1.0, feature_weight=1.0 if temporal_feature_weight > 0 else 0.0, luminance=temporal_luminance
-        )
+        self.temporal = TemporalLoss(feature=temporal_feature_weight > 0, luminance=temporal_luminance)
         try:
             self.motion = dataclasses.replace(MotionConfig(), **(motion or {}))
         except TypeError as exc:

@@ -1,16 +1,33 @@
-"""Optical flow estimation, the float16 disk cache and Middlebury .flo files."""
+"""Optical flow in one place: the runtime's estimators (DIS, Farnebäck, RAFT) as training names them, the float16
+disk cache, Middlebury .flo files, and the layout itself (one module imports RAFT, one defines ``warp``)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from inference.core.errors import UserError
+from inference.engine import device_flow
+from inference.engine.flow import farneback_flow, to_gray
 from styletrain.temporal import flow as flow_mod
 from styletrain.temporal.flow import FlowCache, estimate_flow, forward_backward, read_flo, write_flo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_raft():
+    """No pretrained RAFT kept from another test, before or after this one (:func:`device_flow.pretrained_raft`
+    builds each model once per process)."""
+    device_flow.pretrained_raft.cache_clear()
+    yield
+    device_flow.pretrained_raft.cache_clear()
 
 
 def test_dis_finds_integer_translation(make_clip_frames):
@@ -25,6 +42,14 @@ def test_dis_finds_integer_translation(make_clip_frames):
     assert np.allclose(estimate_flow(a / 255.0, b / 255.0), f, atol=1e-3)
 
 
+def test_farneback_finds_integer_translation_with_the_same_sign(make_clip_frames):
+    a, b = make_clip_frames(2, size=(64, 96), shift=(3, 2))
+    f = estimate_flow(a, b, method="farneback")
+    assert f.shape == (64, 96, 2) and f.dtype == np.float32
+    assert np.abs(np.median(f[8:-8, 8:-8], axis=(0, 1)) - (-3, -2)).max() < 0.2
+    assert np.array_equal(f, farneback_flow(to_gray(a), to_gray(b)))  # the runtime's estimator, not a copy
+
+
 def test_unknown_method_and_shape_mismatch(make_clip_frames):
     a, b = make_clip_frames(2, size=(32, 32))
     with pytest.raises(UserError, match="unknown flow method 'horn_schunck'; available: dis"):
@@ -33,7 +58,7 @@ def test_unknown_method_and_shape_mismatch(make_clip_frames):
         estimate_flow(a, b[:16])
 
 
-def test_raft_without_weights_is_one_line_error(monkeypatch, make_clip_frames):
+def test_raft_without_weights_is_one_line_error(monkeypatch, make_clip_frames, fresh_raft):
     import torchvision.models.optical_flow as of
 
     def offline(*args, **kwargs):
@@ -44,6 +69,76 @@ def test_raft_without_weights_is_one_line_error(monkeypatch, make_clip_frames):
     with pytest.raises(UserError, match="use flow method 'dis'") as exc:
         estimate_flow(a, b, method="raft_small")
     assert "\n" not in str(exc.value)
+    assert str(exc.value).startswith("RAFT weights Raft_Small_Weights.C_T_V2 are not available (OSError: network")
+
+
+def test_training_raft_is_the_runtimes_loaded_once_at_any_frame_size(monkeypatch, make_clip_frames, fresh_raft):
+    built, build = [], device_flow.build_raft
+
+    def random_weights(variant, weights=None):  # what the download would give, without the network
+        built.append((variant, str(weights)))
+        torch.manual_seed(0)
+        return build(variant)
+
+    monkeypatch.setattr(device_flow, "build_raft", random_weights)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where training's RAFT runs
+    raft = device_flow.pretrained_raft("raft_small", device)
+    raft.updates = 2  # fewer refinement steps keep the test fast; sizes and units do not depend on them
+    # 36x50: not a multiple of 8 and under RAFT's smallest side, which the runtime's sizing rule (raft_size) handles.
+    a, b = make_clip_frames(2, size=(36, 50), shift=(2, 1))
+    flow = estimate_flow(a, b, method="raft_small")
+    assert flow.shape == (36, 50, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
+    assert raft.scale == 1.0 and device_flow.pretrained_raft("raft_small", device) is raft
+    assert built == [("raft_small", "Raft_Small_Weights.C_T_V2")]  # one load per process, through the one builder
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _sources(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def _imports_raft(tree: ast.Module) -> bool:
+    """Whether ``tree`` imports torchvision's optical-flow models (strings and comments are not code, so not seen)."""
+    raft = {"optical_flow", "raft_large", "raft_small", "Raft_Large_Weights", "Raft_Small_Weights"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any("optical_flow" in alias.name for alias in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (
+            "optical_flow" in (node.module or "") or any(alias.name in raft for alias in node.names)
+        ):
+            return True
+    return False
+
+
+def test_the_raft_finder_sees_imports_only():
+    assert _imports_raft(ast.parse("def f():\n    from torchvision.models import optical_flow as of\n"))
+    assert _imports_raft(ast.parse("from torchvision.models.optical_flow import raft_small"))
+    assert _imports_raft(ast.parse("import torchvision.models.optical_flow"))
+    assert not _imports_raft(ast.parse("# from torchvision.models import optical_flow\nx = 'raft_small'"))
+
+
+def test_one_module_imports_raft():
+    importers = {
+        p.relative_to(ROOT).as_posix() for p in _sources("inference", "styletrain", "bench") if _imports_raft(_tree(p))
+    }
+    assert importers == {"inference/engine/device_flow.py"}
+
+
+def test_warp_is_defined_once_and_imported_from_its_owner():
+    sources = _sources("inference", "styletrain", "bench", "tests", "docs")
+    defined, borrowed = [], []
+    for path in sources:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "warp":
+                defined.append(path.relative_to(ROOT).as_posix())
+            elif isinstance(node, ast.ImportFrom) and any(alias.name == "warp" for alias in node.names):
+                if node.module != "inference.engine.flow":
+                    borrowed.append(f"{path.relative_to(ROOT).as_posix()}: from {node.module}")
+    assert defined == ["inference/engine/flow.py"]
+    assert borrowed == []
 
 
 def test_cache_hits_and_recovers_from_corrupt_entries(tmp_path, make_clip_frames, monkeypatch):

@@ -123,7 +123,7 @@ def test_finding_04_pinned_buffers_are_reused_only_when_free(make_image):
 
 
 def test_finding_09_frozen_balance_does_not_sync():
-    from styletrain.temporal.balance import TemporalBalance
+    from styletrain.loss_weights import TemporalBalance
 
     balance = TemporalBalance(0.5, steps=2).cuda()
     content, temporal = torch.tensor(2.0, device="cuda"), torch.tensor(1.0, device="cuda")  # made outside the check
@@ -187,6 +187,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from inference.app.file_options import FileOptions
 from inference.app.jobs import Job, run_job
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
@@ -200,7 +201,7 @@ class OutOfBounds(nn.Module):
 
 clip, out = sys.argv[1], sys.argv[2]
 stylizer = Stylizer(OutOfBounds(), RuntimeOptions(device="cuda", precision="fp32"))
-outcome = run_job(stylizer, Job(Path(clip), Path(out)), {})
+outcome = run_job(stylizer, Job(Path(clip), Path(out)), FileOptions())
 print("RETIRE" if outcome.retire else "KEEP", outcome.message)
 """
 

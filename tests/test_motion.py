@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from styletrain.temporal.loss import warp
+from inference.engine.flow import warp
 from styletrain.temporal.motion import MotionConfig, MotionPair, random_motion_pair
 
 

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from inference.core.errors import UserError
+from inference.engine.flow import warp
 from styletrain.data.pairs import VideoPairDataset
 from styletrain.data.video_frames import read_clip
 from styletrain.temporal import flow as flow_mod
-from styletrain.temporal.loss import warp
 
 
 def _folder(tmp_path: Path, frames: list[np.ndarray]) -> Path:

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from styletrain.temporal.loss import (
-    TemporalLoss,
-    clip_warping_error,
-    downsample_flow,
-    occlusion_mask,
-    temporal_loss,
-    warp,
-    warping_error,
-)
+from inference.engine.flow import occlusion_mask, warp
+from styletrain.temporal.loss import TemporalLoss, clip_warping_error, downsample_flow, temporal_loss, warping_error
 
 
 def _t(frames: list[np.ndarray]) -> torch.Tensor:
@@ -84,7 +77,7 @@ def test_feature_term_and_gradients(make_clip_frames):
     mask = occlusion_mask(flow, bw)
     # Features at 1/4 resolution that move with the content by exactly one feature pixel.
     feat = torch.nn.functional.avg_pool2d(f, 4)
-    loss = TemporalLoss(output_weight=2.0, feature_weight=3.0)
+    loss = TemporalLoss(feature=True)
     out1 = f[0:1].clone().requires_grad_(True)
     out2 = (f[1:2] * 0.9).requires_grad_(True)
     terms = loss(out1, out2, flow, mask, feat1=feat[0:1], feat2=feat[1:2])
@@ -97,6 +90,20 @@ def test_feature_term_and_gradients(make_clip_frames):
     assert small_mask[..., 0, :].max() == 0 and small_mask[..., 2:, 2:].min() == 1
     with pytest.raises(ValueError, match="features"):
         loss(out1, out2, flow, mask)
+
+
+def test_temporal_loss_gives_raw_terms_and_the_feature_term_only_when_asked(make_clip_frames):
+    # Unweighted: the module that owns the loss weights (absolute or calibrated) applies them.
+    f = _t(make_clip_frames(2, size=(40, 56), shift=(4, 4)))
+    flow, mask = _const_flow(-4, -4), occlusion_mask(_const_flow(-4, -4), _const_flow(4, 4))
+    out1, out2 = f[0:1], f[1:2] * 0.9
+    feat1, feat2 = torch.nn.functional.avg_pool2d(out1, 4), torch.nn.functional.avg_pool2d(out2, 4)
+    plain = TemporalLoss()(out1, out2, flow, mask, feat1=feat1, feat2=feat2)
+    assert set(plain) == {"temporal"}
+    assert float(plain["temporal"]) == float(temporal_loss(out1, out2, flow, mask)) > 0
+    small_flow, small_mask = downsample_flow(flow, mask, (10, 14))
+    terms = TemporalLoss(feature=True)(out1, out2, flow, mask, feat1=feat1, feat2=feat2)
+    assert float(terms["temporal_feature"]) == float(temporal_loss(feat1, feat2, small_flow, small_mask)) > 0
 
 
 def test_warping_error_known_flow_consistent_vs_flicker(make_clip_frames):

@@ -1,4 +1,5 @@
-"""A temporal weight relative to the content term: calibrated in training, frozen, logged, exported, scale-invariant."""
+"""A temporal weight relative to the content term (or the whole perceptual objective) in training: calibrated,
+frozen, logged, exported, scale-invariant. (The calibration's own rules: test_loss_weights.)"""
 
 from __future__ import annotations
 
@@ -61,6 +62,23 @@ def test_balance_and_absolute_weight_are_mutually_exclusive(style_path):
         scaled_loss_module(style_path, temporal_balance=1.0, temporal_weight=1e5)
     with pytest.raises(UserError, match="temporal_balance"):
         scaled_loss_module(style_path, temporal_balance=-1.0)
+
+
+def test_temporal_balance_against_the_whole_perceptual_objective(style_path, content):
+    runs = {}
+    for against in ("content", "perceptual"):
+        module = scaled_loss_module(
+            style_path, temporal_balance=0.5, temporal_calibration_steps=1, temporal_balance_against=against
+        )
+        terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
+        runs[against] = (float(module.temporal_balance.weight), {k: float(v) for k, v in terms.items()})
+    weights = module.loss_weights
+    (w_content, terms), (w_perceptual, _) = runs["content"], runs["perceptual"]
+    assert w_content == pytest.approx(0.5 * weights["content"] * terms["content"] / terms["temporal"], rel=1e-4)
+    whole = sum(weights[k] * terms[k] for k in ("content", "style", "tv"))
+    assert w_perceptual == pytest.approx(0.5 * whole / terms["temporal"], rel=1e-4)
+    with pytest.raises(UserError, match="temporal_balance_against"):
+        scaled_loss_module(style_path, temporal_balance=0.5, temporal_balance_against="style")
 
 
 def test_calibrated_weight_follows_a_feature_scale(style_path, content):

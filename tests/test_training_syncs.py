@@ -11,7 +11,7 @@ from .conftest import small_module
 
 
 def test_a_frozen_temporal_balance_never_reads_the_device():
-    from styletrain.temporal.balance import TemporalBalance
+    from styletrain.loss_weights import TemporalBalance
 
     balance = TemporalBalance(0.5, steps=2)
     for _ in range(2):
@@ -34,7 +34,7 @@ def test_a_frozen_temporal_balance_never_reads_the_device():
 
 
 def test_a_frozen_perceptual_balance_never_reads_the_device():
-    from styletrain.loss_scale import PerceptualBalance
+    from styletrain.loss_weights import PerceptualBalance
 
     terms = {"ref_content": torch.tensor(1.0), "ref_style": torch.tensor(2.0), "ref_tv": torch.tensor(3.0)}
     balance = PerceptualBalance(1.0, 0.5, steps=2)

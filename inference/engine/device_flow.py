@@ -1,4 +1,5 @@
-"""Optical flow for the consistency stage: OpenCV DIS on the host, or torchvision RAFT on the stage's CUDA device.
+"""Optical flow for the consistency stage (OpenCV DIS on the host, or torchvision RAFT on the stage's CUDA device), and
+the project's one home of RAFT: every RAFT model, in the runtime and in training, is built and loaded here.
 
 Both estimators give the stage the same thing: for the pair (previous input, current input) the backward flow
 (current -> previous) and the forward flow (previous -> current), each ``float32 [1,2,H,W]`` in the convention of
@@ -9,6 +10,11 @@ there and brings only the result to the host).
 file, or torchvision's own weights already in the torch hub cache: nothing is downloaded during a conversion), DIS
 otherwise. Whenever the Stylizer is on a GPU and DIS is chosen, or RAFT fails while running, one log line says why.
 torchvision is imported only when RAFT is built, so loading an artifact or running DIS never imports it.
+
+Training's flow (``styletrain.temporal.flow``) asks for RAFT here too: :func:`pretrained_raft` (weights downloaded once,
+a one-line error offline) gives a full-size :class:`RaftFlow`, and :meth:`RaftFlow.estimate` runs one pair on the
+host's terms. So one rule sizes every RAFT input (:func:`raft_size`) and one function builds every model
+(:func:`build_raft`).
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ import threading
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.core.errors import OptionError
+from inference.core.errors import OptionError, UserError
 from inference.engine.flow import dis_flow, flow_tensor
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +114,22 @@ class DisFlow:
 
 def raft_size(height: int, width: int, scale: float = RAFT_SCALE) -> tuple[int, int]:
     """The ``(height, width)`` RAFT runs at for a frame: ``scale`` times the size, rounded to multiples of 8 (RAFT's
-    feature stride), at least :data:`RAFT_MIN_SIDE` each."""
+    feature stride), at least :data:`RAFT_MIN_SIDE` each. The one sizing rule for every RAFT input: frames are
+    resized to it (not padded) and the flow is brought back (:meth:`RaftFlow.flows`)."""
 
     def side(n: int) -> int:
         return max(RAFT_MIN_SIDE, 8 * round(n * scale / 8))
 
     return side(height), side(width)
+
+
+def raft_input(frame: np.ndarray, device: str | torch.device) -> Tensor:
+    """``uint8 [H,W,3]`` RGB (or ``[H,W]`` grey, repeated to three channels) -> ``float32 [1,3,H,W]`` in [-1, 1] on
+    ``device``: RAFT's input range."""
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    x = torch.from_numpy(np.ascontiguousarray(frame)).to(device, non_blocking=True)
+    return x.permute(2, 0, 1).unsqueeze(0).float().mul_(2.0 / 255.0).sub_(1.0)
 
 
 class RaftFlow:
@@ -157,10 +177,23 @@ class RaftFlow:
         always uploaded, in case the caller refills one array frame after frame."""
         if reuse and self._last is not None and self._last[0] is frame:
             return self._last[1]
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
-        x = x.permute(2, 0, 1).unsqueeze(0).float().mul_(2.0 / 255.0).sub_(1.0)
+        x = raft_input(frame, self.device)
         self._last = (frame, x)
         return x
+
+    def estimate(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        """Flow from ``frame_a`` to ``frame_b``, one pair on the host's terms (training's data and metrics), leaving
+        the stage's state (announced frames, ready pairs, the last upload) alone.
+
+        Args:
+            frame_a, frame_b: ``uint8 [H,W,3]`` RGB (or ``[H,W]`` grey) of the same size.
+
+        Returns:
+            ``float32 [H,W,2]`` on the host, pixels, ``frame_a(x) ≈ frame_b(x + flow(x))`` (OpenCV layout, as
+            :func:`inference.engine.flow.dis_flow`).
+        """
+        flow = self.flows(raft_input(frame_a, self.device), raft_input(frame_b, self.device))
+        return flow[0].permute(1, 2, 0).cpu().numpy()
 
     def flows(self, first: Tensor, second: Tensor) -> Tensor:
         """Flow from each image of ``first`` to the same-index image of ``second``, in one batch.
@@ -301,15 +334,22 @@ def hub_weights_file(variant: str = "raft_small") -> Path:
 
 
 def _default_weights(variant: str):
+    """torchvision's default weights enum of ``variant`` (one of :data:`RAFT_VARIANTS`)."""
+    # This module holds the project's only imports of torchvision's RAFT (tests/test_flow.py checks it), inside the
+    # functions so that the runtime imports torchvision only when RAFT is built.
     from torchvision.models import optical_flow as of
 
     return {"raft_small": of.Raft_Small_Weights.DEFAULT, "raft_large": of.Raft_Large_Weights.DEFAULT}[variant]
 
 
-def _builder(variant: str):
+def build_raft(variant: str = "raft_small", weights: WeightsEnum | None = None) -> nn.Module:
+    """torchvision's ``variant`` (one of :data:`RAFT_VARIANTS`) with ``weights`` (a torchvision weights enum, which
+    torchvision loads from the torch hub cache or downloads), or random ones when None: enough for tests and timings,
+    since RAFT's cost does not depend on its weights."""
     from torchvision.models import optical_flow as of
 
-    return {"raft_small": of.raft_small, "raft_large": of.raft_large}[variant]
+    builder = {"raft_small": of.raft_small, "raft_large": of.raft_large}[variant]
+    return builder(weights=weights, progress=False)
 
 
 def load_raft_file(path: str | Path) -> tuple[nn.Module, str]:
@@ -333,7 +373,7 @@ def load_raft_file(path: str | Path) -> tuple[nn.Module, str]:
     if not isinstance(state, dict):
         raise OptionError("flow_weights", f"{path}: not a state dict (a {type(state).__name__})")
     for variant in RAFT_VARIANTS:
-        model = _builder(variant)(weights=None)
+        model = build_raft(variant)
         if set(model.state_dict()) == set(state):
             try:
                 model.load_state_dict(state)
@@ -350,7 +390,29 @@ def cached_raft(variant: str = "raft_small") -> nn.Module | None:
     already in the torch hub cache; None when they are not (this never downloads)."""
     if not hub_weights_file(variant).is_file():
         return None
-    return _builder(variant)(weights=_default_weights(variant), progress=False)
+    return build_raft(variant, _default_weights(variant))
+
+
+@lru_cache(maxsize=2)
+def pretrained_raft(variant: str = "raft_small", device: str = "cpu") -> RaftFlow:
+    """torchvision's ``variant`` with its default weights as a full-size :class:`RaftFlow` on ``device``, built once
+    per process (training's flow; the consistency stage never downloads, see :func:`cached_raft`).
+
+    The weights are downloaded into the torch hub cache the first time.
+
+    Raises:
+        UserError: The weights cannot be had (offline, say): one line that names them and points to DIS.
+    """
+    weights = _default_weights(variant)
+    try:
+        model = build_raft(variant, weights)
+    except Exception as exc:  # noqa: BLE001 - any download/IO failure becomes the same one-line user error
+        raise UserError(
+            f"RAFT weights {weights} are not available ({_first_line(exc)}); "
+            "use flow method 'dis' (OpenCV, no download) for offline use"
+        ) from None
+    # Full size: training's flow is a ruler for the stage and for the loss, so it is not estimated coarser.
+    return RaftFlow(model, device, scale=1.0, name=f"{variant} ({weights})")
 
 
 def _first_line(exc: BaseException) -> str:

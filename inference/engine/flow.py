@@ -1,4 +1,5 @@
-"""Optical flow on input frames, warping, occlusion masks and scene cuts: shared by the runtime and training.
+"""Optical flow on the host (OpenCV DIS and Farnebäck), warping, occlusion masks and scene cuts: shared by the runtime
+and training.
 
 Flow convention (the same everywhere, and the MPI-Sintel ``.flo`` one): ``flow [B,2,H,W]`` in pixels, channel 0 = x
 (u), channel 1 = y (v), maps frame1 to frame2 in frame1's coordinates, so that ``frame1(x) ≈ frame2(x + flow(x))``.
@@ -6,7 +7,9 @@ A visibility ``mask [B,1,H,W]`` is 1 where the frame1 pixel is visible in both f
 
 The consistency stage (:mod:`inference.engine.consistency`) estimates flow with OpenCV DIS on the *input* frames at
 reduced resolution; training (``styletrain.temporal``) imports :func:`warp` and :func:`occlusion_mask` from here, so the
-stage and the training loss share one implementation. OpenCV is imported lazily, inside the functions that need it.
+stage and the training loss share one implementation, and its flow estimators by name (``styletrain.temporal.flow``)
+are the ones here and RAFT's (:mod:`inference.engine.device_flow`). OpenCV is imported lazily, inside the functions
+that need it.
 """
 
 from __future__ import annotations
@@ -134,6 +137,26 @@ def dis_flow(gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "medium", sca
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
         flow[..., 0] *= w / small[0]
         flow[..., 1] *= h / small[1]
+    return flow.astype(np.float32, copy=False)
+
+
+def farneback_flow(gray_a: np.ndarray, gray_b: np.ndarray) -> np.ndarray:
+    """OpenCV Farnebäck (polynomial expansion) flow from ``gray_a`` to ``gray_b`` at full size: a ruler of another
+    family than the DIS the consistency stage uses, so that the stage is not judged by its own flow.
+
+    Args:
+        gray_a, gray_b: ``uint8 [H,W]`` grey frames of the same size.
+
+    Returns:
+        ``float32 [H,W,2]`` in pixels, with ``a(x) ≈ b(x + flow(x))``.
+    """
+    import cv2
+
+    # A 5-level pyramid halving each time and 15 px windows follow motions of tens of pixels; poly_n 7 with sigma 1.5
+    # is OpenCV's recommended pair for smoother flow.
+    flow = cv2.calcOpticalFlowFarneback(
+        gray_a, gray_b, None, pyr_scale=0.5, levels=5, winsize=15, iterations=5, poly_n=7, poly_sigma=1.5, flags=0
+    )
     return flow.astype(np.float32, copy=False)
 
 

@@ -2,7 +2,7 @@
 
 Each source frame is resized so that its shorter side is ``image_size``; flow is estimated on those resized frames
 (so it is already in the training resolution's pixels, no rescaling error) in both directions, cached on disk when
-``cache_dir`` is set, turned into a visibility mask with :func:`styletrain.temporal.loss.occlusion_mask`, and the same
+``cache_dir`` is set, turned into a visibility mask with :func:`inference.engine.flow.occlusion_mask`, and the same
 ``image_size`` square window is cropped from both frames, the flow and the mask. Pixels whose flow leaves the crop are
 masked too, since the network never sees what lies outside it.
 """
@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 
 from inference.core.colour import to_float
 from inference.core.errors import MediaError, UserError
+from inference.engine.flow import inside_mask, occlusion_mask
 from styletrain.data.video_frames import read_clip, resize_shorter
 from styletrain.temporal.flow import FLOW_METHODS, FlowCache, forward_backward
-from styletrain.temporal.loss import inside_mask, occlusion_mask
 
 log = logging.getLogger(__name__)
 

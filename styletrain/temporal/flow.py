@@ -1,7 +1,10 @@
-"""Optical flow between real frames: OpenCV DIS (CPU, default), torchvision RAFT (optional), and an on-disk cache.
+"""Training's optical flow: estimators chosen by name, an on-disk cache, and Middlebury ``.flo`` files.
 
-All flows follow the styletrain convention, returned as numpy ``float32 [H,W,2]`` (OpenCV layout; channel 0 = u/x,
-channel 1 = v/y, pixels): ``flow = estimate_flow(a, b)`` satisfies ``a(x) ≈ b(x + flow(x))``.
+Every estimator belongs to the runtime: OpenCV DIS and Farnebäck in :mod:`inference.engine.flow`, torchvision RAFT
+(its one loader and its one sizing rule) in :mod:`inference.engine.device_flow`; this module only names them
+(:data:`FLOW_METHODS`) and caches what they return. All flows follow the project's convention, returned as numpy
+``float32 [H,W,2]`` (OpenCV layout; channel 0 = u/x, channel 1 = v/y, pixels): ``flow = estimate_flow(a, b)``
+satisfies ``a(x) ≈ b(x + flow(x))``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,9 @@ import torch
 
 from inference.core.colour import to_uint8
 from inference.core.errors import MediaError, UserError
+from inference.engine.device_flow import pretrained_raft
+from inference.engine.flow import dis_flow, farneback_flow, to_gray
 
-FLOW_METHODS = ("dis", "farneback", "raft", "raft_small")
 _FLO_TAG = 202021.25
 
 
@@ -30,68 +33,21 @@ def _to_uint8_rgb(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _dis_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
-    from inference.engine.flow import dis_flow, to_gray
-
-    return dis_flow(to_gray(frame_a), to_gray(frame_b), preset="medium")
-
-
-def _farneback_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
-    """Farnebäck's polynomial-expansion flow at full resolution: a ruler of another family than the DIS that the
-    consistency stage uses, so that the stage is not judged by its own flow."""
-    import cv2
-
-    from inference.engine.flow import to_gray
-
-    flow = cv2.calcOpticalFlowFarneback(to_gray(frame_a), to_gray(frame_b), None, 0.5, 5, 15, 5, 7, 1.5, 0)
-    return flow.astype(np.float32)
-
-
-@lru_cache(maxsize=2)
-def _raft_model(small: bool, device: str):
-    """Build torchvision RAFT with its pretrained weights (downloaded once into the torch hub cache)."""
-    from torchvision.models import optical_flow as of
-
-    if small:
-        builder, weights = of.raft_small, of.Raft_Small_Weights.DEFAULT
-    else:
-        builder, weights = of.raft_large, of.Raft_Large_Weights.DEFAULT
-    try:
-        model = builder(weights=weights, progress=False)
-    except Exception as exc:  # noqa: BLE001 - any download/IO failure becomes the same one-line user error
-        raise UserError(
-            f"RAFT weights {weights} are not available ({type(exc).__name__}: {exc}); "
-            "use flow method 'dis' (OpenCV, no download) for offline use"
-        ) from None
-    return model.eval().to(device)
-
-
-def _raft_flow(frame_a: np.ndarray, frame_b: np.ndarray, small: bool = False) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
+def _raft_flow(frame_a: np.ndarray, frame_b: np.ndarray, variant: str) -> np.ndarray:
+    # On the GPU when there is one: training's loaders and metrics run RAFT at full size, which is slow on a CPU.
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = _raft_model(small, device)
-    h, w = frame_a.shape[:2]
-    # RAFT needs sides divisible by 8; replicate-pad and crop the flow back.
-    ph, pw = (-h) % 8, (-w) % 8
-    pair = []
-    for f in (frame_a, frame_b):
-        rgb = np.repeat(f[..., None], 3, axis=2) if f.ndim == 2 else f
-        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1.0
-        pair.append(F.pad(t, (0, pw, 0, ph), mode="replicate"))
-    with torch.inference_mode():
-        flow = model(pair[0], pair[1])[-1][0, :, :h, :w]
-    return flow.permute(1, 2, 0).float().cpu().numpy()
+    return pretrained_raft(variant, device).estimate(frame_a, frame_b)
 
 
-# Estimators by name; tests may wrap an entry to count calls.
+# Estimators by name, each ``(frame_a, frame_b) -> float32 [H,W,2]`` on uint8 RGB (or grey) frames; tests may wrap an
+# entry to count calls. "raft" is torchvision's raft_large.
 ESTIMATORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "dis": _dis_flow,
-    "farneback": _farneback_flow,
-    "raft": lambda a, b: _raft_flow(a, b, small=False),
-    "raft_small": lambda a, b: _raft_flow(a, b, small=True),
+    "dis": lambda a, b: dis_flow(to_gray(a), to_gray(b), preset="medium"),
+    "farneback": lambda a, b: farneback_flow(to_gray(a), to_gray(b)),
+    "raft": lambda a, b: _raft_flow(a, b, "raft_large"),
+    "raft_small": lambda a, b: _raft_flow(a, b, "raft_small"),
 }
+FLOW_METHODS = tuple(ESTIMATORS)
 
 
 def estimate_flow(frame_a: np.ndarray, frame_b: np.ndarray, method: str = "dis") -> np.ndarray:

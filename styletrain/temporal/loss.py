@@ -19,9 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inference.core.colour import luma, to_float
-
-# Warping and occlusion live in the runtime (the consistency stage uses them too); re-exported here for training.
-from inference.engine.flow import inside_mask, occlusion_mask, warp  # noqa: F401
+from inference.engine.flow import inside_mask, occlusion_mask, warp
 
 
 def _masked_mean(diff_sq: Tensor, mask: Tensor) -> Tensor:
@@ -76,24 +74,23 @@ def downsample_flow(flow: Tensor, mask: Tensor, size: tuple[int, int]) -> tuple[
 
 
 class TemporalLoss(nn.Module):
-    """Output-level (and optional feature-level) temporal consistency terms.
+    """The raw (unweighted) temporal consistency terms: output-level, and optionally feature-level.
+
+    The caller weighs them like every other loss term (:class:`~styletrain.module.StyleTransferModule`:
+    ``temporal_weight``, ``temporal_feature_weight``, or the calibrated temporal weight).
 
     Args:
-        output_weight: Scale of the output-level masked MSE (key ``"temporal"``).
-        feature_weight: Scale of the bottleneck-feature term (key ``"temporal_feature"``, ReCoNet); 0 leaves the term
-            out (and ``feat1``/``feat2`` are then not needed).
+        feature: Add ReCoNet's term on the bottleneck features (key ``"temporal_feature"``; needs ``feat1``/``feat2``).
         luminance: Allow the output to change as much as the input's luminance changes (needs ``in1``/``in2``).
 
     ``forward(out1, out2, flow, mask, *, in1=None, in2=None, feat1=None, feat2=None) -> dict[str, Tensor]``: one
-    scalar per term, times its scale. :class:`~styletrain.module.StyleTransferModule` builds it with scales 1 (the
-    feature term 1 or 0 as a switch) and weighs the raw terms itself, like every other loss term
-    (``temporal_weight``, ``temporal_feature_weight``, or the calibrated temporal weight).
+    scalar per term, ``"temporal"`` (the output-level masked MSE, :func:`temporal_loss`) and, with ``feature``,
+    ``"temporal_feature"``.
     """
 
-    def __init__(self, output_weight: float = 1.0, feature_weight: float = 0.0, luminance: bool = False) -> None:
+    def __init__(self, feature: bool = False, luminance: bool = False) -> None:
         super().__init__()
-        self.output_weight = float(output_weight)
-        self.feature_weight = float(feature_weight)
+        self.feature = bool(feature)
         self.luminance = bool(luminance)
 
     def forward(
@@ -112,14 +109,15 @@ class TemporalLoss(nn.Module):
             raise ValueError("TemporalLoss(luminance=True) needs the input frames in1 and in2")
         use_lum = self.luminance
         terms = {
-            "temporal": self.output_weight
-            * temporal_loss(out1, out2, flow, mask, in1=in1 if use_lum else None, in2=in2 if use_lum else None)
+            "temporal": temporal_loss(
+                out1, out2, flow, mask, in1=in1 if use_lum else None, in2=in2 if use_lum else None
+            )
         }
-        if self.feature_weight > 0:
+        if self.feature:
             if feat1 is None or feat2 is None:
-                raise ValueError("TemporalLoss(feature_weight>0) needs the bottleneck features feat1 and feat2")
+                raise ValueError("TemporalLoss(feature=True) needs the bottleneck features feat1 and feat2")
             small_flow, small_mask = downsample_flow(flow, mask, tuple(feat1.shape[-2:]))
-            terms["temporal_feature"] = self.feature_weight * temporal_loss(feat1, feat2, small_flow, small_mask)
+            terms["temporal_feature"] = temporal_loss(feat1, feat2, small_flow, small_mask)
         return terms
 
 

@@ -7,7 +7,7 @@ Construction (exact by design). For a batch of stills ``I`` we draw a smooth sam
     frame1 = warp(I, G)            i.e. frame1(x) = I(x + G(x)) = frame2(x + G(x))
 
 so ``flow = G`` satisfies the project's convention ``frame1(x) ≈ frame2(x + flow(x))`` exactly, with the same
-bilinear sampling as :func:`styletrain.temporal.loss.warp`. The mask marks the frame1 pixels whose source ``x + G(x)``
+bilinear sampling as :func:`inference.engine.flow.warp`. The mask marks the frame1 pixels whose source ``x + G(x)``
 lies inside frame2 (1 px away from its border): those are the pixels visible in both frames. Outside the mask frame1
 is filled by reflection, so it has no black borders (the content/style losses see a natural-looking image) while the
 temporal loss ignores those pixels. Photometric noise (Gaussian, per-frame sigma) and a small brightness change of
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from styletrain.temporal.loss import inside_mask, warp
+from inference.engine.flow import inside_mask, warp
 
 
 @dataclass(frozen=True)

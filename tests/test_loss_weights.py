@@ -1,15 +1,90 @@
-"""Relative perceptual weights (styletrain.loss_scale): the balance of the terms does not depend on the loss net's
-feature scale, while absolute weights shift it by the square of the scale."""
+"""Calibrated loss weights (styletrain.loss_weights): the temporal weight is calibrated from the measured terms and
+frozen; the relative perceptual weights keep the balance of the terms whatever the loss net's feature scale, while
+absolute weights shift it by the square of the scale. (The temporal weight in training: test_temporal_balance_training.)
+"""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from inference.core.errors import UserError
+from styletrain.loss_weights import PerceptualBalance, TemporalBalance
 from styletrain.module import StyleTransferModule
 
 from .conftest import scaled_loss_module
+
+# --- TemporalBalance ---------------------------------------------------------------------------------------------
+
+
+def _feed(balance: TemporalBalance, pairs: list[tuple[float, float]]) -> None:
+    for content, temporal in pairs:
+        balance.observe(torch.tensor(content), torch.tensor(temporal))
+
+
+def test_temporal_weight_is_balance_times_mean_content_over_mean_temporal():
+    balance = TemporalBalance(0.5, steps=3)
+    _feed(balance, [(2.0, 1e-4), (4.0, 3e-4)])
+    assert not balance.frozen
+    assert float(balance.weight) == pytest.approx(0.5 * 6.0 / 4e-4)
+    _feed(balance, [(6.0, 2e-4)])
+    assert balance.frozen
+    assert float(balance.weight) == pytest.approx(0.5 * 12.0 / 6e-4)
+
+
+def test_temporal_weight_is_frozen_after_the_calibration_steps():
+    balance = TemporalBalance(1.0, steps=2)
+    _feed(balance, [(1.0, 1.0), (1.0, 1.0)])
+    frozen = float(balance.weight)
+    _feed(balance, [(100.0, 1e-6)] * 5)
+    assert float(balance.weight) == frozen == pytest.approx(1.0)
+    assert int(balance.seen) == 2
+
+
+def test_temporal_weight_scales_with_the_square_of_a_feature_scale():
+    # Content is an MSE of features: scaling the loss net's features by s scales it by s**2, and so the weight.
+    a, b = TemporalBalance(1.0, steps=4), TemporalBalance(1.0, steps=4)
+    terms = [(3.0, 2e-3), (2.5, 1e-3), (2.0, 4e-3), (1.0, 1e-3)]
+    _feed(a, terms)
+    _feed(b, [(c * 10.0**2, t) for c, t in terms])
+    assert float(b.weight) == pytest.approx(100.0 * float(a.weight), rel=1e-12)
+
+
+def test_no_temporal_signal_keeps_the_temporal_weight_at_zero():
+    balance = TemporalBalance(1.0, steps=3)
+    _feed(balance, [(1.0, 0.0)])
+    assert float(balance.weight) == 0.0
+    _feed(balance, [(1.0, 2.0)])
+    assert float(balance.weight) == pytest.approx(1.0)
+
+
+def test_temporal_calibration_state_round_trips_through_a_state_dict():
+    balance = TemporalBalance(2.0, steps=2)
+    _feed(balance, [(1.0, 0.5), (3.0, 1.5)])
+    restored = TemporalBalance(2.0, steps=2)
+    restored.load_state_dict(balance.state_dict())
+    assert restored.frozen and float(restored.weight) == pytest.approx(2.0 * 4.0 / 2.0)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf])
+def test_invalid_temporal_balance_is_refused(value):
+    with pytest.raises(ValueError, match="balance"):
+        TemporalBalance(value)
+
+
+@pytest.mark.parametrize("make", [lambda: TemporalBalance(1.0, steps=0), lambda: PerceptualBalance(1.0, steps=0)])
+def test_invalid_calibration_steps_are_refused(make):
+    with pytest.raises(ValueError, match="steps"):
+        make()
+
+
+# --- PerceptualBalance -------------------------------------------------------------------------------------------
+
+
+def test_perceptual_weights_are_zero_before_the_first_observed_batch():
+    assert {k: float(v) for k, v in PerceptualBalance(2.0, 0.5).weights(1e5).items()} == {"style": 0.0, "tv": 0.0}
 
 
 def _perceptual_weights(module: StyleTransferModule) -> dict[str, torch.Tensor | float]:
@@ -68,25 +143,8 @@ def test_style_balance_is_the_ratio_of_the_weighted_terms_on_the_content_images(
     assert float(_perceptual_weights(module)["style"]) == float(weights["style"])
 
 
-def test_invalid_balances_are_user_errors(style_path):
+def test_invalid_perceptual_balances_are_user_errors(style_path):
     with pytest.raises(UserError, match="style_balance"):
         scaled_loss_module(style_path, style_balance=0.0)
     with pytest.raises(UserError, match="style_balance"):
         scaled_loss_module(style_path, style_balance=1.0, tv_balance=-1.0)
-
-
-def test_temporal_balance_against_the_whole_perceptual_objective(style_path, content):
-    runs = {}
-    for against in ("content", "perceptual"):
-        module = scaled_loss_module(
-            style_path, temporal_balance=0.5, temporal_calibration_steps=1, temporal_balance_against=against
-        )
-        terms = module.loss_terms({"content": content}, generator=torch.Generator().manual_seed(0))
-        runs[against] = (float(module.temporal_balance.weight), {k: float(v) for k, v in terms.items()})
-    weights = module.loss_weights
-    (w_content, terms), (w_perceptual, _) = runs["content"], runs["perceptual"]
-    assert w_content == pytest.approx(0.5 * weights["content"] * terms["content"] / terms["temporal"], rel=1e-4)
-    whole = sum(weights[k] * terms[k] for k in ("content", "style", "tv"))
-    assert w_perceptual == pytest.approx(0.5 * whole / terms["temporal"], rel=1e-4)
-    with pytest.raises(UserError, match="temporal_balance_against"):
-        scaled_loss_module(style_path, temporal_balance=0.5, temporal_balance_against="style")
