@@ -78,14 +78,16 @@ def make_model(path: Path, network: str) -> Path:
 def run_once(name: str, clips: list[Path], model: Path, out: Path, cpus: int) -> float:
     """One whole batch with executor ``name`` (``local x1`` ...); returns its wall time in seconds."""
     from inference.app.batch import plan_jobs, run_batch
+    from inference.app.file_options import FileOptions
     from inference.app.local_executor import LocalExecutor
     from inference.app.ray_executor import RayExecutor
     from inference.engine.options import RuntimeOptions
+    from inference.io.encode_options import EncodeOptions
 
     shutil.rmtree(out, ignore_errors=True)
     jobs = plan_jobs([str(c) for c in clips], str(out))
     workers = int(name.split("x")[1])
-    file_options = {"audio": False}
+    file_options = FileOptions(encode=EncodeOptions(audio=False))
     if name.startswith("local"):
 
         def make(todo):

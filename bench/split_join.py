@@ -45,6 +45,7 @@ import numpy as np
 from bench.environment import shared_clip
 from inference.app.cli import DEFAULT_CONSISTENCY
 from inference.app.convert import stylize_file
+from inference.app.file_options import FileOptions
 from inference.app.jobs import load_stylizer
 from inference.app.segment_join import join_segments
 from inference.app.segment_run import stylize_segment
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # one core per worker, as a two-worker split on this machine would have
     trim = TrimOptions(max_side=args.max_side)
     encode = EncodeOptions(crf=0, codec="h264", audio=False)
+    file_options = FileOptions(trim=trim, encode=encode)
     stylizer = load_stylizer(str(args.model), device="cpu", consistency=args.consistency)
     frames = probe_frames(args.clip)
     source = VideoSource(args.clip, trim.resize(True))
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0, c0 = time.perf_counter(), time.process_time()
-        stylize_file(stylizer, args.clip, tmp / "single.mp4", trim=trim, encode=encode)
+        stylize_file(stylizer, args.clip, tmp / "single.mp4", file_options)
         single_s, single_cpu = time.perf_counter() - t0, time.process_time() - c0
         single = decode(tmp / "single.mp4")
         single_errors = pair_errors(single, fws, bws)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             c0 = time.process_time()
             for seg in segments:
                 t = time.perf_counter()
-                r = stylize_segment(stylizer, args.clip, tmp / f"k{k}-{seg.file_name}", seg, trim=trim, encode=encode)
+                r = stylize_segment(stylizer, args.clip, tmp / f"k{k}-{seg.file_name}", seg, file_options)
                 seconds.append(time.perf_counter() - t)
                 parts.append(r.output)
             cpu = time.process_time() - c0

@@ -9,7 +9,8 @@ import av
 import pytest
 import torch
 
-from inference.app.batch import Job, Outcome, plan_jobs, video_folder_files, worker_devices
+from inference.app.batch import plan_jobs, video_folder_files, worker_devices
+from inference.app.jobs import Job, Outcome
 from inference.core.errors import UserError
 
 from .conftest import count_video_frames, run_cli

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inference.app.file_options import FileOptions
 from inference.core.errors import UserError
 from inference.engine.cuda_errors import is_retryable_batch_error, is_sticky_cuda_error
 from inference.engine.options import RuntimeOptions
@@ -44,7 +45,7 @@ def test_an_in_process_worker_takes_no_more_files_after_a_sticky_error(monkeypat
     clip = make_video(tmp_path / "c.mp4", n_frames=2, audio=False)
     tasks = [(i, Job(clip, tmp_path / f"o{i}.mp4")) for i in range(3)]
     reports: dict = {}
-    executor = local_executor.LocalExecutor("m", ["cpu"], {}, {})
+    executor = local_executor.LocalExecutor("m", ["cpu"], RuntimeOptions(device="cpu"), FileOptions())
     executor.start()
     executor.run(tasks, lambda i, outcome: reports.__setitem__(i, outcome))
     assert net.calls == 1  # the two later files were not attempted on the broken context
@@ -68,7 +69,8 @@ def test_a_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatch, unboun
     for i in range(3):
         tasks.put((i, Job(clip, tmp_path / f"o{i}.mp4")))
     tasks.put(None)
-    seat, spec = worker_pool.Seat(0, "cpu", 1), worker_pool.PoolSpec("m", {}, {}, quiet=True)
+    spec = worker_pool.PoolSpec("m", RuntimeOptions(device="cpu"), FileOptions(), quiet=True)
+    seat = worker_pool.Seat(0, "cpu", 1)
     unbound.run(worker_pool.serve, seat, spec, tasks, results)
     messages = [results.get_nowait() for _ in range(results.qsize())]
     assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire

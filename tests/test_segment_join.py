@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inference.app.convert import stylize_file
+from inference.app.file_options import FileOptions
 from inference.app.jobs import load_stylizer
 from inference.app.local_executor import LocalExecutor
 from inference.app.segment_join import decode_times, join_segments
@@ -41,13 +42,15 @@ def decoded(path: Path) -> tuple[list[int], list[np.ndarray], list[int], int, in
     return pts, arrays, audio, rotation, matrix
 
 
-def split_options(crf: int = 0) -> dict:
-    return {"encode": EncodeOptions(crf=crf, codec="h264"), "overwrite": False}
+def split_file_options(crf: int = 0) -> FileOptions:
+    return FileOptions(encode=EncodeOptions(crf=crf, codec="h264"))
 
 
 def local(model: Path, consistency: float = 0.0):
     """An executor factory: one in-process worker on the CPU."""
-    return lambda todo: LocalExecutor(str(model), ["cpu"], RuntimeOptions(consistency=consistency), split_options())
+    return lambda todo: LocalExecutor(
+        str(model), ["cpu"], RuntimeOptions(consistency=consistency), split_file_options()
+    )
 
 
 def test_split_output_is_the_single_run(model, tmp_path):
@@ -57,7 +60,7 @@ def test_split_output_is_the_single_run(model, tmp_path):
     frames = probe_frames(src)
     segments = plan_segments(frames, 0.4, warmup=3)
     assert len(segments) >= 3
-    assert run_split(src, joined, frames, segments, local(model), file_options=split_options()) == 0
+    assert run_split(src, joined, frames, segments, local(model), file_options=split_file_options()) == 0
     a, b = decoded(single), decoded(joined)
     assert b[0] == a[0] and len(b[0]) == len(TICKS)  # every timestamp, the gaps included
     assert all(np.array_equal(x, y) for x, y in zip(a[1], b[1], strict=True))  # lossless, stage off: identical
@@ -82,7 +85,7 @@ def test_segments_with_other_codec_headers_are_encoded_once_more(model, tmp_path
     stylizer = load_stylizer(str(model), device="cpu")
     # Lossless and lossy H.264 have different profiles, so their SPS differ: packets cannot simply follow each other.
     parts = [
-        stylize_segment(stylizer, src, tmp_path / s.file_name, s, encode=EncodeOptions(crf=0 if s.index else 18)).output
+        stylize_segment(stylizer, src, tmp_path / s.file_name, s, FileOptions.build(crf=0 if s.index else 18)).output
         for s in segments
     ]
     source = VideoSource(src)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.app.file_options import FileOptions
 from inference.app.jobs import Outcome
 from inference.app.local_executor import LocalExecutor
 from inference.app.split_plan import plan_segments, probe_frames
@@ -23,7 +24,7 @@ from inference.io.encode_options import EncodeOptions
 from .conftest import count_video_frames, run_cli, write_vfr_video
 
 TICKS = list(range(30))
-OPTIONS = {"encode": EncodeOptions(crf=0, codec="h264"), "overwrite": False}
+FILE_OPTIONS = FileOptions(encode=EncodeOptions(crf=0, codec="h264"))
 
 
 class Flaky:
@@ -35,7 +36,7 @@ class Flaky:
     def __init__(
         self, model: Path, todo, *, lose: int | None = None, stop_after: int | None = None, always: bool = False
     ) -> None:
-        self.inner = LocalExecutor(str(model), ["cpu"], RuntimeOptions(consistency=0), OPTIONS)
+        self.inner = LocalExecutor(str(model), ["cpu"], RuntimeOptions(consistency=0), FILE_OPTIONS)
         self.lose, self.stop_after, self.always = lose, stop_after, always
 
     def start(self) -> None:
@@ -74,7 +75,7 @@ def test_a_lost_segment_is_redone_alone(model, clip, tmp_path):
     assert len(segments) >= 3
     out = tmp_path / "out.mp4"
     status = run_split(
-        src, out, frames, segments, lambda todo: Flaky(model, todo, lose=1), file_options=OPTIONS, quiet=True
+        src, out, frames, segments, lambda todo: Flaky(model, todo, lose=1), file_options=FILE_OPTIONS, quiet=True
     )
     assert status == 0 and count_video_frames(out) == len(TICKS)
     assert Flaky.rounds == [list(range(len(segments))), [1]]
@@ -84,7 +85,7 @@ def test_a_segment_lost_every_round_fails_the_run_and_leaves_nothing(model, clip
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     make = lambda todo: Flaky(model, todo, lose=1, always=True)  # noqa: E731
-    assert run_split(src, out, frames, segments, make, file_options=OPTIONS, rounds=2) == 2
+    assert run_split(src, out, frames, segments, make, file_options=FILE_OPTIONS, rounds=2) == 2
     assert Flaky.rounds == [list(range(len(segments))), [1]]
     assert "error: " in capsys.readouterr().err
     assert not out.exists() and not segment_folder(out).exists()
@@ -94,7 +95,7 @@ def test_sigterm_leaves_nothing_without_skip_existing(model, clip, tmp_path):
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=1), file_options=OPTIONS)
+        run_split(src, out, frames, segments, lambda todo: Flaky(model, todo, stop_after=1), file_options=FILE_OPTIONS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "m.safetensors"]
 
 
@@ -102,12 +103,12 @@ def test_an_interrupted_run_is_resumed_with_skip_existing(model, clip, tmp_path)
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(src, out, frames, segments, stopping(model), file_options=OPTIONS, skip_existing=True)
+        run_split(src, out, frames, segments, stopping(model), file_options=FILE_OPTIONS, skip_existing=True)
     kept = sorted(segment_folder(out).glob("segment_*.nut"))
     assert [p.name for p in kept] == [segments[0].file_name, segments[1].file_name]
     Flaky.rounds = []
     make = lambda todo: Flaky(model, todo)  # noqa: E731
-    assert run_split(src, out, frames, segments, make, file_options=OPTIONS, skip_existing=True, quiet=True) == 0
+    assert run_split(src, out, frames, segments, make, file_options=FILE_OPTIONS, skip_existing=True, quiet=True) == 0
     assert Flaky.rounds == [list(range(2, len(segments)))]  # only the unfinished segments ran
     assert count_video_frames(out) == len(TICKS) and not segment_folder(out).exists()
 
@@ -116,11 +117,13 @@ def test_another_plan_does_not_reuse_segments(model, clip, tmp_path):
     src, frames, segments = clip
     out = tmp_path / "out.mp4"
     with pytest.raises(Terminated):
-        run_split(src, out, frames, segments, stopping(model), file_options=OPTIONS, skip_existing=True)
+        run_split(src, out, frames, segments, stopping(model), file_options=FILE_OPTIONS, skip_existing=True)
     Flaky.rounds = []
     other = plan_segments(frames, 0.5, warmup=2)
     assert (
-        run_split(src, out, frames, other, lambda todo: Flaky(model, todo), file_options=OPTIONS, skip_existing=True)
+        run_split(
+            src, out, frames, other, lambda todo: Flaky(model, todo), file_options=FILE_OPTIONS, skip_existing=True
+        )
         == 0
     )
     assert Flaky.rounds == [list(range(len(other)))]

@@ -281,8 +281,8 @@ def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monke
 
     calls = []
 
-    def fake(stylizer, src, dst, **options):
-        calls.append(options)
+    def fake(stylizer, src, dst, file_options, **_keywords):
+        calls.append(file_options)
         return inference.app.convert.StylizeResult(Path(dst), 0, 1.0)
 
     monkeypatch.setattr(inference.app.convert, "stylize_file", fake)
@@ -291,7 +291,7 @@ def test_stats_flag_is_passed_to_stylize_file(tmp_path, make_video, model, monke
     assert run_cli(src, "-m", model, "-o", tmp_path / "b.mp4", "-q") == 0
     assert run_cli(src, src.with_name("in.mp4"), "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 2  # collision
     assert run_cli(src, tmp_path / "other.mp4", "-m", model, "-o", tmp_path / "dir", "--stats", "-q") == 0
-    assert [c.get("stats") for c in calls] == [True, None, True, True]
+    assert [c.stats for c in calls] == [True, False, True, True]
 
 
 @pytest.mark.gpu

@@ -9,7 +9,6 @@ cluster). A file that fails is reported and the others go on.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -17,15 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-# Re-exported: the job types and the per-file runner moved to inference.app.jobs, shared with the executors.
-from inference.app.jobs import Executor, Job, Outcome, load_stylizer, run_job  # noqa: F401
+from inference.app.jobs import Executor, Job, Outcome
 from inference.core.errors import OptionError, UserError
-from inference.io.encode_options import EncodeOptions
 from inference.io.image_reader import natural_key
 from inference.io.media import IMAGE_EXTENSIONS
 from inference.io.writers import VIDEO_EXTENSIONS, check_encoders
+
+if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
 
 log = logging.getLogger("inference")
 
@@ -208,7 +208,7 @@ def summarize(jobs: list[Job], outcomes: list[Outcome], seconds: float, *, quiet
 def run_batch(
     jobs: list[Job],
     make_executor: Callable[[list[Job]], Executor],
-    file_options: dict[str, Any],
+    file_options: FileOptions,
     *,
     skip_existing: bool = False,
     quiet: bool = False,
@@ -222,7 +222,7 @@ def run_batch(
     Args:
         jobs: From :func:`plan_jobs`; the output folder is created if missing.
         make_executor: Called once with the jobs left to run (after ``--skip-existing``), e.g. to size its workers.
-        file_options: :func:`~inference.app.convert.stylize_file` options (checked here once, not once per file).
+        file_options: How each file is converted (its encoder settings are checked here once, not once per file).
         skip_existing: Leave jobs whose output exists alone.
         quiet: Print only failures.
 
@@ -238,7 +238,7 @@ def run_batch(
         else:
             todo.append(i)
     if todo:
-        check_encoders(_encode_options(file_options), [jobs[i].dst for i in todo])
+        check_encoders(file_options.encode, [jobs[i].dst for i in todo])
         executor = make_executor([jobs[i] for i in todo])
         try:
             executor.start()
@@ -265,13 +265,6 @@ class _Progress:
 
     def in_order(self) -> list[Outcome]:
         return [self.outcomes[i] for i in range(len(self.jobs))]
-
-
-def _encode_options(file_options: dict[str, Any]) -> EncodeOptions:
-    """The encoder settings among :func:`~inference.app.convert.stylize_file` options (defaults for those left out)."""
-    names = {f.name for f in dataclasses.fields(EncodeOptions)}
-    fields = {k: v for k, v in file_options.items() if k in names}
-    return dataclasses.replace(file_options.get("encode") or EncodeOptions(), **fields)
 
 
 @contextmanager

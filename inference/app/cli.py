@@ -21,10 +21,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from inference.app.argtypes import add_field, flag, from_namespace, ranged
-from inference.app.console import setup_logging
+from inference.app.console import OneLineParser, setup_logging
+from inference.app.file_options import FileOptions
 from inference.core.errors import UserError, exit_on_user_error, terminate_on_sigterm
 from inference.engine.options import RuntimeOptions
 from inference.io.encode_options import EncodeOptions
@@ -34,23 +35,15 @@ from inference.io.trim import TrimOptions
 # steady with the contrast kept, and less ghosting than 1 (docs/consistency.md).
 DEFAULT_CONSISTENCY = 0.8
 #: stylize-video's defaults where they differ from the library's; every other default, range and help text comes from
-#: the options dataclasses (RuntimeOptions, TrimOptions, EncodeOptions).
+#: the options dataclasses (RuntimeOptions, TrimOptions, EncodeOptions, FileOptions).
 CLI_DEFAULTS = {"consistency": DEFAULT_CONSISTENCY}
 
 log = logging.getLogger("inference")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad command line as one ``error: ...`` line (exit status 2), like every other input error."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the options)."""
-    p = _Parser(
+    p = OneLineParser(
         prog="stylize-video",
         description="Stylize a video, image, frame folder or glob with a style artifact. The output kind follows "
         "OUTPUT's extension: a video container (.mp4 .mkv .mov .webm .avi), .gif, an image (.png .jpg ...), or a "
@@ -65,12 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("-m", "--model", required=True, help="style artifact (.safetensors) exported by styletrain")
     p.add_argument("-o", "--output", required=True, help="output file or folder (a folder for a batch)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _field(p, FileOptions, "overwrite")
     p.add_argument("--skip-existing", action="store_true", help="leave inputs whose output already exists alone")
-    _what_options(p.add_argument_group("what to stylize"))
-    _encoding_options(p.add_argument_group("output encoding"))
-    _runtime_options(p.add_argument_group("runtime"))
-    _cluster_options(p.add_argument_group("batch on a cluster"))
+    _what_flags(p.add_argument_group("what to stylize"))
+    _encoding_flags(p.add_argument_group("output encoding"))
+    _runtime_flags(p.add_argument_group("runtime"))
+    _cluster_flags(p.add_argument_group("batch on a cluster"))
     return p
 
 
@@ -79,7 +72,7 @@ def _field(group: argparse._ActionsContainer, cls: type, name: str) -> None:
     add_field(group, cls, name, CLI_DEFAULTS)
 
 
-def _what_options(g: argparse._ActionsContainer) -> None:
+def _what_flags(g: argparse._ActionsContainer) -> None:
     _field(g, TrimOptions, "start")
     _field(g, TrimOptions, "duration")
     resize = g.add_mutually_exclusive_group()
@@ -90,7 +83,7 @@ def _what_options(g: argparse._ActionsContainer) -> None:
         _field(g, RuntimeOptions, name)
 
 
-def _encoding_options(g: argparse._ActionsContainer) -> None:
+def _encoding_flags(g: argparse._ActionsContainer) -> None:
     for name in ("codec", "crf", "preset", "pix_fmt", "gif_fps", "gif_width"):
         _field(g, EncodeOptions, name)
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
@@ -100,7 +93,7 @@ def _encoding_options(g: argparse._ActionsContainer) -> None:
     )  # fmt: skip
 
 
-def _runtime_options(g: argparse._ActionsContainer) -> None:
+def _runtime_flags(g: argparse._ActionsContainer) -> None:
     _field(g, RuntimeOptions, "device")
     g.add_argument(
         "--devices", default=None, metavar="LIST",
@@ -118,11 +111,11 @@ def _runtime_options(g: argparse._ActionsContainer) -> None:
         help="read the input at its own frame rate and drop frames when stylizing falls behind (reported); camera "
         "and stream inputs (/dev/video0, rtsp://, udp://, http://...) always run this way",
     )  # fmt: skip
-    g.add_argument("--stats", action="store_true", help="print the busy time of every pipeline stage per file")
+    _field(g, FileOptions, "stats")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
-def _cluster_options(g: argparse._ActionsContainer) -> None:
+def _cluster_flags(g: argparse._ActionsContainer) -> None:
     g.add_argument(
         "--cluster", default="local", choices=["local", "ray"],
         help="batch: run the files on this machine's devices (local, default) or on a Ray cluster (ray; needs "
@@ -161,19 +154,17 @@ def _split_value(text: str) -> str | float:
         raise argparse.ArgumentTypeError(exc.with_flags(flag).removeprefix("--split: ")) from None
 
 
-def runtime_options(opts: argparse.Namespace) -> RuntimeOptions:
+def runtime_options_from(opts: argparse.Namespace) -> RuntimeOptions:
     """The :class:`~inference.engine.options.RuntimeOptions` the command line asks for."""
     return from_namespace(RuntimeOptions, opts)
 
 
-def file_options(opts: argparse.Namespace) -> dict[str, Any]:
-    """:func:`~inference.app.convert.stylize_file` options except ``progress``: the trim and encoder options the
-    command line asks for, ``overwrite`` and ``stats``."""
+def file_options_from(opts: argparse.Namespace) -> FileOptions:
+    """The :class:`~inference.app.file_options.FileOptions` the command line asks for: its trim and encoder options
+    (``--no-audio`` is ``encode.audio=False``), ``--overwrite`` and ``--stats``."""
+    trim = from_namespace(TrimOptions, opts)
     encode = from_namespace(EncodeOptions, opts, audio=not opts.no_audio)
-    options = {"trim": from_namespace(TrimOptions, opts), "encode": encode, "overwrite": opts.overwrite}
-    if opts.stats:
-        options["stats"] = True  # Passed only when asked for, so the call works with either stylize_file.
-    return options
+    return from_namespace(FileOptions, opts, trim=trim, encode=encode)
 
 
 def _check_options(opts: argparse.Namespace) -> None:
@@ -184,14 +175,14 @@ def _check_options(opts: argparse.Namespace) -> None:
         raise UserError("--device and --devices exclude each other (--devices lists the devices of a batch)")
 
 
-def check_crf(opts: argparse.Namespace, outputs: list[Path]) -> None:
+def check_crf(encode: EncodeOptions, outputs: list[Path]) -> None:
     """Refuse a ``--crf`` beyond the encoder's scale or a ``--preset`` it has no equivalent for, before the model
     loads (x264 would silently clamp 60 to 51)."""
     from inference.io.encoders import check_quality
     from inference.io.writers import output_kind
 
     for ext in {dst.suffix.lower() for dst in outputs if output_kind(dst) == "video"}:
-        check_quality(opts.codec, ext, opts.crf, opts.preset)
+        check_quality(encode.codec, ext, encode.crf, encode.preset)
 
 
 @exit_on_user_error
@@ -212,40 +203,46 @@ def _main(args: Sequence[str] | None) -> int:
     opts = build_parser().parse_intermixed_args(args)
     setup_logging(opts.quiet)
     _check_options(opts)
+    # The typed options, made once here; everything below takes them instead of reading the flags again.
+    runtime_options, file_options = runtime_options_from(opts), file_options_from(opts)
     from inference.app.batch import is_batch
     from inference.app.live import is_live, run_live
 
     if is_live(opts.inputs, opts.output) or opts.realtime:
         if len(opts.inputs) > 1:
             raise UserError("a live run takes one input (a camera, a stream URL, or a file with --realtime)")
-        return run_live(opts, runtime_options(opts))
+        return run_live(
+            opts.model, opts.inputs[0], opts.output, runtime_options, file_options,
+            realtime=opts.realtime, quiet=opts.quiet,
+        )  # fmt: skip
     if is_batch(opts.inputs):
-        return _run_batch(opts)
+        return _run_batch(opts, runtime_options, file_options)
     if opts.ext is not None:
         raise UserError("--ext names the outputs of a batch; with one input, name the output file itself")
     from inference.app.split_cli import split_choice
 
     choice = split_choice(opts)
     if choice is not None:
-        return _run_split(opts, choice)
+        return _run_split(opts, choice, runtime_options, file_options)
     if opts.cluster != "local":
         raise UserError(
             "--cluster ray runs a batch (several inputs or a folder of videos) or a split video (--split); this "
             "input runs here"
         )
-    return _run_single(opts)
+    return _run_single(opts, runtime_options, file_options)
 
 
-def _run_single(opts: argparse.Namespace) -> int:
+def _run_single(opts: argparse.Namespace, runtime_options: RuntimeOptions, file_options: FileOptions) -> int:
     """One input, one output: the original form of the command."""
-    from inference.app.batch import load_stylizer, output_exists, worker_devices
+    from inference.app.batch import output_exists, worker_devices
     from inference.app.convert import stylize_file
+    from inference.app.jobs import load_stylizer
     from inference.io.media import probe_kind
 
     src, dst = opts.inputs[0], Path(opts.output)
     # Cheap checks first, so that a typo fails before the model is loaded.
     probe_kind(src)
-    check_crf(opts, [dst])
+    check_crf(file_options.encode, [dst])
     if opts.skip_existing and output_exists(dst):
         if not opts.quiet:
             print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
@@ -256,28 +253,31 @@ def _run_single(opts: argparse.Namespace) -> int:
         if len(set(devices)) > 1:
             log.warning("one input runs on one device: %s (--devices spreads several inputs)", devices[0])
         device = devices[0]
-    stylizer = load_stylizer(opts.model, runtime_options(opts), device=device)
-    stylize_file(stylizer, src, opts.output, progress=not opts.quiet, **file_options(opts))
+    stylizer = load_stylizer(opts.model, runtime_options, device=device)
+    stylize_file(stylizer, src, opts.output, file_options, progress=not opts.quiet)
     return 0
 
 
-def _run_split(opts: argparse.Namespace, choice: tuple) -> int:
+def _run_split(
+    opts: argparse.Namespace, choice: tuple, runtime_options: RuntimeOptions, file_options: FileOptions
+) -> int:
     """One video cut into segments, stylized on several workers (local or Ray) and joined (``--split``)."""
     from inference.app.batch import output_exists
-    from inference.app.split_cli import run_split_command, segment_options
+    from inference.app.split_cli import run_split_command, segment_file_options
 
     dst = Path(opts.output)
-    check_crf(opts, [dst])
+    check_crf(file_options.encode, [dst])
     if opts.skip_existing and output_exists(dst):
         if not opts.quiet:
             print(f"{dst}: already exists, skipped (--skip-existing)", file=sys.stderr)
         return 0
-    options = segment_options(file_options(opts), opts.codec, dst)
-    make = ray_executor_factory(opts, options) if opts.cluster == "ray" else local_executor_factory(opts, options)
-    return run_split_command(opts, choice, options, make, runtime_options(opts))
+    file_options = segment_file_options(file_options, dst)  # what every segment is encoded with
+    factory = ray_executor_factory if opts.cluster == "ray" else local_executor_factory
+    make = factory(opts, runtime_options, file_options)
+    return run_split_command(opts, choice, file_options, make, runtime_options)
 
 
-def _run_batch(opts: argparse.Namespace) -> int:
+def _run_batch(opts: argparse.Namespace, runtime_options: RuntimeOptions, file_options: FileOptions) -> int:
     """Several inputs (or a folder of videos) into the ``-o`` folder, spread over the devices."""
     from inference.app.batch import plan_jobs, run_batch
     from inference.model.artifact import read_metadata
@@ -286,40 +286,43 @@ def _run_batch(opts: argparse.Namespace) -> int:
     if ext is not None and not ext[1:].isalnum():  # Also keeps a path such as "/../x" out of the output names.
         raise UserError(f"--ext: expected an extension such as mp4, mkv or gif, got {opts.ext!r}")
     jobs = plan_jobs(opts.inputs, opts.output, ext=ext)
-    check_crf(opts, [job.dst for job in jobs])
+    check_crf(file_options.encode, [job.dst for job in jobs])
     read_metadata(opts.model)  # A wrong -m fails before the devices are probed.
-    make = ray_executor_factory(opts) if opts.cluster == "ray" else local_executor_factory(opts)
-    return run_batch(jobs, make, file_options(opts), skip_existing=opts.skip_existing, quiet=opts.quiet)
+    factory = ray_executor_factory if opts.cluster == "ray" else local_executor_factory
+    make = factory(opts, runtime_options, file_options)
+    return run_batch(jobs, make, file_options, skip_existing=opts.skip_existing, quiet=opts.quiet)
 
 
-def local_executor_factory(opts: argparse.Namespace, options: dict[str, Any] | None = None) -> Callable[[list], Any]:
+def local_executor_factory(
+    opts: argparse.Namespace, runtime_options: RuntimeOptions, file_options: FileOptions
+) -> Callable[[list], Any]:
     """The executor factory for this machine's devices (checked now, before anything is created)."""
     from inference.app.batch import cap_workers, worker_devices
-    from inference.app.jobs import check_stylizer_options
+    from inference.app.jobs import check_runtime_options
     from inference.app.local_executor import LocalExecutor
 
     devices = worker_devices(opts.devices, opts.device, opts.workers)
-    check_stylizer_options(opts.model, devices, runtime_options(opts))
-    options = file_options(opts) if options is None else options
+    check_runtime_options(opts.model, devices, runtime_options)
     return lambda todo: LocalExecutor(
-        opts.model, cap_workers(devices, len(todo)), runtime_options(opts), options, quiet=opts.quiet
+        opts.model, cap_workers(devices, len(todo)), runtime_options, file_options, quiet=opts.quiet
     )
 
 
-def ray_executor_factory(opts: argparse.Namespace, options: dict[str, Any] | None = None) -> Callable[[list], Any]:
+def ray_executor_factory(
+    opts: argparse.Namespace, runtime_options: RuntimeOptions, file_options: FileOptions
+) -> Callable[[list], Any]:
     """The executor factory for a Ray cluster; one line naming the extra when Ray is not installed."""
-    from inference.app.jobs import check_stylizer_options
+    from inference.app.jobs import check_runtime_options
     from inference.app.ray_executor import RayExecutor, require_ray
 
     if opts.devices is not None or opts.workers != 1:
         raise UserError("--devices and --workers choose local workers; with --cluster ray use --cpus-per-worker")
     require_ray()
-    check_stylizer_options(opts.model, [], runtime_options(opts))  # Precision is checked on the workers' devices.
-    options = file_options(opts) if options is None else options
+    check_runtime_options(opts.model, [], runtime_options)  # Precision is checked on the workers' devices.
     return lambda todo: RayExecutor(
         opts.model,
-        runtime_options(opts),
-        options,
+        runtime_options,
+        file_options,
         address=opts.ray_address,
         retries=opts.retries,
         cpus_per_worker=opts.cpus_per_worker,

@@ -11,7 +11,6 @@ other pixel formats) converts to RGB on the host with swscale, using the stream'
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -21,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from inference.app.file_options import FileOptions
 from inference.app.pipeline import run_pipeline
 from inference.core.atomic import atomic_output, check_destination
 from inference.core.devices import bind_media_device
 from inference.core.errors import MediaError
-from inference.core.option_fields import with_fields
 from inference.core.stages import StageClock
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoder_limits import size_multiples
@@ -100,7 +99,7 @@ class ConversionPlan:
 
     Attributes:
         kind: The output kind (:func:`~inference.io.writers.output_kind`).
-        options: Encoder settings (checked already for video outputs).
+        encode: Encoder settings (checked already for video outputs).
         trim: The part of the input to read and the output size.
         even: The pixel format needs even sizes.
         planes: Let a video source hand I420 planes to the device (see :class:`~inference.io.protocols.Source`).
@@ -108,7 +107,7 @@ class ConversionPlan:
     """
 
     kind: str
-    options: EncodeOptions
+    encode: EncodeOptions
     trim: TrimOptions
     even: bool = False
     planes: bool = False
@@ -125,12 +124,9 @@ def stylize_file(
     stylizer: FrameRunner,
     src: str | os.PathLike,
     dst: str | os.PathLike,
+    file_options: FileOptions | None = None,
     *,
-    trim: TrimOptions | None = None,
-    encode: EncodeOptions | None = None,
-    overwrite: bool = False,
     progress: bool = False,
-    stats: bool = False,
     planes: bool | None = None,
     **fields: Any,
 ) -> StylizeResult:
@@ -140,28 +136,28 @@ def stylize_file(
         stylizer: The configured runner.
         src: A video, an image, a folder of frames or a glob.
         dst: A video container (.mp4, .mkv, .mov, .webm, .avi), a ``.gif``, an image, or a folder (no extension).
-        trim: The part of the input and the output size (:class:`~inference.io.trim.TrimOptions`: ``start``,
-            ``duration``, ``size``, ``max_side``, ``fps``); ``None``: all of it, at its own size.
-        encode: Encoder settings (:class:`~inference.io.encode_options.EncodeOptions`: ``codec``, ``crf``,
-            ``preset``, ``pix_fmt``, ``gif_fps``, ``gif_width``, ``audio``); ``None``: the defaults.
-        overwrite: Replace an existing output.
+        file_options: The part of the input and the output size, the encoder settings, ``overwrite`` and ``stats``
+            (:class:`~inference.app.file_options.FileOptions`); ``None``: all of the input at its own size, the
+            default encoder settings, no existing output replaced.
         progress: Show a progress bar (tqdm, terminals only) and a summary (on stderr).
-        stats: Time every stage and print the table (on stderr).
         planes: Hand 8-bit 4:2:0 video to the device as I420 planes into a yuv420p output; ``None``: on GPUs only.
-        **fields: Fields of either dataclass that replace ``trim``'s or ``encode``'s (a shorthand: ``start=2.0``,
-            ``crf=23``).
+        **fields: Fields that replace ``file_options``' (a shorthand, see
+            :meth:`~inference.app.file_options.FileOptions.build`): ``trim``, ``encode``, ``overwrite``, ``stats``,
+            or a field of :class:`~inference.io.trim.TrimOptions` or
+            :class:`~inference.io.encode_options.EncodeOptions` (``start=2.0``, ``crf=23``).
 
     Raises:
+        TypeError: A field none of the options has.
         OptionError: A trim or encoder field out of range (one line naming the field).
         UserError: A codec, preset, crf or pix_fmt the encoder refuses (before anything is decoded).
         MediaError: Unreadable input, unsupported or unwritable output, existing output without ``overwrite``.
     """
     t0 = time.perf_counter()
-    trim, encode = split_fields(trim, encode, fields)
+    file_options = FileOptions.build(file_options, **fields)
     bind_media_device(stylizer.device)  # NVDEC and NVENC on the Stylizer's GPU, not the first one
-    kind, even, planes = _plan(stylizer, Path(dst), encode, planes)
-    plan = ConversionPlan(kind, encode, trim, even, planes, progress, stats)
-    source, dst = _open_input(src, dst, plan, overwrite)
+    kind, even, planes = _plan(stylizer, Path(dst), file_options.encode, planes)
+    plan = ConversionPlan(kind, file_options.encode, file_options.trim, even, planes, progress, file_options.stats)
+    source, dst = _open_input(src, dst, plan, file_options.overwrite)
     result = StylizeResult(dst, 0, 0.0, frame_format="yuv" if source.info.yuv is not None else "rgb")
     try:
         result.frames = _convert(stylizer, source, dst, plan, result.clock)
@@ -169,30 +165,11 @@ def stylize_file(
     finally:
         source.close()
     result.seconds = time.perf_counter() - t0
-    _report(result, source, progress, stats)
+    _report(result, source, progress, file_options.stats)
     return result
 
 
-def split_fields(
-    trim: TrimOptions | None, encode: EncodeOptions | None, fields: dict[str, Any]
-) -> tuple[TrimOptions, EncodeOptions]:
-    """``trim`` and ``encode`` (defaults for ``None``) with ``fields`` given to the dataclass that has each.
-
-    Raises:
-        TypeError: A field neither dataclass has, or ``trim``/``encode`` of another type.
-        OptionError: A bad value.
-    """
-    trim_names = {f.name for f in dataclasses.fields(TrimOptions)}
-    encode_names = {f.name for f in dataclasses.fields(EncodeOptions)}
-    unknown = sorted(set(fields) - trim_names - encode_names)
-    if unknown:
-        raise TypeError(f"unknown stylize_file option {unknown[0]!r}")
-    trim = with_fields(TrimOptions, trim, {k: v for k, v in fields.items() if k in trim_names})
-    encode = with_fields(EncodeOptions, encode, {k: v for k, v in fields.items() if k in encode_names})
-    return trim, encode
-
-
-def _plan(stylizer: FrameRunner, dst: Path, options: EncodeOptions, planes: bool | None) -> tuple[str, bool, bool]:
+def _plan(stylizer: FrameRunner, dst: Path, encode: EncodeOptions, planes: bool | None) -> tuple[str, bool, bool]:
     """Check the encoder options before anything is decoded; return ``(output kind, even sizes needed, YUV planes
     path)``. ``planes=None`` keeps the planes for GPUs: the CPU keeps the host RGB path (swscale in the reader and
     writer threads, off the network's thread), which was not slower in bench/yuv_path.py
@@ -200,12 +177,12 @@ def _plan(stylizer: FrameRunner, dst: Path, options: EncodeOptions, planes: bool
     kind = output_kind(dst)
     if kind != "video":
         return kind, False, False
-    check_encoders(options, [dst])
+    check_encoders(encode, [dst])
     if planes is None:
         planes = stylizer.device.type != "cpu"
     # The consistency stage works on RGB frames, so it takes the host RGB path.
-    planes = options.pix_fmt == "yuv420p" and planes and not stylizer.consistency
-    return kind, size_multiples(options.pix_fmt) != (1, 1), planes
+    planes = encode.pix_fmt == "yuv420p" and planes and not stylizer.consistency
+    return kind, size_multiples(encode.pix_fmt) != (1, 1), planes
 
 
 def _open_input(src, dst, plan: ConversionPlan, overwrite: bool) -> tuple[Source, Path]:
@@ -226,7 +203,7 @@ def _open_input(src, dst, plan: ConversionPlan, overwrite: bool) -> tuple[Source
 def _warnings(source: Source, dst: Path, plan: ConversionPlan) -> list[str]:
     """Size changes made for an even-size pixel format, frames an image output drops, truncation."""
     info, kind, resize = source.info, plan.kind, plan.resize
-    found = _size_warnings(info, dst, plan.options.pix_fmt, resize.size, resize.max_side) if resize.even else []
+    found = _size_warnings(info, dst, plan.encode.pix_fmt, resize.size, resize.max_side) if resize.even else []
     if kind == "image" and (info.n_frames or 0) > 1:
         found.append(f"{dst}: image output: only the first of {info.n_frames} frames is stylized")
     truncated = source.truncation_warning() if kind != "image" else None
@@ -262,7 +239,7 @@ def _convert(stylizer: FrameRunner, source: Source, dst: Path, plan: ConversionP
     limit = 1 if plan.kind == "image" else None
     info = source.info
     with atomic_output(dst, is_dir=plan.kind == "frames", suffix=dst.suffix) as tmp:
-        sink = open_sink(tmp, dst, info, plan.options, clock)
+        sink = open_sink(tmp, dst, info, plan.encode, clock)
         try:
             _run(stylizer, source, sink, clock, limit=limit, progress=plan.progress, device_clock=plan.stats)
             if sink.frames == 0:

@@ -15,6 +15,7 @@ from inference.app.argtypes import flag
 from inference.core.errors import UserError
 
 if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
     from inference.app.split_plan import Segment
     from inference.engine.options import RuntimeOptions
 
@@ -71,7 +72,7 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def check_stylizer_options(model: str, devices: Sequence[str], options: RuntimeOptions) -> None:
+def check_runtime_options(model: str, devices: Sequence[str], runtime_options: RuntimeOptions) -> None:
     """Refuse a style the artifact lacks or a precision a device cannot run, without loading the network.
 
     Executors load the model in other processes (or machines); this check runs in the driver first, so that a bad
@@ -87,18 +88,19 @@ def check_stylizer_options(model: str, devices: Sequence[str], options: RuntimeO
     from inference.model.styles import style_names, style_weights
 
     meta = read_metadata(model)
-    style_weights(options.style, style_names(meta.style_names, int(meta.network_kwargs.get("num_styles", 1))))
+    names = style_names(meta.style_names, int(meta.network_kwargs.get("num_styles", 1)))
+    style_weights(runtime_options.style, names)
     for device in sorted(set(devices)):
-        resolve_precision(options.precision, torch.device(device))
+        resolve_precision(runtime_options.precision, torch.device(device))
 
 
-def load_stylizer(model: str, options: RuntimeOptions | None = None, **fields: Any):
+def load_stylizer(model: str, runtime_options: RuntimeOptions | None = None, **fields: Any):
     """Load the artifact into a :class:`~inference.engine.stylizer.Stylizer`, with cuDNN autotuning on CUDA.
 
     Args:
         model: The ``.safetensors`` artifact.
-        options: The Stylizer's :class:`~inference.engine.options.RuntimeOptions` (``None``: the defaults).
-        **fields: Fields that replace ``options``' (``device="cuda:1"``...).
+        runtime_options: The Stylizer's :class:`~inference.engine.options.RuntimeOptions` (``None``: the defaults).
+        **fields: Fields that replace ``runtime_options``' (``device="cuda:1"``...).
     """
     import torch
 
@@ -106,20 +108,20 @@ def load_stylizer(model: str, options: RuntimeOptions | None = None, **fields: A
     from inference.engine.options import RuntimeOptions
     from inference.engine.stylizer import Stylizer
 
-    options = RuntimeOptions.build(options, **fields)
-    if resolve_device(options.device).type == "cuda":
+    runtime_options = RuntimeOptions.build(runtime_options, **fields)
+    if resolve_device(runtime_options.device).type == "cuda":
         # Every batch of a video has the same shape: let cuDNN time its algorithms once and reuse the fastest.
         torch.backends.cudnn.benchmark = True
-    return Stylizer.from_artifact(model, options)
+    return Stylizer.from_artifact(model, runtime_options)
 
 
-def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = None) -> Outcome:
+def run_job(stylizer, job: Job, file_options: FileOptions, device: str | None = None) -> Outcome:
     """Stylize one file; any error becomes a failed :class:`Outcome` (Ctrl-C and SIGTERM still propagate).
 
     Args:
         stylizer: The worker's loaded stylizer.
         job: The file and its output (written through a temporary file renamed into place).
-        options: :func:`~inference.app.convert.stylize_file` options.
+        file_options: How the file (or segment) is converted.
         device: How the outcome names the device (default: the stylizer's).
     """
     from inference.app.convert import stylize_file
@@ -128,11 +130,11 @@ def run_job(stylizer, job: Job, options: dict[str, Any], device: str | None = No
     device = device or str(stylizer.device)
     try:
         if job.segment is None:
-            result = stylize_file(stylizer, job.src, job.dst, **options)
+            result = stylize_file(stylizer, job.src, job.dst, file_options)
         else:
             from inference.app.segment_run import stylize_segment
 
-            result = stylize_segment(stylizer, job.src, job.dst, job.segment, **options)
+            result = stylize_segment(stylizer, job.src, job.dst, job.segment, file_options)
     except UserError as exc:  # The summary is printed by stylize-video: the library's fields become its flags.
         return Outcome("failed", exc.with_flags(flag), seconds=time.perf_counter() - t0, device=device)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch; the summary names it.

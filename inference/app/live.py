@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from inference.io.live_io import LiveInput, LiveSink, LiveSource, live_input, li
 from inference.io.protocols import StreamSink, StreamSource
 
 if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
     from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger("inference")
@@ -258,43 +260,62 @@ WRITE_TIMEOUT = 15.0
 SIGNAL_WRITE_TIMEOUT = 5.0
 
 
-def run_live(opts, options: RuntimeOptions) -> int:
-    """``stylize-video`` with a live input or output (see :func:`is_live`); returns the exit status (0)."""
-    from inference.app.batch import load_stylizer
+def run_live(
+    model: str,
+    src: str,
+    output: str,
+    runtime_options: RuntimeOptions,
+    file_options: FileOptions,
+    *,
+    realtime: bool = False,
+    quiet: bool = False,
+) -> int:
+    """``stylize-video`` with a live input or output (see :func:`is_live`); returns the exit status (0).
+
+    Args:
+        model: The ``.safetensors`` artifact.
+        src: A camera, a stream URL, or a file played into a stream output (or read in real time, ``realtime``).
+        output: A video file, a stream URL or ``-`` (stdout).
+        runtime_options: The Stylizer's options.
+        file_options: The output size (``trim.size``, ``trim.max_side``), ``trim.duration``, the encoder settings
+            (``encode.codec``, ``crf``, ``preset``; ``pix_fmt`` yuv420p only) and ``overwrite``; ``trim.start``
+            is refused (a live input cannot be skipped into).
+        realtime: Read a file input at its own frame rate and drop frames when stylizing falls behind.
+        quiet: No progress lines or summary.
+    """
+    from inference.app.jobs import load_stylizer
     from inference.core.atomic import atomic_output, check_destination
     from inference.io.encoders import resolve_encoder
-    from inference.io.media import Resize, probe_kind
+    from inference.io.media import probe_kind
 
-    _check_live_options(opts)
-    src = live_input(opts.inputs[0])
-    if src is None:  # A file played into a stream output.
-        probe_kind(opts.inputs[0])
-        src = LiveInput(opts.inputs[0], None, "file")
-    stream_out = live_output(opts.output)
-    dst = None if stream_out else check_destination(opts.output, overwrite=opts.overwrite, is_dir=False)
+    _check_live_options(output, file_options)
+    live_in = live_input(src)
+    if live_in is None:  # A file played into a stream output.
+        probe_kind(src)
+        live_in = LiveInput(src, None, "file")
+    stream_out = live_output(output)
+    dst = None if stream_out else check_destination(output, overwrite=file_options.overwrite, is_dir=False)
     # The model loads first: a stream opened earlier would pile up frames meanwhile, to be dropped on arrival.
-    stylizer = load_stylizer(opts.model, options)
-    source = LiveSource(src, Resize(opts.size, opts.max_side, True))
+    stylizer = load_stylizer(model, runtime_options)
+    source = LiveSource(live_in, file_options.trim.resize(even=True))
     try:
-        ext = Path(opts.output).suffix.lower() if dst else ".ts"
-        encoder = resolve_encoder(
-            opts.codec, ext, opts.crf, opts.preset, opts.pix_fmt, size=(source.width, source.height)
-        )
-        live = src.kind != "file"
+        size, encode = (source.width, source.height), file_options.encode
+        ext = dst.suffix.lower() if dst else ".ts"
+        encoder = resolve_encoder(encode.codec, ext, encode.crf, encode.preset, encode.pix_fmt, size=size)
         # Live inputs are read at their frame rate too: a no-op for cameras and live streams, and what makes a
         # file behind a URL (http://host/clip.mp4) play in real time instead of racing ahead and being dropped.
-        run = {"pace": live or opts.realtime, "drop": live or opts.realtime, "duration": opts.duration}
+        paced = live_in.kind != "file" or realtime
+        run = partial(stylize_live, stylizer, source, pace=paced, drop=paced, duration=file_options.trim.duration,
+                      quiet=quiet)  # fmt: skip
         if dst is None:
-            sink = LiveSink(*stream_out, (source.width, source.height), source.rate, encoder, stream=True)
-            result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
+            result = _some_frames(run(LiveSink(*stream_out, size, source.rate, encoder, stream=True)), src)
         else:
-            with atomic_output(dst, suffix=dst.suffix) as tmp:
-                sink = LiveSink(str(tmp), None, (source.width, source.height), source.rate, encoder, stream=False)
-                result = _some_frames(stylize_live(stylizer, source, sink, quiet=opts.quiet, **run), opts.inputs[0])
+            with atomic_output(dst, suffix=dst.suffix) as tmp:  # no frame: the error removes the temporary file
+                result = _some_frames(run(LiveSink(str(tmp), None, size, source.rate, encoder, stream=False)), src)
     finally:
         source.close()
-    if not opts.quiet:
-        print(result.line(opts.output), file=sys.stderr)
+    if not quiet:
+        print(result.line(output), file=sys.stderr)
     return 0
 
 
@@ -305,19 +326,19 @@ def _some_frames(result: LiveResult, source: str) -> LiveResult:
     return result
 
 
-def _check_live_options(opts) -> None:
+def _check_live_options(output: str, file_options: FileOptions) -> None:
     """Options that mean nothing for a live run fail with one line."""
-    if opts.start is not None:
+    if file_options.trim.start is not None:
         raise OptionError(
             "start",
             ": a live input cannot be skipped into; use `duration` to stop after some seconds",
             mentions=("duration",),
         )
-    suffix = Path(opts.output).suffix.lower()
-    if live_output(opts.output) is None and suffix not in LIVE_FILE_EXTENSIONS:
+    suffix = Path(output).suffix.lower()
+    if live_output(output) is None and suffix not in LIVE_FILE_EXTENSIONS:
         raise UserError(
-            f"{opts.output}: a live run writes a video file ({', '.join(sorted(LIVE_FILE_EXTENSIONS))}), a stream "
+            f"{output}: a live run writes a video file ({', '.join(sorted(LIVE_FILE_EXTENSIONS))}), a stream "
             "URL (udp://, srt://, tcp://, rtmp://, rtsp://) or - for stdout"
         )
-    if opts.pix_fmt != "yuv420p":
+    if file_options.encode.pix_fmt != "yuv420p":
         raise OptionError("pix_fmt", ": a live run encodes yuv420p")

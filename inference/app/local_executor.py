@@ -6,11 +6,12 @@ usual exception path); with several, :mod:`inference.app.worker_pool` spawns one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job
 
 if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
     from inference.engine.options import RuntimeOptions
 
 
@@ -20,8 +21,8 @@ class LocalExecutor:
     Args:
         model: The artifact, loaded once per worker.
         devices: One entry per worker, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``.
-        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
-        file_options: :func:`~inference.app.convert.stylize_file` options.
+        runtime_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
+        file_options: How each file is converted.
         quiet: Workers print errors only.
     """
 
@@ -29,13 +30,13 @@ class LocalExecutor:
         self,
         model: str,
         devices: list[str],
-        stylizer_options: RuntimeOptions,
-        file_options: dict[str, Any],
+        runtime_options: RuntimeOptions,
+        file_options: FileOptions,
         *,
         quiet: bool = False,
     ) -> None:
         self.model, self.devices = model, devices
-        self.stylizer_options, self.file_options, self.quiet = stylizer_options, file_options, quiet
+        self.runtime_options, self.file_options, self.quiet = runtime_options, file_options, quiet
         self._stylizer = None
 
     @property
@@ -46,7 +47,7 @@ class LocalExecutor:
     def start(self) -> None:
         """Load the model here (one worker), or check that it loads (several): a bad artifact fails once."""
         if len(self.devices) == 1:
-            self._stylizer = load_stylizer(self.model, self.stylizer_options, device=self.devices[0])
+            self._stylizer = load_stylizer(self.model, self.runtime_options, device=self.devices[0])
         else:
             from inference.model.artifact import load_artifact
 
@@ -65,7 +66,7 @@ class LocalExecutor:
             return
         from inference.app.worker_pool import PoolSpec, run_pool
 
-        spec = PoolSpec(self.model, self.stylizer_options, self.file_options, quiet=self.quiet)
+        spec = PoolSpec(self.model, self.runtime_options, self.file_options, quiet=self.quiet)
         run_pool(tasks, spec, self.devices, report)
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from inference.app.ray_address import check_reachable, join_failed, ray_messages
 from inference.core.errors import OptionError, Terminated, UserError
 
 if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
     from inference.engine.options import RuntimeOptions
 
 log = logging.getLogger("inference")
@@ -55,7 +56,7 @@ class _Worker:
     """The actor: loads the artifact once from the object store's bytes, then stylizes one file per call."""
 
     def __init__(
-        self, artifact: bytes, stylizer_options: RuntimeOptions, file_options: dict[str, Any], cpus: int, cwd: str
+        self, artifact: bytes, runtime_options: RuntimeOptions, file_options: FileOptions, cpus: int, cwd: str
     ):
         import ray
 
@@ -83,7 +84,7 @@ class _Worker:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(artifact)
-            self.stylizer = load_stylizer(path, stylizer_options, device=self.device)
+            self.stylizer = load_stylizer(path, runtime_options, device=self.device)
         except UserError as exc:
             # Returned by ready(): a bad option is the user's, not a crash; stylize-video prints it (flags, not fields).
             self.error = f"{self.name}: {exc.with_flags(flag)}"
@@ -103,8 +104,8 @@ class RayExecutor:
 
     Args:
         model: The artifact; read here and shipped through the object store.
-        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
-        file_options: :func:`~inference.app.convert.stylize_file` options.
+        runtime_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
+        file_options: How each file is converted.
         address: ``ray.init`` address (``"auto"``, ``"ray://head:10001"``); ``None``: ``$RAY_ADDRESS``, else a
             local instance. An already initialised Ray (a test, a notebook) is used as it is.
         retries: Times a file is redone when its actor dies.
@@ -116,8 +117,8 @@ class RayExecutor:
     def __init__(
         self,
         model: str,
-        stylizer_options: RuntimeOptions,
-        file_options: dict[str, Any],
+        runtime_options: RuntimeOptions,
+        file_options: FileOptions,
         *,
         address: str | None = None,
         retries: int = 2,
@@ -125,7 +126,7 @@ class RayExecutor:
         max_workers: int | None = None,
         quiet: bool = False,
     ) -> None:
-        self.model, self.stylizer_options, self.file_options = model, stylizer_options, file_options
+        self.model, self.runtime_options, self.file_options = model, runtime_options, file_options
         self.address, self.retries, self.quiet = address, retries, quiet
         self.cpus = cpus_per_worker or 1
         self.max_workers = max_workers
@@ -157,15 +158,15 @@ class RayExecutor:
             self._owns_ray = True
         self._artifact = ray.put(Path(self.model).read_bytes())
         slots = self._slots()
-        options: dict[str, Any] = {"num_cpus": self.cpus, "max_restarts": 0}
+        actor_options: dict[str, Any] = {"num_cpus": self.cpus, "max_restarts": 0}
         if self.gpus:
-            options["num_gpus"] = 1
-        self._actor_cls = ray.remote(_Worker).options(**options)
+            actor_options["num_gpus"] = 1
+        self._actor_cls = ray.remote(_Worker).options(**actor_options)
         self.pool = _Pool(self._new_actor, slots, self.retries)
         self.pool.wait_first()
 
     def _new_actor(self) -> Any:
-        return self._actor_cls.remote(self._artifact, self.stylizer_options, self.file_options, self.cpus, os.getcwd())
+        return self._actor_cls.remote(self._artifact, self.runtime_options, self.file_options, self.cpus, os.getcwd())
 
     def _slots(self) -> int:
         """How many actors the cluster holds: one per GPU, else per ``cpus`` CPUs of each node, at most the files."""

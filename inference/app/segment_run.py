@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from inference.app.file_options import FileOptions
 from inference.app.pipeline import run_pipeline
 from inference.app.split_plan import Segment
 from inference.core.atomic import atomic_output, check_destination
@@ -27,7 +28,6 @@ from inference.core.errors import MediaError
 from inference.core.stages import StageClock
 from inference.io.encode_options import EncodeOptions
 from inference.io.encoder_limits import size_multiples
-from inference.io.trim import TrimOptions
 from inference.io.video_reader import VideoSource
 
 #: Seconds added to every timestamp inside a segment file (see the module docstring); more than any encoder delay.
@@ -56,11 +56,7 @@ def stylize_segment(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     segment: Segment,
-    *,
-    trim: TrimOptions | None = None,
-    encode: EncodeOptions | None = None,
-    overwrite: bool = False,
-    **_ignored: Any,
+    file_options: FileOptions | None = None,
 ) -> SegmentResult:
     """Stylize ``segment`` of video ``src`` into the NUT file ``dst`` (through a temporary file renamed into place).
 
@@ -69,17 +65,17 @@ def stylize_segment(
         src: The whole input video.
         dst: The segment file (``.nut``).
         segment: Which frames to stylize and write.
-        trim: Only the size options apply (``start`` and ``duration`` are refused by the split planner).
-        encode: The output's encoder settings; ``codec`` should name the codec the final container takes (the
-            planner resolves the container's default); audio is never written here.
-        overwrite: Replace an existing segment file.
-        **_ignored: Other :func:`~inference.app.convert.stylize_file` options (``progress``, ``stats``).
+        file_options: Of its ``trim`` only the size fields apply (``start`` and ``duration`` are refused by the split
+            planner); ``encode`` should name the codec the final container takes (the planner resolves the
+            container's default), and audio is never written here (the join copies it); ``overwrite`` replaces an
+            existing segment file; ``stats`` is not used. ``None``: the defaults.
 
     Raises:
         MediaError: Unreadable input, or fewer frames decoded than the plan holds (the file changed?).
     """
     t0 = time.perf_counter()
-    trim, encode = trim or TrimOptions(), dataclasses.replace(encode or EncodeOptions(), audio=False)
+    file_options = file_options or FileOptions()
+    trim, encode = file_options.trim, dataclasses.replace(file_options.encode, audio=False)
     bind_media_device(stylizer.device)
     even = size_multiples(encode.pix_fmt) != (1, 1)
     # The single run's path choice (inference.app.convert): planes on GPUs into yuv420p without the stage.
@@ -87,7 +83,7 @@ def stylize_segment(
     start = segment.warmup_seconds if segment.warmup_pts > segment.origin_pts else None
     source = VideoSource(src, trim.resize(even), start, planes=planes)
     try:
-        dst = check_destination(dst, overwrite=overwrite, is_dir=False)
+        dst = check_destination(dst, overwrite=file_options.overwrite, is_dir=False)
         with atomic_output(dst, suffix=SEGMENT_EXT) as tmp:
             written, warm = _encode(stylizer, source, tmp, segment, encode)
             if written != segment.frames:  # raised here, so the temporary file is removed, not renamed

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.app.split_plan import (
     DEFAULT_WARMUP,
@@ -25,6 +25,10 @@ from inference.app.split_plan import (
     segment_seconds,
 )
 from inference.core.errors import OptionError
+
+if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
+    from inference.engine.options import RuntimeOptions
 
 #: The fields a split's refusal names (in backticks): the command line writes them as its flags.
 SPLIT_MENTIONS = ("start", "duration", "split")
@@ -79,19 +83,20 @@ def split_choice(opts: argparse.Namespace) -> tuple[StreamFrames, list[Segment],
 def run_split_command(
     opts: argparse.Namespace,
     choice: tuple[StreamFrames, list[Segment], str],
-    options: dict,
+    file_options: FileOptions,
     make_executor: Callable[[list], Any],
-    runtime: Any,
+    runtime_options: RuntimeOptions,
 ) -> int:
     """Print the plan of ``opts.inputs[0]`` and run it into ``opts.output``; the exit status.
 
     Args:
         opts: stylize-video's options.
         choice: From :func:`split_choice`.
-        options: :func:`~inference.app.convert.stylize_file` options for the segments (codec resolved for the
-            output's container by :func:`segment_options`).
+        file_options: How the segments are converted (codec resolved for the output's container by
+            :func:`segment_file_options`).
         make_executor: The executor factory (local pool or Ray) for the segment jobs.
-        runtime: The workers' :class:`~inference.engine.options.RuntimeOptions` (part of the resume fingerprint).
+        runtime_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (part of the resume
+            fingerprint).
     """
     from inference.app.split_run import run_split
     from inference.core.atomic import check_destination
@@ -109,28 +114,29 @@ def run_split_command(
         frames,
         segments,
         make_executor,
-        file_options=options,
-        fingerprint=_fingerprint(opts, options, runtime),
+        file_options=file_options,
+        fingerprint=_fingerprint(opts.model, file_options, runtime_options),
         skip_existing=opts.skip_existing,
         rounds=1 if opts.cluster == "ray" else 1 + opts.retries,  # Ray redoes a lost worker's job itself (--retries)
         quiet=opts.quiet,
     )
 
 
-def segment_options(options: dict, codec: str | None, dst: Path) -> dict:
-    """``options`` with the encoder's codec the output's container takes (VP9 for .webm, not the NUT file's
+def segment_file_options(file_options: FileOptions, dst: Path) -> FileOptions:
+    """``file_options`` with the encoder's codec the output's container takes (VP9 for .webm, not the NUT file's
     default), so that every segment is coded as the output will be; refuses ``start``/``duration``."""
     from inference.app.split_run import check_splittable
     from inference.io.encoders import codec_family
 
-    check_splittable(options.get("trim"))
-    return {**options, "encode": dataclasses.replace(options["encode"], codec=codec_family(codec, dst.suffix))}
+    check_splittable(file_options.trim)
+    encode = dataclasses.replace(file_options.encode, codec=codec_family(file_options.encode.codec, dst.suffix))
+    return dataclasses.replace(file_options, encode=encode)
 
 
-def _fingerprint(opts: argparse.Namespace, options: dict, runtime: Any) -> str:
+def _fingerprint(model: str, file_options: FileOptions, runtime_options: RuntimeOptions) -> str:
     """What decides a segment's pixels: the model file, the network options and the encoder and size options."""
-    model = Path(opts.model).stat()
+    stat = Path(model).stat()
     # Any worker's device makes the same segment: the device is left out.
-    fields = {k: v for k, v in dataclasses.asdict(runtime).items() if k != "device"}
-    return json.dumps([str(Path(opts.model).resolve()), model.st_size, model.st_mtime_ns, repr(fields),
-                       repr(options.get("trim")), repr(options["encode"])])  # fmt: skip
+    fields = {k: v for k, v in dataclasses.asdict(runtime_options).items() if k != "device"}
+    return json.dumps([str(Path(model).resolve()), stat.st_size, stat.st_mtime_ns, repr(fields),
+                       repr(file_options.trim), repr(file_options.encode)])  # fmt: skip

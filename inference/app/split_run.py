@@ -20,12 +20,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.app.jobs import Executor, Job, Outcome
 from inference.app.segment_join import join_segments
 from inference.app.split_plan import Segment, StreamFrames
 from inference.core.errors import MediaError, OptionError
+
+if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
+    from inference.io.trim import TrimOptions
 
 log = logging.getLogger("inference")
 
@@ -97,7 +101,7 @@ def run_split(
     segments: list[Segment],
     make_executor: Callable[[list[Job]], Executor],
     *,
-    file_options: dict[str, Any],
+    file_options: FileOptions,
     fingerprint: str = "",
     skip_existing: bool = False,
     rounds: int = 3,
@@ -111,8 +115,8 @@ def run_split(
         frames: The input's frame timestamps (the join must hold every one).
         segments: From :func:`~inference.app.split_plan.plan_segments`.
         make_executor: Called once per round with the segment jobs left.
-        file_options: :func:`~inference.app.convert.stylize_file` options (the encoder's codec resolved for
-            ``dst``'s container; ``encode.audio`` decides whether the join copies the audio).
+        file_options: How each segment is converted (the encoder's codec resolved for ``dst``'s container;
+            ``encode.audio`` decides whether the join copies the audio).
         fingerprint: The options that change the segments' pixels (segments of another run are reused only when
             it is the same).
         skip_existing: Reuse the finished segments of an interrupted run of the same plan, and keep them if this
@@ -128,7 +132,7 @@ def run_split(
     jobs = [Job(src, folder / s.file_name, s) for s in segments]
     finished = False
     try:
-        failed = _run_rounds(jobs, make_executor, file_options, rounds, quiet)
+        failed = _run_rounds(jobs, make_executor, rounds, quiet)
         if failed:
             for index in failed:
                 print(f"error: {failed[index].message}", file=sys.stderr)
@@ -147,7 +151,9 @@ def run_split(
         _clean(folder, keep=skip_existing and not finished, quiet=quiet)
 
 
-def _run_rounds(jobs, make_executor, file_options, rounds: int, quiet: bool) -> dict[int, Outcome]:
+def _run_rounds(
+    jobs: list[Job], make_executor: Callable[[list[Job]], Executor], rounds: int, quiet: bool
+) -> dict[int, Outcome]:
     """Run the segments whose file is missing, then redo the failed ones alone; the failures left."""
     progress = SegmentProgress(jobs, quiet)
     failed: dict[int, Outcome] = {}
@@ -173,14 +179,12 @@ def _run_rounds(jobs, make_executor, file_options, rounds: int, quiet: bool) -> 
     return failed
 
 
-def _join(src: Path, dst: Path, parts: list[Path], frames: StreamFrames, file_options: dict[str, Any]):
-    from inference.io.encode_options import EncodeOptions
+def _join(src: Path, dst: Path, parts: list[Path], frames: StreamFrames, file_options: FileOptions):
     from inference.io.encoder_limits import size_multiples
-    from inference.io.trim import TrimOptions
     from inference.io.video_reader import VideoSource
 
-    encode = file_options.get("encode") or EncodeOptions()
-    resize = (file_options.get("trim") or TrimOptions()).resize(size_multiples(encode.pix_fmt) != (1, 1))
+    encode = file_options.encode
+    resize = file_options.trim.resize(size_multiples(encode.pix_fmt) != (1, 1))
     source = VideoSource(src, resize)  # what a single run's writer is told about the source
     source.close()
     result = join_segments(parts, dst, source.info, encode)
@@ -204,8 +208,8 @@ def _clean(folder: Path, *, keep: bool, quiet: bool) -> None:
         print(f"{folder}: {done} finished segments kept for a rerun with --skip-existing", file=sys.stderr)
 
 
-def check_splittable(trim: Any) -> None:
+def check_splittable(trim: TrimOptions) -> None:
     """Refuse the options a split cannot honour yet (one line)."""
-    if trim is not None and (trim.start is not None or trim.duration is not None):
+    if trim.start is not None or trim.duration is not None:
         raise OptionError("split", " cannot be combined with `start` or `duration` (use `split` off)",
                           mentions=("start", "duration", "split"))  # fmt: skip

@@ -21,6 +21,7 @@ from inference.core.devices import bind_worker, host_thread_budgets
 from inference.core.errors import UserError, terminate_on_sigterm
 
 if TYPE_CHECKING:
+    from inference.app.file_options import FileOptions
     from inference.engine.options import RuntimeOptions
 
 _POLL_S = 0.5  # How often the parent checks that its workers are alive while no result arrives.
@@ -33,14 +34,14 @@ class PoolSpec:
 
     Attributes:
         model: The ``.safetensors`` artifact, loaded once per worker.
-        stylizer_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
-        file_options: :func:`~inference.app.convert.stylize_file` options.
+        runtime_options: The workers' :class:`~inference.engine.options.RuntimeOptions` (each sets its ``device``).
+        file_options: How each file is converted.
         quiet: Workers log errors only.
     """
 
     model: str
-    stylizer_options: RuntimeOptions
-    file_options: dict[str, Any]
+    runtime_options: RuntimeOptions
+    file_options: FileOptions
     quiet: bool = False
 
 
@@ -203,7 +204,7 @@ def serve(seat: Seat, spec: PoolSpec, tasks: Any, results: Any, claims: Any = No
     setup_logging(spec.quiet)
     bind_worker(device, seat.threads)  # its GPU for torch, NVDEC and NVENC; its share of the host threads
     try:
-        stylizer = load_stylizer(model, spec.stylizer_options, device=device)
+        stylizer = load_stylizer(model, spec.runtime_options, device=device)
     except UserError as exc:
         results.put(("init_failed", wid, exc.with_flags(flag)))  # the parent prints it: flags, not fields
         return
