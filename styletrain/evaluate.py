@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from inference.app.console import OneLineParser
 from inference.core.colour import to_float
 from inference.core.errors import OptionError, UserError, exit_on_user_error
 from styletrain.consistency_eval import parse_levels
@@ -360,7 +361,7 @@ def _evaluate_model(
 
 def build_parser() -> argparse.ArgumentParser:
     default = EvalOptions()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="styletrain evaluate",
         description="Measure the warping error (Lai et al. 2018) and perceptual losses of artifacts on a clip; "
         "prints one JSON object per model.",

@@ -21,11 +21,12 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from torch import nn
 
+from inference.app.console import OneLineParser
 from inference.core.atomic import atomic_output
 from inference.core.errors import UserError
 from inference.engine.onnx_backend import export_onnx_model, num_styles
@@ -271,16 +272,9 @@ def _style_list(meta: dict[str, Any]) -> list[dict[str, str]]:
     return [{"name": str(name), "sha256": str(digest)} for name, digest in pairs]
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes become one ``error: ...`` line (exit status 2) like every other error of the command."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``styletrain export`` argument parser."""
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="styletrain export",
         description="Export a training checkpoint (.ckpt, any strategy, compiled or not) to a .safetensors artifact "
         "for stylize-video, or a checkpoint/artifact to ONNX (dynamic height and width, verified with ONNX Runtime).",

@@ -14,6 +14,7 @@ from torch import nn
 
 from inference.app.cli import main as stylize_main
 from inference.app.convert import stylize_file
+from inference.core.errors import OptionError
 from inference.engine.consistency import ConsistencyStage
 from inference.engine.flow import is_cut
 from inference.engine.options import RuntimeOptions
@@ -216,3 +217,26 @@ def test_composes_with_the_per_frame_options(make_clip_frames):
     assert np.abs(steady[0].astype(int) - per_frame[0]).max() <= 1
     assert not np.array_equal(steady[-1], per_frame[-1])
     assert np.abs(steady[-1].astype(int) - per_frame[-1]).mean() < 10  # steadied, not replaced
+
+
+def test_the_per_frame_step_is_the_recursion_run_applies():
+    """The webcam's one-frame-at-a-time step gives what ``run`` gives for the same sequence."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    frames = [np.roll(base, shift, axis=1) for shift in range(4)]
+    outs = [np.clip(f.astype(int) + rng.integers(-30, 30, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    stylize = lambda items: ((outs[i], meta) for i, (_, meta) in enumerate(items))  # noqa: E731
+    by_run = [r for r, _ in ConsistencyStage(0.8).run([(f, None) for f in frames], stylize)]
+    stage = ConsistencyStage(0.8)
+    by_step = [stage.step(f, o) for f, o in zip(frames, outs, strict=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(by_run, by_step, strict=True))
+    assert not np.array_equal(by_step[-1], outs[-1])  # the history did pull the last frame
+
+
+def test_the_stage_strength_is_checked_when_changed():
+    stage = ConsistencyStage(0.5)
+    stage.strength = 1.0
+    assert stage.strength == 1.0
+    with pytest.raises(OptionError, match=r"consistency must be in \[0, 1\], got 2"):
+        stage.strength = 2.0
+    assert stage.strength == 1.0

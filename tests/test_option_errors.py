@@ -40,3 +40,27 @@ def test_the_command_line_names_its_flag_for_a_field(monkeypatch, capsys, tmp_pa
         main([str(tmp_path / "in.mp4"), "-m", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "out.gif")])
     assert exc.value.code == 2
     assert capsys.readouterr().err == "error: --gif-fps must be in [0.01, 50], got 0\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("inference.app.cli", "stylize-video"),
+        ("inference.serve.cli", "stylize-serve"),
+        ("styletrain.export", "styletrain export"),
+        ("styletrain.evaluate", "styletrain evaluate"),
+    ],
+)
+def test_every_command_line_reports_a_usage_mistake_in_one_line(command, capsys):
+    import importlib
+
+    from inference.core.errors import exit_on_user_error
+
+    module, prog = command
+    entry = exit_on_user_error(importlib.import_module(module).main)  # a no-op where main is decorated already
+    with pytest.raises(SystemExit) as exit_info:
+        entry(["--no-such-flag"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.rstrip().endswith(f"(see {prog} --help)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -14,15 +15,16 @@ from torch import nn
 
 from inference.app import cli
 from inference.app.argtypes import flag
-from inference.core.errors import OptionError, UserError
-from inference.core.option_fields import option_fields, spec_of
+from inference.app.file_options import FileOptions
+from inference.core.errors import OptionError, UserError, exit_on_user_error
+from inference.core.option_fields import option_fields, spec_of, value_from_text
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
 from inference.io.encode_options import EncodeOptions
 from inference.io.trim import TrimOptions
 from inference.serve import cli as serve_cli
 
-OPTION_CLASSES = (RuntimeOptions, TrimOptions, EncodeOptions)
+OPTION_CLASSES = (RuntimeOptions, TrimOptions, EncodeOptions, FileOptions)
 
 BAD_VALUES = [
     (RuntimeOptions, "strength", 1.5),
@@ -81,9 +83,10 @@ BASE = ["in.mp4", "-m", "m.safetensors", "-o", "out.mp4"]
 
 
 def _parses(parser: argparse.ArgumentParser, *args: str) -> argparse.Namespace | None:
-    """The namespace, or ``None`` when the parser refuses the arguments (one ``error:`` line, exit status 2)."""
+    """The namespace, or ``None`` when the parser refuses the arguments (one ``error:`` line, exit status 2, as
+    ``stylize-video``'s main reports it)."""
     try:
-        return parser.parse_args([*BASE, *args])
+        return exit_on_user_error(parser.parse_args)([*BASE, *args])
     except SystemExit as exc:
         assert exc.code == 2
         return None
@@ -135,14 +138,12 @@ def test_parsed_flags_become_the_dataclasses():
         ["in.mp4", "-m", "m.safetensors", "-o", "out.mp4", "--strength", "0.5", "--stroke-scale", "2", "--start",
          "1.5", "--max-side", "64", "--crf", "20", "--no-audio", "--device", "cpu", "--compile"]
     )  # fmt: skip
-    runtime = cli.runtime_options(opts)
-    assert runtime == RuntimeOptions(
+    runtime_options = cli.runtime_options_from(opts)
+    assert runtime_options == RuntimeOptions(
         device="cpu", strength=0.5, stroke_scale=2.0, compile=True, consistency=cli.DEFAULT_CONSISTENCY
     )
-    files = cli.file_options(opts)
-    assert files["trim"] == TrimOptions(start=1.5, max_side=64)
-    assert files["encode"] == EncodeOptions(crf=20, audio=False)
-    assert files["overwrite"] is False and "stats" not in files
+    file_options = cli.file_options_from(opts)
+    assert file_options == FileOptions(TrimOptions(start=1.5, max_side=64), EncodeOptions(crf=20, audio=False))
     served = serve_cli.build_parser().parse_args(["-m", "x", "--batch-size", "4", "--backend", "torch"])
     assert serve_cli.runtime_options(served) == RuntimeOptions(batch_size=4, backend="torch")
 
@@ -157,19 +158,19 @@ class _Zero(nn.Module):
 def test_stylizer_takes_runtime_options_and_changes_the_live_ones():
     image = np.full((8, 8, 3), 200, np.uint8)
     stylizer = Stylizer(_Zero(), RuntimeOptions(device="cpu", strength=0.5, backend="torch"))
-    assert stylizer.options.strength == 0.5 and stylizer.strength == 0.5
+    assert stylizer.options.strength == 0.5 and stylizer.options.strength == 0.5
     assert np.abs(stylizer.image(image).astype(int) - 100).max() <= 1  # half way from black to the input
     assert Stylizer(_Zero(), options=None).options == RuntimeOptions()
     stylizer.update(strength=0.0)
     assert np.array_equal(stylizer.image(image), image)
     with pytest.raises(OptionError, match="^strength must be in"):
         stylizer.update(strength=2)
-    assert stylizer.strength == 0.0  # a refused change changes nothing
+    assert stylizer.options.strength == 0.0  # a refused change changes nothing
     with pytest.raises(TypeError, match="device cannot change"):
         stylizer.update(device="cpu")
     with pytest.raises(UserError, match="unknown style"):
         stylizer.update(style="nosuch", strength=1.0)
-    assert stylizer.options.style is None and stylizer.strength == 0.0  # nothing changed
+    assert stylizer.options.style is None and stylizer.options.strength == 0.0  # nothing changed
 
 
 def test_from_artifact_fields_are_a_shorthand_for_the_options(model):
@@ -187,8 +188,55 @@ def test_server_controls_use_the_runtime_ranges(model):
     from inference.serve.catalog import Catalog
 
     catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch"))
-    with pytest.raises(UserError, match=r"stroke_scale: expected a number in \[0.25, 4\], got '5'"):
+    with pytest.raises(UserError, match=r"stroke_scale: must be in \[0.25, 4\], got '5'"):
         catalog.controls({"stroke_scale": "5"})
-    with pytest.raises(UserError, match="stroke_detail: expected one of none, guided"):
+    with pytest.raises(UserError, match="stroke_detail: must be one of none, guided, got 'sharp'"):
         catalog.controls({"stroke_detail": "sharp"})
-    assert catalog.controls({"strength": "0.5", "consistency": "1"}).strength == 0.5
+    with pytest.raises(UserError, match="preserve_color: expected true or false, got 'maybe'"):
+        catalog.controls({"preserve_color": "maybe"})
+    controls = catalog.controls({"strength": "0.5", "consistency": "1", "preserve_color": "on", "style": " "})
+    assert controls.live() == {
+        "strength": 0.5,
+        "preserve_color": True,
+        "consistency": 1.0,
+        "stroke_scale": 1.0,
+        "stroke_detail": "none",
+        "style": None,
+    }
+    # The server's own options (device, backend) travel with the controls; the live ones come from the request.
+    assert controls.options == dataclasses.replace(catalog.options, strength=0.5, consistency=1.0, preserve_color=True)
+
+
+def test_one_text_parser_reads_every_kind_of_field():
+    fields = option_fields(RuntimeOptions)
+    assert value_from_text(fields["strength"], " 0.25") == 0.25 and value_from_text(fields["batch_size"], 4) == 4
+    assert value_from_text(fields["channels_last"], "Yes") is True
+    assert value_from_text(fields["channels_last"], "") is False
+    assert value_from_text(fields["style"], "") is None and value_from_text(fields["style"], "a:1") == "a:1"
+    for name, text, phrase in [
+        ("strength", "abc", "expected a number, got 'abc'"),
+        ("strength", "nan", "must be a finite number"),
+        ("strength", True, "expected a number, got True"),
+        ("batch_size", "1.5", "expected an integer, got '1.5'"),
+        ("batch_size", "0", "must be in [1, "),
+        ("stroke_detail", "", "must be one of none, guided, got ''"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(phrase)):
+            value_from_text(fields[name], text)
+
+
+def test_applying_controls_changes_only_the_live_fields_that_differ(model):
+    pytest.importorskip("fastapi")
+    from inference.serve.catalog import Catalog, apply_controls
+
+    catalog = Catalog(model, RuntimeOptions(device="cpu", backend="torch"))
+    stylizer = catalog.load(catalog.default)
+    calls = []
+    update = stylizer.update
+    stylizer.update = lambda **changes: (calls.append(changes), update(**changes))
+    apply_controls(stylizer, catalog.controls({"strength": "0.5"}))
+    apply_controls(stylizer, catalog.controls({"strength": "0.5"}))  # nothing differs: no update
+    apply_controls(stylizer, catalog.controls({"strength": "0.5", "stroke_scale": "2"}))
+    assert calls == [{"strength": 0.5}, {"stroke_scale": 2.0}]
+    assert stylizer.options.strength == 0.5 and stylizer.options.stroke_scale == 2.0
+    assert not any("controls" in name for name in vars(stylizer))  # nothing pinned on the Stylizer

@@ -102,7 +102,7 @@ def test_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
 
 
 def test_the_precision_probe_runs_the_configured_network(monkeypatch):
-    import inference.engine.backends as backends_module
+    import inference.engine.ready as ready_module
     from inference.engine.precision import PrecisionReport, probe_input
 
     seen = {}
@@ -120,7 +120,7 @@ def test_the_precision_probe_runs_the_configured_network(monkeypatch):
         runner(probe)(probe_input(device))
         return PrecisionReport("fp32", "requested")
 
-    monkeypatch.setattr(backends_module, "choose_precision", fake_choose)
+    monkeypatch.setattr(ready_module, "choose_precision", fake_choose)
     net = build_network("tiny", num_styles=2)
     Stylizer(net, RuntimeOptions(device="cpu", style="1", channels_last=True, stroke_scale=2.0))
     assert seen == {"style": [0.0, 1.0], "size": (64, 96), "channels_last": True}

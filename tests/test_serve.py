@@ -87,7 +87,7 @@ def test_controls_apply_per_request(client, make_image):
         ({"image": ("notes.txt", b"hello, not a picture")}, {}, 400, "notes.txt: not an image"),
         ({"image": ("a.png", None)}, {"style": "nope"}, 400, "unknown style 'nope'; this model has: 's'"),
         ({"image": ("a.png", None)}, {"artifact": "other"}, 400, "unknown artifact 'other'; available: m"),
-        ({"image": ("a.png", None)}, {"strength": "2"}, 400, "strength: expected a number in [0, 1]"),
+        ({"image": ("a.png", None)}, {"strength": "2"}, 400, "strength: must be in [0, 1], got '2'"),
         ({"image": ("a.png", None)}, {"format": "tiff"}, 400, "format: expected one of"),
         ({"image": ("a.png", None)}, {"colour": "1"}, 400, "unknown control 'colour'"),
         ({}, {"strength": "1"}, 400, "expected one file"),

@@ -16,26 +16,14 @@ is opened. NaN and infinity are refused everywhere: ``float("nan")`` compares fa
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import Any
 
-from inference.core.option_fields import Spec, default_of, option_fields, spec_of
+from inference.core.option_fields import Spec, default_of, number_from_text, option_fields, spec_of
 from inference.io.trim import size_problem
 
 #: What a command line's default is where it differs from the library's (``field -> default``), per dataclass field.
 Defaults = dict[str, Any]
-
-
-def _number(text: str, kind: type) -> float | int:
-    try:
-        value = kind(text)
-    except ValueError:
-        expected = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
 
 
 def ranged(
@@ -55,7 +43,10 @@ def ranged(
     spec = Spec("", kind=kind, low=low, high=high, low_open=low_open)  # the options' own range check
 
     def parse(text: str) -> float | int:
-        value = _number(text, kind)
+        try:
+            value = number_from_text(text, kind)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         if spec.problem(value) is not None:
             raise argparse.ArgumentTypeError(f"must be {spec.range_text()}, got {text!r}")
         return value

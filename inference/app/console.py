@@ -1,11 +1,25 @@
-"""Messages for people at a terminal: the runtime's warnings as ``warning: ...`` lines on stderr."""
+"""Messages for people at a terminal: usage mistakes as one ``error: ...`` line, and the runtime's warnings as
+``warning: ...`` lines on stderr."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from inference.app.argtypes import flag
+from inference.core.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage mistakes are :class:`~inference.core.errors.UserError`: under
+    :func:`~inference.core.errors.exit_on_user_error` they print as one ``error: ... (see PROG --help)`` line with
+    exit status 2, like every other input error (argparse's own prints the whole usage block first). Every command
+    line of the project uses it: ``stylize-video``, ``stylize-serve``, ``styletrain export`` and ``evaluate``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 class _StderrHandler(logging.StreamHandler):

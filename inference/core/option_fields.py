@@ -3,7 +3,8 @@
 An options dataclass (:class:`inference.engine.options.RuntimeOptions`, :class:`inference.io.trim.TrimOptions`)
 declares every field with :func:`option` and calls :func:`check_fields` in ``__post_init__``; a bad value raises
 :class:`~inference.core.errors.OptionError` naming the field. Command lines read the same :class:`Spec` to build their
-arguments (``stylize-video``'s parser in :mod:`inference.app.cli`), and only they know their flag names.
+arguments (``stylize-video``'s parser in :mod:`inference.app.cli`), and only they know their flag names. Values that
+arrive as text (a flag, a form field, a JSON message) are read by one parser, :func:`value_from_text`.
 """
 
 from __future__ import annotations
@@ -120,3 +121,57 @@ def with_fields(cls: type, options: Any, changes: dict[str, Any]) -> Any:
     if not isinstance(options, cls):
         raise TypeError(f"expected {cls.__name__} options, got {type(options).__name__}")
     return replace(options, **changes) if changes else options
+
+
+#: Words a switch accepts as text (forms, query strings, JSON messages), case-insensitively.
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
+
+
+def number_from_text(text: Any, kind: type) -> int | float:
+    """``text`` read as ``kind`` (``int`` or ``float``; a JSON number passes through).
+
+    Raises:
+        ValueError: Not a number of that kind (``"expected a number, got 'abc'"``), or not finite.
+    """
+    expected = "an integer" if kind is int else "a number"
+    if isinstance(text, bool):  # JSON true is no number, though Python's bool is an int
+        raise ValueError(f"expected {expected}, got {text!r}")
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {expected}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def value_from_text(item: Field, text: Any) -> Any:
+    """The value of option field ``item`` from text as a form, a query string or a JSON message carries it, checked
+    against the field's :class:`Spec`: numbers by the spec's kind and range, switches (fields defaulting to ``False``)
+    from :data:`TRUE_WORDS` and :data:`FALSE_WORDS`, choices as given; empty text or ``None`` is ``None`` where the
+    default is ``None``.
+
+    Raises:
+        ValueError: A value the field does not accept (one phrase, without the field's name).
+    """
+    spec = spec_of(item)
+    if item.default is False:
+        if isinstance(text, bool):
+            return text
+        word = str(text).strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"expected true or false, got {text!r}")
+        return word in TRUE_WORDS
+    if text is None or (isinstance(text, str) and not text.strip() and item.default is None):
+        if item.default is None:
+            return None
+        raise ValueError(f"expected a value, got {text!r}")
+    if spec.kind is None:
+        value = str(text).strip()
+        problem = spec.problem(value)
+    else:
+        value = number_from_text(text, spec.kind)
+        problem = None if spec.problem(value) is None else f"must be {spec.range_text()}, got {text!r}"  # as typed
+    if problem is not None:
+        raise ValueError(problem)
+    return value

@@ -264,12 +264,28 @@ class ConsistencyStage:
         flow: FlowEstimator | None = None,
         tensors: bool = False,
     ) -> None:
-        self.strength = check_consistency(strength)
+        self._strength = check_consistency(strength)
         self.clock = clock
         self.cuts = 0
         self._estimate = _MotionEstimator(flow if flow is not None else DisFlow(preset, scale), tensors)
         self._previous: np.ndarray | None = None
         self._tensors = TensorCombiner(self.strength, CONTRAST_WINDOW, MAX_CONTRAST_GAIN) if tensors else None
+
+    @property
+    def strength(self) -> float:
+        """``S`` in [0, 1]; settable between frames (a live control), checked like the option."""
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        self._strength = check_consistency(value)
+
+    def step(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """One frame of a stream that arrives a frame at a time (a webcam): ``uint8 [H,W,3]`` RGB input and its
+        per-frame stylization (same shape, before the user's strength) -> the consistent ``uint8 [H,W,3]`` output.
+        :meth:`run` is the same recursion for sequences, with the flow overlapping the network."""
+        self.flow.show(frame)
+        return self.combine(out, self.estimate(frame))
 
     @property
     def flow(self) -> FlowEstimator:

@@ -29,7 +29,6 @@ from inference.core.devices import resolve_device
 from inference.core.errors import UserError
 from inference.core.hashing import sha256_of_file
 from inference.core.stages import StageClock
-from inference.engine.backends import ready_network
 from inference.engine.batch_step import BatchStep
 from inference.engine.batching import Batcher, make_engine
 from inference.engine.consistency import ConsistencyStage
@@ -38,6 +37,7 @@ from inference.engine.device_stage import consistent_frames
 from inference.engine.engines import Spans
 from inference.engine.frame_formats import as_rgb, check_tensor, tensor_frame_size
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
+from inference.engine.ready import ready_network
 from inference.model.styles import style_names, style_weights
 
 if TYPE_CHECKING:

@@ -164,7 +164,7 @@ def _routes(app: FastAPI, catalog: Catalog, frames: FrameService, jobs: VideoJob
         controls = catalog.controls(fields)
         name = one_line(upload.filename or "upload", 100)
         data = await upload.read()
-        array = await asyncio.to_thread(decode_image, data, name, config.max_pixels, controls.stroke_scale)
+        array = await asyncio.to_thread(decode_image, data, name, config.max_pixels, controls.options.stroke_scale)
         out = await asyncio.wrap_future(frames.submit(array, controls))
         return Response(await asyncio.to_thread(encode_image, out, fmt), media_type=media)
 
@@ -176,7 +176,7 @@ def _routes(app: FastAPI, catalog: Catalog, frames: FrameService, jobs: VideoJob
         job_id, path = jobs.new_upload(name)  # holds a --max-jobs slot from here to the job's end
         try:
             await asyncio.to_thread(_save, upload.file, path)
-            total = await asyncio.to_thread(probe_video, path, name, config.max_pixels, controls.stroke_scale)
+            total = await asyncio.to_thread(probe_video, path, name, config.max_pixels, controls.options.stroke_scale)
         except BaseException:
             jobs.cancel_upload(path)
             raise

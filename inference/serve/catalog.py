@@ -6,68 +6,49 @@ no weights), stylizers are loaded on first use and kept, so switching artifacts 
 
 from __future__ import annotations
 
-import math
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from inference.core.errors import UserError
-from inference.core.option_fields import option_fields, spec_of
+from inference.core.option_fields import option_fields, value_from_text
 from inference.engine.options import LIVE_FIELDS, RuntimeOptions
-
-_DEFAULTS = RuntimeOptions()
 
 
 @dataclass(frozen=True)
 class Controls:
-    """What the page's controls (or an API call's form fields) ask for; applied to the next frame. Each is a live field
-    of :class:`~inference.engine.options.RuntimeOptions`, with its default and range.
+    """What the page's controls (or an API call's form fields) ask for; applied to the next frame.
 
     Attributes:
         artifact: The artifact's name (its file stem) in the catalog.
-        style: A style name or a ``"a:0.3,b:0.7"`` blend of a multi-style artifact; ``None`` for the first style.
-        strength: In [0, 1]: 1 the full style, 0 the original frame.
-        preserve_color: Keep the input's colours, take only the luminance from the style.
-        stroke_scale: In [0.25, 4]: strokes this many times larger.
-        stroke_detail: ``"none"`` or ``"guided"``.
-        consistency: In [0, 1]: how strongly webcam and video frames are pulled towards the previous output moved
-            by the input's motion (:mod:`inference.engine.consistency`); 0 is off. Images ignore it.
+        options: The :class:`~inference.engine.options.RuntimeOptions` the frame runs with: the server's own, with
+            the live fields (:data:`~inference.engine.options.LIVE_FIELDS`: strength, colour, strokes, consistency,
+            style) as the controls set them. Consistency applies to webcam and video frames; images ignore it.
     """
 
     artifact: str
-    style: str | None = None
-    strength: float = _DEFAULTS.strength
-    preserve_color: bool = _DEFAULTS.preserve_color
-    stroke_scale: float = _DEFAULTS.stroke_scale
-    stroke_detail: str = _DEFAULTS.stroke_detail
-    consistency: float = _DEFAULTS.consistency
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    def live(self) -> dict[str, Any]:
+        """The live fields by name: what the page shows and sends."""
+        return {name: getattr(self.options, name) for name in LIVE_FIELDS}
+
+    def describe(self) -> dict[str, Any]:
+        """``artifact`` and the live fields: the JSON the socket answers a controls message with."""
+        return {"artifact": self.artifact, **self.live()}
+
+    def with_live(self, **changes: Any) -> Controls:
+        """These controls with live fields replaced (checked again).
+
+        Raises:
+            OptionError: A bad value (one line naming the field).
+        """
+        return replace(self, options=RuntimeOptions.build(self.options, **changes))
 
 
-_FIELDS = ("artifact", "style", "strength", "preserve_color", "stroke_scale", "stroke_detail", "consistency")
-
-
-def _number(name: str, value: Any) -> float:
-    """A form value of the number field ``name`` of :class:`RuntimeOptions`, within that field's range."""
-    spec = spec_of(option_fields(RuntimeOptions)[name])
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if spec.problem(number) is not None:
-        raise UserError(f"{name}: expected a number {spec.range_text()}, got {value!r}")
-    return number
-
-
-def _flag(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "on", "yes"):
-        return True
-    if text in ("0", "false", "off", "no", ""):
-        return False
-    raise UserError(f"{name}: expected true or false, got {value!r}")
+#: The fields a request may set: the artifact, and the runtime options' live fields.
+CONTROL_FIELDS = ("artifact", *LIVE_FIELDS)
 
 
 class Catalog:
@@ -98,6 +79,7 @@ class Catalog:
         self.metadata = {name: read_metadata(f) for name, f in self.paths.items()}
         self.options = options or RuntimeOptions()
         self.default = next(iter(self.paths))
+        self._defaults = Controls(self.default, self.options)  # what the page's controls start from
         self._stylizers: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -114,40 +96,31 @@ class Catalog:
         Raises:
             UserError: An unknown field, artifact or style, or a value out of range (one line naming the field).
         """
-        base = base or Controls(self.default)
-        unknown = sorted(set(fields) - set(_FIELDS))
+        base = base or self._defaults
+        unknown = sorted(set(fields) - set(CONTROL_FIELDS))
         if unknown:
-            raise UserError(f"unknown control {unknown[0]!r}; known: {', '.join(_FIELDS)}")
-        changes: dict[str, Any] = {}
+            raise UserError(f"unknown control {unknown[0]!r}; known: {', '.join(CONTROL_FIELDS)}")
+        artifact, changes = base.artifact, {}
         if "artifact" in fields:
-            name = str(fields["artifact"])
-            if name not in self.paths:
-                raise UserError(f"artifact: unknown artifact {name!r}; available: {', '.join(self.paths)}")
-            changes["artifact"] = name
-            changes.setdefault("style", None)  # Another artifact has other styles.
-        if "style" in fields:
-            changes["style"] = str(fields["style"]).strip() or None if fields["style"] is not None else None
-        if "strength" in fields:
-            changes["strength"] = _number("strength", fields["strength"])
-        if "preserve_color" in fields:
-            changes["preserve_color"] = _flag("preserve_color", fields["preserve_color"])
-        if "stroke_scale" in fields:
-            changes["stroke_scale"] = _number("stroke_scale", fields["stroke_scale"])
-        if "stroke_detail" in fields:
-            modes = spec_of(option_fields(RuntimeOptions)["stroke_detail"]).choices
-            if fields["stroke_detail"] not in modes:
-                raise UserError(f"stroke_detail: expected one of {', '.join(modes)}, got {fields['stroke_detail']!r}")
-            changes["stroke_detail"] = fields["stroke_detail"]
-        if "consistency" in fields:
-            changes["consistency"] = _number("consistency", fields["consistency"])
-        controls = replace(base, **changes)
+            artifact = str(fields["artifact"])
+            if artifact not in self.paths:
+                raise UserError(f"artifact: unknown artifact {artifact!r}; available: {', '.join(self.paths)}")
+            changes["style"] = None  # Another artifact has other styles.
+        specs = option_fields(RuntimeOptions)
+        for name in LIVE_FIELDS:
+            if name in fields:
+                try:
+                    changes[name] = value_from_text(specs[name], fields[name])
+                except ValueError as exc:
+                    raise UserError(f"{name}: {exc}") from None
+        controls = Controls(artifact, RuntimeOptions.build(base.options, **changes))
         self._check_style(controls)
         return controls
 
     def _check_style(self, controls: Controls) -> None:
         from inference.model.styles import style_weights
 
-        style_weights(controls.style, self.metadata[controls.artifact].style_names)
+        style_weights(controls.options.style, self.metadata[controls.artifact].style_names)
 
     def stylizer(self, name: str):
         """The artifact's :class:`~inference.engine.stylizer.Stylizer`, loaded on first use and kept (thread-safe)."""
@@ -161,20 +134,13 @@ class Catalog:
         job), configured by ``controls`` when given."""
         from inference.engine.stylizer import Stylizer
 
-        stylizer = Stylizer.from_artifact(self.paths[name], self.options)
-        if controls is not None:
-            apply_controls(stylizer, controls)
-        return stylizer
+        return Stylizer.from_artifact(self.paths[name], self.options if controls is None else controls.options)
 
 
 def apply_controls(stylizer, controls: Controls) -> None:
-    """Set ``stylizer``'s strength, colour, consistency, style and strokes to ``controls`` (no reload, no re-export);
-    settings that did not change since the last call cost nothing."""
-    previous: Controls | None = getattr(stylizer, "serve_controls", None)
-    if previous == controls:
-        return
-    changes = {
-        n: getattr(controls, n) for n in LIVE_FIELDS if previous is None or getattr(previous, n) != getattr(controls, n)
-    }
-    stylizer.update(**changes)
-    stylizer.serve_controls = controls
+    """Set ``stylizer``'s live options (strength, colour, consistency, style, strokes) to ``controls``' (no reload, no
+    re-export); only the fields that differ from the options the Stylizer runs with are changed."""
+    wanted = controls.live()
+    changes = {name: value for name, value in wanted.items() if getattr(stylizer.options, name) != value}
+    if changes:
+        stylizer.update(**changes)

@@ -25,8 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from inference.app.argtypes import add_field, flag, from_namespace, ranged
-from inference.app.cli import _Parser
-from inference.app.console import setup_logging
+from inference.app.console import OneLineParser, setup_logging
 from inference.core.errors import UserError, exit_on_user_error
 from inference.engine.options import RuntimeOptions
 from inference.serve.access import TOKEN_ENV, Access, is_loopback, origin_of
@@ -38,7 +37,7 @@ _RUNTIME_FIELDS = ("device", "precision", "backend", "batch_size")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
-    p = _Parser(
+    p = OneLineParser(
         prog="stylize-serve",
         description="Serve a web page (webcam, image and video stylization with live controls) and an HTTP API for "
         "a style artifact or a folder of artifacts. Listens on 127.0.0.1 unless --host says otherwise.",

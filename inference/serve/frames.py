@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class FrameService:
             stylizer = self.catalog.stylizer(batch[0].controls.artifact)
             # Frames from several callers share this stylizer, so it keeps no history: a webcam's consistency is
             # applied per connection (inference.serve.live_socket).
-            apply_controls(stylizer, replace(batch[0].controls, consistency=0.0))
+            apply_controls(stylizer, batch[0].controls.with_live(consistency=0.0))
             outputs = list(stylizer.frames(r.array for r in batch))
         except Exception as exc:
             self._fail(batch, exc)

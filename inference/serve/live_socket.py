@@ -19,7 +19,6 @@ replaces it (and counts as dropped). Nothing queues, so latency stays one frame'
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import struct
 
@@ -117,7 +116,7 @@ async def _controls_message(websocket: WebSocket, catalog: Catalog, text: str, c
         if not isinstance(message, dict) or message.pop("type", None) != "controls":
             raise UserError('expected {"type": "controls", ...}')
         controls = catalog.controls(message, base=controls)
-        await websocket.send_text(json.dumps({"type": "controls", "controls": dataclasses.asdict(controls)}))
+        await websocket.send_text(json.dumps({"type": "controls", "controls": controls.describe()}))
     except (UserError, ValueError) as exc:
         await websocket.send_text(error_json(exc))
     return controls
@@ -135,19 +134,18 @@ class _History:
 
     def consistent(self, frame, out, controls: Controls, flow=lambda: None):
         """``uint8 [H, W, 3]`` input and its per-frame stylization at strength 1 -> the consistent output mixed with
-        the input by ``controls.strength`` (same shape). Another artifact or style starts a new history (its first
+        the input by the controls' strength (same shape). Another artifact or style starts a new history (its first
         frame is taken as it is)."""
-        from inference.engine.consistency import ConsistencyStage
+        from inference.engine.consistency import ConsistencyStage, mix_frames
 
-        look = (controls.artifact, controls.style)
+        options = controls.options
+        look = (controls.artifact, options.style)
         if self.stage is None or look != self.look:
-            self.stage, self.look = ConsistencyStage(controls.consistency, flow=flow()), look
-        self.stage.strength = controls.consistency
+            self.stage, self.look = ConsistencyStage(options.consistency, flow=flow()), look
+        self.stage.strength = options.consistency
         # ``out`` is the network's output at strength 1; the user's strength mixes the input in after the stage, as
         # in stylize-video, so strength 0 gives back the input frame exactly.
-        stylized = lambda items: ((out, meta) for _, meta in items)  # noqa: E731
-        ((result, _),) = self.stage.run([(frame, None)], stylized, mix=lambda: controls.strength)
-        return result
+        return mix_frames(self.stage.step(frame, out), frame, options.strength)
 
 
 async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService, max_pixels: int) -> None:
@@ -167,11 +165,12 @@ async def _stylize_loop(websocket: WebSocket, slot: _Slot, frames: FrameService,
         tag = data[: TAG.size]
         try:
             frame = data[TAG.size :]
-            array = await asyncio.to_thread(decode_image, frame, "frame", max_pixels, controls.stroke_scale)
+            array = await asyncio.to_thread(decode_image, frame, "frame", max_pixels, controls.options.stroke_scale)
             # With the stage on, the network runs at strength 1 and the strength is mixed in after the stage.
-            per_frame = dataclasses.replace(controls, strength=1.0) if controls.consistency > 0 else controls
+            consistent = controls.options.consistency > 0
+            per_frame = controls.with_live(strength=1.0) if consistent else controls
             out = await asyncio.wrap_future(frames.submit(array, per_frame))
-            if controls.consistency > 0:
+            if consistent:
                 flow = lambda c=controls: flow_for_stream(frames.catalog.stylizer(c.artifact).flow)  # noqa: E731 - RAFT on a GPU
                 out = await asyncio.to_thread(history.consistent, array, out, controls, flow)
             else:

@@ -76,7 +76,7 @@ class _Counting:
     def _checked(self, items, yuv: bool):
         for frame, meta in items:
             height = frame.shape[0] * 2 // 3 if yuv else frame.shape[0]  # I420 planes are 1.5 rows per pixel row
-            check_pixels(frame.shape[1], height, self._max_pixels, "frame", self._job.controls.stroke_scale)
+            check_pixels(frame.shape[1], height, self._max_pixels, "frame", self._job.controls.options.stroke_scale)
             yield frame, meta
 
     def process(self, items, **kwargs):
