@@ -84,24 +84,6 @@ def guided_coefficients(
     return box_filter(a, radius), box_filter(b, radius)
 
 
-def guided_filter(
-    guide: torch.Tensor, src: torch.Tensor, radius: int = GUIDED_RADIUS, eps: float = GUIDED_EPS
-) -> torch.Tensor:
-    """Edge-preserving smoothing of ``src`` guided by ``guide`` (He et al.), clamped to [0, 1].
-
-    Args:
-        guide: ``[B, 1, H, W]`` grey guide in [0, 1].
-        src: ``[B, C, H, W]`` in [0, 1].
-        radius: Window radius in pixels.
-        eps: Regulariser (see :func:`guided_coefficients`).
-
-    Returns:
-        ``[B, C, H, W]`` in [0, 1].
-    """
-    a, b = guided_coefficients(guide, src, radius, eps)
-    return (a * guide + b).clamp(0.0, 1.0)
-
-
 def restore_detail(
     original: torch.Tensor, small: torch.Tensor, styled_small: torch.Tensor, styled: torch.Tensor
 ) -> torch.Tensor:

@@ -51,15 +51,6 @@ class MotionConfig:
     noise_sigma: tuple[float, float] = (0.001, 0.002)
     brightness: float = 0.02
 
-    def max_displacement(self, height: int, width: int) -> float:
-        """Upper bound of ``|flow|`` (pixels) for an image of this size."""
-        radius = 0.5 * math.hypot(height - 1, width - 1)
-        scale = 1.0 + self.max_zoom
-        # |s R(θ) r - r| <= |s e^{iθ} - 1| |r|, largest at the extreme zoom and angle.
-        theta = math.radians(self.max_rotation_deg)
-        affine = max(abs(complex(s * math.cos(theta), s * math.sin(theta)) - 1) for s in (scale, 1.0 - self.max_zoom))
-        return math.sqrt(2) * (self.max_translation + self.local_amplitude) + affine * radius
-
 
 class MotionPair(NamedTuple):
     """A synthetic pair in the project's flow convention.
