@@ -194,7 +194,7 @@ def test_webcam_socket_stylizes_frames_and_applies_controls(client, model, make_
         ws.send_bytes(TAG.pack(3.0) + b"garbage")
         assert json.loads(ws.receive_text()) == {
             "type": "error",
-            "error": "frame: not an image (Pillow cannot identify it)",
+            "error": "frame: not an image Pillow can identify",
         }
 
 

@@ -1,4 +1,4 @@
-"""Slow, idle and odd clients of a real server on the loopback (issue 28, build item 7, the server's sweep): very long
+"""Slow, idle and odd clients of a real server on the loopback: very long
 request targets, connections that never send a request, a slow upload, a result fetched while it is being written,
 and many small jobs. The server answers in the one error shape, stays up, and keeps nothing without bound."""
 

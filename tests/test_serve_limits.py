@@ -1,4 +1,4 @@
-"""The server's limits hold on a real server on the loopback (issue 28, items 3-5): one pixel budget for every route
+"""The server's limits hold on a real server on the loopback: one pixel budget for every route
 (image, webcam frame, video job) counted after the stroke scale and read from headers before decoding, and the
 ``--max-jobs`` slots counted under one lock from admission to the job's end."""
 
@@ -37,7 +37,7 @@ def wait_for(url: str, job_id: str, timeout: float = 60) -> dict:
 
 
 def test_work_pixels_count_the_network_input():
-    assert work_pixels(1900, 1900, 0.25) == (7600 * 7600, 7600, 7600)  # issue 28: 57.8 MP from a 3.6 MP image
+    assert work_pixels(1900, 1900, 0.25) == (7600 * 7600, 7600, 7600)  # 57.8 MP from a 3.6 MP image
     assert work_pixels(800, 600, 2.0) == (800 * 600, 400, 300)  # larger strokes: the frame itself is the most
     check_pixels(800, 800, 8_294_400, "frame", 1.0)
     with pytest.raises(Exception, match=r"^frame: 800x800 at stroke_scale 0.25 \(the network runs at 3200x3200\)"):
@@ -82,7 +82,7 @@ def test_video_job_budget_from_the_declared_size(model, make_video, tmp_path):
             assert r.status_code == 400
             assert r.json()["error"] == "clip.mp4: 64x48 is more than 0.002 megapixels"
         assert list(jobs.iterdir()) == []  # the upload is removed, no job was made
-        # Issue 28's bomb, scaled down: a .mov of PNG frames. FFmpeg's probe would decode a frame to learn its format;
+        # A pixel bomb, scaled down: a .mov of PNG frames. FFmpeg's probe would decode a frame to learn its format;
         # handed the budget, it refuses to, and the size reads as unknown.
         r = httpx.post(url + "/api/videos", files={"video": ("bomb.mov", png_movie(tmp_path / "bomb.mov", 200))})
         assert r.status_code == 400

@@ -1,4 +1,4 @@
-"""Who may use ``stylize-serve`` (issue 28, item 14), on a real server on the loopback: Host and Origin checked
+"""Who may use ``stylize-serve``, on a real server on the loopback: Host and Origin checked
 against the bound address, ``--allow-origin`` for a reverse proxy, and a token on every request beyond the loopback
 (taken from the URL once, then kept by the page in a cookie)."""
 

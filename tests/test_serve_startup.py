@@ -1,4 +1,4 @@
-"""``stylize-serve`` binds its port before it loads anything (issue 28, item 11): a taken port is one line and a
+"""``stylize-serve`` binds its port before it loads anything: a taken port is one line and a
 non-zero exit, never a "ready" line."""
 
 from __future__ import annotations

@@ -20,6 +20,22 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+#: Longest message a client or a log line gets, in characters: a message can quote a field's value, and a 100 KB
+#: style string must not come back whole (a server's echo would amplify every bad request).
+MAX_MESSAGE_CHARS = 300
+
+
+def one_line(message: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` as one line (runs of whitespace, newlines included, become one space) of at most ``limit``
+    characters: a longer one loses its middle to an ellipsis, since a long quoted value sits in the middle and both the
+    subject (the start) and the way out (the end: "available: ...") matter."""
+    text = " ".join(str(message).split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
 class UserError(Exception):
     """A problem with the user's input, reported as a single line without a traceback.
 

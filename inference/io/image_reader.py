@@ -18,14 +18,14 @@ import io
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from inference.core.errors import MediaError
+from inference.core.errors import MediaError, UserError, one_line
 from inference.core.stages import StageClock
 from inference.io.media import DEFAULT_FOLDER_FPS, IMAGE_EXTENSIONS, MediaInfo, Resize, SourceFrame, probe_kind
 from inference.io.protocols import Source
@@ -56,7 +56,13 @@ def list_frames(pattern: str | Path) -> list[Path]:
 
 
 def read_image(
-    source: ImageInput, *, min_side: int | None = None, max_side: int | None = None, max_pixels: int | None = None
+    source: ImageInput,
+    *,
+    min_side: int | None = None,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+    check_size: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Read an image as RGB ``uint8 [H, W, 3]`` (C-contiguous, writable), upright and alpha on white.
 
@@ -65,15 +71,21 @@ def read_image(
         min_side: JPEGs may be decoded at a reduced scale (1/2, 1/4, 1/8) as long as both sides stay >= this.
         max_side: Shrink (never enlarge) so that the longer side is at most this, with :func:`resize_image`.
         max_pixels: Accept images up to this many pixels instead of Pillow's decompression-bomb limit.
+        name: How messages name the image (default: the path, or ``<image bytes>``).
+        check_size: Called with the header's ``(width, height)`` before anything is decoded (an upload's pixel
+            budget: a small, well-compressed file can hold a huge picture); the :class:`UserError` it raises passes
+            through unchanged.
 
     Raises:
         MediaError: One line naming the file: missing, not an image, truncated or corrupt, or over the pixel limit.
     """
-    name = str(source) if isinstance(source, str | Path) else "<image bytes>"
+    name = name or (str(source) if isinstance(source, str | Path) else "<image bytes>")
     from PIL import Image, UnidentifiedImageError
 
     try:
         with _open(source, max_pixels) as img:
+            if check_size is not None:
+                check_size(img.width, img.height)
             return _flatten(_decode(img, min_side, max_side))
     except FileNotFoundError:
         raise MediaError(f"{name}: no such file") from None
@@ -83,8 +95,12 @@ def read_image(
         raise MediaError(f"{name}: not an image Pillow can identify") from None
     except MediaError as exc:
         raise MediaError(f"{name}: {exc}") from None
-    except (OSError, ValueError, SyntaxError, MemoryError) as exc:  # truncated or corrupt data
-        raise MediaError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+    except UserError:
+        raise  # check_size's, already naming the image
+    except Exception as exc:
+        # Truncated or corrupt data: Pillow's decoders raise OSError and ValueError, but also SyntaxError (a PNG cut
+        # mid-IDAT), EOFError, struct.error and others on bytes nobody vetted (an upload).
+        raise MediaError(f"{name}: not a readable image ({type(exc).__name__}: {one_line(exc, 160)})") from None
 
 
 def _open(source: ImageInput, max_pixels: int | None) -> PILImage.Image:

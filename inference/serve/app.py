@@ -28,10 +28,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from inference.core.errors import UserError
+from inference.core.errors import UserError, one_line
 from inference.serve.access import Access, Guard
 from inference.serve.catalog import Catalog
-from inference.serve.errors import Busy, NotFound, one_line
+from inference.serve.errors import Busy, NotFound
 from inference.serve.frames import FrameService, decode_image, encode_image
 from inference.serve.limits import UploadLimit
 from inference.serve.live_socket import serve_live

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 
-from inference.core.errors import UserError
-
-#: Longest message sent to a client, in characters: a message can quote a field's value, and a 100 KB style string
-#: must not come back whole (the echo would amplify every bad request).
-MAX_MESSAGE_CHARS = 300
+from inference.core.errors import UserError, one_line
 
 
 class NotFound(UserError):
@@ -22,17 +18,6 @@ class NotFound(UserError):
 
 class Busy(UserError):
     """The server is at its ``--max-jobs`` limit (HTTP 429: try again later)."""
-
-
-def one_line(message: object, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``message`` as one line (runs of whitespace, newlines included, become one space) of at most ``limit``
-    characters: a longer one loses its middle to an ellipsis, since a long quoted value sits in the middle and both the
-    subject (the start) and the way out (the end: "available: ...") matter."""
-    text = " ".join(str(message).split())
-    if len(text) <= limit:
-        return text
-    head = (limit - 1) // 2
-    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
 
 
 def error_body(message: object) -> bytes:

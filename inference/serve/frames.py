@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.core.errors import UserError
+from inference.core.errors import UserError, one_line
+from inference.io.image_reader import read_image
 from inference.serve.catalog import Catalog, Controls, apply_controls
-from inference.serve.errors import one_line
 from inference.serve.pixels import MAX_IMAGE_PIXELS, check_pixels
 
 log = logging.getLogger("inference")
@@ -139,23 +139,11 @@ def decode_image(
         UserError: Not an image, an empty or truncated one, or one over the budget (a small, well-compressed file can
             hold a huge picture), in one line naming ``name``.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not data:
         raise UserError(f"{name}: empty upload")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            check_pixels(img.width, img.height, max_pixels, name, stroke_scale)
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
-    except UserError:
-        raise
-    except UnidentifiedImageError:
-        raise UserError(f"{name}: not an image (Pillow cannot identify it)") from None
-    except Exception as exc:
-        # Any failure inside a decoder fed untrusted bytes is a broken upload, not a server fault: Pillow raises
-        # OSError and ValueError, but also SyntaxError (a PNG cut mid-IDAT), EOFError, struct.error and others.
-        raise UserError(f"{name}: cannot decode the image ({type(exc).__name__}: {one_line(exc, 160)})") from None
+    return read_image(
+        data, name=name, check_size=lambda width, height: check_pixels(width, height, max_pixels, name, stroke_scale)
+    )
 
 
 def encode_image(array: np.ndarray, fmt: str = "JPEG", quality: int = 90) -> bytes:

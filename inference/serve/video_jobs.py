@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.core.errors import UserError
+from inference.core.errors import UserError, one_line
 from inference.serve.catalog import Catalog, Controls
-from inference.serve.errors import Busy, one_line
+from inference.serve.errors import Busy
 from inference.serve.pixels import MAX_IMAGE_PIXELS, check_pixels
 
 log = logging.getLogger("inference")
