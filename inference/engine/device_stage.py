@@ -47,40 +47,20 @@ def consistent_frames(
 
     Args:
         stage: The stage (made with ``tensors=on_device``).
-        items, batcher, engine, step, strength: As for :func:`consistent_on_device`.
-        on_device: Combine on the device (:func:`consistent_on_device`), else on the host after the download.
-
-    Yields:
-        ``(uint8 [H,W,3], meta)`` in input order.
-    """
-    if on_device:
-        yield from consistent_on_device(stage, items, batcher, engine, step=step, strength=strength)
-        return
-    compute = partial(step, yuv_in=None, yuv_out=None, float_dtype=None, mix=False)
-    yield from stage.run(items, lambda pairs: batcher.run(engine, pairs, compute), mix=strength)
-
-
-def consistent_on_device(
-    stage: ConsistencyStage,
-    items: Iterable[tuple[np.ndarray, Any]],
-    batcher: Batcher,
-    engine: Any,
-    *,
-    step: BatchStep,
-    strength: Callable[[], float],
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """Stylize ``(frame, meta)`` pairs through ``batcher`` and ``engine`` with the stage combined on the device.
-
-    Args:
-        stage: A stage made with ``tensors=True``.
         items: ``uint8 [H,W,3]`` RGB frames and their metadata.
         batcher, engine: How the Stylizer forms and runs batches (:mod:`inference.engine.batching`).
         step: The Stylizer's batch step; called without the strength mix, which comes after the stage.
         strength: The user's strength, read for each batch.
+        on_device: Combine on the device, inside each batch's compute; else on the host after the download
+            (:meth:`~inference.engine.consistency.ConsistencyStage.run`).
 
     Yields:
         ``(uint8 [H,W,3], meta)`` in input order.
     """
+    if not on_device:
+        network_only = partial(step, yuv_in=None, yuv_out=None, float_dtype=None, mix=False)
+        yield from stage.run(items, lambda pairs: batcher.run(engine, pairs, network_only), mix=strength)
+        return
     pending: deque[Future[Motion]] = deque()  # motions of the frames read and not yet combined, in order
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") as pool:
 
