@@ -94,3 +94,12 @@ def test_without_ray_the_error_names_the_extra(clips, model, tmp_path, capsys, m
     assert run_cli(clips, "-m", model, "-o", tmp_path / "o", "--cluster", "ray") == 2
     assert capsys.readouterr().err == "error: --cluster ray needs Ray: pip install 'styletrain[cluster]'\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_ray_actors_name_their_device_for_binding():
+    """A GPU actor names ``cuda`` (Ray makes its GPU the first visible one), so that it binds its GPU and its share of
+    host threads (``bind_worker``) as the local pool's workers do; an actor without a GPU names ``cpu``."""
+    from inference.app.ray_executor import actor_device
+
+    assert actor_device([]) == "cpu"
+    assert actor_device(["0"]) == "cuda"

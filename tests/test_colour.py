@@ -1,4 +1,5 @@
-"""Device colour conversion (CPU tensors) against FFmpeg's swscale, round trips, and the untagged-stream default.
+"""Device colour conversion (CPU tensors) against FFmpeg's swscale, round trips, and the untagged-stream default; on a
+GPU (marker ``gpu``), conversion without host syncs and left-sited chroma equal to the CPU's.
 
 Content: the photographs in ``data/samples/content``, converted to yuv420p by swscale itself, as a decoder would
 hand them over. "Within 1 level" is measured as the maximum over in-gamut pixels: pixels whose exact (float64,
@@ -19,7 +20,7 @@ from PIL import Image
 
 from inference.core.colour import YuvSpec, i420_to_rgb, luma, rgb_to_i420, to_float, to_uint8
 
-from .conftest import yuv8_to_rgb_reference
+from .conftest import no_host_sync, yuv8_to_rgb_reference
 
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "data" / "samples" / "content").glob("*.jpg"))
 SWS_COLORSPACE = {"bt601": "itu601", "bt709": "itu709", "bt2020": "bt2020"}
@@ -243,3 +244,24 @@ def test_left_sited_downsampling_keeps_a_ramp_in_place():
         u = out[h : h + h // 4].reshape(h // 2, w // 2)[0].double()
         expected = 100 + 4 * (2 * torch.arange(w // 2, dtype=torch.float64) + shift)
         assert (u[1:-1] - expected[1:-1]).abs().max() <= 1.0, left
+
+
+@pytest.mark.gpu
+def test_colour_conversion_on_cuda_never_waits_for_the_host():
+    spec = YuvSpec("bt709", chroma_left=True)
+    planes = torch.randint(16, 235, (4, 1080 * 3 // 2, 1920), dtype=torch.uint8, device="cuda")
+    rgb_to_i420(i420_to_rgb(planes, spec), spec)  # the first call copies the matrices once
+    with no_host_sync():
+        for _ in range(3):
+            rgb_to_i420(i420_to_rgb(planes, spec, torch.float16), spec)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.gpu
+def test_left_sited_conversion_on_cuda_matches_the_cpu():
+    spec = YuvSpec("bt709", chroma_left=True)
+    planes = torch.randint(0, 256, (2, 120 * 3 // 2, 160), dtype=torch.uint8)
+    cpu = i420_to_rgb(planes, spec)
+    gpu = i420_to_rgb(planes.cuda(), spec).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-5, rtol=0)
+    assert (rgb_to_i420(cpu.cuda(), spec).cpu().int() - rgb_to_i420(cpu, spec).int()).abs().max() <= 1

@@ -1,6 +1,6 @@
 """The consistency stage as tensor operations (what runs on CUDA, inference/engine/device_stage.py), run on the CPU:
 it agrees with the OpenCV path within one grey level; and the user's strength is applied after the stage, so that
-strength 0 gives back the input exactly at every consistency level (issue 28, item 13)."""
+strength 0 gives back the input exactly at every consistency level."""
 
 from __future__ import annotations
 

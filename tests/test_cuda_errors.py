@@ -1,8 +1,10 @@
 """CUDA errors (``inference/engine/cuda_errors.py``): a sticky error (the context is broken) is told apart from a
-retryable one, and a worker whose context broke takes no more files, in this process or in a pool."""
+retryable one, and a worker whose context broke takes no more files, in this process or in a pool; on a GPU (marker
+``gpu``), a real device-side assert."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -75,3 +77,48 @@ def test_a_pool_worker_leaves_the_queue_after_a_sticky_error(monkeypatch, unboun
     messages = [results.get_nowait() for _ in range(results.qsize())]
     assert [m[0] for m in messages] == ["start", "done"] and messages[1][3].retire
     assert tasks.qsize() == 3  # two files and the end marker, left to the other workers
+
+
+_STICKY = r"""
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inference.app.file_options import FileOptions
+from inference.app.jobs import Job, run_job
+from inference.engine.options import RuntimeOptions
+from inference.engine.stylizer import Stylizer
+
+
+class OutOfBounds(nn.Module):
+    def forward(self, x):
+        index = torch.tensor([10**6], device=x.device)
+        return x + x.flatten()[index].sum()  # a device-side assert: the context is broken from here on
+
+
+clip, out = sys.argv[1], sys.argv[2]
+stylizer = Stylizer(OutOfBounds(), RuntimeOptions(device="cuda", precision="fp32"))
+outcome = run_job(stylizer, Job(Path(clip), Path(out)), FileOptions())
+print("RETIRE" if outcome.retire else "KEEP", outcome.message)
+"""
+
+
+@pytest.mark.gpu
+def test_a_real_device_side_assert_retires_the_worker(tmp_path, make_video):
+    """In a subprocess: a real sticky error (its CUDA context stays broken) must be classified as one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip = make_video(tmp_path / "c.mp4", n_frames=4, audio=False)
+    script = tmp_path / "sticky.py"
+    script.write_text(_STICKY)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, str(script), str(clip), str(tmp_path / "o.mp4")]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert "RETIRE" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not (tmp_path / "o.mp4").exists()

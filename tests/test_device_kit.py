@@ -97,7 +97,7 @@ def _as_on_the_machine(tmp: Path, code: str, kit: bool = True) -> subprocess.Com
 
 @pytest.mark.slow
 def test_gpu_tests_collect_with_only_the_machines_packages_and_the_kit(tmp_path):
-    """`pytest -m gpu` on the GPU machine must not stop at collection (issue 27: 11 modules import av, one
+    """`pytest -m gpu` on the GPU machine must not stop at collection (11 modules import av, one
     jsonargparse), nor may the check fail to start. Every installed distribution that neither the machine nor the kit
     provides is left out of the interpreter's path."""
     assert "av" in md.packages_distributions()  # the simulation needs the carried packages installed here

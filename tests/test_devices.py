@@ -1,5 +1,5 @@
 """Which GPU a worker uses (``inference/core/devices.py``): torch, NVDEC, NVENC and the stage timers on the worker's
-own device, and the host cores shared between the workers."""
+own device, and the host cores shared between the workers; on two GPUs (marker ``gpu``), the stage timers for real."""
 
 from __future__ import annotations
 
@@ -65,6 +65,21 @@ def test_stage_events_are_recorded_on_the_devices_stream(monkeypatch):
         pass
     spans.flush()
     assert recorded == ["stream of cuda:1", "stream of cuda:1"]
+
+
+@pytest.mark.gpu(count=2)
+def test_stage_events_time_the_workers_gpu_while_another_is_current():
+    from inference.core.stages import StageClock
+    from inference.engine.engines import Spans
+
+    torch.cuda.set_device(0)
+    clock = StageClock()
+    spans = Spans(clock, cuda=True, device=torch.device("cuda:1"))
+    with spans.span("network"), torch.cuda.device(1):
+        torch.cuda._sleep(int(2e8))  # noqa: SLF001 - a long kernel on GPU 1 while GPU 0 is the current device
+    torch.cuda.synchronize(1)
+    spans.flush()
+    assert clock.busy["network"] > 0.01  # events on GPU 0's idle stream (the old code) measured about nothing
 
 
 def test_stylize_file_binds_the_stylizers_gpu(monkeypatch, unbound, tmp_path):

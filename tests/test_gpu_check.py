@@ -1,4 +1,5 @@
-"""bench.gpu_check without a GPU: one line and at once; its verdicts and table; a CPU smoke run of its sections."""
+"""bench.gpu_check without a GPU: one line and at once; its verdicts and table; a CPU smoke run of its sections; on a
+GPU (marker ``gpu``), the model-only helper it times with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from bench.check_guard import Budget
 from bench.gpu_targets import Verdict, all_met, evaluate, summary, table
@@ -75,3 +78,14 @@ def test_budget_carries_what_a_section_leaves():
     assert 9.0 < budget.left() <= 10.0
     budget.open(0.1)  # the unused 10 s of the first section carry over
     assert 19.0 < budget.left() <= 20.0
+
+
+@pytest.mark.gpu
+def test_the_model_only_helper_times_a_network_on_cuda():
+    """The model-only helper bench.gpu_check uses runs on this GPU (a smoke test of the check itself)."""
+    from bench.runtime_speed import measure_model_fps
+    from inference.model.networks import build_network
+
+    t0 = time.perf_counter()
+    row = measure_model_fps(build_network("light"), 360, 640, 8, "cuda", "fp16", backend="torch", min_time=0.1)
+    assert row["status"] == "ok" and row["fps"] > 0 and time.perf_counter() - t0 < 60

@@ -1,4 +1,4 @@
-"""bench.gpu_check returns what it measured (issue 27): the JSON after every row, sections that survive SystemExit and
+"""bench.gpu_check returns what it measured: the JSON after every row, sections that survive SystemExit and
 overruns, budgets enforced inside rows, the GPU tests' process group killed whole; and its CPU dry run."""
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def test_vp9_preset_changes_the_encoding(tmp_path, make_video, model):
     assert sizes["ultrafast"] != sizes["placebo"]
 
 
-# --- issue 17, findings 7 and 8: NVENC quality mapping and fallback -------------------------------------------------
+# --- NVENC quality mapping and fallback -----------------------------------------------------------------------------
 
 
 def test_nvenc_crf_zero_is_best_quality_not_automatic():

@@ -1,5 +1,6 @@
 """The batch cap under CUDA's 32-bit index math (``inference/engine/index_limit.py``): the largest tensor of the
-network decides how many frames fit, and the Stylizer splits its batches to stay under it."""
+network decides how many frames fit, and the Stylizer splits its batches to stay under it, for that call only; on a
+GPU (marker ``gpu``), johnson at 4K."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from inference.core.colour import YuvSpec
 from inference.core.errors import UserError
-from inference.engine import index_limit
+from inference.engine import batching, index_limit
 from inference.engine.index_limit import INDEX_LIMIT, PeakTensor
 from inference.engine.options import RuntimeOptions
 from inference.engine.stylizer import Stylizer
@@ -56,3 +58,38 @@ def test_the_stylizer_splits_batches_at_the_index_limit(monkeypatch, make_image)
     sizes.clear()
     st.tensors(batch.permute(0, 3, 1, 2).float() / 255)
     assert max(sizes) == 3 and sum(sizes) == 8
+
+
+class _SmallCap:
+    """Stands in for the 32-bit index probe: frames over 1000 pixels fit one per batch, smaller ones any number."""
+
+    def __init__(self, network) -> None:
+        pass
+
+    def max_batch(self, height: int, width: int, scale: float = 1.0) -> int:
+        return 1 if height * width > 1000 else 64
+
+
+def test_one_large_tensor_batch_does_not_lower_the_batch_size_for_good(monkeypatch):
+    """``Stylizer.tensors`` chunks a batch of large frames under the index limit for that call only: the next batch of
+    small frames runs at the configured batch size again."""
+    monkeypatch.setattr(batching, "PeakTensor", _SmallCap)
+    stylizer = Stylizer(build_network("identity"), RuntimeOptions(device="cpu", backend="torch", batch_size=4))
+    stylizer.batcher.index_limited = True  # as on CUDA
+    large = torch.randint(0, 256, (3, 40, 40, 3), dtype=torch.uint8)
+    assert torch.equal(stylizer.tensors(large), large)  # identity, in chunks of one
+    assert stylizer.batch_size == 4
+    small = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    assert torch.equal(stylizer.tensors(small), small) and stylizer.batch_size == 4
+
+
+@pytest.mark.gpu
+def test_johnson_at_4k_on_cuda_caps_the_default_batch_instead_of_failing():
+    st = Stylizer(build_network("johnson"), RuntimeOptions(device="cuda", precision="fp16"))
+    assert st.batch_size == 8
+    spec = YuvSpec("bt709", chroma_left=True)
+    rng = np.random.default_rng(0)
+    planes = [rng.integers(16, 235, (2160 * 3 // 2, 3840), dtype=np.uint8) for _ in range(8)]
+    outs = list(st.process(((p, i) for i, p in enumerate(planes)), yuv_in=spec, yuv_out=spec))
+    assert [m for _, m in outs] == list(range(8)) and outs[0][0].shape == (3240, 3840)
+    assert st.batch_size == 4  # capped under 2^31 elements instead of failing in the reflection pad

@@ -1,8 +1,8 @@
 """Live inputs and outputs that misbehave: silent, half-open, garbage, stalled mid-stream, a sink that takes nothing.
 
 Each gives one line naming the input or output and what did not arrive or could not be written, within a bounded
-time, and never a library message ('utf-8' codec, "Immediate exit requested") or a traceback (issue 28 and its
-sweep). Timeouts are shortened through the public module constants so the tests wait a second, not fifteen.
+time, and never a library message ('utf-8' codec, "Immediate exit requested") or a traceback. Timeouts are shortened
+through the public module constants so the tests wait a second, not fifteen.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each run is a real ``stylize-video udp://127.0.0.1:P`` process fed by a paced H.
 A native crash (exit 139, or -11 when the signal kills Python) must never happen; SIGTERM while the stream is still
 being opened exits 143 promptly (not 2 with "Immediate exit requested"); SIGTERM once frames arrived finishes a
 playable file and exits 0 ("stopped by SIGTERM"). ``LIVE_SIGTERM_RUNS`` sets the count of the random run (20 is the
-issue's target: ``LIVE_SIGTERM_RUNS=20 pytest tests/test_live_signals.py -m slow``).
+acceptance count: ``LIVE_SIGTERM_RUNS=20 pytest tests/test_live_signals.py -m slow``).
 """
 
 from __future__ import annotations

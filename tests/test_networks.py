@@ -1,4 +1,5 @@
-"""Forward/backward contract tests for the style networks (tiny sizes, CPU)."""
+"""Forward/backward contract tests for the style networks (tiny sizes, CPU); on a GPU (marker ``gpu``), the layout
+CUDA's reflection pad returns."""
 
 from __future__ import annotations
 
@@ -145,3 +146,10 @@ def test_identity_returns_its_input() -> None:
         assert torch.equal(x, before)
     with pytest.raises(ValueError, match="expected a float tensor"):
         net(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+
+
+@pytest.mark.gpu
+def test_cuda_reflection_pad_returns_nchw_for_a_channels_last_input():
+    """The premise of the channels_last advice: if torch changes this, revisit configs/default.yaml."""
+    x = torch.rand(2, 32, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    assert not torch.nn.ReflectionPad2d(1)(x).is_contiguous(memory_format=torch.channels_last)

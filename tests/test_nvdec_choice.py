@@ -1,7 +1,11 @@
 """Whether NVDEC decodes (``inference/io/video_reader.py``, ``inference/core/devices.py``): decided from the first
-decoded frame, never assumed; its threads fit its surfaces; a software decode is named as such."""
+decoded frame, never assumed; its threads fit its surfaces; a software decode is named as such; on a GPU (marker
+``gpu``), a real NVDEC decode."""
 
 from __future__ import annotations
+
+import numpy as np
+import pytest
 
 from .conftest import fake_hwaccel_opens
 
@@ -40,3 +44,27 @@ def test_a_software_decode_is_named_software(tmp_path, make_video, caplog):
         assert len(list(source.frames())) == 4
     finally:
         source.close()
+
+
+@pytest.mark.gpu
+def test_nvdec_decodes_on_cuda_and_matches_the_software_decode(tmp_path, make_video):
+    av_hw = pytest.importorskip("av.codec.hwaccel")
+    if "cuda" not in av_hw.hwdevices_available():
+        pytest.skip("this FFmpeg build has no CUDA hwaccel")
+    from inference.core.devices import NVDEC_MAX_THREADS
+    from inference.io.video_reader import VideoSource
+
+    clip = make_video(tmp_path / "c.mp4", n_frames=12, size=(1920, 1080), audio=False)
+    source = VideoSource(clip, planes=True)
+    try:
+        assert "NVDEC" in source.decoder, source.decoder  # really decoded there (the first frame says so)
+        assert source.stream.codec_context.thread_count <= NVDEC_MAX_THREADS
+        gpu = [f.array.astype(int) for f in source.frames()]
+    finally:
+        source.close()
+    soft = VideoSource(clip, planes=True, hwaccel=False)
+    try:
+        cpu = [f.array.astype(int) for f in soft.frames()]
+    finally:
+        soft.close()
+    assert len(gpu) == len(cpu) == 12 and max(np.abs(a - b).max() for a, b in zip(gpu, cpu, strict=True)) <= 2

@@ -1,14 +1,18 @@
-"""Precision choice: the pure selection rule, the parity probe (run on the CPU), and what the Stylizer records."""
+"""Precision choice: the pure selection rule, the parity probe (run on the CPU, and under compile), and what the
+Stylizer records; on a GPU (marker ``gpu``), native bf16 and the probe of the selected style."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from inference.core.errors import UserError
 from inference.engine import precision
+from inference.engine.backends import probe_runner
 from inference.engine.options import RuntimeOptions
 from inference.engine.precision import PARITY_TOLERANCE, PrecisionReport, select_precision
 from inference.engine.stylizer import Stylizer
@@ -124,3 +128,41 @@ def test_the_precision_probe_runs_the_configured_network(monkeypatch):
     net = build_network("tiny", num_styles=2)
     Stylizer(net, RuntimeOptions(device="cpu", style="1", channels_last=True, stroke_scale=2.0))
     assert seen == {"style": [0.0, 1.0], "size": (64, 96), "channels_last": True}
+
+
+def test_precision_probe_under_compile_compiles_no_copies(monkeypatch):
+    """The probe's runner compiles no copy of the network under any compile mode (copies compiled for the probe would
+    share the class's compile cache: its recompile slots and dynamic shapes) and gives the network's own output."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the precision probe compiled a copy of the network")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    torch.manual_seed(0)
+    net = build_network("tiny").eval()
+    x = torch.rand(1, 3, 32, 48)
+    for mode in ("default", "reduce-overhead", "max-autotune"):
+        with torch.inference_mode():
+            assert torch.equal(probe_runner(True, mode)(net)(x), net(x))
+
+
+@pytest.mark.gpu
+def test_bf16_is_native_on_cuda_from_compute_capability_8():
+    from inference.engine.precision import bf16_native
+
+    assert bf16_native(torch.device("cuda")) == (torch.cuda.get_device_capability()[0] >= 8)
+
+
+@pytest.mark.gpu
+def test_the_precision_probe_on_cuda_checks_the_selected_style():
+    """Style 1's scales overflow fp16: the probe must reject fp16 when style 1 is selected, not test style 0."""
+    torch.manual_seed(0)
+    net = build_network("tiny", num_styles=2)
+    with torch.no_grad():
+        for module in net.modules():
+            if hasattr(module, "num_styles") and isinstance(getattr(module, "weight", None), nn.Parameter):
+                module.weight[1].fill_(1e6)
+    first = Stylizer(copy.deepcopy(net), RuntimeOptions(device="cuda", style="0")).precision_report
+    second = Stylizer(copy.deepcopy(net), RuntimeOptions(device="cuda", style="1")).precision_report
+    assert math.isfinite(first.errors["fp16"]), first.line()
+    assert second.chosen != "fp16" and first.errors != second.errors, (first.line(), second.line())

@@ -1,7 +1,7 @@
 """``--cluster ray --ray-address`` where no Ray cluster answers: one line within seconds, no Ray log lines.
 
 Before the fix, ``--ray-address 127.0.0.1:1`` waited over 400 s on Ray's control store and printed Ray's C++
-warnings ("Failed to get cluster ID from GCS server ...") instead of one line (issue 28, item 12).
+warnings ("Failed to get cluster ID from GCS server ...") instead of one line.
 """
 
 from __future__ import annotations
