@@ -1,5 +1,6 @@
-"""Per-frame training at absolute weights against relative ones (``--model.style_balance``): does the model paint and
-keep the content? One short run per value, the same seed and crops; ``content_kept`` and contrast on held-out photos.
+"""Per-frame training at absolute weights against relative ones (``--model.loss.style_balance``): does the model paint
+and keep the content? One short run per value, the same seed and crops; ``content_kept`` and contrast on held-out
+photos.
 
     python -m bench.build_hed_vgg16
     python -m bench.style_balance_probe --vgg-weights artifacts/hed_vgg16.pth --balances abs,1,30 --steps 60 \\
@@ -25,6 +26,7 @@ from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, load_stills
 def run(args: argparse.Namespace, balance: float | None, stills: list[torch.Tensor], held_out: torch.Tensor) -> dict:
     """Train one per-frame model (absolute weights when ``balance`` is None) and measure it on ``held_out``."""
     from styletrain.module import StyleTransferModule
+    from styletrain.module_config import LossConfig
     from styletrain.output_stats import content_kept, contrast
 
     torch.manual_seed(args.seed)
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace, balance: float | None, stills: list[torch.Tens
         warnings.simplefilter("ignore" if args.vgg_weights == "random" else "default")
         module = StyleTransferModule(
             style=str(args.style), style_size=args.style_size, network=args.network, vgg_weights=args.vgg_weights,
-            **({} if balance is None else {"style_balance": balance}),
+            loss=LossConfig(style_balance=balance),
         ).train()  # fmt: skip
     optimizer = torch.optim.Adam(module.net.parameters(), lr=args.lr)
     gen, start = torch.Generator().manual_seed(args.seed), time.perf_counter()

@@ -3,8 +3,8 @@ per-frame run, judged on a real clip that no training used, with scene cuts left
 
 Matched: both runs of a cell build their network under the same seed (identical initial weights), draw their crops
 from the same data generator (identical images in the same order) and the temporal run's synthetic motion comes from
-the module's private generator (``--model.motion_seed``), so it cannot shift the data. Whatever differs between the
-two trained networks is the temporal term's doing.
+the module's private generator (``--model.temporal.motion_seed``), so it cannot shift the data. Whatever differs
+between the two trained networks is the temporal term's doing.
 
 Per cell it prints the warping error ratio (temporal / per-frame), the contrast ratio and both models'
 ``content_kept`` (edge correlation with the input, :func:`styletrain.output_stats.content_kept`); then the median and
@@ -21,6 +21,7 @@ PNG per cell (input | per-frame | temporal, three frames) to look at::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -39,10 +40,9 @@ def build(args: argparse.Namespace, cell: dict, temporal: bool):
     """The module of one run (``cell``: style, seed, network, vgg_weights); the seed is set right before
     construction, so both runs of a cell start equal."""
     from styletrain.module import StyleTransferModule
+    from styletrain.module_config import LossConfig, TemporalConfig
 
-    options = {"temporal_balance": args.temporal_balance, "temporal_calibration_steps": args.calibration_steps}
-    if args.style_balance is not None:
-        options |= {"style_balance": args.style_balance}
+    balance = {"balance": args.temporal_balance, "calibration_steps": args.calibration_steps} if temporal else {}
     torch.manual_seed(cell["seed"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if cell["vgg_weights"] == "random" else "default")
@@ -51,9 +51,9 @@ def build(args: argparse.Namespace, cell: dict, temporal: bool):
             style_size=args.style_size,
             network=cell["network"],
             vgg_weights=cell["vgg_weights"],
-            lr=args.lr,
-            motion_seed=cell["seed"],
-            **(options if temporal else {k: v for k, v in options.items() if not k.startswith("temporal")}),
+            loss=LossConfig(style_balance=args.style_balance),
+            temporal=TemporalConfig(motion_seed=cell["seed"], **balance),
+            optimizer=functools.partial(torch.optim.Adam, lr=args.lr),  # recorded; train() steps its own Adam
         )
     return module.to(args.device)
 

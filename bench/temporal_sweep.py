@@ -1,6 +1,6 @@
 """Sweep the temporal balance: stability (warping error) against the style kept (contrast, style loss).
 
-Trains one network per ``--balances`` value (``--model.temporal_balance``; 0 is the per-frame model) on the same
+Trains one network per ``--balances`` value (``--model.temporal.balance``; 0 is the per-frame model) on the same
 content images, with the same seed, steps and style, then measures each on a real clip with
 :func:`styletrain.evaluate.evaluate_models` (flow on the INPUT clip, DIS by default) and prints, against the
 per-frame model, warping error, output contrast and style loss ratios. It picks the largest balance that keeps
@@ -22,6 +22,7 @@ always, as ``val_*``) the module's raw loss terms on fixed validation crops of t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import re
@@ -85,6 +86,7 @@ def _scale_features(module, scale: float) -> None:
 def build_module(args, balance: float, device: torch.device):
     """The LightningModule of one sweep point (balance 0: the per-frame model), loss-net features scaled if asked."""
     from styletrain.module import StyleTransferModule
+    from styletrain.module_config import LossConfig, TemporalConfig
 
     torch.manual_seed(args.seed)
     layers = {}
@@ -92,16 +94,16 @@ def build_module(args, balance: float, device: torch.device):
         layers["content_layers"] = tuple(args.content_layers.split(","))
     if args.style_layers:
         layers["style_layers"] = tuple(args.style_layers.split(","))
+    temporal = TemporalConfig(balance=balance or None, calibration_steps=args.calibration_steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if args.vgg_weights == "random" else "default")
         module = StyleTransferModule(
             style=str(args.style),
             network=args.network,
             vgg_weights=args.vgg_weights,
-            temporal_balance=balance or None,
-            temporal_calibration_steps=args.calibration_steps,
-            lr=args.lr,
-            **layers,
+            loss=LossConfig(**layers),
+            temporal=temporal,
+            optimizer=functools.partial(torch.optim.Adam, lr=args.lr),  # recorded; train_one steps its own Adam
         ).to(device)
     if args.feature_scale != 1.0:
         _scale_features(module, args.feature_scale)

@@ -87,6 +87,7 @@ def bench_one(
 ) -> dict:
     """Time ``steps`` optimisation steps after ``warmup`` ones; returns one result row."""
     from styletrain.module import StyleTransferModule
+    from styletrain.module_config import TemporalConfig
 
     precision, channels_last, compile_net = VARIANTS[variant]
     row = {"network": network, "batch": batch, "variant": variant, "temporal": temporal, "size": size}
@@ -95,7 +96,7 @@ def bench_one(
         style=str(style),
         network=network,
         vgg_weights=vgg_weights,
-        temporal_weight=1e4 if temporal else 0.0,
+        temporal=TemporalConfig(weight=1e4 if temporal else 0.0),
         channels_last=channels_last,
         compile=compile_net,
     ).to(device)

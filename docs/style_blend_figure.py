@@ -13,9 +13,9 @@ That artifact (the documentation's pictures) was trained on this project's 2-cor
     styletrain fit --config configs/smoke.yaml --style data/samples/starry_night.jpg --style great_wave.jpg \
         --data.path photos/ --data.image_size 128 --data.batch_size 4 --data.val_size 2 --model.network light \
         --model.vgg_weights artifacts/hed_vgg16.pth --model.style_size 256 \
-        --model.style_layers "[relu1_2, relu2_2, relu3_3, relu4_3]" --model.style_balance 1.0 --model.lr 0.003 \
-        --trainer.max_steps 400 --trainer.val_check_interval 200 \
-        --model.export_path docs/models/starry_night+great_wave-hed-light.safetensors
+        --model.loss.style_layers "[relu1_2, relu2_2, relu3_3, relu4_3]" --model.loss.style_balance 1.0 \
+        --model.optimizer.lr 0.003 --trainer.max_steps 400 --trainer.val_check_interval 200 \
+        --artifact.path docs/models/starry_night+great_wave-hed-light.safetensors
 
 The shipped artifact has the alias-free design (the default since artifact format 3). The same command with the
 original design (``--model.network_kwargs '{alias_free: false}'``; trained before the design existed) made

@@ -209,8 +209,8 @@ class ExportArtifact(Callback):
     Exported from the best checkpoint (lowest ``val/total``) when one exists, else from the current weights.
 
     Args:
-        path: Destination; default ``--model.export_path`` or ``artifacts/<style-stem>.safetensors`` (the stems
-            joined by ``+`` for several styles).
+        path: Destination; default ``artifacts/<style-stem>.safetensors`` (the stems joined by ``+`` for several
+            styles). The one place the artifact's path is set (``--artifact.path``).
         use_best: Prefer the best checkpoint over the final weights.
     """
 
@@ -220,9 +220,8 @@ class ExportArtifact(Callback):
         self.artifact_path: Path | None = None
 
     def destination(self, pl_module: StyleTransferModule) -> Path:
-        """Where the artifact goes, in order: this callback's ``path``, the module's ``export_path``, the default."""
-        explicit = self.path or pl_module.hparams.export_path
-        return Path(explicit) if explicit else Path("artifacts") / f"{'+'.join(_style_names(pl_module))}.safetensors"
+        """Where the artifact goes: this callback's ``path``, else the default named after the styles."""
+        return Path(self.path) if self.path else Path("artifacts") / f"{'+'.join(_style_names(pl_module))}.safetensors"
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -49,6 +49,7 @@ from inference.core.colour import to_float
 from inference.core.errors import OptionError, UserError, exit_on_user_error
 from styletrain.consistency_eval import parse_levels
 from styletrain.losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from styletrain.module_config import upgrade_hparams
 from styletrain.output_stats import clip_stats, fading_warnings
 
 if TYPE_CHECKING:
@@ -57,12 +58,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _model_config(metadata) -> dict[str, Any]:
-    """The ``model`` section of an artifact's training config (empty when absent)."""
+def training_hparams(metadata) -> dict[str, Any]:
+    """The ``model`` section of an artifact's training config (empty when absent), in the grouped layout whichever
+    layout the artifact was trained with (:func:`~styletrain.module_config.upgrade_hparams`)."""
     config = metadata.config or {}
     model = config.get("model", config)
     init = model.get("init_args") if isinstance(model, dict) else None
-    return init if isinstance(init, dict) else (model if isinstance(model, dict) else {})
+    return upgrade_hparams(init if isinstance(init, dict) else (model if isinstance(model, dict) else {}))
 
 
 def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -332,7 +334,7 @@ def _evaluate_model(
     """
     from styletrain.temporal.loss import warping_error
 
-    meta, cfg = artifact.metadata, _model_config(artifact.metadata)
+    meta, cfg = artifact.metadata, training_hparams(artifact.metadata)
     frames, batch_size = clip.frames, options.batch_size
     outputs, fps = stylize_clip(artifact.network, frames, dev, batch_size)
     error, floor = warping_error(outputs, *clip.flows, clip.cuts), clip.floor
@@ -341,8 +343,9 @@ def _evaluate_model(
     result["ratio_to_input"] = error / floor if floor > 0 else None
     result |= clip_stats(outputs, inputs=frames)  # + content_kept: edges of output vs input
     arch = cfg.get("vgg", "vgg16")
-    content_layers = cfg.get("content_layers", list(DEFAULT_CONTENT_LAYERS))
-    style_layers = cfg.get("style_layers", list(DEFAULT_STYLE_LAYERS))
+    loss = cfg.get("loss") or {}
+    content_layers = loss.get("content_layers", list(DEFAULT_CONTENT_LAYERS))
+    style_layers = loss.get("style_layers", list(DEFAULT_STYLE_LAYERS))
     key = (arch, tuple(content_layers), tuple(style_layers))
     if key not in evaluators:
         evaluators[key] = _LossEvaluator(arch, options.vgg_weights, content_layers, style_layers, dev)

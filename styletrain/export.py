@@ -76,12 +76,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-def check_training_checkpoint(path: str | os.PathLike[str], resume: bool) -> None:
+def check_training_checkpoint(path: str | os.PathLike[str], resume: bool) -> dict[str, Any]:
     """Refuse, in one line, a ``--ckpt_path`` that Lightning could not restore, before any run starts.
 
     Args:
         path: The checkpoint file.
         resume: ``fit`` resumes training, which also needs the optimizer state and the step counters.
+
+    Returns:
+        The checkpoint, read as :func:`load_checkpoint` does.
 
     Raises:
         UserError: Missing, unreadable or foreign file, not written by ``styletrain``, or no training state.
@@ -90,14 +93,18 @@ def check_training_checkpoint(path: str | os.PathLike[str], resume: bool) -> Non
     checkpoint_metadata(ckpt, path)
     if resume and not {"optimizer_states", "global_step", "loops"} <= set(ckpt):
         raise UserError(f"{path}: holds weights only (no optimizer state or step counters): it cannot resume fit")
+    return ckpt
 
 
 def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:
     """Network name/kwargs, style name/sha256, config and temporal flag of a checkpoint.
 
     Written by :meth:`StyleTransferModule.on_save_checkpoint` under ``"styletrain"``; for older checkpoints the
-    network is rebuilt from ``hyper_parameters``.
+    network is rebuilt from ``hyper_parameters`` (flat or grouped, see
+    :func:`~styletrain.module_config.upgrade_hparams`), and their config is those hyper-parameters as written.
     """
+    from styletrain.module_config import TemporalConfig, upgrade_hparams
+
     meta = dict(ckpt.get("styletrain") or {})
     hp = dict(ckpt.get("hyper_parameters") or {})
     if "network" not in meta:
@@ -108,7 +115,9 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike[str] = "ch
     meta.setdefault("style_name", Path(str(hp.get("style", "unknown"))).stem)
     meta.setdefault("style_sha256", "")
     meta.setdefault("config", {"model": hp})
-    meta.setdefault("temporal", float(hp.get("temporal_weight", 0) or 0) > 0)
+    if "temporal" not in meta:
+        temporal = {k: v for k, v in (upgrade_hparams(hp).get("temporal") or {}).items() if k != "motion"}
+        meta["temporal"] = TemporalConfig(**temporal).enabled
     return meta
 
 

@@ -1,8 +1,11 @@
 """The LightningModule: one transformer net trained against one style image, or several (one multi-style net).
 
-Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI. The network architecture is owned
-by the runtime (:func:`inference.model.networks.build_network`); this module wraps it as ``self.net`` and adds the
-frozen loss network, the style targets and the optimisation.
+Its constructor arguments are the ``--model.*`` schema of the ``styletrain`` CLI: the style and the networks at the
+top, the perceptual loss, the temporal loss and the schedule as typed groups (``--model.loss.*``,
+``--model.temporal.*``, ``--model.schedule.*``; :mod:`styletrain.module_config`), the optimizer as a callable
+(``--model.optimizer``). The network architecture is owned by the runtime
+(:func:`inference.model.networks.build_network`); this module wraps it as ``self.net`` and adds the frozen loss
+network, the style targets and the optimisation.
 
 Loss terms are kept in a dict (``content``, ``style``, ``tv``, ``temporal``, ``temporal_feature``) of raw
 (unweighted) values: :class:`styletrain.losses.PerceptualLoss` gives the first three, :class:`TemporalLoss` the
@@ -19,17 +22,18 @@ Gram matrices are non-persistent buffers recomputed at start-up, so a checkpoint
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from typing import Any, Literal
+import os
+from typing import IO, Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor
 
-from inference.core.errors import OptionError, UserError
+from inference.core.errors import OptionError
 from inference.core.hashing import sha256_of_file
 from inference.model.artifact import clean_state_dict
 from inference.model.networks import build_network
@@ -37,16 +41,32 @@ from styletrain.data.images import load_style_image, style_paths
 from styletrain.equivariance import one_pixel_shift_error
 from styletrain.loss_weights import PerceptualBalance, TemporalBalance
 from styletrain.losses import PerceptualLoss, weighted_sum
+from styletrain.module_config import (
+    INSTANTIATOR,
+    LossConfig,
+    ScheduleConfig,
+    TemporalConfig,
+    plain_groups,
+    upgrade_hparams,
+)
 from styletrain.output_stats import contrast
 from styletrain.temporal.loss import TemporalLoss
-from styletrain.temporal.motion import MotionConfig, random_motion_pair
+from styletrain.temporal.motion import random_motion_pair
 
 # The frozen VGG inside the perceptual loss: rebuilt from its weights argument, never saved.
 LOSS_NET_PREFIX = "perceptual.loss_network."
 
+# The groups' defaults. Frozen dataclasses are values, like tuples: a shared default instance cannot be changed by
+# one module and seen by the next, which is what the rule against instances as defaults guards against.
+_LOSS, _TEMPORAL, _SCHEDULE = LossConfig(), TemporalConfig(), ScheduleConfig()
+
 
 class StyleTransferModule(pl.LightningModule):
     """Train a feed-forward style network with perceptual (and optionally temporal) losses.
+
+    The losses, the temporal term and the schedule are typed groups (:mod:`styletrain.module_config`), the optimizer
+    a callable: ``StyleTransferModule("p.jpg", loss=LossConfig(style_weight=3e10), optimizer=partial(Adam, lr=5e-4))``
+    in Python, ``--model.loss.style_weight 3e10 --model.optimizer.lr 5e-4`` on the command line.
 
     Args:
         style: Path to the style image (any size, grayscale/RGBA/16-bit are converted), or a list of paths to
@@ -56,46 +76,14 @@ class StyleTransferModule(pl.LightningModule):
         network_kwargs: Constructor arguments of that network (e.g. ``{"channels": [16, 32, 64]}``).
         vgg: Loss network, ``vgg16`` or ``vgg19``.
         vgg_weights: ``imagenet`` (torchvision download, cached), a local ``.pth`` path, or ``random`` (tests only).
-        content_layers: VGG layers of the content (feature reconstruction) loss.
-        style_layers: VGG layers of the Gram style loss.
-        content_weight: Weight of the content loss.
-        style_weight: Weight of the style loss (Grams normalised by C*H*W).
-        tv_weight: Weight of the total-variation regulariser.
-        style_balance: Relative perceptual weights (:mod:`styletrain.loss_weights`): ``None`` keeps ``style_weight``
-            and ``tv_weight`` absolute (their meaning depends on the loss net's feature scale); a number sets the
-            style weight so that, on the content images, the weighted style term is this multiple of the weighted
-            content energy (calibrated over ``perceptual_calibration_steps`` batches, then frozen), which means the
-            same for any loss net.
-        tv_balance: With ``style_balance``: the weighted TV term as a multiple of the weighted content energy.
-        perceptual_calibration_steps: Training batches averaged to calibrate ``style_balance`` and ``tv_balance``.
-        temporal_weight: Absolute weight of the output-level temporal loss; > 0 trains on frame pairs (synthetic
-            motion for still images, real pairs when the data module provides them). Its meaning depends on the loss
-            network's scale; prefer ``temporal_balance``. Mutually exclusive with it.
-        temporal_balance: Temporal loss strength relative to the content term: the weighted temporal term starts at
-            this multiple of the weighted content term (the weight is calibrated over the first
-            ``temporal_calibration_steps`` training steps, then frozen; see
-            :mod:`styletrain.loss_weights`). Carries over between loss networks; trains on frame pairs.
-        temporal_calibration_steps: Training steps averaged to calibrate ``temporal_balance``.
-        temporal_balance_against: What the balance is a multiple of: the weighted ``content`` term, or the whole
-            weighted ``perceptual`` objective (content + style + TV), which keeps the temporal term's share when
-            the style term dominates.
-        temporal_feature_weight: Weight of the feature-level temporal loss on the net's 1/4-resolution features.
-        temporal_luminance: Let the output change where the input's luminance changes (temporal loss variant).
-        motion: Overrides of :class:`styletrain.temporal.motion.MotionConfig` for synthetic pairs, e.g.
-            ``{"max_translation": 8}``.
-        motion_seed: Seed of the synthetic motion's private random generator. Private, so the motion draws no
-            numbers from the global generator: a run with the temporal term starts from the same weights and sees
-            the same images in the same order as the same run without it (a matched comparison).
-        lr: Adam learning rate.
-        betas: Adam betas.
-        weight_decay: Adam L2 weight decay.
-        lr_schedule: ``constant`` or ``cosine`` (decay to 0 at the last step), after ``warmup_steps`` linear warm-up.
-        warmup_steps: Linear learning-rate warm-up steps.
+        loss: The perceptual loss: layers, weights, or weights relative to the content term.
+        temporal: The temporal loss, off by default (trains on frame pairs when on).
+        optimizer: Builds the optimizer from the net's parameters; default Adam at its defaults (learning rate 1e-3,
+            betas (0.9, 0.999), no weight decay), as in Johnson et al. 2016.
+        schedule: Learning-rate warm-up and decay, per step.
         channels_last: Run the transformer net in channels-last memory format. Worth trying only together with
             ``compile``: in eager mode every ReflectionPad2d returns NCHW, so each layer converts back and forth.
         compile: ``torch.compile`` the transformer net (only the net; the exported weights are unaffected).
-        export_path: Where the artifact is written at the end of ``fit``; default
-            ``artifacts/<style-stem>.safetensors``.
     """
 
     def __init__(
@@ -107,55 +95,63 @@ class StyleTransferModule(pl.LightningModule):
         network_kwargs: dict[str, Any] | None = None,
         vgg: Literal["vgg16", "vgg19"] = "vgg16",
         vgg_weights: str = "imagenet",
-        content_layers: tuple[str, ...] = ("relu2_2",),
-        style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
-        content_weight: float = 1e5,
-        style_weight: float = 1e10,
-        tv_weight: float = 1e-6,
-        style_balance: float | None = None,
-        tv_balance: float = 0.0,
-        perceptual_calibration_steps: int = 10,
-        temporal_weight: float = 0.0,
-        temporal_balance: float | None = None,
-        temporal_calibration_steps: int = 50,
-        temporal_balance_against: Literal["content", "perceptual"] = "content",
-        temporal_feature_weight: float = 0.0,
-        temporal_luminance: bool = False,
-        motion: dict[str, Any] | None = None,
-        motion_seed: int = 0,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        lr_schedule: Literal["constant", "cosine"] = "constant",
-        warmup_steps: int = 0,
+        loss: LossConfig = _LOSS,
+        temporal: TemporalConfig = _TEMPORAL,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        schedule: ScheduleConfig = _SCHEDULE,
         channels_last: bool = False,
         compile: bool = False,
-        export_path: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        _check_choices(lr_schedule=lr_schedule, temporal_balance_against=temporal_balance_against)
+        self.save_hyperparameters()  # the CLI's config as given, else these arguments
+        hparams = dict(self.hparams)
+        plain_groups(hparams)
+        self.save_hyperparameters(hparams)  # plain data: checkpoints load with weights_only=True
+        _check_choices(**{"schedule.decay": schedule.decay, "temporal.balance_against": temporal.balance_against})
+        self.loss_config, self.temporal_config, self.schedule_config = loss, temporal, schedule
+        self.optimizer_factory = optimizer
         # Read the style images now so that a bad path fails before any training machinery starts.
         self._load_styles(style, style_size)
         self.net = _build_net(network, _with_styles(network_kwargs, self.num_styles), channels_last, compile)
         self._all_grams: dict[str, Tensor] | None = None  # {layer: [S, C, C]}, on the module's device
         # Its VGG weights and style Grams are never in checkpoints nor artifacts (see PerceptualLoss).
         self.perceptual = PerceptualLoss(
-            content_weight, style_weight, tv_weight, content_layers, style_layers, arch=vgg, vgg_weights=vgg_weights
+            loss.content_weight,
+            loss.style_weight,
+            loss.tv_weight,
+            loss.content_layers,
+            loss.style_layers,
+            arch=vgg,
+            vgg_weights=vgg_weights,
         )
-        self.perceptual_balance = _perceptual_balance(style_balance, tv_balance, perceptual_calibration_steps)
-        self.temporal_balance = _temporal_balance(temporal_weight, temporal_balance, temporal_calibration_steps)
+        self.perceptual_balance = _perceptual_balance(loss)
+        self.temporal_balance = _temporal_balance(temporal)
         self._motion_gen: torch.Generator | None = None  # created on the training device at first use
-        self.temporal_on = temporal_weight > 0 or temporal_feature_weight > 0 or self.temporal_balance is not None
-        self.temporal = TemporalLoss(feature=temporal_feature_weight > 0, luminance=temporal_luminance)
-        try:
-            self.motion = dataclasses.replace(MotionConfig(), **(motion or {}))
-        except TypeError as exc:
-            raise UserError(f"invalid motion options {motion}: {exc}") from None
-        temporal = {"temporal": temporal_weight, "temporal_feature": temporal_feature_weight}
-        self.loss_weights = self.perceptual.weights | temporal
+        self.temporal_on = temporal.enabled
+        self.temporal = TemporalLoss(feature=temporal.feature_weight > 0, luminance=temporal.luminance)
+        self.motion = temporal.motion
+        weights = {"temporal": temporal.weight, "temporal_feature": temporal.feature_weight}
+        self.loss_weights = self.perceptual.weights | weights
         # The full resolved CLI config (set by the CLI); saved in checkpoints and artifacts.
         self.run_config: dict[str, Any] | None = None
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | os.PathLike[str] | IO[bytes], *args: Any, **kwargs: Any
+    ) -> StyleTransferModule:
+        """Lightning's ``load_from_checkpoint``, for checkpoints of either layout.
+
+        A checkpoint written before the parameter groups holds flat hyper-parameters (``lr``, ``temporal_weight``,
+        ...), which Lightning would pass over without a word: they are mapped to the groups first
+        (:func:`~styletrain.module_config.upgrade_hparams`). ``kwargs`` override the checkpoint's values, as in
+        Lightning.
+        """
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if hasattr(checkpoint_path, "seek"):
+            checkpoint_path.seek(0)  # a file object: Lightning reads it again
+        hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+        hparams.setdefault("_instantiator", INSTANTIATOR)
+        return super().load_from_checkpoint(checkpoint_path, *args, **(hparams | kwargs))
 
     def _load_styles(self, style: list[str] | str, style_size: int | None) -> None:
         """Read every style image (``[1, 3, H, W]`` in [0, 1], not buffers) with its name and sha256."""
@@ -270,7 +266,7 @@ class StyleTransferModule(pl.LightningModule):
             inputs = torch.cat([frame1, frame2])
             styles = None if styles is None else torch.cat([styles, styles])
             # Both frames in one forward; the perceptual losses use both, the temporal loss compares them.
-            out, feats = self._stylize(inputs, features=self.hparams.temporal_feature_weight > 0, styles=styles)
+            out, feats = self._stylize(inputs, features=self.temporal_config.feature_weight > 0, styles=styles)
             terms = self.perceptual(out, inputs, style_grams=self._targets(styles))
             if self.temporal_on:
                 out1, out2 = out.float().chunk(2)
@@ -297,16 +293,16 @@ class StyleTransferModule(pl.LightningModule):
 
     def _temporal_reference(self, terms: dict[str, Tensor], weights: dict[str, Any]) -> Tensor:
         """What the temporal balance is relative to: the weighted content term, or the whole weighted perceptual
-        objective (content + style + TV), per ``temporal_balance_against``."""
-        keys = ("content",) if self.hparams.temporal_balance_against == "content" else ("content", "style", "tv")
+        objective (content + style + TV), per ``temporal.balance_against``."""
+        keys = ("content",) if self.temporal_config.balance_against == "content" else ("content", "style", "tv")
         return sum(weights[k] * terms[k].detach() for k in keys if k in terms)
 
     def motion_generator(self) -> torch.Generator:
-        """The synthetic motion's private generator on the module's device, seeded from ``motion_seed``, this
+        """The synthetic motion's private generator on the module's device, seeded from ``temporal.motion_seed``, this
         process's rank and the step it is created at (so resumed and DDP runs draw fresh, reproducible motion)."""
         if self._motion_gen is None or self._motion_gen.device != self.device:
             rank = self.global_rank if self._trainer is not None else 0
-            seed = (int(self.hparams.motion_seed) * 1_000_003 + rank * 7919 + self.global_step) % (1 << 63)
+            seed = (int(self.temporal_config.motion_seed) * 1_000_003 + rank * 7919 + self.global_step) % (1 << 63)
             self._motion_gen = torch.Generator(device=self.device).manual_seed(seed)
         return self._motion_gen
 
@@ -354,12 +350,10 @@ class StyleTransferModule(pl.LightningModule):
             self.log("val/shift_error", one_pixel_shift_error(self.net, stills), batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        optimizer = torch.optim.Adam(
-            self.net.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
-        )
+        """The injected optimizer over the net's parameters (never the loss net's), and the schedule per step."""
+        optimizer = self.optimizer_factory(self.net.parameters())
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        warmup, cosine = int(hp.warmup_steps), hp.lr_schedule == "cosine"
+        warmup, cosine = int(self.schedule_config.warmup_steps), self.schedule_config.decay == "cosine"
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -448,41 +442,42 @@ def _with_styles(network_kwargs: dict[str, Any] | None, num_styles: int) -> dict
     return kwargs | ({"num_styles": num_styles} if num_styles > 1 else {})
 
 
-def _temporal_balance(weight: float, balance: float | None, steps: int) -> TemporalBalance | None:
-    """The calibrator for ``temporal_balance``, after checking it excludes ``temporal_weight``."""
-    if balance is None:
+def _temporal_balance(temporal: TemporalConfig) -> TemporalBalance | None:
+    """The calibrator for ``temporal.balance``, after checking it excludes ``temporal.weight``."""
+    if temporal.balance is None:
         return None
-    if weight > 0:
+    if temporal.weight > 0:
         raise OptionError(
-            "temporal_weight",
-            "and `temporal_balance` are mutually exclusive: set one "
-            "(`temporal_balance` null to use an absolute weight, e.g. over configs/video.yaml)",
-            mentions=("temporal_balance",),
+            "temporal.weight",
+            "and `temporal.balance` are mutually exclusive: set one "
+            "(`temporal.balance` null to use an absolute weight, e.g. over configs/video.yaml)",
+            mentions=("temporal.balance",),
         )
     try:
-        return TemporalBalance(balance, steps)
+        return TemporalBalance(temporal.balance, temporal.calibration_steps)
     except ValueError as exc:
-        raise OptionError("temporal_balance", f"settings are invalid: {exc}") from None
+        raise OptionError("temporal.balance", f"settings are invalid: {exc}") from None
 
 
-_CHOICES = {"lr_schedule": ("constant", "cosine"), "temporal_balance_against": ("content", "perceptual")}
+_CHOICES = {"schedule.decay": ("constant", "cosine"), "temporal.balance_against": ("content", "perceptual")}
 
 
 def _check_choices(**values: str) -> None:
-    """A one-line :class:`UserError` for a value outside its option's choices (:data:`_CHOICES`)."""
+    """A one-line :class:`OptionError` for a value outside its field's choices (:data:`_CHOICES`); the CLI's parser
+    checks these already, a module built in Python is checked here."""
     for name, value in values.items():
         if value not in _CHOICES[name]:
-            raise UserError(f"unknown {name} {value!r}; available: {', '.join(_CHOICES[name])}")
+            raise OptionError(name, f": unknown value {value!r}; available: {', '.join(_CHOICES[name])}")
 
 
-def _perceptual_balance(style_balance: float | None, tv_balance: float, steps: int) -> PerceptualBalance | None:
-    """The calibrator for ``style_balance`` (None keeps the style and TV weights absolute)."""
-    if style_balance is None:
+def _perceptual_balance(loss: LossConfig) -> PerceptualBalance | None:
+    """The calibrator for ``loss.style_balance`` (None keeps the style and TV weights absolute)."""
+    if loss.style_balance is None:
         return None
     try:
-        return PerceptualBalance(style_balance, tv_balance, steps)
+        return PerceptualBalance(loss.style_balance, loss.tv_balance, loss.calibration_steps)
     except ValueError as exc:
-        raise OptionError("style_balance", f"settings are invalid: {exc}") from None
+        raise OptionError("loss.style_balance", f"settings are invalid: {exc}") from None
 
 
 def _batch_size(batch: dict[str, Tensor]) -> int:

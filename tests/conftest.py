@@ -8,6 +8,7 @@ frame, so that the true optical flow of every clip is known exactly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +36,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         needed = item.get_closest_marker("gpu").kwargs.get("count", 1)
         if visible < needed:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU" if needed == 1 else f"needs {needed} CUDA GPUs"))
+
+
+@contextlib.contextmanager
+def no_host_sync():
+    """For GPU checks of a path that must not make the host wait for the device: any synchronising CUDA call inside
+    raises (pageable copies, ``.item()``, ``int()`` of a device tensor...)."""
+    import torch
+
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 QUICK_TEST_BUDGET_ENV = "STYLETRAIN_QUICK_TEST_BUDGET"
@@ -118,18 +132,35 @@ def small_network(name: str, **kwargs: object):
     return build_network(name, **SMALL_NETWORKS[name], **kwargs)
 
 
-SMALL_MODULE = {"network": "tiny", "vgg_weights": "random", "style_size": 64, "style_layers": ("relu1_2", "relu2_2")}
+SMALL_MODULE = {
+    "network": "tiny",
+    "vgg_weights": "random",
+    "style_size": 64,
+    "loss": {"style_layers": ["relu1_2", "relu2_2"]},
+}
 
 
 def small_module(style: str | Path | list[str], *, seed: int = 0, **overrides: object):
-    """A ``StyleTransferModule`` with :data:`SMALL_MODULE` settings plus ``overrides``, its weights drawn after
-    ``torch.manual_seed(seed)``."""
+    """A ``StyleTransferModule`` with :data:`SMALL_MODULE` settings plus ``overrides``, built from plain data the way
+    Lightning rebuilds one from a checkpoint, its weights drawn after ``torch.manual_seed(seed)``.
+
+    ``overrides`` are the module's arguments as in a config: a group's changed fields as a dict
+    (``loss={"style_weight": 3.0}``, ``temporal={"weight": 1.0}``); the flat names of the layout before the groups
+    (``temporal_weight=1.0``) are mapped to their group (:func:`styletrain.module_config.upgrade_hparams`).
+    """
     import torch
+    from pytorch_lightning.cli import instantiate_module
 
     from styletrain.module import StyleTransferModule
+    from styletrain.module_config import upgrade_hparams
 
+    config = {key: dict(value) if isinstance(value, dict) else value for key, value in SMALL_MODULE.items()}
+    for key, value in upgrade_hparams(overrides).items():
+        merge = isinstance(value, dict) and isinstance(config.get(key), dict)
+        config[key] = config[key] | value if merge else value
+    config["style"] = str(style) if isinstance(style, Path) else style
     torch.manual_seed(seed)
-    return StyleTransferModule(style=str(style) if isinstance(style, Path) else style, **(SMALL_MODULE | overrides))
+    return instantiate_module(StyleTransferModule, config)
 
 
 def scaled_loss_module(style_path: Path, feature_scale: float = 1.0, **overrides: object):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from styletrain.cli import TRAINER_DEFAULTS, main
+from styletrain.cli import main
+from styletrain.cli_lightning import TRAINER_DEFAULTS
 from styletrain.runs import RUN_ID_ENV
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -63,21 +64,31 @@ def test_code_defaults_are_the_default_config(capsys, monkeypatch):
     assert from_code == from_file
     assert from_code["trainer"]["max_steps"] == TRAINER_DEFAULTS["max_steps"] == 40_000
     data, model = from_code["data"], from_code["model"]
-    assert (data["image_size"], data["batch_size"], model["lr"]) == (256, 4, 1e-3)
+    assert (data["image_size"], data["batch_size"], model["optimizer"]["init_args"]["lr"]) == (256, 4, 1e-3)
+    assert model["optimizer"]["class_path"] == "torch.optim.Adam" and model["schedule"]["decay"] == "constant"
     assert from_code["checkpoint"]["dirpath"] == "runs/checkpoints/p/run-1"
 
 
-def test_invalid_config_is_rejected(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ("learning_rate_typo: 0.1", "learning_rate_typo"),
+        ("loss: {style_wieght: 1.0}", "style_wieght"),
+        ("temporal: {motion: {warp_speed: 9}}", "warp_speed"),
+        ("lr: 0.1", "lr"),  # a flat name of the layout before the groups
+    ],
+)
+def test_invalid_config_is_rejected(tmp_path, capsys, entry, key):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  style: p.jpg\n  learning_rate_typo: 0.1\n")
+    bad.write_text(f"model:\n  style: p.jpg\n  {entry}\n")
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(bad), "--print_config"])
     assert info.value.code == 2
-    assert "learning_rate_typo" in capsys.readouterr().err
+    assert key in capsys.readouterr().err
 
 
 def test_channels_last_is_advised_only_with_compile():
-    """The CUDA reflection-pad kernel returns NCHW (checked on a GPU in test_gpu_fixes_cuda.py), so eager
+    """The CUDA reflection-pad kernel returns NCHW (checked on a GPU in test_networks.py), so eager
     channels_last converts layouts around every padded convolution: the config must not advise it for GPUs."""
     import yaml
 

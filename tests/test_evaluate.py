@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from inference.core.hashing import sha256_of_file
 from inference.model.artifact import save_artifact
 from inference.model.networks import build_network
 from styletrain.data.video_frames import read_clip
-from styletrain.evaluate import main, stylize_clip
+from styletrain.evaluate import main, stylize_clip, training_hparams
 from styletrain.temporal.loss import clip_flows, warping_error
 
 
@@ -229,3 +230,16 @@ def test_equivariance_figures_per_transform(setup, capsys):
     # The tiny network is alias-free: a shift by its whole stride is (up to the border) a shift of its output.
     assert figures[f"shift_{stride}"]["relative"] < 0.5
     assert r["stroke_detail"] > 0 and r["grain"] > 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"style_layers": ["relu1_2"], "lr": 0.01},  # an artifact trained before the module's groups
+        {"loss": {"style_layers": ["relu1_2"]}, "optimizer": {"class_path": "torch.optim.Adam"}},
+        {"class_path": "styletrain.module.StyleTransferModule", "init_args": {"loss": {"style_layers": ["relu1_2"]}}},
+    ],
+)
+def test_an_artifacts_loss_layers_are_read_in_either_config_layout(model):
+    metadata = SimpleNamespace(config={"model": model})
+    assert training_hparams(metadata)["loss"]["style_layers"] == ["relu1_2"]

@@ -26,7 +26,7 @@ from .conftest import small_module
 def module(tmp_path: Path, make_image) -> StyleTransferModule:
     style = tmp_path / "Starry Night.png"
     Image.fromarray(make_image(64, 64, seed=3)).save(style)
-    module = small_module(style, style_size=32, style_layers=("relu1_2",), temporal_weight=1.0)
+    module = small_module(style, style_size=32, loss={"style_layers": ["relu1_2"]}, temporal={"weight": 1.0})
     module.run_config = {"model": {"network": "tiny"}, "trainer": {"max_steps": 3}}
     with torch.no_grad():  # move away from the initialisation so that a wrong load would show
         for p in module.net.parameters():
@@ -60,16 +60,20 @@ def test_checkpoint_to_artifact_matches_module(module, tmp_path, wrap):
     assert set(artifact.network.state_dict()) == set(module.net.state_dict())
 
 
-@pytest.mark.parametrize("alias_free", [True, False])
-def test_checkpoint_without_metadata_uses_hyper_parameters(module, tmp_path, alias_free):
+@pytest.mark.parametrize(("alias_free", "layout"), [(True, "grouped"), (False, "grouped"), (False, "flat")])
+def test_checkpoint_without_metadata_uses_hyper_parameters(module, tmp_path, alias_free, layout):
     # Hyper-parameters alone do not say which design trained: the weights' names decide, and the export is exact.
     net = build_network("tiny", alias_free=alias_free)
     net.load_state_dict({k: 0.05 * torch.randn_like(v) for k, v in net.state_dict().items()})
     state = {**{k: v for k, v in module.state_dict().items() if not k.startswith("net.")},
              **{f"net.{k}": v for k, v in net.state_dict().items()}}  # fmt: skip
-    torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams)}, tmp_path / "old.ckpt")
+    # The flat layout: how the module stored its 30 arguments before the groups (a few of them are enough here).
+    flat = {"style": module.hparams["style"], "network": "tiny", "network_kwargs": None, "temporal_weight": 1.0}
+    hparams = dict(module.hparams) if layout == "grouped" else flat | {"lr": 1e-3, "export_path": None}
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, tmp_path / "old.ckpt")
     artifact = load_artifact(export(tmp_path / "old.ckpt", tmp_path / "old.safetensors"))
     assert artifact.metadata.network == "tiny" and artifact.metadata.style_name == "Starry Night"
+    assert artifact.metadata.temporal is True and set(artifact.metadata.config["model"]) == set(hparams)  # as written
     assert artifact.metadata.network_kwargs["alias_free"] is alias_free
     x = torch.rand(1, 3, 33, 41)
     with torch.no_grad():

@@ -53,7 +53,7 @@ def _run(folder, style_path, steps: int, **temporal) -> _Record:
 def test_temporal_and_per_frame_runs_are_matched(tmp_path, style_path, make_image_folder):
     folder = make_image_folder(tmp_path / "images", 6, size=(40, 48))
     per_frame = _run(folder, style_path, steps=4)
-    temporal = _run(folder, style_path, steps=4, temporal_balance=0.1, temporal_calibration_steps=2)
+    temporal = _run(folder, style_path, steps=4, temporal={"balance": 0.1, "calibration_steps": 2})
     assert per_frame.initial.keys() == temporal.initial.keys()
     for key, value in per_frame.initial.items():
         torch.testing.assert_close(temporal.initial[key], value, rtol=0, atol=0, msg=key)

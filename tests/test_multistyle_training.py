@@ -72,7 +72,7 @@ def test_styles_are_assigned_evenly_and_each_sample_uses_its_own(two_styles) -> 
 
 
 def test_temporal_pairs_keep_one_style_per_pair(two_styles) -> None:
-    module = small_module(two_styles, temporal_weight=1.0, temporal_feature_weight=1.0)
+    module = small_module(two_styles, temporal={"weight": 1.0, "feature_weight": 1.0})
     seen = []
     real = module.net.forward
 
@@ -116,9 +116,7 @@ def test_two_style_smoke_fit_gives_one_artifact_that_stylize_video_runs(
         Image.fromarray(make_image(72, 90, seed=20 + i)).save(tmp_path / "photos" / f"{i}.png")
     smoke = str(REPO / "configs" / "smoke.yaml")
     args = ["fit", "--config", smoke, "--style", "starry.png", "--style", "wave.png", "--data.path", "photos"]
-    main(
-        [*args, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--model.export_path", "m.safetensors"]
-    )
+    main([*args, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--artifact.path", "m.safetensors"])
     meta = read_metadata(tmp_path / "m.safetensors")
     assert meta.style_names == ["starry", "wave"] and meta.network_kwargs["num_styles"] == 2
     assert [len(s.sha256) for s in meta.styles] == [64, 64]

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from styletrain.cli import main
+from styletrain.module_config import FLAT_NAMES
 
 from .conftest import printed_config
 
@@ -103,6 +104,34 @@ def test_smoke_fit_writes_artifact_then_resumes(workdir, capsys):
     assert torch.load(ckpt_dir / "last.ckpt", weights_only=True, map_location="cpu")["global_step"] == 8
 
 
+def _flat_layout(hparams: dict) -> dict:
+    """Grouped hyper-parameters as the module stored them before the groups (the inverse of ``FLAT_NAMES``)."""
+    flat = {k: v for k, v in hparams.items() if k not in ("loss", "temporal", "optimizer", "schedule")}
+    for name, path in FLAT_NAMES.items():
+        value = hparams
+        for key in path.split("."):
+            value = value[key]
+        flat[name] = value
+    return flat | {"export_path": "artifacts/old.safetensors"}
+
+
+@pytest.mark.slow
+def test_fit_resumes_from_a_checkpoint_of_the_flat_layout(workdir, capsys):
+    main(_fit_args("--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))
+    (first,) = _run_dirs(workdir)
+    checkpoint = torch.load(first / "last.ckpt", weights_only=True, map_location="cpu")
+    checkpoint["hyper_parameters"] = _flat_layout(checkpoint["hyper_parameters"]) | {"lr": 0.02, "tv_weight": 0.5}
+    torch.save(checkpoint, workdir / "old.ckpt")
+    main(_fit_args("--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--ckpt_path", "old.ckpt"))
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
+    (resumed,) = [d for d in _run_dirs(workdir) if d != first]
+    last = torch.load(resumed / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["global_step"] == 4
+    hparams = last["hyper_parameters"]  # the old checkpoint's values, in their groups
+    assert hparams["optimizer"]["init_args"]["lr"] == 0.02 and hparams["loss"]["tv_weight"] == 0.5
+    assert "lr" not in hparams and "export_path" not in hparams
+
+
 def test_help(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])
@@ -146,15 +175,17 @@ def test_user_errors_are_one_line(workdir, capsys):
 @pytest.mark.slow  # a second process or a real-time wait: over a second; the quick part stays under a minute
 def test_errors_name_the_flag_the_library_names_the_field(workdir, capsys):
     """The modules raise OptionError naming their field; the CLI says it with the flag the user typed."""
-    _one_line_error(capsys, _fit_args("--model.style_weight", "-1"), "--model.style_weight must be >= 0, got -1")
+    _one_line_error(
+        capsys, _fit_args("--model.loss.style_weight", "-1"), "--model.loss.style_weight must be >= 0, got -1"
+    )
     _one_line_error(capsys, _fit_args("--data.image_size", "8"), "--data.image_size must be >= 16, got 8")
     _one_line_error(
         capsys, _fit_args("--data.video_pair_ratio", "0.5"), "--data.video_pair_ratio > 0 needs --data.video_pairs"
     )
     _one_line_error(
         capsys,
-        _fit_args("--model.temporal_weight", "1", "--model.temporal_balance", "0.5"),
-        "--model.temporal_weight and --model.temporal_balance are mutually exclusive",
+        _fit_args("--model.temporal.weight", "1", "--model.temporal.balance", "0.5"),
+        "--model.temporal.weight and --model.temporal.balance are mutually exclusive",
     )
 
 
@@ -218,13 +249,29 @@ def test_print_config_shows_what_runs(workdir, capsys, monkeypatch):
     assert not (workdir / "out").exists()
 
 
-def test_list_options_take_space_separated_values(workdir, capsys):
-    config = printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs", "clip.mp4", "frames/")
+def test_list_options_take_a_yaml_list_or_appends(workdir, capsys):
+    config = printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs", "[clip.mp4, frames/]")
     assert config["data"]["video_pairs"] == ["clip.mp4", "frames/"]
-    one = printed_config(capsys, "fit", "--style", "Starry.png", "--data.video_pairs=clip.mp4")
-    assert one["data"]["video_pairs"] == ["clip.mp4"]
-    yaml_list = printed_config(capsys, "fit", "--style=Starry.png", "--data.videos", "[a.mp4, b.mp4]")
-    assert yaml_list["data"]["videos"] == ["a.mp4", "b.mp4"] and yaml_list["model"]["style"] == "Starry.png"
+    appended = printed_config(capsys, "fit", "--style", "Starry.png", "--data.videos+=a.mp4", "--data.videos+=b.mp4")
+    assert appended["data"]["videos"] == ["a.mp4", "b.mp4"] and appended["model"]["style"] == "Starry.png"
+    layers = printed_config(capsys, "fit", "--style=Starry.png", "--model.loss.style_layers", "[relu1_2]")
+    assert layers["model"]["loss"]["style_layers"] == ["relu1_2"]
+    with pytest.raises(SystemExit) as info:  # words after the flag: the parser says how to write a list
+        main(["fit", "--style", "Starry.png", "--data.video_pairs", "clip.mp4", "frames/", "--print_config"])
+    assert info.value.code == 2 and "--data.video_pairs '[a, b]'" in capsys.readouterr().err
+
+
+def test_command_line_style_replaces_the_config_s(workdir, capsys, tmp_path):
+    config = tmp_path / "styled.yaml"
+    config.write_text("model:\n  style: Config.png\n")
+    assert printed_config(capsys, "fit", "--config", str(config))["model"]["style"] == "Config.png"
+    one = printed_config(capsys, "fit", "--config", str(config), "--style", "Starry.png")
+    assert one["model"]["style"] == "Starry.png"  # replaced, not added to
+    two = printed_config(
+        capsys, "fit", "--config", str(config), "--style", "a.png", "--model.vgg", "vgg19", "--style=b.png"
+    )
+    assert two["model"]["style"] == ["a.png", "b.png"] and two["model"]["vgg"] == "vgg19"
+    assert printed_config(capsys, "fit", "--model.style", "Long.png")["model"]["style"] == "Long.png"
 
 
 @pytest.mark.slow
@@ -300,7 +347,7 @@ def test_wandb_mode_detection(tmp_path):
 @pytest.mark.slow
 def test_gpu_bf16_channels_last_compile(workdir, capsys):
     args = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"]
-    args += ["--model.channels_last", "true", "--model.compile", "true", "--model.temporal_weight", "1e4"]
+    args += ["--model.channels_last", "true", "--model.compile", "true", "--model.temporal.weight", "1e4"]
     main(_fit_args("--trainer.max_steps", "4", "--trainer.val_check_interval", "2", *args))
     assert capsys.readouterr().out.strip().splitlines()[-1] == "artifacts/smoke.safetensors"
     assert _artifact_loads_without_training_stack(workdir / "artifacts" / "smoke.safetensors") == "tiny Starry"

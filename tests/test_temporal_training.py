@@ -26,7 +26,7 @@ def _video_balance() -> float:
     import yaml
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "video.yaml").read_text())
-    return float(config["model"]["temporal_balance"])
+    return float(config["model"]["temporal"]["balance"])
 
 
 def _module(style_path, seed: int = 0, temporal_weight: float = 0.0, **temporal):
@@ -91,7 +91,7 @@ def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image,
     floor = clip_warping_error(clip, clip, method="dis")
     warp_ratio = errors["temporal"] / errors["per-frame"]
     contrast_ratio = contrast["temporal"] / contrast["per-frame"]
-    # The targets (<= 0.5x warping error, >= 0.8x contrast) are measured on a real clip after 200 steps by
+    # The targets (<= 0.5x warping error, >= 0.8x contrast) are measured on a real clip after 200 steps by
     # bench/temporal_sweep.py (docs/temporal.md); this 30-step CI run at the same balance must show the same direction
     # clearly.
     assert warp_ratio < 0.6, f"temporal / per-frame warping error {warp_ratio:.3f} ({errors}, floor {floor:.2e})"

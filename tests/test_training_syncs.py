@@ -1,13 +1,15 @@
 """Training steps that do not wait on the device: frozen calibrations are not read back from it, and the progress
-bar's loss is fetched only on logging steps."""
+bar's loss is fetched only on logging steps; on a GPU (marker ``gpu``), a frozen temporal balance under CUDA's sync
+check."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
-from .conftest import small_module
+from .conftest import no_host_sync, small_module
 
 
 def test_a_frozen_temporal_balance_never_reads_the_device():
@@ -31,6 +33,21 @@ def test_a_frozen_temporal_balance_never_reads_the_device():
     import pickle
 
     assert pickle.loads(pickle.dumps(done)).frozen is True  # no hook that would stop ddp_spawn from pickling it
+
+
+@pytest.mark.gpu
+def test_a_frozen_temporal_balance_on_cuda_never_syncs():
+    from styletrain.loss_weights import TemporalBalance
+
+    balance = TemporalBalance(0.5, steps=2).cuda()
+    content, temporal = torch.tensor(2.0, device="cuda"), torch.tensor(1.0, device="cuda")  # made outside the check
+    for _ in range(2):
+        balance.observe(content, temporal)
+    assert balance.frozen
+    with no_host_sync():
+        for _ in range(5):
+            assert balance.frozen  # int() of the CUDA step counter here was a wait for the device every step
+            balance.observe(content, temporal)
 
 
 def test_a_frozen_perceptual_balance_never_reads_the_device():
