@@ -6,8 +6,8 @@ Every estimator the project runs is measured on the Sintel pairs of the data roo
 * ``dis``: OpenCV DIS, medium preset, full size (training's default flow for ``video_pairs`` and its metric);
 * ``dis-stage``: DIS as the consistency stage runs it (its preset, at its estimation scale);
 * ``farneback``: OpenCV Farnebäck at full size (``styletrain evaluate``'s ruler);
-* ``raft_small`` and ``raft``: torchvision RAFT with its pretrained weights, where they are in the torch hub cache
-  (never downloaded here; otherwise the row says "not measured").
+* ``raft_small`` and ``raft``: torchvision RAFT with its pretrained weights (training's estimators: on CUDA when there
+  is one), where they are in the torch hub cache (never downloaded here; otherwise the row says "not measured").
 
 Per pair and estimator: the mean endpoint error (EPE, pixels) over the valid pixels and over the pixels visible in
 both frames, the share of pixels off by more than 3 px, and the forward-backward occlusion mask
@@ -34,32 +34,26 @@ from pathlib import Path
 import numpy as np
 
 from bench.environment import data_root, environment
-from inference.engine.device_flow import FLOW_PRESET, FLOW_SCALE, cached_raft, hub_weights_file
-from inference.engine.flow import dis_flow, farneback_flow, flow_tensor, occlusion_mask, to_gray
+from inference.engine.device_flow import FLOW_PRESET, FLOW_SCALE, hub_weights_file
+from inference.engine.flow import dis_flow, flow_tensor, occlusion_mask, to_gray
 from inference.io.image_reader import read_image
-from styletrain.temporal.flow import read_flo
+from styletrain.temporal.flow import ESTIMATORS, read_flo
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def estimators() -> dict[str, Estimator | None]:
-    """The estimators by name, each ``(uint8 RGB a, uint8 RGB b) -> float32 [H,W,2]``; None where its weights are
-    not on this machine."""
+    """The estimators by name, each ``(uint8 RGB a, uint8 RGB b) -> float32 [H,W,2]``: training's own
+    (:data:`styletrain.temporal.flow.ESTIMATORS`; RAFT on CUDA when there is one) and the stage's DIS; None for a
+    RAFT whose weights are not in the torch hub cache (its estimator would download them)."""
     found: dict[str, Estimator | None] = {
-        "dis": lambda a, b: dis_flow(to_gray(a), to_gray(b), preset="medium"),
+        "dis": ESTIMATORS["dis"],
         "dis-stage": lambda a, b: dis_flow(to_gray(a), to_gray(b), FLOW_PRESET, FLOW_SCALE),
-        "farneback": lambda a, b: farneback_flow(to_gray(a), to_gray(b)),
+        "farneback": ESTIMATORS["farneback"],
     }
     for variant, name in (("raft_small", "raft_small"), ("raft_large", "raft")):
-        found[name] = _raft(variant) if hub_weights_file(variant).is_file() else None
+        found[name] = ESTIMATORS[name] if hub_weights_file(variant).is_file() else None
     return found
-
-
-def _raft(variant: str) -> Estimator:
-    from inference.engine.device_flow import RaftFlow
-
-    flow = RaftFlow(cached_raft(variant), "cpu", scale=1.0)
-    return flow.estimate
 
 
 def load_pair(folder: Path) -> dict[str, np.ndarray]:

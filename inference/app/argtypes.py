@@ -44,12 +44,9 @@ def ranged(
 
     def parse(text: str) -> float | int:
         try:
-            value = number_from_text(text, kind)
+            return number_from_text(text, spec)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-        if spec.problem(value) is not None:
-            raise argparse.ArgumentTypeError(f"must be {spec.range_text()}, got {text!r}")
-        return value
 
     return parse
 

@@ -127,14 +127,19 @@ def with_fields(cls: type, options: Any, changes: dict[str, Any]) -> Any:
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
 
 
-def number_from_text(text: Any, kind: type) -> int | float:
-    """``text`` read as ``kind`` (``int`` or ``float``; a JSON number passes through).
+def number_from_text(text: Any, spec: Spec) -> int | float:
+    """``text`` read as a number of ``spec.kind`` (``int`` or ``float``; a JSON number passes through) within the
+    spec's range. The one number parser of the command lines (:func:`inference.app.argtypes.ranged`) and of
+    :func:`value_from_text`.
 
     Raises:
-        ValueError: Not a number of that kind (``"expected a number, got 'abc'"``), or not finite.
+        ValueError: One phrase: not a number of that kind (``"expected a number, got 'abc'"``), not finite, or out of
+            range (``"must be in [0, 1], got '2'"``, the text as typed).
     """
+    kind = spec.kind
     expected = "an integer" if kind is int else "a number"
-    if isinstance(text, bool):  # JSON true is no number, though Python's bool is an int
+    # JSON true is no number, though Python's bool is an int; and int(1.5) would quietly drop the fraction.
+    if isinstance(text, bool) or (kind is int and isinstance(text, float) and not text.is_integer()):
         raise ValueError(f"expected {expected}, got {text!r}")
     try:
         value = kind(text)
@@ -142,6 +147,8 @@ def number_from_text(text: Any, kind: type) -> int | float:
         raise ValueError(f"expected {expected}, got {text!r}") from None
     if kind is float and not math.isfinite(value):
         raise ValueError(f"must be a finite number, got {text!r}")
+    if spec.problem(value) is not None:
+        raise ValueError(f"must be {spec.range_text()}, got {text!r}")
     return value
 
 
@@ -162,16 +169,14 @@ def value_from_text(item: Field, text: Any) -> Any:
         if word not in TRUE_WORDS + FALSE_WORDS:
             raise ValueError(f"expected true or false, got {text!r}")
         return word in TRUE_WORDS
-    if text is None or (isinstance(text, str) and not text.strip() and item.default is None):
-        if item.default is None:
-            return None
-        raise ValueError(f"expected a value, got {text!r}")
-    if spec.kind is None:
-        value = str(text).strip()
-        problem = spec.problem(value)
-    else:
-        value = number_from_text(text, spec.kind)
-        problem = None if spec.problem(value) is None else f"must be {spec.range_text()}, got {text!r}"  # as typed
+    if item.default is None and (text is None or not str(text).strip()):
+        return None
+    if text is None:
+        raise ValueError("expected a value, got None")
+    if spec.kind is not None:
+        return number_from_text(text, spec)
+    value = str(text).strip()
+    problem = spec.problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value
