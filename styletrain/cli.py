@@ -26,11 +26,9 @@ import sys
 from pathlib import Path
 
 from inference.core.errors import OptionError, UserError, exit_on_user_error
-from styletrain.cli_noise import finish_wandb, quiet_wandb_logger, silence_known_noise
+from styletrain.cli_noise import finish_wandb
 from styletrain.module_config import FLAT_NAMES
 from styletrain.runs import RUN_ID_ENV
-
-__all__ = ["COMMANDS", "flag_of", "main", "quiet_wandb_logger", "silence_known_noise", "with_flags"]
 
 COMMANDS = {
     "fit": "train a network for one style image (styletrain fit --style painting.jpg --data.path photos/)",

@@ -111,7 +111,7 @@ def test_wandb_logger_is_quieted(tmp_path, monkeypatch):
     import wandb
     from pytorch_lightning.loggers import WandbLogger
 
-    from styletrain.cli import quiet_wandb_logger
+    from styletrain.cli_noise import quiet_wandb_logger
 
     monkeypatch.setenv("WANDB_MODE", "offline")  # recorded: the logger sets it when its run starts
     started: list[dict] = []
@@ -133,7 +133,7 @@ def test_known_noise_is_silenced_and_nothing_else(caplog):
 
     from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-    from styletrain.cli import silence_known_noise
+    from styletrain.cli_noise import silence_known_noise
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
