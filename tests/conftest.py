@@ -9,6 +9,7 @@ frame, so that the true optical flow of every clip is known exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -71,6 +72,8 @@ def quick_test_budget(environ: dict[str, str]) -> float:
 def pytest_configure(config: pytest.Config) -> None:
     """Read the quick budget once per run, so a test that sets the variable does not change its own guard."""
     config.stash[QUICK_BUDGET_KEY] = quick_test_budget(os.environ)
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # child processes of a worker keep to its share of the cores too
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_test_process(os.environ, os.cpu_count() or 1)))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -199,11 +202,24 @@ def yuv8_to_rgb_reference(matrix: str, full_range: bool) -> tuple[np.ndarray, np
 
 
 def two_style_artifact(path: Path, network: str = "tiny", names: tuple[str, str] = ("dots", "waves")) -> Path:
-    """Save a two-style ``network`` artifact at ``path`` whose styles differ clearly, and return ``path``.
+    """Write a two-style ``network`` artifact at ``path`` whose styles differ clearly, and return ``path``.
 
     A fresh network's conditional norms are the same for every style (a trained one's are not): here each style's
     scales and shifts are drawn from a seeded generator instead, so outputs of the two styles differ by tens of levels.
+    The artifact is saved once per process and copied, so its sha256 (the ONNX export cache's key) is the same in
+    every test (see :func:`model_bytes`).
     """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(two_style_artifact_bytes(network, tuple(names)))
+    return path
+
+
+@functools.cache
+def two_style_artifact_bytes(network: str, names: tuple[str, str]) -> bytes:
+    """The bytes of :func:`two_style_artifact`'s artifact, saved once per process for each network and names."""
+    import tempfile
+
     import torch
 
     from inference.model.artifact import save_artifact
@@ -212,7 +228,9 @@ def two_style_artifact(path: Path, network: str = "tiny", names: tuple[str, str]
     torch.manual_seed(0)
     net = distinct_styles(build_network(network, num_styles=2))
     styles = [(name, str(i + 1) * 64) for i, name in enumerate(names)]
-    return save_artifact(path, net, styles=styles, config={}, temporal=False)
+    with tempfile.TemporaryDirectory() as folder:
+        saved = save_artifact(Path(folder) / "multi.safetensors", net, styles=styles, config={}, temporal=False)
+        return saved.read_bytes()
 
 
 def distinct_styles(net):
@@ -328,9 +346,16 @@ def content():
     return torch.stack(images).float() / 255
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    """A ``tiny`` network's artifact with fixed weights (seed 0): what ``stylize-video -m`` takes."""
+@pytest.fixture(scope="session")
+def model_bytes() -> bytes:
+    """The bytes of one ``tiny`` artifact with fixed weights (seed 0), saved once per session.
+
+    Saving the same network twice gives different bytes (safetensors writes the metadata keys in no fixed order), so
+    every test's copy of these bytes has one sha256: ONNX Runtime's export cache, keyed by it, then serves every
+    test after the first, as it serves a user's second run with an artifact.
+    """
+    import tempfile
+
     import torch
 
     from inference.model.artifact import save_artifact
@@ -338,9 +363,19 @@ def model(tmp_path: Path) -> Path:
 
     torch.manual_seed(0)
     net = build_network("tiny")
-    return save_artifact(
-        tmp_path / "m.safetensors", net, style_name="s", style_sha256="0" * 64, config={}, temporal=False
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.safetensors"
+        save_artifact(path, net, style_name="s", style_sha256="0" * 64, config={}, temporal=False)
+        return path.read_bytes()
+
+
+@pytest.fixture
+def model(tmp_path: Path, model_bytes: bytes) -> Path:
+    """A ``tiny`` network's artifact with fixed weights (seed 0) at ``tmp_path / "m.safetensors"``: what
+    ``stylize-video -m`` takes (a fresh copy per test, see :func:`model_bytes`)."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(model_bytes)
+    return path
 
 
 @pytest.fixture
@@ -511,18 +546,50 @@ def write_vfr_video(
     return path
 
 
+@pytest.fixture(scope="session")
+def encoded_videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """:func:`write_video` once per distinct clip in a session: ``encoded_videos(suffix, **kwargs) -> Path`` of a
+    shared, read-only original (encoding is deterministic, so a copy of it equals a fresh encoding)."""
+    folder = tmp_path_factory.mktemp("videos")
+    written: dict[tuple, Path] = {}
+
+    def encoded(suffix: str, **kwargs: object) -> Path:
+        key = (suffix, *sorted(kwargs.items()))
+        if key not in written:
+            path = write_video(folder / f"clip{len(written)}{suffix}", **kwargs)
+            path.chmod(0o444)
+            written[key] = path
+        return written[key]
+
+    return encoded
+
+
 @pytest.fixture
-def make_video() -> Callable[..., Path]:
-    """Factory ``make_video(path, n_frames=24, size=(w, h), fps=Fraction(24), audio=True, rotation=0, ...) -> Path``."""
-    return write_video
+def make_video(encoded_videos: Callable[..., Path]) -> Callable[..., Path]:
+    """Factory ``make_video(path, n_frames=24, size=(w, h), fps=Fraction(24), audio=True, rotation=0, ...) -> Path``:
+    a fresh, writable copy at ``path`` of the clip :func:`write_video` makes with these arguments."""
+
+    def make(path: Path, **kwargs: object) -> Path:
+        path = Path(path)
+        path.write_bytes(encoded_videos(path.suffix, **kwargs).read_bytes())
+        return path
+
+    return make
+
+
+def threads_per_test_process(environ: dict[str, str], cores: int) -> int:
+    """Torch threads for one test process: at most two, and the cores shared out among pytest-xdist's workers
+    (``$PYTEST_XDIST_WORKER_COUNT``), so ``-n 2`` on two cores runs two single-threaded workers, not four threads."""
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, min(2, cores // max(1, workers)))
 
 
 @pytest.fixture(autouse=True)
 def _limit_threads():
-    """Keep each test to the machine's two cores and make results reproducible across runs."""
+    """Keep each test to its share of the machine's cores and make results reproducible across runs."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(threads_per_test_process(os.environ, os.cpu_count() or 1))
     yield
 
 

@@ -7,7 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import QUICK_BUDGET_KEY, QUICK_TEST_BUDGET_ENV, pytest_runtest_call, quick_test_budget
+from .conftest import (
+    QUICK_BUDGET_KEY,
+    QUICK_TEST_BUDGET_ENV,
+    pytest_runtest_call,
+    quick_test_budget,
+    threads_per_test_process,
+)
 
 
 class _Item:
@@ -53,3 +59,11 @@ def test_the_budget_comes_from_the_environment_default_five_seconds():
     assert quick_test_budget({QUICK_TEST_BUDGET_ENV: "0"}) == 0.0
     with pytest.raises(pytest.UsageError, match=QUICK_TEST_BUDGET_ENV):
         quick_test_budget({QUICK_TEST_BUDGET_ENV: "five"})
+
+
+def test_xdist_workers_share_the_cores_and_a_lone_process_keeps_two_threads():
+    assert threads_per_test_process({}, cores=2) == 2
+    assert threads_per_test_process({}, cores=16) == 2  # the suite's figures are for two cores
+    assert threads_per_test_process({"PYTEST_XDIST_WORKER_COUNT": "2"}, cores=2) == 1
+    assert threads_per_test_process({"PYTEST_XDIST_WORKER_COUNT": "4"}, cores=2) == 1  # never zero
+    assert threads_per_test_process({"PYTEST_XDIST_WORKER_COUNT": "2"}, cores=8) == 2
