@@ -1,7 +1,7 @@
 """The GPU targets of ``python -m bench.gpu_check``, its summary table and printed report: pure functions of the
 measured figures, so that the verdicts and the report are tested without a GPU (tests/test_gpu_check.py).
 
-Targets (issue 17), each on one H100-class GPU with 16 host cores:
+Targets of the GPU path, each on one H100-class GPU with 16 host cores:
 
 * identity at 1080p end to end >= 0.9x libx264 encoding alone (same preset): the pipeline around the network costs
   at most 10 % of what the encoder allows;
@@ -10,7 +10,7 @@ Targets (issue 17), each on one H100-class GPU with 16 host cores:
 * training johnson at 256 px in bf16-mixed >= 300 images/s (the best of with and without compile, temporal loss off;
   the temporal-on figures are in the JSON beside it).
 
-Targets (issue 27): the consistency stage at its default (0.8) costs <= 1.3x the per-frame time without it, at
+Targets of the device consistency stage: at its default (0.8) it costs <= 1.3x the per-frame time without it, at
 1080p with light and with johnson (frames in memory: network, flow and stage only).
 """
 
