@@ -5,7 +5,7 @@ first frames of ``--clip``, at 640x360): the shift error of :mod:`styletrain.equ
 the network's stride, sub-pixel shifts of 0.25 and 0.5 px, a 5 % zoom and a 2 degree rotation, in grey levels and
 relative to the output's standard deviation. Then the model-only CPU time of each named network at 640x360, the
 original design (``alias_free=False``) and the alias-free one alternating, after a warm-up, median of
-``--repeats``, as a ratio.
+``--repeats``, as a ratio, on torch eager and on ONNX Runtime (the CPU default of ``stylize-video``).
 
 Usage (from the repository root)::
 
@@ -75,26 +75,38 @@ def artifact_rows(models: list[str], images: torch.Tensor) -> dict[str, Any]:
     return rows
 
 
+def timed_forward(net: torch.nn.Module, backend: str):
+    """``net``'s forward on ``backend``: torch eager, or ONNX Runtime as ``stylize-video`` runs it on the CPU by
+    default (``--backend auto`` with onnxruntime installed)."""
+    if backend == "torch":
+        return net
+    from inference.engine.onnx_backend import OrtNetwork
+
+    return OrtNetwork(net)
+
+
 @torch.no_grad()
-def cost_rows(names: list[str], repeats: int) -> dict[str, Any]:
-    """Model-only CPU seconds per 640x360 frame, original vs alias-free, alternating, median of ``repeats``."""
+def cost_rows(names: list[str], repeats: int, backends: list[str]) -> dict[str, Any]:
+    """Model-only CPU seconds per 640x360 frame, original vs alias-free on each backend, alternating, after a
+    warm-up, median of ``repeats``; rows ``"name/backend"``."""
     x = torch.rand(1, 3, *TIMING_SIZE)
     rows = {}
     for name in names:
-        nets = {
-            design: build_network(name, alias_free=design == "alias-free").eval()
-            for design in ("original", "alias-free")
-        }
-        times: dict[str, list[float]] = {design: [] for design in nets}
-        for net in nets.values():
-            net(x)  # warm-up: allocator and oneDNN kernel selection
-        for _ in range(repeats):
-            for design, net in nets.items():
-                start = time.perf_counter()
-                net(x)
-                times[design].append(time.perf_counter() - start)
-        medians = {design: statistics.median(t) for design, t in times.items()}
-        rows[name] = {"seconds": medians, "ratio": medians["alias-free"] / medians["original"]}
+        for backend in backends:
+            nets = {
+                design: timed_forward(build_network(name, alias_free=design == "alias-free").eval(), backend)
+                for design in ("original", "alias-free")
+            }
+            times: dict[str, list[float]] = {design: [] for design in nets}
+            for net in nets.values():
+                net(x)  # warm-up: allocator and kernel selection
+            for _ in range(repeats):
+                for design, net in nets.items():
+                    start = time.perf_counter()
+                    net(x)
+                    times[design].append(time.perf_counter() - start)
+            medians = {design: statistics.median(t) for design, t in times.items()}
+            rows[f"{name}/{backend}"] = {"seconds": medians, "ratio": medians["alias-free"] / medians["original"]}
     return rows
 
 
@@ -114,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="random initialisations per network (default 3)")
     parser.add_argument("--model", action="append", default=[], help="an artifact to measure; repeatable")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per design (default 7)")
+    parser.add_argument("--backends", default="torch,onnxruntime", help="backends timed (default both)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "equivariance-cpu.json")
     args = parser.parse_args(argv)
@@ -130,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "environment": environment("cpu"),
         "random_init": random_init_rows(names, images, args.seeds),
         "artifacts": artifact_rows(args.model, images),
-        "cost_640x360": cost_rows(names, args.repeats),
+        "cost_640x360": cost_rows(names, args.repeats, [b for b in args.backends.split(",") if b]),
     }
     print_table(f"random init, mean of {args.seeds} seeds, {args.clip.name}:", result["random_init"])
     if args.model:
