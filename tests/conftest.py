@@ -215,22 +215,28 @@ def two_style_artifact(path: Path, network: str = "tiny", names: tuple[str, str]
     return path
 
 
+def artifact_bytes(net, **metadata: object) -> bytes:
+    """The bytes :func:`inference.model.artifact.save_artifact` writes for ``net`` with ``metadata`` (its keyword
+    arguments), saved through a temporary folder."""
+    import tempfile
+
+    from inference.model.artifact import save_artifact
+
+    with tempfile.TemporaryDirectory() as folder:
+        return save_artifact(Path(folder) / "a.safetensors", net, **metadata).read_bytes()
+
+
 @functools.cache
 def two_style_artifact_bytes(network: str, names: tuple[str, str]) -> bytes:
     """The bytes of :func:`two_style_artifact`'s artifact, saved once per process for each network and names."""
-    import tempfile
-
     import torch
 
-    from inference.model.artifact import save_artifact
     from inference.model.networks import build_network
 
     torch.manual_seed(0)
     net = distinct_styles(build_network(network, num_styles=2))
     styles = [(name, str(i + 1) * 64) for i, name in enumerate(names)]
-    with tempfile.TemporaryDirectory() as folder:
-        saved = save_artifact(Path(folder) / "multi.safetensors", net, styles=styles, config={}, temporal=False)
-        return saved.read_bytes()
+    return artifact_bytes(net, styles=styles, config={}, temporal=False)
 
 
 def distinct_styles(net):
@@ -346,35 +352,28 @@ def content():
     return torch.stack(images).float() / 255
 
 
-@pytest.fixture(scope="session")
+@functools.cache
 def model_bytes() -> bytes:
-    """The bytes of one ``tiny`` artifact with fixed weights (seed 0), saved once per session.
+    """The bytes of one ``tiny`` artifact with fixed weights (seed 0), saved once per process.
 
     Saving the same network twice gives different bytes (safetensors writes the metadata keys in no fixed order), so
     every test's copy of these bytes has one sha256: ONNX Runtime's export cache, keyed by it, then serves every
     test after the first, as it serves a user's second run with an artifact.
     """
-    import tempfile
-
     import torch
 
-    from inference.model.artifact import save_artifact
     from inference.model.networks import build_network
 
     torch.manual_seed(0)
-    net = build_network("tiny")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "m.safetensors"
-        save_artifact(path, net, style_name="s", style_sha256="0" * 64, config={}, temporal=False)
-        return path.read_bytes()
+    return artifact_bytes(build_network("tiny"), style_name="s", style_sha256="0" * 64, config={}, temporal=False)
 
 
 @pytest.fixture
-def model(tmp_path: Path, model_bytes: bytes) -> Path:
+def model(tmp_path: Path) -> Path:
     """A ``tiny`` network's artifact with fixed weights (seed 0) at ``tmp_path / "m.safetensors"``: what
     ``stylize-video -m`` takes (a fresh copy per test, see :func:`model_bytes`)."""
     path = tmp_path / "m.safetensors"
-    path.write_bytes(model_bytes)
+    path.write_bytes(model_bytes())
     return path
 
 
