@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 import threading
 from collections import deque
 from pathlib import Path
@@ -27,6 +26,7 @@ from inference.app.argtypes import flag
 from inference.app.jobs import Job, Outcome, Report, load_stylizer, run_job, stale_temporaries
 from inference.app.ray_address import check_reachable, join_failed, ray_messages_hidden
 from inference.core.errors import OptionError, Terminated, UserError
+from inference.core.memory_file import bytes_as_path
 
 if TYPE_CHECKING:
     from inference.app.file_options import FileOptions
@@ -80,16 +80,12 @@ class _Worker:
         bind_worker(self.device, cpus)
         self.name = f"{self.device}@{ray.util.get_node_ip_address()}"
         self.file_options = file_options
-        fd, path = tempfile.mkstemp(suffix=".safetensors")  # Loading wants a file; it is read, then removed.
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(artifact)
-            self.stylizer = load_stylizer(path, runtime_options, device=self.device)
+            with bytes_as_path(artifact, suffix=".safetensors") as path:  # loading wants a path
+                self.stylizer = load_stylizer(path, runtime_options, device=self.device)
         except UserError as exc:
             # Returned by ready(): a bad option is the user's, not a crash; stylize-video prints it (flags, not fields).
             self.error = f"{self.name}: {exc.with_flags(flag)}"
-        finally:
-            os.unlink(path)
 
     def ready(self) -> tuple[str, str]:
         """``(worker name, error)``; the error is ``""`` when the model loaded."""
