@@ -26,6 +26,8 @@ by all models, and leaves out the pairs across scene cuts (detected from the inp
 in ``cut_pairs_left_out``); ``input_warping_error`` is the input clip's own error, the floor a perfectly stable output
 reaches.
 Content and style losses are unweighted (sum over layers of MSE, Grams normalised by C*H*W), averaged over frames;
+``style_loss_by_layer`` splits the style loss into its layers' terms, which differ by orders of magnitude (with the
+HED-VGG16 loss net ``relu1_2``, colour and the finest texture, is nearly all of it);
 they need a real loss network (ImageNet VGG or a local weights file) and, for the style loss, the style image
 (``--style``, or the training config's style path when that file still exists with the recorded sha256).
 """
@@ -139,11 +141,15 @@ class _LossEvaluator:
         for i in range(0, len(inputs), batch_size):
             out, inp = _to_tensor(outputs[i : i + batch_size], device), _to_tensor(inputs[i : i + batch_size], device)
             # The terms are means over the batch: weight them by its size for the mean over all frames.
-            for name, value in self.loss(out, inp, with_style=style is not None).items():
+            for name, value in self.loss(out, inp, with_style=style is not None, style_by_layer=True).items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(out)
         result = {"content_loss": sums["content"] / len(inputs), "loss_net": self.label}
         if "style" in sums:
             result["style_loss"] = sums["style"] / len(inputs)
+            # Which scale a style gap is at: the layers' terms differ by orders of magnitude.
+            prefix = "style/"
+            by_layer = {k[len(prefix) :]: v / len(inputs) for k, v in sums.items() if k.startswith(prefix)}
+            result["style_loss_by_layer"] = by_layer
         return result
 
 

@@ -149,10 +149,23 @@ def style_loss(
         Float32 scalar.
     """
     total = torch.zeros((), device=next(iter(out_feats.values())).device)
+    for term in style_terms(out_feats, style_grams, layers).values():
+        total = total + term
+    return total
+
+
+def style_terms(
+    out_feats: Mapping[str, torch.Tensor], style_grams: Mapping[str, torch.Tensor], layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """``{layer: float32 scalar}``: each layer's MSE between the output's Gram matrices and the style's, the terms
+    that :func:`style_loss` sums (arguments as there). Their sizes differ by orders of magnitude between layers
+    (with the HED-VGG16 loss net ``relu1_2`` holds nearly all of the sum), so this says which scale a style gap is at.
+    """
+    terms = {}
     for layer in layers:
         gram = gram_matrix(out_feats[layer])
-        total = total + F.mse_loss(gram, style_grams[layer].float().expand_as(gram))
-    return total
+        terms[layer] = F.mse_loss(gram, style_grams[layer].float().expand_as(gram))
+    return terms
 
 
 def total_variation(img: torch.Tensor) -> torch.Tensor:
@@ -263,6 +276,7 @@ class PerceptualLoss(nn.Module):
         content: torch.Tensor,
         with_style: bool = True,
         style_grams: dict[str, torch.Tensor] | None = None,
+        style_by_layer: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Compute the raw loss terms.
 
@@ -272,6 +286,8 @@ class PerceptualLoss(nn.Module):
             with_style: Include the style term (``False`` where no style image is known, e.g. ``evaluate``).
             style_grams: Targets ``{layer: [B, C, C]}`` used instead of the stored ones: each sample's own style in a
                 multi-style run.
+            style_by_layer: Also return each style layer's term as ``style/<layer>`` (``evaluate``; training's
+                weighted sum takes only the named terms).
 
         Returns:
             Unweighted float32 scalars ``content``, ``style`` (when ``with_style``) and ``tv``, each a mean over the
@@ -290,7 +306,10 @@ class PerceptualLoss(nn.Module):
             target_feats = {k: v[batch:].detach().float() for k, v in feats.items() if k in self.content_layers}
             terms = {"content": content_loss(out_feats, target_feats, self.content_layers)}
             if grams is not None:
-                terms["style"] = style_loss(out_feats, grams, self.style_layers)
+                by_layer = style_terms(out_feats, grams, self.style_layers)
+                terms["style"] = sum(by_layer.values(), torch.zeros((), device=output.device))
+                if style_by_layer:
+                    terms |= {f"style/{layer}": term for layer, term in by_layer.items()}
             terms["tv"] = total_variation(output)
         return terms
 

@@ -15,6 +15,7 @@ from inference.model.artifact import save_artifact
 from inference.model.networks import build_network
 from styletrain.data.video_frames import read_clip
 from styletrain.evaluate import main, stylize_clip, training_hparams
+from styletrain.losses import DEFAULT_STYLE_LAYERS
 from styletrain.temporal.loss import clip_flows, warping_error
 
 
@@ -87,6 +88,9 @@ def test_losses_with_vgg_path_and_recorded_style(setup, vgg_file, capsys):
     (r,) = _lines(capsys)
     assert r["content_loss"] > 0 and r["style_loss"] > 0 and "note" not in r
     assert r["loss_net"].startswith("vgg16 ")
+    by_layer = r["style_loss_by_layer"]  # the style layers (the defaults here), each > 0, summing to the style loss
+    assert list(by_layer) == list(DEFAULT_STYLE_LAYERS) and min(by_layer.values()) > 0
+    assert sum(by_layer.values()) == pytest.approx(r["style_loss"], rel=1e-5)
 
 
 @pytest.mark.slow
