@@ -37,9 +37,9 @@ def _module(style_path, seed: int = 0, temporal_weight: float = 0.0, **temporal)
 def _train(style_path, stills: torch.Tensor, steps: int, seed: int = 0, lr: float = 0.01, **temporal):
     """A matched run: the same initial weights and batches whatever ``temporal`` is (the synthetic motion draws from
     the module's private generator, never from the data generator)."""
-    # The original (aliasing) design: the balance of configs/video.yaml was derived on it. With the alias-free
-    # design (docs/equivariance.md) the per-frame tiny net already barely flickers in this 40-step regime and the
-    # same balance over-smooths setting 2 (0.26x contrast); the balance is not yet re-derived for it.
+    # The original (aliasing) design: the alias-free tiny net barely flickers per frame in this 40-step regime, so
+    # there is no direction to check on it. The balance of configs/video.yaml was re-derived for the alias-free
+    # design at real sizes with the HED loss net (docs/equivariance.md); on this design it must still work.
     module = _module(style_path, seed, motion_seed=seed, network_kwargs={"alias_free": False}, **temporal)
     optimizer = torch.optim.Adam(module.net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
