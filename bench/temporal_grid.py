@@ -34,6 +34,14 @@ import torch
 from bench.temporal_sweep import DEFAULT_DATA, SHARED, crop_batch, device_label, load_stills
 
 DEFAULT_CLIP = SHARED / "videos" / "big_buck_bunny_pan_2s.mp4"
+VIDEO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "video.yaml"
+
+
+def shipped_temporal_balance() -> float:
+    """The temporal balance that ``configs/video.yaml`` ships: the default this grid checks."""
+    import yaml
+
+    return float(yaml.safe_load(VIDEO_CONFIG.read_text())["model"]["temporal"]["balance"])
 
 
 def build(args: argparse.Namespace, cell: dict, temporal: bool):
@@ -192,7 +200,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--vgg-weights", default="imagenet", help="imagenet, a local VGG16 state_dict, or random")
     p.add_argument("--style-balance", type=float, default=None, help="relative perceptual weights (default: off)")
-    p.add_argument("--temporal-balance", type=float, default=0.1)
+    p.add_argument(
+        "--temporal-balance", type=float, default=shipped_temporal_balance(), help="default: configs/video.yaml's"
+    )
     p.add_argument("--calibration-steps", type=int, default=50)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--clip", type=Path, default=DEFAULT_CLIP)

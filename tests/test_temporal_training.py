@@ -7,26 +7,17 @@ never seen in training, while the output keeps the per-frame model's contrast.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from bench.temporal_grid import shipped_temporal_balance
 from styletrain.output_stats import clip_stats
 from styletrain.temporal.loss import clip_warping_error
 
 from .conftest import small_module
-
-
-def _video_balance() -> float:
-    """The temporal balance that ``configs/video.yaml`` ships (what the evidence below must hold for)."""
-    import yaml
-
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "video.yaml").read_text())
-    return float(config["model"]["temporal"]["balance"])
 
 
 def _module(style_path, seed: int = 0, temporal_weight: float = 0.0, **temporal):
@@ -80,7 +71,7 @@ def test_temporal_loss_lowers_warping_error_on_unseen_clip(tmp_path, make_image,
     clip = make_clip_frames(8, size=(64, 96), shift=(3, 1), seed=7)  # unseen image, unseen size, real pan
 
     # A short run: the weight is calibrated over its first 10 steps (configs/video.yaml: 50 of a long run).
-    temporal = {"temporal_balance": _video_balance(), "temporal_calibration_steps": 10}
+    temporal = {"temporal_balance": shipped_temporal_balance(), "temporal_calibration_steps": 10}
     runs = {"per-frame": cfg.get("options", {}), "temporal": cfg.get("options", {}) | temporal}
     errors, contrast = {}, {}
     for name, options in runs.items():
