@@ -148,10 +148,12 @@ def style_loss(
     Returns:
         Float32 scalar.
     """
-    total = torch.zeros((), device=next(iter(out_feats.values())).device)
-    for term in style_terms(out_feats, style_grams, layers).values():
-        total = total + term
-    return total
+    return summed_terms(style_terms(out_feats, style_grams, layers), next(iter(out_feats.values())).device)
+
+
+def summed_terms(terms: Mapping[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The sum of scalar ``terms`` in their order, from a float32 zero on ``device`` (0 when there are none)."""
+    return sum(terms.values(), torch.zeros((), device=device))
 
 
 def style_terms(
@@ -307,7 +309,7 @@ class PerceptualLoss(nn.Module):
             terms = {"content": content_loss(out_feats, target_feats, self.content_layers)}
             if grams is not None:
                 by_layer = style_terms(out_feats, grams, self.style_layers)
-                terms["style"] = sum(by_layer.values(), torch.zeros((), device=output.device))
+                terms["style"] = summed_terms(by_layer, output.device)
                 if style_by_layer:
                     terms |= {f"style/{layer}": term for layer, term in by_layer.items()}
             terms["tv"] = total_variation(output)
